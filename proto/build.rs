@@ -1,0 +1,85 @@
+//! Compiles `twinset/v1/*.proto` with protox (no protoc needed) and generates the
+//! prost messages and tonic services. Object messages (everything outside
+//! api.proto) also get serde derives in the Kubernetes JSON shape, so a manifest
+//! decodes straight into them: camelCase names, absent fields default, unknown
+//! fields refused, default values left out of the output.
+use prost::Message;
+use std::path::PathBuf;
+
+/// Proto field names whose Kubernetes JSON name is not plain camelCase.
+const RENAMES: &[(&str, &str)] = &[
+    ("pod_ip", "podIP"),
+    ("pod_ips", "podIPs"),
+    ("host_ip", "hostIP"),
+    ("pod_cidr", "podCIDR"),
+    ("pod_cidrs", "podCIDRs"),
+    ("cluster_ip", "clusterIP"),
+    ("cluster_ips", "clusterIPs"),
+    ("image_id", "imageID"),
+    ("container_id", "containerID"),
+    ("provider_id", "providerID"),
+    ("machine_id", "machineID"),
+    ("boot_id", "bootID"),
+];
+
+/// Fields holding quantity maps ({"cpu": "100m"}): numbers are accepted and every value is validated.
+const QUANTITY_MAPS: &[&str] = &[
+    ".twinset.v1.ResourceRequirements.limits",
+    ".twinset.v1.ResourceRequirements.requests",
+    ".twinset.v1.NodeStatus.capacity",
+    ".twinset.v1.NodeStatus.allocatable",
+    ".twinset.v1.PersistentVolumeClaimStatus.capacity",
+];
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let files = [
+        "twinset/v1/meta.proto",
+        "twinset/v1/core.proto",
+        "twinset/v1/apps.proto",
+        "twinset/v1/api.proto",
+    ];
+    for f in files {
+        println!("cargo:rerun-if-changed={f}");
+    }
+    let fds = protox::compile(files, ["."])?;
+    let out = PathBuf::from(std::env::var("OUT_DIR")?);
+    std::fs::write(out.join("twinset_descriptor.bin"), fds.encode_to_vec())?;
+
+    let mut builder = tonic_prost_build::configure().btree_map(".");
+    for file in &fds.file {
+        if file.name() == "twinset/v1/api.proto" {
+            continue;
+        }
+        for msg in &file.message_type {
+            let path = format!(".{}.{}", file.package(), msg.name());
+            if msg.name() == "IntOrString" {
+                // Hand-written serde impls: it is a bare int or string in manifests.
+                continue;
+            }
+            builder = builder.message_attribute(
+                &path,
+                "#[derive(serde::Serialize, serde::Deserialize)] \
+                 #[serde(default, rename_all = \"camelCase\", deny_unknown_fields)]",
+            );
+            for field in &msg.field {
+                let fpath = format!("{path}.{}", field.name());
+                builder = builder.field_attribute(
+                    &fpath,
+                    "#[serde(skip_serializing_if = \"crate::serde_support::is_default\")]",
+                );
+                if let Some((_, json)) = RENAMES.iter().find(|(p, _)| *p == field.name()) {
+                    builder =
+                        builder.field_attribute(&fpath, format!("#[serde(rename = \"{json}\")]"));
+                }
+                if QUANTITY_MAPS.contains(&fpath.as_str()) {
+                    builder = builder.field_attribute(
+                        &fpath,
+                        "#[serde(deserialize_with = \"crate::quantity::deserialize_map\")]",
+                    );
+                }
+            }
+        }
+    }
+    builder.compile_fds(fds)?;
+    Ok(())
+}

@@ -1,0 +1,50 @@
+//! The public `twinset.v1` API and everything needed to speak it: the generated
+//! prost messages and tonic services, plus the Kubernetes manifest codec
+//! (YAML/JSON in the Kubernetes shape), validation, quantities, label selectors
+//! and the small time helpers that clients and servers share.
+//!
+//! The proto messages are the only object model: manifests decode straight into
+//! them and `get -o yaml` encodes them back.
+
+/// Generated messages, clients and servers of the `twinset.v1` package.
+pub mod v1 {
+    #![allow(clippy::all, missing_docs)]
+    tonic::include_proto!("twinset.v1");
+}
+
+pub mod defaults;
+pub mod intorstr;
+pub mod kinds;
+pub mod manifest;
+pub mod object;
+pub mod quantity;
+pub mod selector;
+pub mod serde_support;
+pub mod time;
+pub mod validate;
+
+pub use kinds::Kind;
+pub use v1::IntOrString;
+
+/// The encoded `FileDescriptorSet` of `twinset.v1`, for gRPC server reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/twinset_descriptor.bin"));
+
+/// Normalises a server address: a bare `HOST:PORT` becomes `http://HOST:PORT`.
+pub fn endpoint(s: &str) -> String {
+    let s = s.trim();
+    if s.starts_with("http://") || s.starts_with("https://") {
+        s.to_string()
+    } else {
+        format!("http://{s}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn endpoint_adds_scheme_only_when_missing() {
+        assert_eq!(super::endpoint("127.0.0.1:6443"), "http://127.0.0.1:6443");
+        assert_eq!(super::endpoint("https://h:1"), "https://h:1");
+    }
+}

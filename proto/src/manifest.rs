@@ -1,0 +1,407 @@
+//! Kubernetes manifests (YAML or JSON, one or many documents) to and from the
+//! proto messages.
+//!
+//! Decoding goes text → generic value → typed message, with the path of every
+//! field tracked, so an error names exactly where it is
+//! (`spec.template.spec.containers[0].imag: unknown field`). Every decoded
+//! object is validated before it is returned.
+
+use crate::v1::{self, Object};
+use crate::{validate, Kind};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::Value;
+
+/// Why a manifest was refused. The message is one line and names the problem.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct ManifestError {
+    /// The 1-based document the problem is in (0 when it concerns the whole input).
+    pub document: usize,
+    /// What is wrong, naming the field path where there is one.
+    pub message: String,
+}
+
+fn err(document: usize, message: impl Into<String>) -> ManifestError {
+    ManifestError {
+        document,
+        message: message.into(),
+    }
+}
+
+/// Decodes every object in a YAML or JSON text (documents separated by `---`, or a
+/// `kind: List`), checks apiVersion and kind, and validates each object.
+pub fn decode(text: &str) -> Result<Vec<Object>, ManifestError> {
+    let docs = parse_documents(text)?;
+    let multi = docs.len() > 1;
+    let mut out = Vec::new();
+    for (i, doc) in docs.into_iter().enumerate() {
+        let n = i + 1;
+        let prefix = |m: String| {
+            if multi {
+                err(n, format!("document {n}: {m}"))
+            } else {
+                err(n, m)
+            }
+        };
+        if doc.get("kind").and_then(Value::as_str) == Some("List") {
+            let items = match doc.get("items") {
+                Some(Value::Array(items)) => items.clone(),
+                None | Some(Value::Null) => Vec::new(),
+                Some(_) => return Err(prefix("items: must be a list".into())),
+            };
+            for (j, item) in items.into_iter().enumerate() {
+                let obj = decode_value(item).map_err(|m| prefix(format!("items[{j}]: {m}")))?;
+                out.push(obj);
+            }
+        } else {
+            out.push(decode_value(doc).map_err(prefix)?);
+        }
+    }
+    if out.is_empty() {
+        return Err(err(0, "no objects passed to apply"));
+    }
+    Ok(out)
+}
+
+/// Splits the text into non-empty documents.
+fn parse_documents(text: &str) -> Result<Vec<Value>, ManifestError> {
+    let trimmed = text.trim_start();
+    let values: Vec<Value> = if trimmed.starts_with('{') || trimmed.starts_with('[') {
+        let v: Value =
+            serde_json::from_str(text).map_err(|e| err(0, format!("invalid JSON: {e}")))?;
+        match v {
+            Value::Array(items) => items,
+            v => vec![v],
+        }
+    } else {
+        serde_saphyr::from_multiple::<Value>(text)
+            .map_err(|e| err(0, format!("invalid YAML: {}", one_line(&e.to_string()))))?
+    };
+    Ok(values.into_iter().filter(|v| !v.is_null()).collect())
+}
+
+fn one_line(s: &str) -> String {
+    s.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Decodes one document that is already a generic value.
+fn decode_value(doc: Value) -> Result<Object, String> {
+    let map = doc
+        .as_object()
+        .ok_or("a manifest must be a mapping of fields (apiVersion, kind, metadata, ...)")?;
+    let kind_name = match map.get("kind") {
+        None | Some(Value::Null) => {
+            return Err("kind is missing: every object needs apiVersion and kind".into())
+        }
+        Some(Value::String(s)) if s.is_empty() => {
+            return Err("kind is missing: every object needs apiVersion and kind".into())
+        }
+        Some(Value::String(s)) => s.clone(),
+        Some(_) => return Err("kind: must be a string".into()),
+    };
+    let api_version = match map.get("apiVersion") {
+        None | Some(Value::Null) => {
+            return Err(format!("apiVersion is missing for kind {kind_name:?}"))
+        }
+        Some(Value::String(s)) => s.clone(),
+        Some(_) => return Err("apiVersion: must be a string".into()),
+    };
+    let kind = Kind::from_kind_name(&kind_name).ok_or_else(|| {
+        format!(
+            "no matches for kind {kind_name:?} in version {api_version:?}: Twinset serves {}",
+            served()
+        )
+    })?;
+    if kind.api_version() != api_version {
+        return Err(format!(
+            "no matches for kind {kind_name:?} in version {api_version:?} (use apiVersion: {})",
+            kind.api_version()
+        ));
+    }
+    let mut obj = match kind {
+        Kind::Namespace => typed::<v1::Namespace>(doc)?,
+        Kind::Node => typed::<v1::Node>(doc)?,
+        Kind::Pod => typed::<v1::Pod>(doc)?,
+        Kind::DaemonSet => typed::<v1::DaemonSet>(doc)?,
+        Kind::StatefulSet => typed::<v1::StatefulSet>(doc)?,
+        Kind::Service => typed::<v1::Service>(doc)?,
+        Kind::PersistentVolumeClaim => typed::<v1::PersistentVolumeClaim>(doc)?,
+        Kind::ControllerRevision => typed::<v1::ControllerRevision>(doc)?,
+        Kind::Event => typed::<v1::Event>(doc)?,
+    };
+    obj.set_type_meta();
+    validate::validate(&obj).map_err(|e| e.to_string())?;
+    Ok(obj)
+}
+
+fn served() -> String {
+    Kind::ALL
+        .iter()
+        .map(|k| format!("{} ({})", k.as_str(), k.api_version()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn typed<T: DeserializeOwned + Into<Object>>(doc: Value) -> Result<Object, String> {
+    match serde_path_to_error::deserialize::<_, T>(doc) {
+        Ok(t) => Ok(t.into()),
+        Err(e) => {
+            let path = e.path().to_string();
+            let inner = e.into_inner().to_string();
+            if let Some(rest) = inner.strip_prefix("unknown field `") {
+                let field = rest.split('`').next().unwrap_or_default();
+                let full = if path == "." || path.is_empty() {
+                    field.to_string()
+                } else {
+                    format!("{path}.{field}")
+                };
+                // serde_path_to_error already appends the unknown key on some paths.
+                let full = if path.ends_with(&format!(".{field}")) || path == field {
+                    path
+                } else {
+                    full
+                };
+                return Err(format!("{full}: unknown field"));
+            }
+            Err(if path == "." {
+                inner
+            } else {
+                format!("{path}: {inner}")
+            })
+        }
+    }
+}
+
+/// The object in the Kubernetes JSON shape (camelCase, empty fields left out, keys sorted).
+pub fn to_value(obj: &Object) -> Value {
+    fn v<T: Serialize>(t: &T) -> Value {
+        serde_json::to_value(t).unwrap_or(Value::Null)
+    }
+    let mut obj = obj.clone();
+    obj.set_type_meta();
+    match &obj.kind {
+        Some(v1::object::Kind::Namespace(o)) => v(o),
+        Some(v1::object::Kind::Node(o)) => v(o),
+        Some(v1::object::Kind::Pod(o)) => v(o),
+        Some(v1::object::Kind::DaemonSet(o)) => v(o),
+        Some(v1::object::Kind::StatefulSet(o)) => v(o),
+        Some(v1::object::Kind::Service(o)) => v(o),
+        Some(v1::object::Kind::PersistentVolumeClaim(o)) => v(o),
+        Some(v1::object::Kind::ControllerRevision(o)) => v(o),
+        Some(v1::object::Kind::Event(o)) => v(o),
+        None => Value::Null,
+    }
+}
+
+fn list_value(objs: &[Object]) -> Value {
+    serde_json::json!({
+        "apiVersion": "v1",
+        "items": objs.iter().map(to_value).collect::<Vec<_>>(),
+        "kind": "List",
+        "metadata": { "resourceVersion": "" },
+    })
+}
+
+fn yaml(v: &Value) -> String {
+    serde_saphyr::to_string(v).unwrap_or_else(|e| format!("# cannot render YAML: {e}\n"))
+}
+
+fn json(v: &Value) -> String {
+    let mut s = serde_json::to_string_pretty(v).unwrap_or_default();
+    s.push('\n');
+    s
+}
+
+/// One object as YAML, as `get -o yaml` prints it; it decodes back to the same object.
+pub fn to_yaml(obj: &Object) -> String {
+    yaml(&to_value(obj))
+}
+
+/// One object as pretty JSON.
+pub fn to_json(obj: &Object) -> String {
+    json(&to_value(obj))
+}
+
+/// Several objects as a `kind: List` in YAML.
+pub fn list_to_yaml(objs: &[Object]) -> String {
+    yaml(&list_value(objs))
+}
+
+/// Several objects as a `kind: List` in JSON.
+pub fn list_to_json(objs: &[Object]) -> String {
+    json(&list_value(objs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GUIDE_DS: &str = r#"apiVersion: apps/v1
+kind: DaemonSet
+metadata:
+  name: node-monitor
+  namespace: kube-system
+spec:
+  selector:
+    matchLabels:
+      app: node-monitor
+  template:
+    metadata:
+      labels:
+        app: node-monitor
+    spec:
+      containers:
+      - name: monitor
+        image: datadog/agent:latest
+        resources:
+          limits:
+            cpu: "100m"
+            memory: "128Mi"
+"#;
+
+    const GUIDE_STS: &str = r#"apiVersion: apps/v1
+kind: StatefulSet
+metadata:
+  name: mysql-db
+  namespace: database
+spec:
+  serviceName: "mysql"
+  replicas: 3
+  selector:
+    matchLabels:
+      app: mysql
+  template:
+    metadata:
+      labels:
+        app: mysql
+    spec:
+      containers:
+      - name: mysql
+        image: mysql:8
+        ports:
+        - containerPort: 3306
+        volumeMounts:
+        - name: mysql-storage
+          mountPath: /var/lib/mysql
+  volumeClaimTemplates:
+  - metadata:
+      name: mysql-storage
+    spec:
+      accessModes: ["ReadWriteOnce"]
+      resources:
+        requests:
+          storage: 1Gi
+"#;
+
+    fn one(text: &str) -> Object {
+        let mut v = decode(text).unwrap();
+        assert_eq!(v.len(), 1);
+        v.remove(0)
+    }
+
+    fn fail(text: &str) -> String {
+        decode(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn decodes_the_guides_manifests() {
+        let ds = one(GUIDE_DS);
+        let d = ds.as_daemon_set().unwrap();
+        assert_eq!(ds.namespace(), "kube-system");
+        let c = &d
+            .spec
+            .as_ref()
+            .unwrap()
+            .template
+            .as_ref()
+            .unwrap()
+            .spec
+            .as_ref()
+            .unwrap()
+            .containers[0];
+        assert_eq!(c.image, "datadog/agent:latest");
+        assert_eq!(c.resources.as_ref().unwrap().limits["memory"], "128Mi");
+        let sts = one(GUIDE_STS);
+        let s = sts.as_stateful_set().unwrap().spec.as_ref().unwrap();
+        assert_eq!(s.replicas, Some(3));
+        assert_eq!(s.service_name, "mysql");
+        assert_eq!(
+            s.volume_claim_templates[0].metadata.as_ref().unwrap().name,
+            "mysql-storage"
+        );
+    }
+
+    #[test]
+    fn yaml_round_trips() {
+        for text in [GUIDE_DS, GUIDE_STS] {
+            let obj = one(text);
+            let again = one(&to_yaml(&obj));
+            assert_eq!(obj, again);
+            let again = one(&to_json(&obj));
+            assert_eq!(obj, again);
+        }
+    }
+
+    #[test]
+    fn multi_document_and_lists() {
+        let two = format!("{GUIDE_DS}---\n{GUIDE_STS}");
+        assert_eq!(decode(&two).unwrap().len(), 2);
+        let list = list_to_yaml(&[one(GUIDE_DS), one(GUIDE_STS)]);
+        assert_eq!(decode(&list).unwrap().len(), 2);
+        assert_eq!(decode(&format!("---\n{GUIDE_DS}---\n")).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn unknown_field_names_its_path() {
+        let bad = GUIDE_DS.replace("image: datadog", "imag: datadog");
+        assert_eq!(
+            fail(&bad),
+            "spec.template.spec.containers[0].imag: unknown field"
+        );
+        let bad = GUIDE_DS.replace("  namespace: kube-system", "  namespac: kube-system");
+        assert_eq!(fail(&bad), "metadata.namespac: unknown field");
+    }
+
+    #[test]
+    fn refuses_bad_documents() {
+        assert!(fail("").contains("no objects"));
+        assert!(fail("# only a comment\n").contains("no objects"));
+        assert!(fail("a: [1, 2\n").starts_with("invalid YAML"));
+        assert!(fail("apiVersion: v1\nmetadata:\n  name: x\n").contains("kind is missing"));
+        assert!(fail(&GUIDE_DS.replace("DaemonSet", "Deployment"))
+            .contains("no matches for kind \"Deployment\""));
+        assert!(fail(&GUIDE_DS.replace("apps/v1", "apps/v2")).contains("in version \"apps/v2\""));
+        let q = fail(&GUIDE_DS.replace("\"128Mi\"", "\"12x\""));
+        assert!(
+            q.contains("spec.template.spec.containers[0].resources.limits") && q.contains("12x"),
+            "{q}"
+        );
+        let r = fail(&GUIDE_STS.replace("replicas: 3", "replicas: three"));
+        assert!(r.starts_with("spec.replicas:"), "{r}");
+        let r = fail(&GUIDE_STS.replace("replicas: 3", "replicas: 2.5"));
+        assert!(r.starts_with("spec.replicas:"), "{r}");
+    }
+
+    #[test]
+    fn numbers_are_quantities_too() {
+        let obj = one(&GUIDE_DS.replace("cpu: \"100m\"", "cpu: 1"));
+        let d = obj.as_daemon_set().unwrap();
+        let c = &d
+            .spec
+            .as_ref()
+            .unwrap()
+            .template
+            .as_ref()
+            .unwrap()
+            .spec
+            .as_ref()
+            .unwrap()
+            .containers[0];
+        assert_eq!(c.resources.as_ref().unwrap().limits["cpu"], "1");
+    }
+}

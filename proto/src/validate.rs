@@ -1,0 +1,676 @@
+//! Validation of objects before they are stored, with Kubernetes' messages:
+//! every error names the field path and says what is wrong.
+
+use crate::v1::*;
+use crate::{quantity, selector::Selector, Kind};
+use std::collections::{BTreeMap, HashSet};
+
+/// A refused object: the field path and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{kind} {name:?} is invalid: {field}: {reason}")]
+pub struct ValidationError {
+    /// The object's kind.
+    pub kind: &'static str,
+    /// The object's name.
+    pub name: String,
+    /// The path of the offending field.
+    pub field: String,
+    /// What is wrong.
+    pub reason: String,
+}
+
+type R = Result<(), (String, String)>;
+
+fn bad(field: impl Into<String>, reason: impl Into<String>) -> R {
+    Err((field.into(), reason.into()))
+}
+
+const DNS1123_LABEL_MSG: &str = "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character";
+const DNS1123_SUBDOMAIN_MSG: &str = "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character";
+
+/// True for an RFC 1123 label: at most 63 of `[a-z0-9-]`, alphanumeric at both ends.
+pub fn is_dns1123_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+/// True for an RFC 1123 subdomain: dot-separated labels, at most 253 characters.
+pub fn is_dns1123_subdomain(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 253 && s.split('.').all(is_dns1123_label)
+}
+
+/// Checks an object as the API server would before storing it.
+pub fn validate(obj: &Object) -> Result<(), ValidationError> {
+    let kind = obj.kind();
+    let result = check_meta(kind, obj.meta()).and_then(|()| match &obj.kind {
+        Some(object::Kind::Pod(p)) => check_pod_spec("spec", p.spec.as_ref(), false),
+        Some(object::Kind::DaemonSet(d)) => check_daemon_set(d),
+        Some(object::Kind::StatefulSet(s)) => check_stateful_set(s),
+        Some(object::Kind::Node(n)) => check_node(n),
+        Some(object::Kind::PersistentVolumeClaim(c)) => check_claim_spec("spec", c.spec.as_ref()),
+        Some(object::Kind::Service(s)) => check_service(s),
+        _ => Ok(()),
+    });
+    result.map_err(|(field, reason)| ValidationError {
+        kind: kind.as_str(),
+        name: obj.name().to_string(),
+        field,
+        reason,
+    })
+}
+
+fn check_meta(kind: Kind, m: &ObjectMeta) -> R {
+    if m.name.is_empty() {
+        return bad("metadata.name", "Required value: name is required");
+    }
+    let label_only = matches!(kind, Kind::Namespace | Kind::Service);
+    if label_only && !is_dns1123_label(&m.name) {
+        return bad(
+            "metadata.name",
+            format!("Invalid value: {:?}: {DNS1123_LABEL_MSG}", m.name),
+        );
+    }
+    if !label_only && !is_dns1123_subdomain(&m.name) {
+        return bad(
+            "metadata.name",
+            format!("Invalid value: {:?}: {DNS1123_SUBDOMAIN_MSG}", m.name),
+        );
+    }
+    if !m.namespace.is_empty() {
+        if !kind.namespaced() {
+            return bad(
+                "metadata.namespace",
+                format!("not allowed: {} is not namespaced", kind.as_str()),
+            );
+        }
+        if !is_dns1123_label(&m.namespace) {
+            return bad(
+                "metadata.namespace",
+                format!("Invalid value: {:?}: {DNS1123_LABEL_MSG}", m.namespace),
+            );
+        }
+    }
+    check_labels("metadata.labels", &m.labels)
+}
+
+fn is_qualified_name(s: &str) -> bool {
+    let (prefix, name) = match s.rsplit_once('/') {
+        Some((p, n)) => (Some(p), n),
+        None => (None, s),
+    };
+    prefix.is_none_or(is_dns1123_subdomain) && is_label_value(name) && !name.is_empty()
+}
+
+fn is_label_value(v: &str) -> bool {
+    v.len() <= 63
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        && v.bytes().next().is_none_or(|b| b.is_ascii_alphanumeric())
+        && v.bytes().last().is_none_or(|b| b.is_ascii_alphanumeric())
+}
+
+fn check_labels(field: &str, labels: &BTreeMap<String, String>) -> R {
+    for (k, v) in labels {
+        if !is_qualified_name(k) {
+            return bad(field, format!("Invalid value: {k:?}: name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (at most 63)"));
+        }
+        if !is_label_value(v) {
+            return bad(field, format!("Invalid value: {v:?}: a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (at most 63)"));
+        }
+    }
+    Ok(())
+}
+
+fn check_selector_matches_template(
+    selector: Option<&LabelSelector>,
+    template: Option<&PodTemplateSpec>,
+) -> R {
+    let sel = match selector {
+        Some(s) if !s.match_labels.is_empty() || !s.match_expressions.is_empty() => s,
+        _ => {
+            return bad(
+                "spec.selector",
+                "Required value: a non-empty selector is required",
+            )
+        }
+    };
+    let parsed = Selector::from_label_selector(sel)
+        .map_err(|e| ("spec.selector".to_string(), e.reason.clone()))?;
+    let labels = template
+        .and_then(|t| t.metadata.as_ref())
+        .map(|m| m.labels.clone())
+        .unwrap_or_default();
+    if !parsed.matches(&labels) {
+        return bad(
+            "spec.template.metadata.labels",
+            format!(
+                "Invalid value: {labels:?}: `selector` ({parsed}) does not match template `labels`"
+            ),
+        );
+    }
+    Ok(())
+}
+
+fn check_template(template: Option<&PodTemplateSpec>) -> R {
+    let t = template.ok_or_else(|| ("spec.template".to_string(), "Required value".to_string()))?;
+    if let Some(m) = &t.metadata {
+        check_labels("spec.template.metadata.labels", &m.labels)?;
+    }
+    check_pod_spec("spec.template.spec", t.spec.as_ref(), true)
+}
+
+fn check_daemon_set(d: &DaemonSet) -> R {
+    let spec = d
+        .spec
+        .as_ref()
+        .ok_or_else(|| ("spec".to_string(), "Required value".to_string()))?;
+    check_template(spec.template.as_ref())?;
+    check_selector_matches_template(spec.selector.as_ref(), spec.template.as_ref())?;
+    if spec.min_ready_seconds < 0 {
+        return bad(
+            "spec.minReadySeconds",
+            format!(
+                "Invalid value: {}: must be greater than or equal to 0",
+                spec.min_ready_seconds
+            ),
+        );
+    }
+    if let Some(u) = &spec.update_strategy {
+        if !matches!(u.r#type.as_str(), "" | "RollingUpdate" | "OnDelete") {
+            return bad(
+                "spec.updateStrategy.type",
+                format!(
+                    "Unsupported value: {:?}: supported values: \"OnDelete\", \"RollingUpdate\"",
+                    u.r#type
+                ),
+            );
+        }
+        if let Some(ru) = &u.rolling_update {
+            for (name, v) in [
+                ("maxUnavailable", &ru.max_unavailable),
+                ("maxSurge", &ru.max_surge),
+            ] {
+                if let Some(v) = v {
+                    let n = v
+                        .scaled(100, true)
+                        .map_err(|e| (format!("spec.updateStrategy.rollingUpdate.{name}"), e))?;
+                    if n < 0 {
+                        return bad(
+                            format!("spec.updateStrategy.rollingUpdate.{name}"),
+                            "must be greater than or equal to 0",
+                        );
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn check_stateful_set(s: &StatefulSet) -> R {
+    let spec = s
+        .spec
+        .as_ref()
+        .ok_or_else(|| ("spec".to_string(), "Required value".to_string()))?;
+    if let Some(r) = spec.replicas {
+        if r < 0 {
+            return bad(
+                "spec.replicas",
+                format!("Invalid value: {r}: must be greater than or equal to 0"),
+            );
+        }
+    }
+    check_template(spec.template.as_ref())?;
+    check_selector_matches_template(spec.selector.as_ref(), spec.template.as_ref())?;
+    if !spec.service_name.is_empty() && !is_dns1123_label(&spec.service_name) {
+        return bad(
+            "spec.serviceName",
+            format!(
+                "Invalid value: {:?}: {DNS1123_LABEL_MSG}",
+                spec.service_name
+            ),
+        );
+    }
+    if !matches!(
+        spec.pod_management_policy.as_str(),
+        "" | "OrderedReady" | "Parallel"
+    ) {
+        return bad(
+            "spec.podManagementPolicy",
+            format!(
+                "Unsupported value: {:?}: supported values: \"OrderedReady\", \"Parallel\"",
+                spec.pod_management_policy
+            ),
+        );
+    }
+    if spec.min_ready_seconds < 0 {
+        return bad(
+            "spec.minReadySeconds",
+            format!(
+                "Invalid value: {}: must be greater than or equal to 0",
+                spec.min_ready_seconds
+            ),
+        );
+    }
+    if let Some(o) = &spec.ordinals {
+        if o.start < 0 {
+            return bad(
+                "spec.ordinals.start",
+                format!(
+                    "Invalid value: {}: must be greater than or equal to 0",
+                    o.start
+                ),
+            );
+        }
+    }
+    if let Some(u) = &spec.update_strategy {
+        if !matches!(u.r#type.as_str(), "" | "RollingUpdate" | "OnDelete") {
+            return bad(
+                "spec.updateStrategy.type",
+                format!(
+                    "Unsupported value: {:?}: supported values: \"OnDelete\", \"RollingUpdate\"",
+                    u.r#type
+                ),
+            );
+        }
+        if let Some(p) = u.rolling_update.as_ref().and_then(|r| r.partition) {
+            if p < 0 {
+                return bad(
+                    "spec.updateStrategy.rollingUpdate.partition",
+                    format!("Invalid value: {p}: must be greater than or equal to 0"),
+                );
+            }
+        }
+    }
+    if let Some(p) = &spec.persistent_volume_claim_retention_policy {
+        for (name, v) in [
+            ("whenDeleted", &p.when_deleted),
+            ("whenScaled", &p.when_scaled),
+        ] {
+            if !matches!(v.as_str(), "" | "Retain" | "Delete") {
+                return bad(
+                    format!("spec.persistentVolumeClaimRetentionPolicy.{name}"),
+                    format!("Unsupported value: {v:?}: supported values: \"Retain\", \"Delete\""),
+                );
+            }
+        }
+    }
+    let mut seen = HashSet::new();
+    for (i, t) in spec.volume_claim_templates.iter().enumerate() {
+        let field = format!("spec.volumeClaimTemplates[{i}]");
+        let name = t
+            .metadata
+            .as_ref()
+            .map(|m| m.name.as_str())
+            .unwrap_or_default();
+        if !is_dns1123_subdomain(name) {
+            return bad(
+                format!("{field}.metadata.name"),
+                format!("Invalid value: {name:?}: {DNS1123_SUBDOMAIN_MSG}"),
+            );
+        }
+        if !seen.insert(name) {
+            return bad(
+                format!("{field}.metadata.name"),
+                format!("Duplicate value: {name:?}"),
+            );
+        }
+        check_claim_spec(&format!("{field}.spec"), t.spec.as_ref())?;
+    }
+    Ok(())
+}
+
+fn check_claim_spec(field: &str, spec: Option<&PersistentVolumeClaimSpec>) -> R {
+    let spec = spec.ok_or_else(|| (field.to_string(), "Required value".to_string()))?;
+    if spec.access_modes.is_empty() {
+        return bad(
+            format!("{field}.accessModes"),
+            "Required value: at least 1 access mode is required",
+        );
+    }
+    for m in &spec.access_modes {
+        if !matches!(
+            m.as_str(),
+            "ReadWriteOnce" | "ReadOnlyMany" | "ReadWriteMany" | "ReadWriteOncePod"
+        ) {
+            return bad(format!("{field}.accessModes"), format!("Unsupported value: {m:?}: supported values: \"ReadOnlyMany\", \"ReadWriteMany\", \"ReadWriteOnce\", \"ReadWriteOncePod\""));
+        }
+    }
+    let storage = spec
+        .resources
+        .as_ref()
+        .and_then(|r| r.requests.get("storage"));
+    match storage.map(|s| quantity::parse(s)) {
+        None => bad(
+            format!("{field}.resources.requests.storage"),
+            "Required value",
+        ),
+        Some(Err(e)) => bad(format!("{field}.resources.requests.storage"), e.to_string()),
+        Some(Ok(q)) if q.value() <= 0 => bad(
+            format!("{field}.resources.requests.storage"),
+            "must be greater than zero",
+        ),
+        Some(Ok(_)) => Ok(()),
+    }
+}
+
+fn check_pod_spec(field: &str, spec: Option<&PodSpec>, in_set: bool) -> R {
+    let spec = spec.ok_or_else(|| (field.to_string(), "Required value".to_string()))?;
+    if spec.containers.is_empty() {
+        return bad(
+            format!("{field}.containers"),
+            "Required value: at least one container is required",
+        );
+    }
+    let allowed: &[&str] = if in_set {
+        &["", "Always"]
+    } else {
+        &["", "Always", "OnFailure", "Never"]
+    };
+    if !allowed.contains(&spec.restart_policy.as_str()) {
+        let want = if in_set {
+            "\"Always\""
+        } else {
+            "\"Always\", \"OnFailure\", \"Never\""
+        };
+        return bad(
+            format!("{field}.restartPolicy"),
+            format!(
+                "Unsupported value: {:?}: supported values: {want}",
+                spec.restart_policy
+            ),
+        );
+    }
+    if let Some(g) = spec.termination_grace_period_seconds {
+        if g < 0 {
+            return bad(
+                format!("{field}.terminationGracePeriodSeconds"),
+                format!("Invalid value: {g}: must be greater than or equal to 0"),
+            );
+        }
+    }
+    let mut volumes = HashSet::new();
+    for (i, v) in spec.volumes.iter().enumerate() {
+        if !is_dns1123_label(&v.name) {
+            return bad(
+                format!("{field}.volumes[{i}].name"),
+                format!("Invalid value: {:?}: {DNS1123_LABEL_MSG}", v.name),
+            );
+        }
+        volumes.insert(v.name.as_str());
+    }
+    let mut names = HashSet::new();
+    for (i, c) in spec
+        .init_containers
+        .iter()
+        .chain(spec.containers.iter())
+        .enumerate()
+    {
+        let is_init = i < spec.init_containers.len();
+        let f = if is_init {
+            format!("{field}.initContainers[{i}]")
+        } else {
+            format!("{field}.containers[{}]", i - spec.init_containers.len())
+        };
+        if !is_dns1123_label(&c.name) {
+            return bad(
+                format!("{f}.name"),
+                format!("Invalid value: {:?}: {DNS1123_LABEL_MSG}", c.name),
+            );
+        }
+        if !names.insert(c.name.as_str()) {
+            return bad(
+                format!("{f}.name"),
+                format!("Duplicate value: {:?}", c.name),
+            );
+        }
+        if c.image.is_empty() {
+            return bad(format!("{f}.image"), "Required value");
+        }
+        for (j, p) in c.ports.iter().enumerate() {
+            if !(1..=65535).contains(&p.container_port) {
+                return bad(
+                    format!("{f}.ports[{j}].containerPort"),
+                    format!(
+                        "Invalid value: {}: must be between 1 and 65535, inclusive",
+                        p.container_port
+                    ),
+                );
+            }
+            if !(0..=65535).contains(&p.host_port) {
+                return bad(
+                    format!("{f}.ports[{j}].hostPort"),
+                    format!(
+                        "Invalid value: {}: must be between 1 and 65535, inclusive",
+                        p.host_port
+                    ),
+                );
+            }
+            if !matches!(p.protocol.as_str(), "" | "TCP" | "UDP" | "SCTP") {
+                return bad(
+                    format!("{f}.ports[{j}].protocol"),
+                    format!(
+                        "Unsupported value: {:?}: supported values: \"SCTP\", \"TCP\", \"UDP\"",
+                        p.protocol
+                    ),
+                );
+            }
+        }
+        for (j, e) in c.env.iter().enumerate() {
+            if e.name.is_empty() || e.name.contains('=') {
+                return bad(format!("{f}.env[{j}].name"), format!("Invalid value: {:?}: a valid environment variable name must not be empty or contain '='", e.name));
+            }
+        }
+        for (j, m) in c.volume_mounts.iter().enumerate() {
+            if !m.mount_path.starts_with('/') {
+                return bad(
+                    format!("{f}.volumeMounts[{j}].mountPath"),
+                    format!(
+                        "Invalid value: {:?}: must be an absolute path",
+                        m.mount_path
+                    ),
+                );
+            }
+            // In a set, mounts may name a volumeClaimTemplate instead of a pod volume.
+            if !in_set && !volumes.contains(m.name.as_str()) {
+                return bad(
+                    format!("{f}.volumeMounts[{j}].name"),
+                    format!("Not found: {:?}", m.name),
+                );
+            }
+        }
+        if let Some(r) = &c.resources {
+            for (name, q) in &r.requests {
+                let req = quantity::parse(q)
+                    .map_err(|e| (format!("{f}.resources.requests"), e.to_string()))?;
+                if let Some(lim) = r.limits.get(name) {
+                    let lim = quantity::parse(lim)
+                        .map_err(|e| (format!("{f}.resources.limits"), e.to_string()))?;
+                    if req > lim {
+                        return bad(format!("{f}.resources.requests"), format!("Invalid value: {q:?}: must be less than or equal to {name} limit of {}", r.limits[name]));
+                    }
+                }
+            }
+        }
+    }
+    for (i, t) in spec.tolerations.iter().enumerate() {
+        check_toleration(&format!("{field}.tolerations[{i}]"), t)?;
+    }
+    if let Some(na) = spec
+        .affinity
+        .as_ref()
+        .and_then(|a| a.node_affinity.as_ref())
+    {
+        if let Some(req) = &na.required_during_scheduling_ignored_during_execution {
+            for (i, term) in req.node_selector_terms.iter().enumerate() {
+                for (j, e) in term
+                    .match_expressions
+                    .iter()
+                    .chain(term.match_fields.iter())
+                    .enumerate()
+                {
+                    let f = format!("{field}.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[{i}].matchExpressions[{j}]");
+                    check_node_selector_requirement(&f, e)?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn check_node_selector_requirement(f: &str, e: &NodeSelectorRequirement) -> R {
+    match e.operator.as_str() {
+        "In" | "NotIn" if e.values.is_empty() => bad(format!("{f}.values"), "Required value: must be specified when `operator` is 'In' or 'NotIn'"),
+        "Exists" | "DoesNotExist" if !e.values.is_empty() => bad(format!("{f}.values"), "Forbidden: may not be specified when `operator` is 'Exists' or 'DoesNotExist'"),
+        "Gt" | "Lt" if e.values.len() != 1 || e.values[0].parse::<i64>().is_err() => bad(format!("{f}.values"), "Required value: must be specified single integer value when `operator` is 'Lt' or 'Gt'"),
+        "In" | "NotIn" | "Exists" | "DoesNotExist" | "Gt" | "Lt" => Ok(()),
+        other => bad(format!("{f}.operator"), format!("Unsupported value: {other:?}: supported values: \"DoesNotExist\", \"Exists\", \"Gt\", \"In\", \"Lt\", \"NotIn\"")),
+    }
+}
+
+fn check_effect(f: &str, effect: &str, allow_empty: bool) -> R {
+    match effect {
+        "" if allow_empty => Ok(()),
+        "NoSchedule" | "PreferNoSchedule" | "NoExecute" => Ok(()),
+        other => bad(f, format!("Unsupported value: {other:?}: supported values: \"NoSchedule\", \"PreferNoSchedule\", \"NoExecute\"")),
+    }
+}
+
+fn check_toleration(f: &str, t: &Toleration) -> R {
+    match t.operator.as_str() {
+        "" | "Equal" => {
+            if t.key.is_empty() {
+                return bad(
+                    format!("{f}.operator"),
+                    "Invalid value: \"Equal\": operator must be Exists when `key` is empty",
+                );
+            }
+        }
+        "Exists" => {
+            if !t.value.is_empty() {
+                return bad(
+                    format!("{f}.operator"),
+                    "Invalid value: \"Exists\": value must be empty when `operator` is 'Exists'",
+                );
+            }
+        }
+        other => {
+            return bad(
+                format!("{f}.operator"),
+                format!("Unsupported value: {other:?}: supported values: \"Equal\", \"Exists\""),
+            )
+        }
+    }
+    check_effect(&format!("{f}.effect"), &t.effect, true)
+}
+
+fn check_node(n: &Node) -> R {
+    if let Some(spec) = &n.spec {
+        for (i, t) in spec.taints.iter().enumerate() {
+            if !is_qualified_name(&t.key) {
+                return bad(format!("spec.taints[{i}].key"), format!("Invalid value: {:?}: name part must consist of alphanumeric characters, '-', '_' or '.'", t.key));
+            }
+            check_effect(&format!("spec.taints[{i}].effect"), &t.effect, false)?;
+        }
+    }
+    Ok(())
+}
+
+fn check_service(s: &Service) -> R {
+    if let Some(spec) = &s.spec {
+        for (i, p) in spec.ports.iter().enumerate() {
+            if !(1..=65535).contains(&p.port) {
+                return bad(
+                    format!("spec.ports[{i}].port"),
+                    format!(
+                        "Invalid value: {}: must be between 1 and 65535, inclusive",
+                        p.port
+                    ),
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::decode;
+
+    const DS: &str = "apiVersion: apps/v1\nkind: DaemonSet\nmetadata:\n  name: NAME\n  namespace: kube-system\nspec:\n  selector:\n    matchLabels:\n      app: SEL\n  template:\n    metadata:\n      labels:\n        app: mon\n    spec:\n      containers:\n      - name: c\n        image: busybox\n";
+
+    fn ds(name: &str, sel: &str) -> Result<(), String> {
+        decode(&DS.replace("NAME", name).replace("SEL", sel))
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn dns1123() {
+        assert!(is_dns1123_label("mysql-db-0"));
+        assert!(!is_dns1123_label("My_DS"));
+        assert!(!is_dns1123_label("-a"));
+        assert!(!is_dns1123_label(&"a".repeat(64)));
+        assert!(is_dns1123_subdomain("a.b-c"));
+        assert!(!is_dns1123_subdomain("a..b"));
+    }
+
+    #[test]
+    fn names_and_selectors() {
+        assert_eq!(ds("mon", "mon"), Ok(()));
+        let e = ds("Bad_Name", "mon").unwrap_err();
+        assert!(
+            e.starts_with("DaemonSet \"Bad_Name\" is invalid: metadata.name: Invalid value"),
+            "{e}"
+        );
+        let e = ds("mon", "other").unwrap_err();
+        assert!(
+            e.contains("spec.template.metadata.labels") && e.contains("does not match"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn negative_replicas_and_claims() {
+        let sts = "apiVersion: apps/v1\nkind: StatefulSet\nmetadata:\n  name: s\nspec:\n  replicas: REP\n  serviceName: SVC\n  selector:\n    matchLabels:\n      app: a\n  template:\n    metadata:\n      labels:\n        app: a\n    spec:\n      containers:\n      - name: c\n        image: busybox\n  volumeClaimTemplates:\n  - metadata:\n      name: data\n    spec:\n      accessModes: [ReadWriteOnce]\n      resources:\n        requests:\n          STORAGE\n";
+        let mk = |rep: &str, svc: &str, storage: &str| {
+            decode(
+                &sts.replace("REP", rep)
+                    .replace("SVC", svc)
+                    .replace("STORAGE", storage),
+            )
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+        };
+        assert_eq!(mk("2", "svc", "storage: 1Gi"), Ok(()));
+        assert!(mk("-1", "svc", "storage: 1Gi")
+            .unwrap_err()
+            .contains("spec.replicas: Invalid value: -1"));
+        assert!(mk("2", "Bad_Svc", "storage: 1Gi")
+            .unwrap_err()
+            .contains("spec.serviceName"));
+        assert!(mk("2", "svc", "cpu: 1")
+            .unwrap_err()
+            .contains("requests.storage: Required value"));
+    }
+
+    #[test]
+    fn tolerations_and_restart_policy() {
+        let base = DS.replace("NAME", "m").replace("SEL", "mon");
+        let bad_tol = format!("{base}      tolerations:\n      - key: a\n        operator: Exists\n        value: b\n");
+        assert!(decode(&bad_tol)
+            .unwrap_err()
+            .to_string()
+            .contains("tolerations[0].operator"));
+        let bad_rp = format!("{base}      restartPolicy: Never\n");
+        assert!(decode(&bad_rp)
+            .unwrap_err()
+            .to_string()
+            .contains("restartPolicy: Unsupported value"));
+    }
+}
