@@ -1,0 +1,491 @@
+//! Apply and Update: validation, server defaults, the created/configured/unchanged
+//! outcome, missing namespaces, immutable fields, and which fields the server keeps.
+
+use super::status;
+use crate::controllers::node_lifecycle::sync_unschedulable_taint;
+use crate::store::{Error as StoreError, Store};
+use prost::Message;
+use tonic::Status;
+use twinset_proto::v1::{object::Kind as Variant, Namespace, NamespaceStatus, Object, ObjectMeta};
+use twinset_proto::Kind;
+
+/// How many times apply re-reads and retries after a concurrent write.
+const RETRIES: usize = 5;
+
+/// The result of one apply.
+#[derive(Debug)]
+pub struct Applied {
+    /// The object as stored (or as it would be, for a dry run).
+    pub object: Object,
+    /// "created", "configured" or "unchanged".
+    pub outcome: &'static str,
+    /// Side effects, e.g. "namespace/database created".
+    pub notes: Vec<String>,
+}
+
+/// Validates, fills namespace and defaults. Returns the kind.
+pub fn prepare(obj: &mut Object) -> Result<Kind, Status> {
+    let kind = obj
+        .kind_opt()
+        .ok_or_else(|| Status::invalid_argument("the object has no kind"))?;
+    if kind.namespaced() && obj.namespace().is_empty() {
+        obj.meta_mut().namespace = "default".into();
+    }
+    twinset_proto::validate::validate(obj).map_err(|e| Status::invalid_argument(e.to_string()))?;
+    twinset_proto::defaults::apply(obj);
+    obj.set_type_meta();
+    match &mut obj.kind {
+        Some(Variant::Node(n)) => sync_unschedulable_taint(n),
+        Some(Variant::Namespace(n)) => {
+            let st = n.status.get_or_insert_with(Default::default);
+            if st.phase.is_empty() {
+                st.phase = "Active".into();
+            }
+        }
+        _ => {}
+    }
+    Ok(kind)
+}
+
+/// Creates namespace `ns` when missing; true when it was (or, dry, would be) created.
+pub async fn ensure_namespace(store: &dyn Store, ns: &str, dry_run: bool) -> Result<bool, Status> {
+    if store.get(Kind::Namespace, "", ns).is_some() {
+        return Ok(false);
+    }
+    if dry_run {
+        return Ok(true);
+    }
+    let obj = Object::from(Namespace {
+        metadata: Some(ObjectMeta {
+            name: ns.into(),
+            ..Default::default()
+        }),
+        status: Some(NamespaceStatus {
+            phase: "Active".into(),
+        }),
+        ..Default::default()
+    });
+    match store.create(obj).await {
+        Ok(_) => Ok(true),
+        Err(StoreError::AlreadyExists { .. }) => Ok(false),
+        Err(e) => Err(status(e)),
+    }
+}
+
+/// Creates the object or brings the stored one in line with it.
+pub async fn apply(store: &dyn Store, mut obj: Object, dry_run: bool) -> Result<Applied, Status> {
+    let kind = prepare(&mut obj)?;
+    let mut notes = Vec::new();
+    if kind.namespaced() && ensure_namespace(store, obj.namespace(), dry_run).await? {
+        notes.push(format!("namespace/{} created", obj.namespace()));
+    }
+    for _ in 0..RETRIES {
+        let Some(current) = store.get(kind, obj.namespace(), obj.name()) else {
+            if dry_run {
+                return Ok(Applied {
+                    object: obj,
+                    outcome: "created",
+                    notes,
+                });
+            }
+            let mut fresh = obj.clone();
+            clear_server_fields(fresh.meta_mut());
+            match store.create(fresh).await {
+                Ok(object) => {
+                    return Ok(Applied {
+                        object,
+                        outcome: "created",
+                        notes,
+                    })
+                }
+                Err(StoreError::AlreadyExists { .. }) => continue,
+                Err(e) => return Err(status(e)),
+            }
+        };
+        if user_view(&current) == user_view(&obj) {
+            return Ok(Applied {
+                object: current,
+                outcome: "unchanged",
+                notes,
+            });
+        }
+        let merged = merge(&current, &obj)?;
+        if dry_run {
+            return Ok(Applied {
+                object: merged,
+                outcome: "configured",
+                notes,
+            });
+        }
+        match store.update(merged, Some(current.resource_version())).await {
+            Ok(object) => {
+                return Ok(Applied {
+                    object,
+                    outcome: "configured",
+                    notes,
+                })
+            }
+            Err(StoreError::Conflict { .. }) => continue,
+            Err(e) => return Err(status(e)),
+        }
+    }
+    Err(Status::aborted(format!(
+        "{} {:?} keeps changing under apply; try again",
+        kind.group_resource(),
+        obj.name()
+    )))
+}
+
+/// Replaces an object; a resourceVersion in it makes the write a compare-and-swap.
+pub async fn update(store: &dyn Store, mut obj: Object) -> Result<Object, Status> {
+    let expected = super::parse_rv(&obj.meta().resource_version)?;
+    let kind = prepare(&mut obj)?;
+    let current = store
+        .get(kind, obj.namespace(), obj.name())
+        .ok_or_else(|| status(StoreError::not_found(kind, obj.name())))?;
+    check_immutable(&current, &obj)?;
+    let cm = current.meta();
+    let (deleted, grace) = (
+        cm.deletion_timestamp.clone(),
+        cm.deletion_grace_period_seconds,
+    );
+    if !deleted.is_empty() {
+        // Deletion, once requested, cannot be taken back.
+        let m = obj.meta_mut();
+        m.deletion_timestamp = deleted;
+        m.deletion_grace_period_seconds = grace;
+    }
+    keep_pod_cidr(&current, &mut obj);
+    store.update(obj, expected).await.map_err(status)
+}
+
+fn clear_server_fields(m: &mut ObjectMeta) {
+    m.uid.clear();
+    m.resource_version.clear();
+    m.generation = 0;
+    m.creation_timestamp.clear();
+    m.deletion_timestamp.clear();
+    m.deletion_grace_period_seconds = None;
+}
+
+/// What a user's manifest controls: spec (and the like), labels, annotations.
+fn user_view(o: &Object) -> Vec<u8> {
+    let mut v = o.clone();
+    set_status(&mut v, None);
+    let m = o.meta();
+    *v.meta_mut() = ObjectMeta {
+        name: m.name.clone(),
+        namespace: m.namespace.clone(),
+        labels: m.labels.clone(),
+        annotations: m.annotations.clone(),
+        ..Default::default()
+    };
+    v.encode_to_vec()
+}
+
+/// The stored object with the applied one's spec, labels and annotations.
+fn merge(current: &Object, applied: &Object) -> Result<Object, Status> {
+    check_immutable(current, applied)?;
+    if !current.meta().deletion_timestamp.is_empty() {
+        return Err(Status::aborted(format!(
+            "{} {:?} is being deleted; apply again once it is gone",
+            current.kind().group_resource(),
+            current.name()
+        )));
+    }
+    let mut merged = applied.clone();
+    set_status(&mut merged, Some(current));
+    let am = applied.meta();
+    let mut meta = current.meta().clone();
+    meta.labels = am.labels.clone();
+    meta.annotations = am.annotations.clone();
+    if !am.owner_references.is_empty() {
+        meta.owner_references = am.owner_references.clone();
+    }
+    *merged.meta_mut() = meta;
+    keep_pod_cidr(current, &mut merged);
+    Ok(merged)
+}
+
+/// A node's pod range stays when an update omits it.
+fn keep_pod_cidr(current: &Object, new: &mut Object) {
+    if let (Some(cur), Some(n)) = (current.as_node(), new.as_node_mut()) {
+        let cur_spec = cur.spec.clone().unwrap_or_default();
+        let spec = n.spec.get_or_insert_with(Default::default);
+        if spec.pod_cidr.is_empty() {
+            spec.pod_cidr = cur_spec.pod_cidr;
+            spec.pod_cidrs = cur_spec.pod_cidrs;
+        }
+    }
+}
+
+/// Copies the status of `from` into `to` (None: clears it).
+fn set_status(to: &mut Object, from: Option<&Object>) {
+    let f = from.and_then(|f| f.kind.as_ref());
+    match &mut to.kind {
+        Some(Variant::Namespace(t)) => {
+            t.status = f.and_then(|f| {
+                if let Variant::Namespace(x) = f {
+                    x.status.clone()
+                } else {
+                    None
+                }
+            })
+        }
+        Some(Variant::Node(t)) => {
+            t.status = f.and_then(|f| {
+                if let Variant::Node(x) = f {
+                    x.status.clone()
+                } else {
+                    None
+                }
+            })
+        }
+        Some(Variant::Pod(t)) => {
+            t.status = f.and_then(|f| {
+                if let Variant::Pod(x) = f {
+                    x.status.clone()
+                } else {
+                    None
+                }
+            })
+        }
+        Some(Variant::DaemonSet(t)) => {
+            t.status = f.and_then(|f| {
+                if let Variant::DaemonSet(x) = f {
+                    x.status.clone()
+                } else {
+                    None
+                }
+            })
+        }
+        Some(Variant::StatefulSet(t)) => {
+            t.status = f.and_then(|f| {
+                if let Variant::StatefulSet(x) = f {
+                    x.status.clone()
+                } else {
+                    None
+                }
+            })
+        }
+        Some(Variant::Service(t)) => {
+            t.status = f.and_then(|f| {
+                if let Variant::Service(x) = f {
+                    x.status
+                } else {
+                    None
+                }
+            })
+        }
+        Some(Variant::PersistentVolumeClaim(t)) => {
+            t.status = f.and_then(|f| {
+                if let Variant::PersistentVolumeClaim(x) = f {
+                    x.status.clone()
+                } else {
+                    None
+                }
+            })
+        }
+        _ => {}
+    }
+}
+
+fn invalid(o: &Object, field: &str, reason: &str) -> Status {
+    Status::invalid_argument(format!(
+        "{} {:?} is invalid: {field}: {reason}",
+        o.kind().as_str(),
+        o.name()
+    ))
+}
+
+/// Refuses changes Kubernetes forbids after creation.
+pub fn check_immutable(current: &Object, new: &Object) -> Result<(), Status> {
+    match (&current.kind, &new.kind) {
+        (Some(Variant::DaemonSet(c)), Some(Variant::DaemonSet(n))) => {
+            let sel =
+                |d: &twinset_proto::v1::DaemonSet| d.spec.as_ref().and_then(|s| s.selector.clone());
+            if sel(c) != sel(n) {
+                return Err(invalid(
+                    new,
+                    "spec.selector",
+                    "Invalid value: field is immutable",
+                ));
+            }
+        }
+        (Some(Variant::StatefulSet(c)), Some(Variant::StatefulSet(n))) => {
+            let frozen = |s: &twinset_proto::v1::StatefulSet| {
+                let mut spec = s.spec.clone().unwrap_or_default();
+                spec.replicas = None;
+                spec.ordinals = None;
+                spec.template = None;
+                spec.update_strategy = None;
+                spec.persistent_volume_claim_retention_policy = None;
+                spec.min_ready_seconds = 0;
+                spec.encode_to_vec()
+            };
+            if frozen(c) != frozen(n) {
+                return Err(invalid(
+                    new,
+                    "spec",
+                    "Forbidden: updates to statefulset spec for fields other than 'replicas', 'ordinals', 'template', \
+                     'updateStrategy', 'persistentVolumeClaimRetentionPolicy' and 'minReadySeconds' are forbidden",
+                ));
+            }
+        }
+        (Some(Variant::Pod(c)), Some(Variant::Pod(n))) => {
+            let frozen = |p: &twinset_proto::v1::Pod| {
+                let mut spec = p.spec.clone().unwrap_or_default();
+                for ctr in spec
+                    .containers
+                    .iter_mut()
+                    .chain(spec.init_containers.iter_mut())
+                {
+                    ctr.image.clear();
+                }
+                spec.active_deadline_seconds = None;
+                spec.tolerations.clear();
+                spec.encode_to_vec()
+            };
+            if frozen(c) != frozen(n) {
+                return Err(invalid(
+                    new,
+                    "spec",
+                    "Forbidden: pod updates may not change fields other than `spec.containers[*].image`, \
+                     `spec.initContainers[*].image`, `spec.activeDeadlineSeconds` or `spec.tolerations` (only additions to existing tolerations)",
+                ));
+            }
+        }
+        (Some(Variant::PersistentVolumeClaim(c)), Some(Variant::PersistentVolumeClaim(n))) => {
+            let frozen = |p: &twinset_proto::v1::PersistentVolumeClaim| {
+                let mut spec = p.spec.clone().unwrap_or_default();
+                spec.resources = None;
+                spec.volume_name.clear();
+                spec.encode_to_vec()
+            };
+            if frozen(c) != frozen(n) {
+                return Err(invalid(
+                    new,
+                    "spec",
+                    "Forbidden: spec is immutable after creation except resources.requests",
+                ));
+            }
+        }
+        (Some(Variant::Node(c)), Some(Variant::Node(n))) => {
+            let cidr = |x: &twinset_proto::v1::Node| {
+                x.spec
+                    .as_ref()
+                    .map(|s| s.pod_cidr.clone())
+                    .unwrap_or_default()
+            };
+            if !cidr(c).is_empty() && !cidr(n).is_empty() && cidr(c) != cidr(n) {
+                return Err(invalid(
+                    new,
+                    "spec.podCIDR",
+                    "Forbidden: node updates may not change podCIDR except from \"\" to valid",
+                ));
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::memory::MemoryStore;
+    use tonic::Code;
+
+    fn manifest(text: &str) -> Object {
+        twinset_proto::manifest::decode(text).unwrap().remove(0)
+    }
+
+    const DS: &str = "apiVersion: apps/v1
+kind: DaemonSet
+metadata:
+  name: node-monitor
+  namespace: kube-system
+spec:
+  selector:
+    matchLabels:
+      app: node-monitor
+  template:
+    metadata:
+      labels:
+        app: node-monitor
+    spec:
+      containers:
+      - name: monitor
+        image: datadog/agent:latest
+        resources:
+          limits:
+            cpu: \"100m\"
+            memory: \"128Mi\"
+";
+
+    #[tokio::test]
+    async fn created_unchanged_configured() {
+        let store = MemoryStore::new(100);
+        let a = apply(&store, manifest(DS), false).await.unwrap();
+        assert_eq!(a.outcome, "created");
+        assert_eq!(a.notes, vec!["namespace/kube-system created"]);
+        let ds = a.object.as_daemon_set().unwrap();
+        assert_eq!(
+            (ds.api_version.as_str(), ds.kind.as_str()),
+            ("apps/v1", "DaemonSet")
+        );
+        let rev = store.current_revision();
+        let b = apply(&store, manifest(DS), false).await.unwrap();
+        assert_eq!((b.outcome, b.notes.len()), ("unchanged", 0));
+        assert_eq!(store.current_revision(), rev, "unchanged writes nothing");
+        // Re-applying the stored form (server fields and status included) is unchanged too.
+        let yaml = twinset_proto::manifest::to_yaml(&b.object);
+        assert_eq!(
+            apply(&store, manifest(&yaml), false).await.unwrap().outcome,
+            "unchanged"
+        );
+        let changed = DS.replace("datadog/agent:latest", "datadog/agent:7");
+        let c = apply(&store, manifest(&changed), false).await.unwrap();
+        assert_eq!(c.outcome, "configured");
+        assert_eq!(c.object.meta().generation, 2);
+        assert_eq!(c.object.meta().uid, a.object.meta().uid);
+    }
+
+    #[tokio::test]
+    async fn selector_is_immutable_and_dry_run_writes_nothing() {
+        let store = MemoryStore::new(100);
+        let d = apply(&store, manifest(DS), true).await.unwrap();
+        assert_eq!(d.outcome, "created");
+        assert_eq!(store.current_revision(), 0);
+        apply(&store, manifest(DS), false).await.unwrap();
+        let other = DS.replace("app: node-monitor", "app: other");
+        let err = apply(&store, manifest(&other), false).await.unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument);
+        assert!(err.message().contains("spec.selector"), "{}", err.message());
+    }
+
+    #[tokio::test]
+    async fn update_is_compare_and_swap() {
+        let store = MemoryStore::new(100);
+        let a = apply(&store, manifest(DS), false).await.unwrap().object;
+        let mut stale = a.clone();
+        stale.meta_mut().labels.insert("x".into(), "1".into());
+        update(&store, stale.clone()).await.unwrap();
+        let err = update(&store, stale).await.unwrap_err();
+        assert_eq!(err.code(), Code::Aborted);
+        let mut bad = a.clone();
+        bad.meta_mut().resource_version = "abc".into();
+        assert_eq!(
+            update(&store, bad).await.unwrap_err().code(),
+            Code::InvalidArgument
+        );
+        let mut missing = a;
+        missing.meta_mut().name = "nope".into();
+        missing.meta_mut().resource_version.clear();
+        let err = update(&store, missing).await.unwrap_err();
+        assert_eq!(
+            (err.code(), err.message()),
+            (Code::NotFound, "daemonsets.apps \"nope\" not found")
+        );
+    }
+}

@@ -1,0 +1,407 @@
+//! The `twinset.v1.Cluster` service: what `twinset` (and any gRPC client) calls.
+
+use super::{apply, logs, namespace_for, parse_kind, parse_rv, status, Ctx};
+use crate::deletion::{self, Propagation};
+use crate::store::{Error as StoreError, Store};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+use twinset_proto::selector::Selector;
+use twinset_proto::v1::cluster_server::Cluster;
+use twinset_proto::v1::{
+    ApplyRequest, ApplyResponse, DeleteRequest, DeleteResponse, GetRequest, GetResponse,
+    ListRequest, ListResponse, LogsRequest, Object, ObjectKey, ScaleRequest, ScaleResponse,
+    UpdateRequest, UpdateResponse, WatchEvent, WatchRequest,
+};
+use twinset_proto::Kind;
+
+/// Namespaces that exist from the start and cannot be deleted.
+pub const SYSTEM_NAMESPACES: [&str; 2] = ["default", "kube-system"];
+
+/// The Cluster service.
+pub struct ClusterService {
+    ctx: Ctx,
+}
+
+impl ClusterService {
+    /// A service over the shared context.
+    pub fn new(ctx: Ctx) -> Self {
+        ClusterService { ctx }
+    }
+
+    fn store(&self) -> &dyn Store {
+        &*self.ctx.store
+    }
+}
+
+fn required<T>(v: Option<T>, what: &str) -> Result<T, Status> {
+    v.ok_or_else(|| Status::invalid_argument(format!("{what} is required")))
+}
+
+fn key_parts(key: Option<ObjectKey>) -> Result<(Kind, String, String), Status> {
+    let key = required(key, "key")?;
+    let kind = parse_kind(&key.kind)?;
+    if key.name.is_empty() {
+        return Err(Status::invalid_argument("resource name may not be empty"));
+    }
+    Ok((kind, namespace_for(kind, &key.namespace), key.name))
+}
+
+/// A parsed field selector: `spec.nodeName=`, `metadata.name=`, `metadata.namespace=`.
+#[derive(Debug, Default)]
+struct FieldSelector(Vec<(String, String)>);
+
+impl FieldSelector {
+    fn parse(s: &str) -> Result<FieldSelector, Status> {
+        let mut out = Vec::new();
+        for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (field, value) = part
+                .split_once("==")
+                .or_else(|| part.split_once('='))
+                .ok_or_else(|| {
+                    Status::invalid_argument(format!(
+                        "invalid field selector {part:?}: expected FIELD=VALUE"
+                    ))
+                })?;
+            let field = field.trim();
+            if !matches!(
+                field,
+                "spec.nodeName" | "metadata.name" | "metadata.namespace"
+            ) {
+                return Err(Status::invalid_argument(format!(
+                    "field label not supported: {field} (supported: spec.nodeName, metadata.name, metadata.namespace)"
+                )));
+            }
+            out.push((field.to_string(), value.trim().to_string()));
+        }
+        Ok(FieldSelector(out))
+    }
+
+    fn matches(&self, o: &Object) -> bool {
+        self.0.iter().all(|(field, want)| {
+            let have = match field.as_str() {
+                "spec.nodeName" => o
+                    .as_pod()
+                    .and_then(|p| p.spec.as_ref())
+                    .map(|s| s.node_name.as_str())
+                    .unwrap_or(""),
+                "metadata.name" => o.name(),
+                _ => o.namespace(),
+            };
+            have == want
+        })
+    }
+}
+
+fn label_selector(s: &str) -> Result<Selector, Status> {
+    Selector::parse(s)
+        .map_err(|e| Status::invalid_argument(format!("invalid label selector {s:?}: {e}")))
+}
+
+#[tonic::async_trait]
+impl Cluster for ClusterService {
+    async fn apply(
+        &self,
+        request: Request<ApplyRequest>,
+    ) -> Result<Response<ApplyResponse>, Status> {
+        let r = request.into_inner();
+        let obj = required(r.object, "object")?;
+        let span = tracing::info_span!("apply", kind = %obj.kind(), namespace = obj.namespace(), name = obj.name());
+        let applied =
+            tracing::Instrument::instrument(apply::apply(self.store(), obj, r.dry_run), span)
+                .await?;
+        Ok(Response::new(ApplyResponse {
+            object: Some(applied.object),
+            outcome: applied.outcome.to_string(),
+            notes: applied.notes,
+        }))
+    }
+
+    async fn update(
+        &self,
+        request: Request<UpdateRequest>,
+    ) -> Result<Response<UpdateResponse>, Status> {
+        let obj = required(request.into_inner().object, "object")?;
+        let object = apply::update(self.store(), obj).await?;
+        Ok(Response::new(UpdateResponse {
+            object: Some(object),
+        }))
+    }
+
+    async fn get(&self, request: Request<GetRequest>) -> Result<Response<GetResponse>, Status> {
+        let (kind, ns, name) = key_parts(request.into_inner().key)?;
+        let object = self
+            .store()
+            .get(kind, &ns, &name)
+            .ok_or_else(|| status(StoreError::not_found(kind, &name)))?;
+        Ok(Response::new(GetResponse {
+            object: Some(object),
+        }))
+    }
+
+    async fn list(&self, request: Request<ListRequest>) -> Result<Response<ListResponse>, Status> {
+        let r = request.into_inner();
+        let kind = parse_kind(&r.kind)?;
+        let labels = label_selector(&r.label_selector)?;
+        let fields = FieldSelector::parse(&r.field_selector)?;
+        let ns = (kind.namespaced() && !r.namespace.is_empty()).then_some(r.namespace.as_str());
+        let (items, rev) = self.store().list(kind, ns);
+        let items = items
+            .into_iter()
+            .filter(|o| labels.matches(&o.meta().labels) && fields.matches(o))
+            .collect();
+        Ok(Response::new(ListResponse {
+            items,
+            resource_version: rev.to_string(),
+        }))
+    }
+
+    type WatchStream = ReceiverStream<Result<WatchEvent, Status>>;
+
+    async fn watch(
+        &self,
+        request: Request<WatchRequest>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        let r = request.into_inner();
+        let kind = if r.kind.is_empty() {
+            None
+        } else {
+            Some(parse_kind(&r.kind)?)
+        };
+        let labels = label_selector(&r.label_selector)?;
+        let namespace = r.namespace;
+        let store = self.ctx.store.clone();
+        let mut last = parse_rv(&r.resource_version)?.unwrap_or_else(|| store.current_revision());
+        let mut watcher = store.watch(last).map_err(status)?;
+        let (tx, rx) = mpsc::channel(256);
+        let token = self.ctx.shutdown.clone();
+        tokio::spawn(async move {
+            loop {
+                let ev = tokio::select! {
+                    _ = token.cancelled() => return,
+                    _ = tx.closed() => return,
+                    ev = watcher.recv() => ev,
+                };
+                let Some(ev) = ev else {
+                    // Fell behind or the store is closing: resume, or tell the client to relist.
+                    match store.watch(last) {
+                        Ok(w) => watcher = w,
+                        Err(e) => {
+                            let _ = tx.send(Err(status(e))).await;
+                            return;
+                        }
+                    }
+                    continue;
+                };
+                last = ev.rev;
+                let o = &ev.object;
+                let wanted = kind.is_none_or(|k| k == o.kind())
+                    && (namespace.is_empty() || namespace == o.namespace())
+                    && labels.matches(&o.meta().labels);
+                if wanted {
+                    let out = WatchEvent {
+                        r#type: ev.r#type.as_str().to_string(),
+                        resource_version: ev.rev.to_string(),
+                        object: Some(ev.object),
+                    };
+                    if tx.send(Ok(out)).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    async fn delete(
+        &self,
+        request: Request<DeleteRequest>,
+    ) -> Result<Response<DeleteResponse>, Status> {
+        let r = request.into_inner();
+        let (kind, ns, name) = key_parts(r.key)?;
+        let propagation =
+            match r.propagation_policy.as_str() {
+                "" | "Background" => Propagation::Background,
+                "Orphan" => Propagation::Orphan,
+                "Foreground" => return Err(Status::unimplemented(
+                    "propagationPolicy Foreground is not supported yet; use Background or Orphan",
+                )),
+                other => {
+                    return Err(Status::invalid_argument(format!(
+                        "invalid propagationPolicy {other:?}: expected Background or Orphan"
+                    )))
+                }
+            };
+        if r.grace_period_seconds.is_some_and(|g| g < 0) {
+            return Err(Status::invalid_argument(
+                "gracePeriodSeconds must be 0 or greater",
+            ));
+        }
+        let store = self.store();
+        let span =
+            tracing::info_span!("delete", kind = kind.as_str(), namespace = %ns, name = %name);
+        let work = async {
+            match kind {
+                Kind::Pod => deletion::delete_pod(store, &ns, &name, r.grace_period_seconds).await,
+                Kind::Node => {
+                    let res = deletion::delete_node(store, &name).await;
+                    self.ctx.heartbeats.forget(&name);
+                    res
+                }
+                _ => deletion::delete_owner(store, kind, &ns, &name, propagation).await,
+            }
+        };
+        if kind == Kind::Namespace {
+            return self.delete_namespace(&name).await;
+        }
+        let object = tracing::Instrument::instrument(work, span)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(DeleteResponse {
+            object: Some(object),
+        }))
+    }
+
+    async fn scale(
+        &self,
+        request: Request<ScaleRequest>,
+    ) -> Result<Response<ScaleResponse>, Status> {
+        let r = request.into_inner();
+        let (kind, ns, name) = key_parts(r.key)?;
+        if r.replicas < 0 {
+            return Err(Status::invalid_argument(format!(
+                "{} {name:?} is invalid: spec.replicas: Invalid value: {}: must be greater than or equal to 0",
+                kind.as_str(),
+                r.replicas
+            )));
+        }
+        let store = self.store();
+        let current = store
+            .get(kind, &ns, &name)
+            .ok_or_else(|| status(StoreError::not_found(kind, &name)))?;
+        match kind {
+            Kind::StatefulSet => {}
+            Kind::DaemonSet => {
+                return Err(Status::invalid_argument(format!(
+                    "daemonsets.apps {name:?} cannot be scaled: a DaemonSet runs one pod on each eligible node \
+                     (choose the nodes with a nodeSelector instead)"
+                )))
+            }
+            other => return Err(Status::invalid_argument(format!("{} {name:?} cannot be scaled", other.group_resource()))),
+        }
+        let mut current = current;
+        for _ in 0..5 {
+            let rv = current.resource_version();
+            let mut scaled = current.clone();
+            if let Some(sts) = scaled.as_stateful_set_mut() {
+                sts.spec.get_or_insert_with(Default::default).replicas = Some(r.replicas);
+            }
+            match store.update(scaled, Some(rv)).await {
+                Ok(object) => {
+                    return Ok(Response::new(ScaleResponse {
+                        object: Some(object),
+                    }))
+                }
+                Err(StoreError::Conflict { .. }) => {
+                    current = store
+                        .get(kind, &ns, &name)
+                        .ok_or_else(|| status(StoreError::not_found(kind, &name)))?;
+                }
+                Err(e) => return Err(status(e)),
+            }
+        }
+        Err(Status::aborted(format!(
+            "statefulsets.apps {name:?} keeps changing; try again"
+        )))
+    }
+
+    type LogsStream = logs::LogStream;
+
+    async fn logs(
+        &self,
+        request: Request<LogsRequest>,
+    ) -> Result<Response<Self::LogsStream>, Status> {
+        let stream = logs::proxy(
+            self.store(),
+            request.into_inner(),
+            self.ctx.shutdown.clone(),
+        )
+        .await?;
+        Ok(Response::new(stream))
+    }
+}
+
+impl ClusterService {
+    /// Deletes an empty namespace; cascading namespace deletion is not implemented.
+    async fn delete_namespace(&self, name: &str) -> Result<Response<DeleteResponse>, Status> {
+        if SYSTEM_NAMESPACES.contains(&name) {
+            return Err(Status::permission_denied(format!(
+                "namespaces {name:?} is forbidden: this namespace may not be deleted"
+            )));
+        }
+        let store = self.store();
+        if store.get(Kind::Namespace, "", name).is_none() {
+            return Err(status(StoreError::not_found(Kind::Namespace, name)));
+        }
+        let busy: Vec<String> = Kind::ALL
+            .into_iter()
+            .filter(|k| k.namespaced() && *k != Kind::Event)
+            .filter_map(|k| {
+                let n = store.list(k, Some(name)).0.len();
+                (n > 0).then(|| format!("{n} {}", k.resource()))
+            })
+            .collect();
+        if !busy.is_empty() {
+            return Err(Status::failed_precondition(format!(
+                "namespace {name:?} is not empty (it holds {}): delete those first; deleting a namespace with its contents is not implemented yet",
+                busy.join(", ")
+            )));
+        }
+        for ev in store.list(Kind::Event, Some(name)).0 {
+            match store.delete(Kind::Event, name, ev.name(), None).await {
+                Ok(_) | Err(StoreError::NotFound { .. }) => {}
+                Err(e) => return Err(status(e)),
+            }
+        }
+        let object = store
+            .delete(Kind::Namespace, "", name, None)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(DeleteResponse {
+            object: Some(object),
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn field_selectors() {
+        let pod = Object::from(twinset_proto::v1::Pod {
+            metadata: Some(twinset_proto::v1::ObjectMeta {
+                name: "p".into(),
+                namespace: "ns".into(),
+                ..Default::default()
+            }),
+            spec: Some(twinset_proto::v1::PodSpec {
+                node_name: "n1".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        assert!(FieldSelector::parse("spec.nodeName=n1")
+            .unwrap()
+            .matches(&pod));
+        assert!(FieldSelector::parse("spec.nodeName==n1,metadata.name=p")
+            .unwrap()
+            .matches(&pod));
+        assert!(!FieldSelector::parse("spec.nodeName=n2")
+            .unwrap()
+            .matches(&pod));
+        assert!(FieldSelector::parse("").unwrap().matches(&pod));
+        assert!(FieldSelector::parse("status.phase=Running").is_err());
+        assert!(FieldSelector::parse("spec.nodeName").is_err());
+    }
+}

@@ -1,0 +1,150 @@
+//! Cluster.Logs: finds the pod's node and streams the logs from that node's agent
+//! (NodeAgent.Logs on the node's InternalIP and daemon endpoint port).
+
+use crate::store::Store;
+use futures::{Stream, StreamExt};
+use std::pin::Pin;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use tonic::Status;
+use twinset_proto::v1::node_agent_client::NodeAgentClient;
+use twinset_proto::v1::{LogChunk, LogsRequest, Node};
+use twinset_proto::Kind;
+
+/// The stream handed back to the client.
+pub type LogStream = Pin<Box<dyn Stream<Item = Result<LogChunk, Status>> + Send + 'static>>;
+
+/// How long to wait for an agent to accept the connection.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The agent address of a node: "http://IP:PORT", from status.addresses and the
+/// kubelet daemon endpoint.
+pub fn agent_endpoint(node: &Node) -> Option<String> {
+    let status = node.status.as_ref()?;
+    let port = status
+        .daemon_endpoints
+        .as_ref()?
+        .kubelet_endpoint
+        .as_ref()?
+        .port;
+    if port <= 0 {
+        return None;
+    }
+    let addr = status
+        .addresses
+        .iter()
+        .find(|a| a.r#type == "InternalIP")
+        .or_else(|| status.addresses.iter().find(|a| a.r#type == "Hostname"))
+        .or(status.addresses.first())?;
+    let host = if addr.address.contains(':') {
+        format!("[{}]", addr.address)
+    } else {
+        addr.address.clone()
+    };
+    Some(format!("http://{host}:{port}"))
+}
+
+/// Opens the log stream of one pod's container through its agent.
+pub async fn proxy(
+    store: &dyn Store,
+    mut req: LogsRequest,
+    shutdown: CancellationToken,
+) -> Result<LogStream, Status> {
+    if req.namespace.is_empty() {
+        req.namespace = "default".into();
+    }
+    let pod = store
+        .get(Kind::Pod, &req.namespace, &req.pod)
+        .and_then(|o| o.into_pod())
+        .ok_or_else(|| Status::not_found(format!("pods {:?} not found", req.pod)))?;
+    let spec = pod.spec.unwrap_or_default();
+    let names: Vec<&str> = spec.containers.iter().map(|c| c.name.as_str()).collect();
+    if req.container.is_empty() {
+        match names.as_slice() {
+            [one] => req.container = one.to_string(),
+            _ => {
+                return Err(Status::invalid_argument(format!(
+                    "a container name must be specified for pod {}, choose one of: [{}]",
+                    req.pod,
+                    names.join(" ")
+                )))
+            }
+        }
+    } else if !names.contains(&req.container.as_str())
+        && !spec.init_containers.iter().any(|c| c.name == req.container)
+    {
+        return Err(Status::invalid_argument(format!(
+            "container {} is not valid for pod {}",
+            req.container, req.pod
+        )));
+    }
+    if spec.node_name.is_empty() {
+        return Err(Status::failed_precondition(format!(
+            "pod {:?} is not bound to a node yet",
+            req.pod
+        )));
+    }
+    let node = store
+        .get(Kind::Node, "", &spec.node_name)
+        .and_then(|o| o.into_node())
+        .ok_or_else(|| {
+            Status::failed_precondition(format!(
+                "pod {:?} is bound to node {:?}, which no longer exists",
+                req.pod, spec.node_name
+            ))
+        })?;
+    let url = agent_endpoint(&node).ok_or_else(|| {
+        Status::unavailable(format!(
+            "node {:?} has not reported its agent endpoint (status.daemonEndpoints)",
+            spec.node_name
+        ))
+    })?;
+    let channel = tonic::transport::Endpoint::from_shared(url.clone())
+        .map_err(|e| Status::internal(format!("bad agent address {url}: {e}")))?
+        .connect_timeout(CONNECT_TIMEOUT)
+        .connect()
+        .await
+        .map_err(|e| {
+            Status::unavailable(format!(
+                "cannot reach the agent of node {:?} at {url}: {e}",
+                spec.node_name
+            ))
+        })?;
+    let stream = NodeAgentClient::new(channel).logs(req).await?.into_inner();
+    Ok(Box::pin(stream.take_until(shutdown.cancelled_owned())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use twinset_proto::v1::{DaemonEndpoint, NodeAddress, NodeDaemonEndpoints, NodeStatus};
+
+    #[test]
+    fn endpoint_from_node_status() {
+        let mut node = Node {
+            status: Some(NodeStatus {
+                addresses: vec![
+                    NodeAddress {
+                        r#type: "Hostname".into(),
+                        address: "host".into(),
+                    },
+                    NodeAddress {
+                        r#type: "InternalIP".into(),
+                        address: "127.0.0.1".into(),
+                    },
+                ],
+                daemon_endpoints: Some(NodeDaemonEndpoints {
+                    kubelet_endpoint: Some(DaemonEndpoint { port: 10250 }),
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert_eq!(
+            agent_endpoint(&node).as_deref(),
+            Some("http://127.0.0.1:10250")
+        );
+        node.status.as_mut().unwrap().daemon_endpoints = None;
+        assert_eq!(agent_endpoint(&node), None);
+    }
+}

@@ -1,0 +1,76 @@
+//! The gRPC services: [`cluster::ClusterService`] (what clients use) and
+//! [`nodes::NodesService`] (what agents use), plus what they share: the context and
+//! the mapping of store errors onto gRPC status codes.
+
+pub mod apply;
+pub mod cluster;
+pub mod logs;
+pub mod nodes;
+
+use crate::controllers::node_lifecycle::Heartbeats;
+use crate::ipam::Ipam;
+use crate::store::{Error as StoreError, Store};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use tonic::Status;
+use twinset_proto::Kind;
+
+/// What the services share.
+#[derive(Clone)]
+pub struct Ctx {
+    /// The object store.
+    pub store: Arc<dyn Store>,
+    /// Ends every stream when the server stops.
+    pub shutdown: CancellationToken,
+    /// Node heartbeats (read by the node lifecycle controller).
+    pub heartbeats: Arc<Heartbeats>,
+    /// Pod range allocation for registering nodes.
+    pub ipam: Ipam,
+    /// Serialises registrations, so two nodes never get the same pod range.
+    pub register_lock: Arc<tokio::sync::Mutex<()>>,
+    /// How often a healthy node's heartbeat time is written to its stored status.
+    pub status_write_interval: Duration,
+}
+
+/// Maps a store error onto the gRPC code clients expect.
+pub fn status(e: StoreError) -> Status {
+    let msg = e.to_string();
+    match e {
+        StoreError::NotFound { .. } => Status::not_found(msg),
+        StoreError::AlreadyExists { .. } => Status::already_exists(msg),
+        StoreError::Conflict { .. } => Status::aborted(msg),
+        StoreError::TooOld { .. } => Status::out_of_range(msg),
+        StoreError::Invalid(_) => Status::invalid_argument(msg),
+        StoreError::Backend(_) => Status::internal(msg),
+        StoreError::Closed => Status::unavailable(msg),
+    }
+}
+
+/// Parses the kind a request names (any spelling users type).
+pub fn parse_kind(word: &str) -> Result<Kind, Status> {
+    Kind::parse(word).ok_or_else(|| {
+        Status::invalid_argument(format!("the server doesn't have a resource type {word:?}"))
+    })
+}
+
+/// The namespace a request addresses: "default" when empty for namespaced kinds, "" otherwise.
+pub fn namespace_for(kind: Kind, namespace: &str) -> String {
+    match (kind.namespaced(), namespace.is_empty()) {
+        (true, true) => "default".into(),
+        (true, false) => namespace.into(),
+        (false, _) => String::new(),
+    }
+}
+
+/// Parses a resourceVersion string ("" and "0" mean none).
+pub fn parse_rv(s: &str) -> Result<Option<u64>, Status> {
+    match s.trim() {
+        "" | "0" => Ok(None),
+        s => s.parse().map(Some).map_err(|_| {
+            Status::invalid_argument(format!(
+                "invalid resourceVersion {s:?}: must be a decimal store revision"
+            ))
+        }),
+    }
+}

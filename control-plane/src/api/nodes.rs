@@ -1,0 +1,513 @@
+//! The `twinset.v1.Nodes` service: what node agents call. Register (with pod range
+//! allocation), Heartbeat, WatchAssignments (the pods bound to the node: a snapshot,
+//! then every change, tagged with store revisions) and ReportStatus.
+
+use super::{parse_rv, status, Ctx};
+use crate::controllers::node_lifecycle::{mark_ready, ready_status, sync_unschedulable_taint};
+use crate::events::{self, Source};
+use crate::podutil;
+use crate::store::{Error as StoreError, Store, Watcher};
+use std::collections::BTreeSet;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+use tracing::Instrument;
+use twinset_proto::v1::nodes_server::Nodes;
+use twinset_proto::v1::{
+    Assignment, HeartbeatRequest, HeartbeatResponse, Node, Object, Pod, RegisterRequest,
+    RegisterResponse, ReportStatusRequest, ReportStatusResponse, WatchAssignmentsRequest,
+};
+use twinset_proto::Kind;
+
+/// How many times a read-modify-write retries after a conflict.
+const RETRIES: usize = 5;
+
+/// The Nodes service.
+pub struct NodesService {
+    ctx: Ctx,
+}
+
+impl NodesService {
+    /// A service over the shared context.
+    pub fn new(ctx: Ctx) -> Self {
+        NodesService { ctx }
+    }
+
+    fn store(&self) -> &dyn Store {
+        &*self.ctx.store
+    }
+
+    fn node_not_found(name: &str) -> Status {
+        status(StoreError::not_found(Kind::Node, name))
+    }
+
+    /// Stores (or merges) the registering node, with its pod range.
+    async fn register_node(&self, reported: Node) -> Result<Node, Status> {
+        let name = reported
+            .metadata
+            .as_ref()
+            .map(|m| m.name.clone())
+            .unwrap_or_default();
+        if !twinset_proto::validate::is_dns1123_subdomain(&name) {
+            return Err(Status::invalid_argument(format!(
+                "Node {name:?} is invalid: metadata.name: a lowercase RFC 1123 subdomain is required"
+            )));
+        }
+        let _lock = self.ctx.register_lock.lock().await;
+        let store = self.store();
+        let now = twinset_proto::time::now();
+        for _ in 0..RETRIES {
+            let existing = store
+                .get(Kind::Node, "", &name)
+                .and_then(|o| o.into_node().map(|n| (o_rv(&n), n)));
+            let mut node = match &existing {
+                Some((_, cur)) => {
+                    // The stored node keeps what users set (labels added, taints, cordon); the
+                    // agent's labels win on their own keys; status is the agent's.
+                    let mut n = cur.clone();
+                    let m = n.metadata.get_or_insert_with(Default::default);
+                    if let Some(rm) = &reported.metadata {
+                        m.labels.extend(rm.labels.clone());
+                    }
+                    n.status = reported.status.clone();
+                    let reported_cidr = reported
+                        .spec
+                        .as_ref()
+                        .map(|s| s.pod_cidr.clone())
+                        .unwrap_or_default();
+                    if !reported_cidr.is_empty() {
+                        let spec = n.spec.get_or_insert_with(Default::default);
+                        spec.pod_cidr = reported_cidr.clone();
+                        spec.pod_cidrs = vec![reported_cidr];
+                    }
+                    n
+                }
+                None => {
+                    let mut n = reported.clone();
+                    let m = n.metadata.get_or_insert_with(Default::default);
+                    m.namespace.clear();
+                    n
+                }
+            };
+            let spec = node.spec.get_or_insert_with(Default::default);
+            if spec.pod_cidr.is_empty() {
+                let used: BTreeSet<String> = store
+                    .list(Kind::Node, None)
+                    .0
+                    .iter()
+                    .filter_map(|o| {
+                        o.as_node()
+                            .and_then(|n| n.spec.as_ref())
+                            .map(|s| s.pod_cidr.clone())
+                    })
+                    .filter(|c| !c.is_empty())
+                    .collect();
+                let cidr = self
+                    .ctx
+                    .ipam
+                    .allocate(&used)
+                    .map_err(|e| Status::resource_exhausted(e.to_string()))?;
+                spec.pod_cidrs = vec![cidr.clone()];
+                spec.pod_cidr = cidr;
+            }
+            mark_ready(&mut node, &now);
+            sync_unschedulable_taint(&mut node);
+            let mut obj = Object::from(node);
+            obj.set_type_meta();
+            let res = match existing {
+                Some((rv, _)) => store.update(obj, Some(rv)).await,
+                None => store.create(obj).await,
+            };
+            match res {
+                Ok(o) => {
+                    self.ctx.heartbeats.beat(&name);
+                    return o
+                        .into_node()
+                        .ok_or_else(|| Status::internal("stored node is not a node"));
+                }
+                Err(StoreError::Conflict { .. } | StoreError::AlreadyExists { .. }) => continue,
+                Err(e) => return Err(status(e)),
+            }
+        }
+        Err(Status::aborted(format!(
+            "node {name:?} kept changing during registration; try again"
+        )))
+    }
+}
+
+fn o_rv(n: &Node) -> u64 {
+    n.metadata
+        .as_ref()
+        .and_then(|m| m.resource_version.parse().ok())
+        .unwrap_or(0)
+}
+
+fn bound_to(pod: &Pod, node: &str) -> bool {
+    podutil::node_name(pod) == node
+}
+
+/// The assignment stream of one node: snapshot, then changes; resumes from the agent's
+/// revision when the history still holds it, else starts with a fresh snapshot.
+async fn assignments(
+    ctx: Ctx,
+    node: String,
+    from: Option<u64>,
+    tx: mpsc::Sender<Result<Assignment, Status>>,
+) {
+    let store = ctx.store.clone();
+    let mut rev = from;
+    loop {
+        let resumed: Option<Watcher> = match rev.map(|r| store.watch(r)) {
+            Some(Ok(w)) => Some(w),
+            Some(Err(StoreError::TooOld { .. })) | None => None,
+            Some(Err(e)) => {
+                let _ = tx.send(Err(status(e))).await;
+                return;
+            }
+        };
+        let mut watcher = match resumed {
+            Some(w) => w,
+            None => {
+                let (objs, at) = store.list(Kind::Pod, None);
+                let pods: Vec<Pod> = objs
+                    .into_iter()
+                    .filter_map(Object::into_pod)
+                    .filter(|p| bound_to(p, &node))
+                    .collect();
+                tracing::debug!(pods = pods.len(), rev = at, "sending snapshot");
+                let snap = Assignment {
+                    r#type: "SNAPSHOT".into(),
+                    pods,
+                    resource_version: at.to_string(),
+                };
+                if tx.send(Ok(snap)).await.is_err() {
+                    return;
+                }
+                rev = Some(at);
+                match store.watch(at) {
+                    Ok(w) => w,
+                    Err(StoreError::TooOld { .. }) => continue,
+                    Err(e) => {
+                        let _ = tx.send(Err(status(e))).await;
+                        return;
+                    }
+                }
+            }
+        };
+        loop {
+            let ev = tokio::select! {
+                _ = ctx.shutdown.cancelled() => return,
+                _ = tx.closed() => return,
+                ev = watcher.recv() => ev,
+            };
+            // None: this watch fell behind or the store is closing; resume from `rev`.
+            let Some(ev) = ev else { break };
+            rev = Some(ev.rev);
+            let Some(pod) = ev.object.as_pod() else {
+                continue;
+            };
+            if !bound_to(pod, &node) {
+                continue;
+            }
+            let out = Assignment {
+                r#type: ev.r#type.as_str().into(),
+                pods: vec![pod.clone()],
+                resource_version: ev.rev.to_string(),
+            };
+            if tx.send(Ok(out)).await.is_err() {
+                return;
+            }
+        }
+        if ctx.shutdown.is_cancelled() {
+            return;
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl Nodes for NodesService {
+    async fn register(
+        &self,
+        request: Request<RegisterRequest>,
+    ) -> Result<Response<RegisterResponse>, Status> {
+        let reported = request
+            .into_inner()
+            .node
+            .ok_or_else(|| Status::invalid_argument("node is required"))?;
+        let name = reported
+            .metadata
+            .as_ref()
+            .map(|m| m.name.clone())
+            .unwrap_or_default();
+        let node = self
+            .register_node(reported)
+            .instrument(tracing::info_span!("register", node = %name))
+            .await?;
+        tracing::info!(node = %name, pod_cidr = %node.spec.as_ref().map(|s| s.pod_cidr.as_str()).unwrap_or(""), "node registered");
+        Ok(Response::new(RegisterResponse { node: Some(node) }))
+    }
+
+    async fn heartbeat(
+        &self,
+        request: Request<HeartbeatRequest>,
+    ) -> Result<Response<HeartbeatResponse>, Status> {
+        let name = request.into_inner().node_name;
+        let store = self.store();
+        for _ in 0..RETRIES {
+            let obj = store
+                .get(Kind::Node, "", &name)
+                .ok_or_else(|| Self::node_not_found(&name))?;
+            self.ctx.heartbeats.beat(&name);
+            let Some(node) = obj.as_node() else {
+                return Err(Self::node_not_found(&name));
+            };
+            let last_written = node
+                .status
+                .as_ref()
+                .and_then(|s| s.conditions.iter().find(|c| c.r#type == "Ready"))
+                .and_then(|c| twinset_proto::time::parse(&c.last_heartbeat_time));
+            let stale = last_written
+                .is_none_or(|t| t.elapsed().unwrap_or_default() >= self.ctx.status_write_interval);
+            if ready_status(node) == "True" && !stale {
+                return Ok(Response::new(HeartbeatResponse {}));
+            }
+            let was_ready = ready_status(node) == "True";
+            let mut fresh = node.clone();
+            mark_ready(&mut fresh, &twinset_proto::time::now());
+            match store
+                .update(Object::from(fresh), Some(obj.resource_version()))
+                .await
+            {
+                Ok(_) => {
+                    if !was_ready {
+                        tracing::info!(node = %name, "node is posting status again: Ready");
+                    }
+                    return Ok(Response::new(HeartbeatResponse {}));
+                }
+                Err(StoreError::Conflict { .. }) => continue,
+                Err(e) => return Err(status(e)),
+            }
+        }
+        Ok(Response::new(HeartbeatResponse {}))
+    }
+
+    type WatchAssignmentsStream = ReceiverStream<Result<Assignment, Status>>;
+
+    async fn watch_assignments(
+        &self,
+        request: Request<WatchAssignmentsRequest>,
+    ) -> Result<Response<Self::WatchAssignmentsStream>, Status> {
+        let r = request.into_inner();
+        if self.store().get(Kind::Node, "", &r.node_name).is_none() {
+            return Err(Self::node_not_found(&r.node_name));
+        }
+        let from = parse_rv(&r.resource_version)?;
+        let (tx, rx) = mpsc::channel(256);
+        let span = tracing::info_span!("assignments", node = %r.node_name);
+        tokio::spawn(assignments(self.ctx.clone(), r.node_name, from, tx).instrument(span));
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    async fn report_status(
+        &self,
+        request: Request<ReportStatusRequest>,
+    ) -> Result<Response<ReportStatusResponse>, Status> {
+        let r = request.into_inner();
+        let ns = if r.namespace.is_empty() {
+            "default".to_string()
+        } else {
+            r.namespace.clone()
+        };
+        let store = self.store();
+        let span =
+            tracing::info_span!("report", node = %r.node_name, namespace = %ns, name = %r.pod_name);
+        async {
+            let mut recorded = false;
+            for _ in 0..RETRIES {
+                let Some(obj) = store.get(Kind::Pod, &ns, &r.pod_name) else {
+                    // Already gone: a terminated report is then simply done.
+                    return if r.terminated {
+                        Ok(Response::new(ReportStatusResponse {}))
+                    } else {
+                        Err(status(StoreError::not_found(Kind::Pod, &r.pod_name)))
+                    };
+                };
+                if !r.pod_uid.is_empty() && obj.meta().uid != r.pod_uid {
+                    // A report about an earlier pod of the same name: nothing to do.
+                    return Ok(Response::new(ReportStatusResponse {}));
+                }
+                let pod = obj.as_pod().cloned().unwrap_or_default();
+                if podutil::node_name(&pod) != r.node_name {
+                    return Err(Status::permission_denied(format!(
+                        "pod {ns}/{} is bound to node {:?}, not {:?}",
+                        r.pod_name,
+                        podutil::node_name(&pod),
+                        r.node_name
+                    )));
+                }
+                if !recorded {
+                    let source = Source {
+                        component: "kubelet".into(),
+                        host: r.node_name.clone(),
+                    };
+                    for ev in &r.events {
+                        events::record(store, &obj, &ev.r#type, &ev.reason, &ev.message, &source)
+                            .await;
+                    }
+                    recorded = true;
+                }
+                if r.terminated {
+                    return match store
+                        .delete(Kind::Pod, &ns, &r.pod_name, Some(obj.resource_version()))
+                        .await
+                    {
+                        Ok(_) | Err(StoreError::NotFound { .. }) => {
+                            Ok(Response::new(ReportStatusResponse {}))
+                        }
+                        Err(StoreError::Conflict { .. }) => continue,
+                        Err(e) => Err(status(e)),
+                    };
+                }
+                let Some(new_status) = r.status.clone() else {
+                    return Ok(Response::new(ReportStatusResponse {}));
+                };
+                if pod.status.as_ref() == Some(&new_status) {
+                    return Ok(Response::new(ReportStatusResponse {}));
+                }
+                let mut updated = pod;
+                updated.status = Some(new_status);
+                match store
+                    .update(Object::from(updated), Some(obj.resource_version()))
+                    .await
+                {
+                    Ok(_) => return Ok(Response::new(ReportStatusResponse {})),
+                    Err(StoreError::Conflict { .. }) => continue,
+                    Err(e) => return Err(status(e)),
+                }
+            }
+            Err(Status::aborted(format!(
+                "pod {ns}/{} kept changing; report again",
+                r.pod_name
+            )))
+        }
+        .instrument(span)
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::controllers::node_lifecycle::Heartbeats;
+    use crate::store::memory::MemoryStore;
+    use std::sync::Arc;
+    use std::time::Duration;
+    use tokio_util::sync::CancellationToken;
+    use twinset_proto::v1::{NodeSpec, ObjectMeta, Taint};
+
+    fn service() -> NodesService {
+        NodesService::new(Ctx {
+            store: Arc::new(MemoryStore::new(100)),
+            shutdown: CancellationToken::new(),
+            heartbeats: Arc::new(Heartbeats::default()),
+            ipam: crate::ipam::Ipam::new("10.0.0.0/16", 24).unwrap(),
+            register_lock: Arc::default(),
+            status_write_interval: Duration::from_secs(30),
+        })
+    }
+
+    fn node(name: &str, label: (&str, &str)) -> Node {
+        Node {
+            metadata: Some(ObjectMeta {
+                name: name.into(),
+                labels: [(label.0.to_string(), label.1.to_string())].into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    async fn register(svc: &NodesService, n: Node) -> Node {
+        svc.register(Request::new(RegisterRequest { node: Some(n) }))
+            .await
+            .unwrap()
+            .into_inner()
+            .node
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn reregistration_keeps_range_user_labels_and_taints() {
+        let svc = service();
+        let first = register(&svc, node("n1", ("a", "1"))).await;
+        assert_eq!(first.spec.as_ref().unwrap().pod_cidr, "10.0.0.0/24");
+        assert_eq!(ready_status(&first), "True");
+        assert_eq!(
+            register(&svc, node("n2", ("a", "1")))
+                .await
+                .spec
+                .unwrap()
+                .pod_cidr,
+            "10.0.1.0/24"
+        );
+
+        // A user labels and taints n1; the agent registers again with a new label value.
+        let mut edited = first.clone();
+        edited
+            .metadata
+            .as_mut()
+            .unwrap()
+            .labels
+            .insert("disk".into(), "ssd".into());
+        edited
+            .spec
+            .get_or_insert_with(NodeSpec::default)
+            .taints
+            .push(Taint {
+                key: "k".into(),
+                effect: "NoSchedule".into(),
+                ..Default::default()
+            });
+        let rv = edited
+            .metadata
+            .as_ref()
+            .unwrap()
+            .resource_version
+            .parse()
+            .ok();
+        svc.store().update(Object::from(edited), rv).await.unwrap();
+        let again = register(&svc, node("n1", ("a", "2"))).await;
+        let labels = &again.metadata.as_ref().unwrap().labels;
+        assert_eq!(
+            (labels["a"].as_str(), labels["disk"].as_str()),
+            ("2", "ssd")
+        );
+        assert_eq!(again.spec.as_ref().unwrap().pod_cidr, "10.0.0.0/24");
+        assert_eq!(again.spec.as_ref().unwrap().taints.len(), 1);
+
+        // An operator-given range wins.
+        let mut lab = node("n3", ("a", "1"));
+        lab.spec = Some(NodeSpec {
+            pod_cidr: "192.168.5.0/24".into(),
+            ..Default::default()
+        });
+        assert_eq!(
+            register(&svc, lab).await.spec.unwrap().pod_cidr,
+            "192.168.5.0/24"
+        );
+
+        let bad = svc
+            .register(Request::new(RegisterRequest {
+                node: Some(node("Bad_Name", ("a", "1"))),
+            }))
+            .await;
+        assert_eq!(bad.unwrap_err().code(), tonic::Code::InvalidArgument);
+        let err = svc
+            .heartbeat(Request::new(HeartbeatRequest {
+                node_name: "nope".into(),
+            }))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), tonic::Code::NotFound);
+    }
+}

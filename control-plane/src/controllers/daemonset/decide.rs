@@ -1,0 +1,336 @@
+//! The DaemonSet controller's brain: from one DaemonSet, the nodes and the pods of its
+//! namespace, the next safe steps. Pure: no I/O, no clock, no randomness.
+
+use crate::controllers::placement::{self, Fit};
+use crate::controllers::revision::{template_hash, REVISION_HASH_LABEL};
+use crate::podutil;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::SystemTime;
+use twinset_proto::selector::label_selector_matches;
+use twinset_proto::v1::{
+    DaemonSet, DaemonSetStatus, Node, ObjectMeta, OwnerReference, Pod, PodSpec, PodStatus,
+};
+
+/// One step the shell carries out.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Action {
+    /// Create a daemon pod bound to this node (see [`build_pod`]).
+    CreatePod {
+        /// The node to bind the pod to.
+        node: String,
+    },
+    /// Delete this pod (gracefully when its node is alive).
+    DeletePod {
+        /// The pod's name.
+        name: String,
+        /// Why, for the log and the event.
+        reason: DeleteReason,
+    },
+    /// Take over a pod that matches the selector and has no controller.
+    AdoptPod {
+        /// The pod's name.
+        name: String,
+    },
+    /// Write the DaemonSet's status.
+    UpdateStatus {
+        /// The new status.
+        status: DaemonSetStatus,
+    },
+}
+
+/// Why a daemon pod is deleted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeleteReason {
+    /// Its node no longer exists (or it was never bound).
+    NodeGone,
+    /// The node no longer fits (selector, affinity, untolerated NoExecute taint).
+    NodeUnfit,
+    /// The pod failed; a new one replaces it.
+    Failed,
+    /// Another pod of the set runs on the same node; the oldest stays.
+    Duplicate,
+    /// Made from an older template (rolling update).
+    Outdated,
+}
+
+/// Everything decide() looks at.
+#[derive(Clone, Copy, Debug)]
+pub struct Snapshot<'a> {
+    /// The DaemonSet (with uid and generation, as stored).
+    pub ds: &'a DaemonSet,
+    /// Every node.
+    pub nodes: &'a [Node],
+    /// Pods of the DaemonSet's namespace (others' included: decide picks its own).
+    pub pods: &'a [Pod],
+    /// The time, for minReadySeconds.
+    pub now: SystemTime,
+}
+
+/// The pod spec daemon pods get: the template's, plus the automatic tolerations.
+pub fn effective_spec(ds: &DaemonSet) -> PodSpec {
+    let mut spec = template(ds)
+        .and_then(|t| t.spec.clone())
+        .unwrap_or_default();
+    placement::add_daemon_tolerations(&mut spec);
+    spec
+}
+
+fn template(ds: &DaemonSet) -> Option<&twinset_proto::v1::PodTemplateSpec> {
+    ds.spec.as_ref().and_then(|s| s.template.as_ref())
+}
+
+/// The hash of the DaemonSet's current template.
+pub fn current_hash(ds: &DaemonSet) -> String {
+    let collisions = ds
+        .status
+        .as_ref()
+        .and_then(|s| s.collision_count)
+        .unwrap_or(0);
+    template_hash(template(ds), collisions)
+}
+
+fn meta(ds: &DaemonSet) -> &ObjectMeta {
+    static EMPTY: std::sync::OnceLock<ObjectMeta> = std::sync::OnceLock::new();
+    ds.metadata
+        .as_ref()
+        .unwrap_or_else(|| EMPTY.get_or_init(ObjectMeta::default))
+}
+
+/// The owner reference daemon pods carry.
+pub fn owner_reference(ds: &DaemonSet) -> OwnerReference {
+    OwnerReference {
+        api_version: "apps/v1".into(),
+        kind: "DaemonSet".into(),
+        name: meta(ds).name.clone(),
+        uid: meta(ds).uid.clone(),
+        controller: Some(true),
+        block_owner_deletion: Some(true),
+    }
+}
+
+/// The pod to create on `node`, named `<ds>-<suffix>`.
+pub fn build_pod(ds: &DaemonSet, node: &str, suffix: &str) -> Pod {
+    let m = meta(ds);
+    let t = template(ds);
+    let tmeta = t.and_then(|t| t.metadata.as_ref());
+    let mut labels = tmeta.map(|m| m.labels.clone()).unwrap_or_default();
+    labels.insert(REVISION_HASH_LABEL.into(), current_hash(ds));
+    // Like Kubernetes' generateName: the base is cut so the name stays a valid label.
+    let base: String = m.name.chars().take(57).collect();
+    let mut spec = effective_spec(ds);
+    spec.node_name = node.to_string();
+    Pod {
+        api_version: "v1".into(),
+        kind: "Pod".into(),
+        metadata: Some(ObjectMeta {
+            name: format!("{base}-{suffix}"),
+            generate_name: format!("{base}-"),
+            namespace: m.namespace.clone(),
+            labels,
+            annotations: tmeta.map(|m| m.annotations.clone()).unwrap_or_default(),
+            owner_references: vec![owner_reference(ds)],
+            ..Default::default()
+        }),
+        spec: Some(spec),
+        status: Some(PodStatus {
+            phase: "Pending".into(),
+            ..Default::default()
+        }),
+    }
+}
+
+/// The next steps for one DaemonSet.
+pub fn decide(snap: Snapshot<'_>) -> Vec<Action> {
+    let ds = snap.ds;
+    let uid = meta(ds).uid.as_str();
+    let spec = ds.spec.clone().unwrap_or_default();
+    let selector = spec.selector.clone().unwrap_or_default();
+    let hash = current_hash(ds);
+    let pod_spec = effective_spec(ds);
+    let mut actions = Vec::new();
+
+    // The set's pods: those it controls, plus orphans it adopts.
+    let mut mine: Vec<&Pod> = Vec::new();
+    for pod in snap.pods {
+        let Some(pm) = pod.metadata.as_ref() else {
+            continue;
+        };
+        match pm.controller() {
+            Some(c) if c.uid == uid => mine.push(pod),
+            Some(_) => {}
+            None => {
+                if !podutil::is_terminating(pod) && label_selector_matches(&selector, &pm.labels) {
+                    actions.push(Action::AdoptPod {
+                        name: pm.name.clone(),
+                    });
+                    mine.push(pod);
+                }
+            }
+        }
+    }
+
+    let node_names: BTreeSet<&str> = snap
+        .nodes
+        .iter()
+        .filter_map(|n| n.metadata.as_ref())
+        .map(|m| m.name.as_str())
+        .collect();
+    let mut by_node: BTreeMap<&str, Vec<&Pod>> = BTreeMap::new();
+    for pod in mine {
+        let node = podutil::node_name(pod);
+        if node_names.contains(node) {
+            by_node.entry(node).or_default().push(pod);
+        } else {
+            // Bound to a node that is gone, or never bound: daemon pods are always bound.
+            actions.push(Action::DeletePod {
+                name: podutil::name(pod).to_string(),
+                reason: DeleteReason::NodeGone,
+            });
+        }
+    }
+
+    let mut status = DaemonSetStatus {
+        observed_generation: meta(ds).generation,
+        collision_count: ds.status.as_ref().and_then(|s| s.collision_count),
+        conditions: ds
+            .status
+            .as_ref()
+            .map(|s| s.conditions.clone())
+            .unwrap_or_default(),
+        ..Default::default()
+    };
+    // Nodes whose single kept pod is outdated, split by availability (rolling update input).
+    let mut outdated_unavailable = Vec::new();
+    let mut outdated_available = Vec::new();
+    let mut unavailable_now = 0;
+
+    for node in snap.nodes {
+        let Some(node_name) = node.metadata.as_ref().map(|m| m.name.as_str()) else {
+            continue;
+        };
+        let fit: Fit = placement::fit(&pod_spec, node);
+        let mut pods = by_node.remove(node_name).unwrap_or_default();
+        pods.sort_by(|a, b| podutil::by_age(a, b));
+        let scheduled = !pods.is_empty();
+        let terminating = pods.iter().any(|p| podutil::is_terminating(p));
+        let mut live: Vec<&Pod> = Vec::new();
+        let mut failed = false;
+        for p in pods.iter().filter(|p| !podutil::is_terminating(p)) {
+            if podutil::phase(p) == "Failed" && fit.may_continue {
+                failed = true;
+                actions.push(Action::DeletePod {
+                    name: podutil::name(p).to_string(),
+                    reason: DeleteReason::Failed,
+                });
+            } else {
+                live.push(p);
+            }
+        }
+        if !fit.may_continue {
+            for p in &live {
+                actions.push(Action::DeletePod {
+                    name: podutil::name(p).to_string(),
+                    reason: DeleteReason::NodeUnfit,
+                });
+            }
+            live.clear();
+        }
+        for extra in live.iter().skip(1) {
+            actions.push(Action::DeletePod {
+                name: podutil::name(extra).to_string(),
+                reason: DeleteReason::Duplicate,
+            });
+        }
+        let kept = live.first().copied();
+
+        if fit.should_run {
+            status.desired_number_scheduled += 1;
+            if scheduled {
+                status.current_number_scheduled += 1;
+            }
+            match kept {
+                // Wait until the old or failed pod is gone: at most one daemon pod per node.
+                None if !terminating && !failed => actions.push(Action::CreatePod {
+                    node: node_name.to_string(),
+                }),
+                None => unavailable_now += 1,
+                Some(p) => {
+                    let ready = podutil::is_ready(p);
+                    let available = podutil::is_available(p, spec.min_ready_seconds, snap.now);
+                    let updated = pod_hash(p) == Some(hash.as_str());
+                    status.number_ready += i32::from(ready);
+                    status.number_available += i32::from(available);
+                    status.updated_number_scheduled += i32::from(updated);
+                    if !available {
+                        unavailable_now += 1;
+                    }
+                    if !updated {
+                        let name = podutil::name(p).to_string();
+                        if available {
+                            outdated_available.push(name);
+                        } else {
+                            outdated_unavailable.push(name);
+                        }
+                    }
+                }
+            }
+        } else if scheduled {
+            status.number_misscheduled += 1;
+        }
+    }
+    status.number_unavailable = status.desired_number_scheduled - status.number_available;
+
+    if rolling_update(&spec) {
+        // Old pods that are not available anyway go at once; available ones only while the
+        // number of unavailable nodes stays under maxUnavailable (maxSurge 0).
+        for name in outdated_unavailable {
+            actions.push(Action::DeletePod {
+                name,
+                reason: DeleteReason::Outdated,
+            });
+        }
+        let budget = max_unavailable(&spec, status.desired_number_scheduled);
+        for name in outdated_available {
+            if unavailable_now >= budget {
+                break;
+            }
+            unavailable_now += 1;
+            actions.push(Action::DeletePod {
+                name,
+                reason: DeleteReason::Outdated,
+            });
+        }
+    }
+
+    if ds.status.as_ref() != Some(&status) {
+        actions.push(Action::UpdateStatus { status });
+    }
+    actions
+}
+
+fn pod_hash(p: &Pod) -> Option<&str> {
+    p.metadata
+        .as_ref()
+        .and_then(|m| m.labels.get(REVISION_HASH_LABEL))
+        .map(String::as_str)
+}
+
+fn rolling_update(spec: &twinset_proto::v1::DaemonSetSpec) -> bool {
+    spec.update_strategy
+        .as_ref()
+        .is_none_or(|s| s.r#type.is_empty() || s.r#type == "RollingUpdate")
+}
+
+/// maxUnavailable resolved against the desired count (percentages round up), at least 1.
+fn max_unavailable(spec: &twinset_proto::v1::DaemonSetSpec, desired: i32) -> i32 {
+    spec.update_strategy
+        .as_ref()
+        .and_then(|s| s.rolling_update.as_ref())
+        .and_then(|r| r.max_unavailable.as_ref())
+        .and_then(|m| m.scaled(desired, true).ok())
+        .unwrap_or(1)
+        .max(1)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,537 @@
+use super::*;
+use crate::controllers::placement::taint_keys;
+use twinset_proto::v1::{
+    Affinity, DaemonSetSpec, DaemonSetUpdateStrategy, IntOrString, LabelSelector, NodeAffinity,
+    NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, NodeSpec, PodCondition,
+    PodTemplateSpec, RollingUpdateDaemonSet, Taint, Toleration,
+};
+
+const UID: &str = "ds-uid";
+
+fn ds() -> DaemonSet {
+    let labels: BTreeMap<String, String> = [("app".to_string(), "node-monitor".to_string())].into();
+    DaemonSet {
+        metadata: Some(ObjectMeta {
+            name: "node-monitor".into(),
+            namespace: "kube-system".into(),
+            uid: UID.into(),
+            generation: 3,
+            ..Default::default()
+        }),
+        spec: Some(DaemonSetSpec {
+            selector: Some(LabelSelector {
+                match_labels: labels.clone(),
+                ..Default::default()
+            }),
+            template: Some(PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels,
+                    ..Default::default()
+                }),
+                spec: Some(PodSpec::default()),
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn with_spec(mut ds: DaemonSet, f: impl FnOnce(&mut PodSpec)) -> DaemonSet {
+    let spec = ds
+        .spec
+        .as_mut()
+        .unwrap()
+        .template
+        .as_mut()
+        .unwrap()
+        .spec
+        .as_mut()
+        .unwrap();
+    f(spec);
+    ds
+}
+
+fn node(name: &str, labels: &[(&str, &str)], taints: &[(&str, &str)]) -> Node {
+    Node {
+        metadata: Some(ObjectMeta {
+            name: name.into(),
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            ..Default::default()
+        }),
+        spec: Some(NodeSpec {
+            taints: taints
+                .iter()
+                .map(|(k, e)| Taint {
+                    key: k.to_string(),
+                    effect: e.to_string(),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn nodes(names: &[&str]) -> Vec<Node> {
+    names.iter().map(|n| node(n, &[], &[])).collect()
+}
+
+/// A pod of the set on `node`, created at `created` seconds, current template, Running+Ready.
+fn pod(name: &str, node: &str, created: u64) -> Pod {
+    let mut p = build_pod(&ds(), node, "xxxxx");
+    let m = p.metadata.as_mut().unwrap();
+    m.name = name.into();
+    m.creation_timestamp = twinset_proto::time::format(
+        SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(created),
+    );
+    p.status = Some(PodStatus {
+        phase: "Running".into(),
+        conditions: vec![PodCondition {
+            r#type: "Ready".into(),
+            status: "True".into(),
+            last_transition_time: "2026-01-01T00:00:00Z".into(),
+            ..Default::default()
+        }],
+        ..Default::default()
+    });
+    p
+}
+
+fn phase(mut p: Pod, phase: &str) -> Pod {
+    let s = p.status.as_mut().unwrap();
+    s.phase = phase.into();
+    s.conditions.clear();
+    p
+}
+
+fn terminating(mut p: Pod) -> Pod {
+    p.metadata.as_mut().unwrap().deletion_timestamp = "2026-01-01T00:00:00Z".into();
+    p
+}
+
+fn outdated(mut p: Pod) -> Pod {
+    p.metadata
+        .as_mut()
+        .unwrap()
+        .labels
+        .insert(REVISION_HASH_LABEL.into(), "old".into());
+    p
+}
+
+fn now() -> SystemTime {
+    twinset_proto::time::parse("2026-06-01T00:00:00Z").unwrap()
+}
+
+fn run(ds: &DaemonSet, nodes: &[Node], pods: &[Pod]) -> Vec<Action> {
+    decide(Snapshot {
+        ds,
+        nodes,
+        pods,
+        now: now(),
+    })
+}
+
+fn creates(actions: &[Action]) -> Vec<&str> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::CreatePod { node } => Some(node.as_str()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn deletes(actions: &[Action]) -> Vec<(&str, DeleteReason)> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::DeletePod { name, reason } => Some((name.as_str(), *reason)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn status(actions: &[Action]) -> DaemonSetStatus {
+    actions
+        .iter()
+        .find_map(|a| match a {
+            Action::UpdateStatus { status } => Some(status.clone()),
+            _ => None,
+        })
+        .expect("a status update")
+}
+
+/// (desired, current, misscheduled, ready, available, updated, unavailable)
+fn counts(s: &DaemonSetStatus) -> (i32, i32, i32, i32, i32, i32, i32) {
+    (
+        s.desired_number_scheduled,
+        s.current_number_scheduled,
+        s.number_misscheduled,
+        s.number_ready,
+        s.number_available,
+        s.updated_number_scheduled,
+        s.number_unavailable,
+    )
+}
+
+#[test]
+fn creates_one_pod_per_node() {
+    let a = run(&ds(), &nodes(&["n1", "n2", "n3"]), &[]);
+    assert_eq!(creates(&a), vec!["n1", "n2", "n3"]);
+    let s = status(&a);
+    assert_eq!(counts(&s), (3, 0, 0, 0, 0, 0, 3));
+    assert_eq!(s.observed_generation, 3);
+}
+
+#[test]
+fn steady_state_does_nothing() {
+    let pods = vec![pod("a", "n1", 1), pod("b", "n2", 1)];
+    let mut d = ds();
+    let a = run(&d, &nodes(&["n1", "n2"]), &pods);
+    assert!(creates(&a).is_empty() && deletes(&a).is_empty());
+    assert_eq!(counts(&status(&a)), (2, 2, 0, 2, 2, 2, 0));
+    d.status = Some(status(&a));
+    assert!(
+        run(&d, &nodes(&["n1", "n2"]), &pods).is_empty(),
+        "no write when the status is unchanged"
+    );
+}
+
+#[test]
+fn node_selector_picks_nodes() {
+    let d = with_spec(ds(), |s| {
+        s.node_selector.insert("disk".into(), "ssd".into());
+    });
+    let ns = vec![
+        node("n1", &[("disk", "ssd")], &[]),
+        node("n2", &[("disk", "hdd")], &[]),
+        node("n3", &[], &[]),
+    ];
+    let a = run(&d, &ns, &[]);
+    assert_eq!(creates(&a), vec!["n1"]);
+    assert_eq!(status(&a).desired_number_scheduled, 1);
+}
+
+#[test]
+fn relabelled_node_loses_its_pod() {
+    let d = with_spec(ds(), |s| {
+        s.node_selector.insert("disk".into(), "ssd".into());
+    });
+    let ns = vec![node("n1", &[("disk", "hdd")], &[])];
+    let a = run(&d, &ns, &[pod("a", "n1", 1)]);
+    assert_eq!(deletes(&a), vec![("a", DeleteReason::NodeUnfit)]);
+    assert_eq!(counts(&status(&a)), (0, 0, 1, 0, 0, 0, 0));
+}
+
+#[test]
+fn required_node_affinity() {
+    let d = with_spec(ds(), |s| {
+        s.affinity = Some(Affinity {
+            node_affinity: Some(NodeAffinity {
+                required_during_scheduling_ignored_during_execution: Some(NodeSelector {
+                    node_selector_terms: vec![NodeSelectorTerm {
+                        match_expressions: vec![NodeSelectorRequirement {
+                            key: "zone".into(),
+                            operator: "NotIn".into(),
+                            values: vec!["b".into()],
+                        }],
+                        match_fields: vec![NodeSelectorRequirement {
+                            key: "metadata.name".into(),
+                            operator: "In".into(),
+                            values: vec!["n1".into(), "n2".into()],
+                        }],
+                    }],
+                }),
+                ..Default::default()
+            }),
+        });
+    });
+    let ns = vec![
+        node("n1", &[("zone", "a")], &[]),
+        node("n2", &[("zone", "b")], &[]),
+        node("n3", &[], &[]),
+    ];
+    assert_eq!(creates(&run(&d, &ns, &[])), vec!["n1"]);
+}
+
+#[test]
+fn untolerated_no_schedule_taint_blocks_new_pods_but_keeps_old_ones() {
+    let ns = vec![
+        node("n1", &[], &[("dedicated", "NoSchedule")]),
+        node("n2", &[], &[("dedicated", "NoSchedule")]),
+    ];
+    let a = run(&ds(), &ns, &[pod("a", "n1", 1)]);
+    assert!(creates(&a).is_empty(), "no new pod on n2");
+    assert!(deletes(&a).is_empty(), "the pod on n1 stays");
+    assert_eq!(
+        counts(&status(&a)),
+        (0, 0, 1, 0, 0, 0, 0),
+        "counted as misscheduled"
+    );
+}
+
+#[test]
+fn untolerated_no_execute_taint_evicts() {
+    let ns = vec![node("n1", &[], &[("dedicated", "NoExecute")])];
+    let a = run(&ds(), &ns, &[pod("a", "n1", 1)]);
+    assert_eq!(deletes(&a), vec![("a", DeleteReason::NodeUnfit)]);
+    assert!(creates(&a).is_empty());
+}
+
+#[test]
+fn tolerations_let_pods_onto_tainted_nodes() {
+    let d = with_spec(ds(), |s| {
+        s.tolerations.push(Toleration {
+            key: "dedicated".into(),
+            operator: "Exists".into(),
+            ..Default::default()
+        })
+    });
+    let ns = vec![
+        node("n1", &[], &[("dedicated", "NoSchedule")]),
+        node("n2", &[], &[("dedicated", "NoExecute")]),
+    ];
+    assert_eq!(creates(&run(&d, &ns, &[])), vec!["n1", "n2"]);
+}
+
+#[test]
+fn automatic_tolerations_cover_cordoned_unreachable_and_pressured_nodes() {
+    let ns = vec![
+        node(
+            "cordoned",
+            &[],
+            &[(taint_keys::UNSCHEDULABLE, "NoSchedule")],
+        ),
+        node(
+            "lost",
+            &[],
+            &[
+                (taint_keys::UNREACHABLE, "NoExecute"),
+                (taint_keys::UNREACHABLE, "NoSchedule"),
+            ],
+        ),
+        node("notready", &[], &[(taint_keys::NOT_READY, "NoExecute")]),
+        node(
+            "full",
+            &[],
+            &[
+                (taint_keys::DISK_PRESSURE, "NoSchedule"),
+                (taint_keys::MEMORY_PRESSURE, "NoSchedule"),
+            ],
+        ),
+        node("pids", &[], &[(taint_keys::PID_PRESSURE, "NoSchedule")]),
+        node(
+            "nonet",
+            &[],
+            &[(taint_keys::NETWORK_UNAVAILABLE, "NoSchedule")],
+        ),
+    ];
+    let a = run(&ds(), &ns, &[]);
+    // An unreachable node (tainted NoSchedule as well as NoExecute by node lifecycle) gets no
+    // new pod, as in Kubernetes: only the NoExecute half is tolerated automatically.
+    assert_eq!(creates(&a), vec!["cordoned", "notready", "full", "pids"]);
+    // An existing pod on an unreachable node is never evicted for it.
+    let lost = vec![node("lost", &[], &[(taint_keys::UNREACHABLE, "NoExecute")])];
+    assert!(deletes(&run(&ds(), &lost, &[pod("a", "lost", 1)])).is_empty());
+    // hostNetwork pods tolerate network-unavailable too.
+    let host = with_spec(ds(), |s| s.host_network = true);
+    assert_eq!(creates(&run(&host, &ns, &[])).len(), 5);
+}
+
+#[test]
+fn built_pods_carry_name_labels_owner_node_and_tolerations() {
+    let d = ds();
+    let p = build_pod(&d, "n1", "abcde");
+    let m = p.metadata.as_ref().unwrap();
+    assert_eq!(m.name, "node-monitor-abcde");
+    assert_eq!(m.namespace, "kube-system");
+    assert_eq!(
+        m.labels.get("app").map(String::as_str),
+        Some("node-monitor")
+    );
+    assert_eq!(m.labels.get(REVISION_HASH_LABEL), Some(&current_hash(&d)));
+    let owner = &m.owner_references[0];
+    assert_eq!(
+        (owner.kind.as_str(), owner.uid.as_str(), owner.controller),
+        ("DaemonSet", UID, Some(true))
+    );
+    let spec = p.spec.as_ref().unwrap();
+    assert_eq!(spec.node_name, "n1");
+    let keys: Vec<&str> = spec.tolerations.iter().map(|t| t.key.as_str()).collect();
+    assert!(keys.contains(&taint_keys::UNREACHABLE) && keys.contains(&taint_keys::UNSCHEDULABLE));
+    assert!(!keys.contains(&taint_keys::NETWORK_UNAVAILABLE));
+    let long = DaemonSet {
+        metadata: Some(ObjectMeta {
+            name: "x".repeat(80),
+            ..Default::default()
+        }),
+        ..ds()
+    };
+    assert_eq!(
+        build_pod(&long, "n1", "abcde").metadata.unwrap().name.len(),
+        63
+    );
+}
+
+#[test]
+fn failed_pods_are_deleted_then_replaced() {
+    let ns = nodes(&["n1"]);
+    let a = run(&ds(), &ns, &[phase(pod("a", "n1", 1), "Failed")]);
+    assert_eq!(deletes(&a), vec![("a", DeleteReason::Failed)]);
+    assert!(
+        creates(&a).is_empty(),
+        "the replacement waits for the failed pod to go"
+    );
+    let a = run(
+        &ds(),
+        &ns,
+        &[terminating(phase(pod("a", "n1", 1), "Failed"))],
+    );
+    assert!(
+        deletes(&a).is_empty() && creates(&a).is_empty(),
+        "still terminating"
+    );
+    let a = run(&ds(), &ns, &[]);
+    assert_eq!(creates(&a), vec!["n1"]);
+}
+
+#[test]
+fn duplicates_keep_the_oldest() {
+    let pods = vec![
+        pod("young", "n1", 50),
+        pod("old", "n1", 10),
+        pod("mid", "n1", 20),
+    ];
+    let a = run(&ds(), &nodes(&["n1"]), &pods);
+    assert_eq!(
+        deletes(&a),
+        vec![
+            ("mid", DeleteReason::Duplicate),
+            ("young", DeleteReason::Duplicate)
+        ]
+    );
+    assert_eq!(counts(&status(&a)), (1, 1, 0, 1, 1, 1, 0));
+}
+
+#[test]
+fn pods_of_deleted_or_no_nodes_are_removed() {
+    let mut unbound = pod("unbound", "", 1);
+    unbound.spec.as_mut().unwrap().node_name.clear();
+    let pods = vec![pod("a", "n1", 1), pod("gone", "n9", 1), unbound];
+    let a = run(&ds(), &nodes(&["n1"]), &pods);
+    assert_eq!(
+        deletes(&a),
+        vec![
+            ("gone", DeleteReason::NodeGone),
+            ("unbound", DeleteReason::NodeGone)
+        ]
+    );
+}
+
+#[test]
+fn other_controllers_pods_are_left_alone_and_orphans_adopted() {
+    let mut foreign = pod("foreign", "n1", 1);
+    foreign.metadata.as_mut().unwrap().owner_references[0].uid = "other".into();
+    let mut orphan = pod("orphan", "n2", 1);
+    orphan.metadata.as_mut().unwrap().owner_references.clear();
+    let mut stranger = pod("stranger", "n3", 1);
+    let sm = stranger.metadata.as_mut().unwrap();
+    sm.owner_references.clear();
+    sm.labels = [("app".to_string(), "other".to_string())].into();
+    let a = run(
+        &ds(),
+        &nodes(&["n1", "n2", "n3"]),
+        &[foreign, orphan, stranger],
+    );
+    assert!(a.contains(&Action::AdoptPod {
+        name: "orphan".into()
+    }));
+    assert_eq!(creates(&a), vec!["n1", "n3"]);
+    assert!(deletes(&a).is_empty());
+}
+
+#[test]
+fn terminating_pods_block_a_replacement_on_their_node() {
+    let a = run(&ds(), &nodes(&["n1"]), &[terminating(pod("a", "n1", 1))]);
+    assert!(creates(&a).is_empty());
+    assert_eq!(counts(&status(&a)), (1, 1, 0, 0, 0, 0, 1));
+}
+
+#[test]
+fn readiness_and_availability_counts() {
+    let mut d = ds();
+    d.spec.as_mut().unwrap().min_ready_seconds = 30;
+    let mut fresh = pod("fresh", "n2", 1);
+    fresh.status.as_mut().unwrap().conditions[0].last_transition_time =
+        "2026-05-31T23:59:50Z".into();
+    let pods = vec![
+        pod("ready", "n1", 1),
+        fresh,
+        phase(pod("pending", "n3", 1), "Pending"),
+    ];
+    let a = run(&d, &nodes(&["n1", "n2", "n3"]), &pods);
+    assert_eq!(counts(&status(&a)), (3, 3, 0, 2, 1, 3, 2));
+}
+
+#[test]
+fn template_change_rolls_one_node_at_a_time() {
+    let ns = nodes(&["n1", "n2", "n3"]);
+    let pods = vec![
+        outdated(pod("a", "n1", 1)),
+        outdated(pod("b", "n2", 1)),
+        outdated(pod("c", "n3", 1)),
+    ];
+    let a = run(&ds(), &ns, &pods);
+    assert_eq!(deletes(&a), vec![("a", DeleteReason::Outdated)]);
+    assert_eq!(status(&a).updated_number_scheduled, 0);
+    // While n1's replacement is not available, nothing else goes.
+    let pods2 = vec![
+        phase(pod("a2", "n1", 5), "Pending"),
+        outdated(pod("b", "n2", 1)),
+        outdated(pod("c", "n3", 1)),
+    ];
+    assert!(deletes(&run(&ds(), &ns, &pods2)).is_empty());
+    // Outdated pods that are unavailable anyway are replaced at once.
+    let pods3 = vec![
+        phase(outdated(pod("a", "n1", 1)), "Pending"),
+        phase(outdated(pod("b", "n2", 1)), "Pending"),
+    ];
+    assert_eq!(deletes(&run(&ds(), &ns[..2], &pods3)).len(), 2);
+}
+
+#[test]
+fn max_unavailable_percent_and_on_delete() {
+    let ns = nodes(&["n1", "n2", "n3", "n4"]);
+    let pods: Vec<Pod> = ["n1", "n2", "n3", "n4"]
+        .iter()
+        .map(|n| outdated(pod(&format!("p-{n}"), n, 1)))
+        .collect();
+    let mut d = ds();
+    d.spec.as_mut().unwrap().update_strategy = Some(DaemonSetUpdateStrategy {
+        r#type: "RollingUpdate".into(),
+        rolling_update: Some(RollingUpdateDaemonSet {
+            max_unavailable: Some(IntOrString::string("50%")),
+            max_surge: None,
+        }),
+    });
+    assert_eq!(deletes(&run(&d, &ns, &pods)).len(), 2);
+    d.spec.as_mut().unwrap().update_strategy = Some(DaemonSetUpdateStrategy {
+        r#type: "OnDelete".into(),
+        rolling_update: None,
+    });
+    let a = run(&d, &ns, &pods);
+    assert!(deletes(&a).is_empty(), "OnDelete leaves old pods");
+    assert_eq!(status(&a).updated_number_scheduled, 0);
+}
+
+#[test]
+fn removed_node_changes_desired_count() {
+    let pods = vec![pod("a", "n1", 1), pod("b", "n2", 1)];
+    let a = run(&ds(), &nodes(&["n1"]), &pods);
+    assert_eq!(deletes(&a), vec![("b", DeleteReason::NodeGone)]);
+    assert_eq!(counts(&status(&a)), (1, 1, 0, 1, 1, 1, 0));
+}

@@ -1,0 +1,338 @@
+//! Node health: heartbeats are kept in memory ([`Heartbeats`]); a node silent for longer
+//! than the grace period gets Ready=Unknown ("Kubelet stopped posting node status.")
+//! and the unreachable taints. A heartbeat from it makes it Ready again (the Nodes
+//! service calls [`mark_ready`]). Also keeps the unschedulable taint in step with
+//! spec.unschedulable (cordon).
+
+use super::placement::{taint_keys, NO_EXECUTE, NO_SCHEDULE};
+use crate::store::{Error as StoreError, Store};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use twinset_proto::v1::{Node, NodeCondition, Object, Taint};
+use twinset_proto::Kind;
+
+/// When each node was last heard from. Nodes never heard from since the control plane
+/// started count from its start, so a restart does not mark every node lost at once.
+#[derive(Debug)]
+pub struct Heartbeats {
+    started: Instant,
+    seen: Mutex<HashMap<String, Instant>>,
+}
+
+impl Default for Heartbeats {
+    fn default() -> Self {
+        Heartbeats {
+            started: Instant::now(),
+            seen: Mutex::default(),
+        }
+    }
+}
+
+impl Heartbeats {
+    /// Records a heartbeat from `node` now.
+    pub fn beat(&self, node: &str) {
+        self.seen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(node.to_string(), Instant::now());
+    }
+
+    /// When `node` was last heard from.
+    pub fn last_seen(&self, node: &str) -> Instant {
+        self.seen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(node)
+            .copied()
+            .unwrap_or(self.started)
+    }
+
+    /// Forgets a deleted node.
+    pub fn forget(&self, node: &str) {
+        self.seen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(node);
+    }
+}
+
+/// The Ready condition's status ("" when absent).
+pub fn ready_status(node: &Node) -> &str {
+    node.status
+        .as_ref()
+        .and_then(|s| s.conditions.iter().find(|c| c.r#type == "Ready"))
+        .map(|c| c.status.as_str())
+        .unwrap_or("")
+}
+
+fn set_condition(node: &mut Node, cond: NodeCondition) {
+    let status = node.status.get_or_insert_with(Default::default);
+    match status
+        .conditions
+        .iter_mut()
+        .find(|c| c.r#type == cond.r#type)
+    {
+        Some(c) => {
+            let transition = if c.status == cond.status {
+                c.last_transition_time.clone()
+            } else {
+                cond.last_transition_time.clone()
+            };
+            *c = NodeCondition {
+                last_transition_time: transition,
+                ..cond
+            };
+        }
+        None => status.conditions.push(cond),
+    }
+}
+
+fn taints(node: &mut Node) -> &mut Vec<Taint> {
+    &mut node.spec.get_or_insert_with(Default::default).taints
+}
+
+fn add_taint(node: &mut Node, key: &str, effect: &str, now: &str) {
+    let t = taints(node);
+    if !t.iter().any(|t| t.key == key && t.effect == effect) {
+        t.push(Taint {
+            key: key.into(),
+            value: String::new(),
+            effect: effect.into(),
+            time_added: now.into(),
+        });
+    }
+}
+
+/// Ready=True with the pressure conditions False, the unreachable taints removed and
+/// every heartbeat time set to `now`.
+pub fn mark_ready(node: &mut Node, now: &str) {
+    let cond = |t: &str, s: &str, reason: &str, message: &str| NodeCondition {
+        r#type: t.into(),
+        status: s.into(),
+        last_heartbeat_time: now.into(),
+        last_transition_time: now.into(),
+        reason: reason.into(),
+        message: message.into(),
+    };
+    set_condition(
+        node,
+        cond(
+            "MemoryPressure",
+            "False",
+            "KubeletHasSufficientMemory",
+            "kubelet has sufficient memory available",
+        ),
+    );
+    set_condition(
+        node,
+        cond(
+            "DiskPressure",
+            "False",
+            "KubeletHasNoDiskPressure",
+            "kubelet has no disk pressure",
+        ),
+    );
+    set_condition(
+        node,
+        cond(
+            "PIDPressure",
+            "False",
+            "KubeletHasSufficientPID",
+            "kubelet has sufficient PID available",
+        ),
+    );
+    set_condition(
+        node,
+        cond(
+            "Ready",
+            "True",
+            "KubeletReady",
+            "kubelet is posting ready status",
+        ),
+    );
+    taints(node).retain(|t| t.key != taint_keys::UNREACHABLE && t.key != taint_keys::NOT_READY);
+}
+
+/// Every condition Unknown ("Kubelet stopped posting node status.") and the unreachable
+/// taints added (NoSchedule and NoExecute).
+pub fn mark_unknown(node: &mut Node, now: &str) {
+    let conds: Vec<NodeCondition> = node
+        .status
+        .as_ref()
+        .map(|s| s.conditions.clone())
+        .unwrap_or_default();
+    let types: Vec<String> = if conds.is_empty() {
+        vec!["Ready".into()]
+    } else {
+        conds.iter().map(|c| c.r#type.clone()).collect()
+    };
+    for t in types {
+        let heartbeat = conds
+            .iter()
+            .find(|c| c.r#type == t)
+            .map(|c| c.last_heartbeat_time.clone())
+            .unwrap_or_default();
+        set_condition(
+            node,
+            NodeCondition {
+                r#type: t,
+                status: "Unknown".into(),
+                last_heartbeat_time: heartbeat,
+                last_transition_time: now.into(),
+                reason: "NodeStatusUnknown".into(),
+                message: "Kubelet stopped posting node status.".into(),
+            },
+        );
+    }
+    add_taint(node, taint_keys::UNREACHABLE, NO_SCHEDULE, now);
+    add_taint(node, taint_keys::UNREACHABLE, NO_EXECUTE, now);
+}
+
+/// Keeps the unschedulable:NoSchedule taint in step with spec.unschedulable (cordon).
+pub fn sync_unschedulable_taint(node: &mut Node) {
+    let cordoned = node.spec.as_ref().is_some_and(|s| s.unschedulable);
+    if cordoned {
+        add_taint(
+            node,
+            taint_keys::UNSCHEDULABLE,
+            NO_SCHEDULE,
+            &twinset_proto::time::now(),
+        );
+    } else {
+        taints(node).retain(|t| t.key != taint_keys::UNSCHEDULABLE);
+    }
+}
+
+/// Watches heartbeats until `token` is cancelled, checking every `grace / 4`.
+pub async fn run(
+    store: Arc<dyn Store>,
+    heartbeats: Arc<Heartbeats>,
+    grace: Duration,
+    token: CancellationToken,
+) {
+    let period = (grace / 4).clamp(Duration::from_millis(20), Duration::from_secs(1));
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = token.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        for obj in store.list(Kind::Node, None).0 {
+            let Some(node) = obj.as_node() else { continue };
+            let name = obj.name();
+            if heartbeats.last_seen(name).elapsed() <= grace || ready_status(node) == "Unknown" {
+                continue;
+            }
+            let mut lost = node.clone();
+            mark_unknown(&mut lost, &twinset_proto::time::now());
+            match store
+                .update(Object::from(lost), Some(obj.resource_version()))
+                .await
+            {
+                Ok(_) => tracing::warn!(
+                    node = name,
+                    ?grace,
+                    "node stopped posting status: Ready=Unknown, tainted unreachable"
+                ),
+                // Changed meanwhile (maybe a heartbeat): look again next tick.
+                Err(StoreError::Conflict { .. } | StoreError::NotFound { .. }) => {}
+                Err(e) => tracing::warn!(node = name, error = %e, "cannot mark node unknown"),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::memory::MemoryStore;
+    use twinset_proto::v1::ObjectMeta;
+
+    fn has_taint(node: &Node, key: &str, effect: &str) -> bool {
+        node.spec
+            .as_ref()
+            .is_some_and(|s| s.taints.iter().any(|t| t.key == key && t.effect == effect))
+    }
+
+    #[test]
+    fn ready_unknown_ready_round_trip() {
+        let mut n = Node::default();
+        mark_ready(&mut n, "t1");
+        assert_eq!(ready_status(&n), "True");
+        mark_unknown(&mut n, "t2");
+        assert_eq!(ready_status(&n), "Unknown");
+        let ready = n
+            .status
+            .as_ref()
+            .unwrap()
+            .conditions
+            .iter()
+            .find(|c| c.r#type == "Ready")
+            .unwrap();
+        assert_eq!(ready.message, "Kubelet stopped posting node status.");
+        assert_eq!(ready.last_heartbeat_time, "t1");
+        assert!(
+            has_taint(&n, taint_keys::UNREACHABLE, NO_EXECUTE)
+                && has_taint(&n, taint_keys::UNREACHABLE, NO_SCHEDULE)
+        );
+        mark_unknown(&mut n, "t3");
+        assert_eq!(
+            n.spec.as_ref().unwrap().taints.len(),
+            2,
+            "taints are not duplicated"
+        );
+        mark_ready(&mut n, "t4");
+        assert_eq!(ready_status(&n), "True");
+        assert!(n.spec.as_ref().unwrap().taints.is_empty());
+    }
+
+    #[test]
+    fn cordon_taint_follows_unschedulable() {
+        let mut n = Node::default();
+        n.spec.get_or_insert_with(Default::default).unschedulable = true;
+        sync_unschedulable_taint(&mut n);
+        assert!(has_taint(&n, taint_keys::UNSCHEDULABLE, NO_SCHEDULE));
+        n.spec.as_mut().unwrap().unschedulable = false;
+        sync_unschedulable_taint(&mut n);
+        assert!(!has_taint(&n, taint_keys::UNSCHEDULABLE, NO_SCHEDULE));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn silent_nodes_become_unknown() {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new(100));
+        let mut node = Node {
+            metadata: Some(ObjectMeta {
+                name: "n1".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        mark_ready(&mut node, "t0");
+        store.create(Object::from(node)).await.unwrap();
+        let beats = Arc::new(Heartbeats::default());
+        beats.beat("n1");
+        let token = CancellationToken::new();
+        let task = tokio::spawn(run(
+            store.clone(),
+            beats.clone(),
+            Duration::from_secs(5),
+            token.clone(),
+        ));
+        let status = || {
+            store
+                .get(Kind::Node, "", "n1")
+                .and_then(Object::into_node)
+                .map(|n| ready_status(&n).to_string())
+        };
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        assert_eq!(status().as_deref(), Some("True"));
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        assert_eq!(status().as_deref(), Some("Unknown"));
+        token.cancel();
+        task.await.unwrap();
+    }
+}

@@ -1,0 +1,214 @@
+//! The Twinset control plane: the object store, the `Cluster` and `Nodes` gRPC
+//! services, and the controllers (DaemonSet, garbage collection, node lifecycle).
+//!
+//! [`run`] is the whole process: open the store under `<data_dir>/store`, make sure the
+//! system namespaces exist, serve the API (plus gRPC health and reflection) and run the
+//! controllers until the cancellation token fires.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod api;
+pub mod controllers;
+pub mod deletion;
+pub mod events;
+pub mod ipam;
+pub mod podutil;
+pub mod store;
+
+use api::cluster::{ClusterService, SYSTEM_NAMESPACES};
+use api::nodes::NodesService;
+use api::Ctx;
+use controllers::node_lifecycle::Heartbeats;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use store::Store;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::server::TcpIncoming;
+use twinset_proto::v1::cluster_server::ClusterServer;
+use twinset_proto::v1::nodes_server::NodesServer;
+
+/// How the control plane runs.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Where the store lives (`<data_dir>/store`) and the actual address is written (`<data_dir>/address`).
+    pub data_dir: PathBuf,
+    /// The API address; port 0 picks a free one.
+    pub listen: SocketAddr,
+    /// The range node pod ranges are cut from.
+    pub cluster_cidr: String,
+    /// The prefix length of each node's pod range.
+    pub node_cidr_prefix: u8,
+    /// How long a node may stay silent before it is marked Unknown and tainted unreachable.
+    pub node_grace: Duration,
+    /// How many recent changes watches can resume across.
+    pub watch_history: usize,
+    /// How often a healthy node's heartbeat time is written into its stored status.
+    pub node_status_interval: Duration,
+}
+
+impl Config {
+    /// The defaults: cluster CIDR 127.128.0.0/9 in /24s, 5 s node grace, 10 000 changes of history.
+    pub fn new(data_dir: impl Into<PathBuf>, listen: SocketAddr) -> Config {
+        Config {
+            data_dir: data_dir.into(),
+            listen,
+            cluster_cidr: "127.128.0.0/9".into(),
+            node_cidr_prefix: 24,
+            node_grace: Duration::from_secs(5),
+            watch_history: 10_000,
+            node_status_interval: Duration::from_secs(30),
+        }
+    }
+}
+
+/// What stops the control plane.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A file or directory could not be used.
+    #[error("{path}: {source}")]
+    Io {
+        /// The path involved.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// The store failed to open or to write.
+    #[error("store: {0}")]
+    Store(#[from] store::Error),
+    /// The cluster CIDR settings are wrong.
+    #[error(transparent)]
+    Ipam(#[from] ipam::Error),
+    /// The gRPC server failed.
+    #[error("gRPC server: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    /// The reflection service could not be built.
+    #[error("gRPC reflection: {0}")]
+    Reflection(String),
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+    move |source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Creates the system namespaces (default, kube-system) when missing.
+pub async fn ensure_system_namespaces(store: &dyn Store) -> Result<(), Error> {
+    for ns in SYSTEM_NAMESPACES {
+        if api::apply::ensure_namespace(store, ns, false)
+            .await
+            .is_err()
+        {
+            return Err(Error::Store(store::Error::Backend(format!(
+                "cannot create namespace {ns}"
+            ))));
+        }
+    }
+    Ok(())
+}
+
+/// Writes `<data_dir>/address` (atomically: a reader never sees half an address).
+fn write_address(data_dir: &Path, addr: SocketAddr) -> Result<(), Error> {
+    let tmp = data_dir.join("address.tmp");
+    let path = data_dir.join("address");
+    std::fs::write(&tmp, addr.to_string()).map_err(io_err(&tmp))?;
+    std::fs::rename(&tmp, &path).map_err(io_err(&path))
+}
+
+/// Runs the control plane until `shutdown` is cancelled.
+pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Error> {
+    std::fs::create_dir_all(&config.data_dir).map_err(io_err(&config.data_dir))?;
+    let ipam = ipam::Ipam::new(&config.cluster_cidr, config.node_cidr_prefix)?;
+    let store: Arc<dyn Store> = Arc::new(store::sled::SledStore::open(
+        &config.data_dir.join("store"),
+        config.watch_history,
+    )?);
+    let result = serve(&config, store.clone(), ipam, shutdown).await;
+    store.close().await;
+    result
+}
+
+async fn serve(
+    config: &Config,
+    store: Arc<dyn Store>,
+    ipam: ipam::Ipam,
+    shutdown: CancellationToken,
+) -> Result<(), Error> {
+    ensure_system_namespaces(&*store).await?;
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| Error::Bind {
+            addr: config.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| Error::Bind {
+        addr: config.listen,
+        source,
+    })?;
+    write_address(&config.data_dir, addr)?;
+    tracing::info!(%addr, data_dir = %config.data_dir.display(), "control plane listening");
+
+    let heartbeats = Arc::new(Heartbeats::default());
+    let ctx = Ctx {
+        store: store.clone(),
+        shutdown: shutdown.clone(),
+        heartbeats: heartbeats.clone(),
+        ipam,
+        register_lock: Arc::default(),
+        status_write_interval: config.node_status_interval,
+    };
+
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_serving::<ClusterServer<ClusterService>>().await;
+    health.set_serving::<NodesServer<NodesService>>().await;
+    health
+        .set_service_status("", tonic_health::ServingStatus::Serving)
+        .await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(twinset_proto::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| Error::Reflection(e.to_string()))?;
+
+    let controllers = CancellationToken::new();
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(controllers::daemonset::run(
+        store.clone(),
+        controllers.clone(),
+    ));
+    tasks.spawn(controllers::gc::run(store.clone(), controllers.clone()));
+    tasks.spawn(controllers::node_lifecycle::run(
+        store.clone(),
+        heartbeats,
+        config.node_grace,
+        controllers.clone(),
+    ));
+
+    // No Nagle: small responses must not wait for a delayed ACK (40 ms per round trip).
+    let incoming = TcpIncoming::from(listener)
+        .with_nodelay(Some(true))
+        .with_keepalive(Some(Duration::from_secs(60)));
+    let served = tonic::transport::Server::builder()
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(ClusterServer::new(ClusterService::new(ctx.clone())))
+        .add_service(NodesServer::new(NodesService::new(ctx)))
+        .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
+        .await;
+    controllers.cancel();
+    while tasks.join_next().await.is_some() {}
+    tracing::info!("control plane stopped");
+    served.map_err(Error::from)
+}

@@ -1,0 +1,201 @@
+//! The object store: every object of the cluster, filed by kind/namespace/name, with
+//! a global revision per write, compare-and-swap updates and a resumable watch.
+//!
+//! [`Store`] is the seam between the API/controllers and a storage engine:
+//! [`sled::SledStore`] is the durable engine, [`memory::MemoryStore`] the one unit
+//! tests use. Both share the write rules in [`state`] and the watch fan-out in [`hub`],
+//! so they cannot drift apart.
+
+pub mod hub;
+pub mod memory;
+pub mod sled;
+pub mod state;
+#[cfg(test)]
+mod testing;
+
+use std::collections::VecDeque;
+use tokio::sync::mpsc;
+use twinset_proto::v1::Object;
+use twinset_proto::Kind;
+
+pub use hub::Hub;
+
+/// Store results.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What can go wrong in the store. Messages read like the Kubernetes API server's.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// No object under that key.
+    #[error("{resource} \"{name}\" not found")]
+    NotFound {
+        /// "daemonsets.apps", "pods", ...
+        resource: String,
+        /// The object's name.
+        name: String,
+    },
+    /// Create of a key that is taken.
+    #[error("{resource} \"{name}\" already exists")]
+    AlreadyExists {
+        /// "daemonsets.apps", "pods", ...
+        resource: String,
+        /// The object's name.
+        name: String,
+    },
+    /// A compare-and-swap write with a stale resourceVersion.
+    #[error(
+        "Operation cannot be fulfilled on {resource} \"{name}\": the object has been modified \
+         (resourceVersion {expected} given, current is {actual}); please apply your changes to the latest version and try again"
+    )]
+    Conflict {
+        /// "daemonsets.apps", "pods", ...
+        resource: String,
+        /// The object's name.
+        name: String,
+        /// The revision the writer based its change on.
+        expected: u64,
+        /// The object's current revision.
+        actual: u64,
+    },
+    /// A watch asked for revisions the bounded history no longer holds.
+    #[error("too old resource version: {requested} (oldest available is {oldest}, current is {current}); relist and watch again")]
+    TooOld {
+        /// The revision asked for.
+        requested: u64,
+        /// The oldest revision a watch can still resume from.
+        oldest: u64,
+        /// The current revision.
+        current: u64,
+    },
+    /// The object handed to a write is not usable (empty object, missing name).
+    #[error("invalid object: {0}")]
+    Invalid(String),
+    /// The storage engine failed.
+    #[error("storage error: {0}")]
+    Backend(String),
+    /// The store was closed.
+    #[error("the store is closed")]
+    Closed,
+}
+
+impl Error {
+    /// A NotFound error for a kind and name.
+    pub fn not_found(kind: Kind, name: &str) -> Error {
+        Error::NotFound {
+            resource: kind.group_resource(),
+            name: name.to_string(),
+        }
+    }
+}
+
+impl From<::sled::Error> for Error {
+    fn from(e: ::sled::Error) -> Self {
+        Error::Backend(e.to_string())
+    }
+}
+
+/// The three kinds of change a watch reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventType {
+    /// The object was created.
+    Added,
+    /// The object was updated.
+    Modified,
+    /// The object was deleted; the event carries its last state.
+    Deleted,
+}
+
+impl EventType {
+    /// "ADDED", "MODIFIED" or "DELETED", as the API spells them.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::Added => "ADDED",
+            EventType::Modified => "MODIFIED",
+            EventType::Deleted => "DELETED",
+        }
+    }
+}
+
+/// One change, tagged with the revision of the write that made it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WatchEvent {
+    /// What happened.
+    pub r#type: EventType,
+    /// The object after the write (for Deleted: its last state, resourceVersion = the delete's revision).
+    pub object: Object,
+    /// The global store revision of the write.
+    pub rev: u64,
+}
+
+/// A live watch: first the kept history after the requested revision, then every new
+/// change in revision order.
+#[derive(Debug)]
+pub struct Watcher {
+    backlog: VecDeque<WatchEvent>,
+    rx: mpsc::Receiver<WatchEvent>,
+    after: u64,
+}
+
+impl Watcher {
+    pub(crate) fn new(
+        backlog: VecDeque<WatchEvent>,
+        rx: mpsc::Receiver<WatchEvent>,
+        after: u64,
+    ) -> Self {
+        Watcher { backlog, rx, after }
+    }
+
+    /// The next change. `None` means the watch ended (the store closed, or this watcher
+    /// fell too far behind): watch again from the last revision seen.
+    pub async fn recv(&mut self) -> Option<WatchEvent> {
+        if let Some(ev) = self.backlog.pop_front() {
+            self.after = ev.rev;
+            return Some(ev);
+        }
+        loop {
+            let ev = self.rx.recv().await?;
+            // Changes applied before the watch started but published after it are skipped.
+            if ev.rev > self.after {
+                self.after = ev.rev;
+                return Some(ev);
+            }
+        }
+    }
+}
+
+/// The storage engine behind the control plane. Writes return once durable; reads see
+/// every acknowledged write.
+#[tonic::async_trait]
+pub trait Store: Send + Sync {
+    /// The object under kind/namespace/name (namespace "" for cluster-scoped kinds).
+    fn get(&self, kind: Kind, namespace: &str, name: &str) -> Option<Object>;
+
+    /// Every object of a kind (in one namespace, or all), sorted by namespace and name,
+    /// with the revision the list is consistent at (watch from there).
+    fn list(&self, kind: Kind, namespace: Option<&str>) -> (Vec<Object>, u64);
+
+    /// Creates an object: sets uid, creationTimestamp, resourceVersion and generation 1.
+    async fn create(&self, object: Object) -> Result<Object>;
+
+    /// Replaces an object; with `expected_rv` only if it is still at that revision.
+    /// Keeps uid and creationTimestamp; bumps generation when the spec changed.
+    async fn update(&self, object: Object, expected_rv: Option<u64>) -> Result<Object>;
+
+    /// Removes an object (only if still at `expected_rv`, when given); returns its last state.
+    async fn delete(
+        &self,
+        kind: Kind,
+        namespace: &str,
+        name: &str,
+        expected_rv: Option<u64>,
+    ) -> Result<Object>;
+
+    /// The revision of the latest write.
+    fn current_revision(&self) -> u64;
+
+    /// Changes after `from_rev`; [`Error::TooOld`] when the history no longer reaches back there.
+    fn watch(&self, from_rev: u64) -> Result<Watcher>;
+
+    /// Stops accepting writes, waits for pending ones to be durable and ends every watch.
+    async fn close(&self);
+}
