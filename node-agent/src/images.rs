@@ -1,0 +1,316 @@
+//! The image table: on the process runtime an image reference stands for a local
+//! program. The table is a YAML file (`deploy/images.yaml`) mapping image references
+//! to a command, optional default args and env. A container with only an image that
+//! has no entry does not run: it waits with reason `ImageNotInTable`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use twinset_proto::v1::Container;
+
+/// Waiting reason of a container whose image has no entry in the table.
+pub const IMAGE_NOT_IN_TABLE: &str = "ImageNotInTable";
+
+/// Errors loading the table.
+#[derive(Debug, thiserror::Error)]
+pub enum ImageTableError {
+    /// The file could not be read.
+    #[error("image table {path}: {source}")]
+    Read {
+        /// The table file.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// The file is not a valid table.
+    #[error("image table {path}: {message}")]
+    Parse {
+        /// The table file.
+        path: PathBuf,
+        /// What is wrong, with line and column.
+        message: String,
+    },
+}
+
+/// One image: what runs for it.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ImageEntry {
+    /// The image's entrypoint (replaced by the container's `command`).
+    pub command: Vec<String>,
+    /// The image's default arguments (replaced by the container's `args`).
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// Environment the image sets (the container's env wins).
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TableFile {
+    #[serde(default)]
+    images: BTreeMap<String, ImageEntry>,
+}
+
+/// The loaded table (or why it could not be loaded, which every lookup then reports).
+#[derive(Clone, Debug)]
+pub struct ImageTable {
+    path: PathBuf,
+    entries: BTreeMap<String, ImageEntry>,
+    load_error: Option<String>,
+}
+
+/// What a container runs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Resolved {
+    /// Program and arguments.
+    pub argv: Vec<String>,
+    /// Environment from the image entry (before the container's env).
+    pub image_env: BTreeMap<String, String>,
+}
+
+/// Why a container cannot run: a waiting reason and message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NotRunnable {
+    /// The waiting reason (`ImageNotInTable`).
+    pub reason: String,
+    /// A message naming the image and the table file.
+    pub message: String,
+}
+
+/// Normalises an image reference so `busybox`, `busybox:latest`,
+/// `docker.io/library/busybox` and `docker.io/library/busybox:latest` are one key.
+pub fn normalize(image: &str) -> String {
+    let mut s = image.trim();
+    for p in ["docker.io/", "index.docker.io/", "registry-1.docker.io/"] {
+        if let Some(rest) = s.strip_prefix(p) {
+            s = rest;
+        }
+    }
+    if let Some(rest) = s.strip_prefix("library/") {
+        s = rest;
+    }
+    let last = s.rsplit('/').next().unwrap_or(s);
+    if last.contains(':') || s.contains('@') {
+        s.to_string()
+    } else {
+        format!("{s}:latest")
+    }
+}
+
+impl ImageTable {
+    /// Parses a table from YAML text; `path` is only used in messages.
+    pub fn parse(text: &str, path: &Path) -> Result<ImageTable, ImageTableError> {
+        let file: TableFile = serde_saphyr::from_str(text).map_err(|e| ImageTableError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        let mut entries = BTreeMap::new();
+        for (image, entry) in file.images {
+            if entry.command.is_empty() {
+                return Err(ImageTableError::Parse {
+                    path: path.to_path_buf(),
+                    message: format!("image {image}: command must not be empty"),
+                });
+            }
+            entries.insert(normalize(&image), entry);
+        }
+        Ok(ImageTable {
+            path: path.to_path_buf(),
+            entries,
+            load_error: None,
+        })
+    }
+
+    /// Reads and parses the table file.
+    pub fn load(path: &Path) -> Result<ImageTable, ImageTableError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ImageTableError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Loads the table, or keeps the error so that image-only containers say why they
+    /// cannot run (containers with a command still run).
+    pub fn load_or_empty(path: &Path) -> ImageTable {
+        match Self::load(path) {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::warn!(error = %e, "image table not loaded; containers without a command will not start");
+                ImageTable {
+                    path: path.to_path_buf(),
+                    entries: BTreeMap::new(),
+                    load_error: Some(e.to_string()),
+                }
+            }
+        }
+    }
+
+    /// The table file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The entry for an image, if any.
+    pub fn get(&self, image: &str) -> Option<&ImageEntry> {
+        self.entries.get(&normalize(image))
+    }
+
+    /// What the container runs, following Kubernetes: `command` replaces the image's
+    /// entrypoint and `args` its default arguments.
+    pub fn resolve(&self, c: &Container) -> Result<Resolved, NotRunnable> {
+        let entry = if c.image.is_empty() {
+            None
+        } else {
+            self.get(&c.image)
+        };
+        if !c.command.is_empty() {
+            let mut argv = c.command.clone();
+            argv.extend(c.args.iter().cloned());
+            let image_env = entry.map(|e| e.env.clone()).unwrap_or_default();
+            return Ok(Resolved { argv, image_env });
+        }
+        let Some(entry) = entry else {
+            let why = match &self.load_error {
+                Some(e) => format!(" (the table could not be loaded: {e})"),
+                None => String::new(),
+            };
+            let message = if c.image.is_empty() {
+                format!("container {} has neither a command nor an image", c.name)
+            } else {
+                format!(
+                    "image {:?} is not in the image table {}{why}; add an entry or give the container a command",
+                    c.image,
+                    self.path.display()
+                )
+            };
+            return Err(NotRunnable {
+                reason: IMAGE_NOT_IN_TABLE.to_string(),
+                message,
+            });
+        };
+        let mut argv = entry.command.clone();
+        if c.args.is_empty() {
+            argv.extend(entry.args.iter().cloned());
+        } else {
+            argv.extend(c.args.iter().cloned());
+        }
+        Ok(Resolved {
+            argv,
+            image_env: entry.env.clone(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TABLE: &str = r#"
+images:
+  busybox:
+    command: ["sh"]
+  twinset/sleep:
+    command: ["sleep"]
+    args: ["infinity"]
+  datadog/agent:latest:
+    command: ["/bin/sh", "-c", "echo hi"]
+    env:
+      MODE: monitor
+"#;
+
+    fn container(image: &str, command: &[&str], args: &[&str]) -> Container {
+        Container {
+            name: "c".into(),
+            image: image.into(),
+            command: command.iter().map(|s| s.to_string()).collect(),
+            args: args.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        }
+    }
+
+    fn table() -> ImageTable {
+        ImageTable::parse(TABLE, Path::new("/etc/twinset/images.yaml")).unwrap()
+    }
+
+    #[test]
+    fn references_normalise() {
+        assert_eq!(normalize("busybox"), "busybox:latest");
+        assert_eq!(normalize("docker.io/library/busybox:1.36"), "busybox:1.36");
+        assert_eq!(normalize("localhost:5000/app"), "localhost:5000/app:latest");
+        assert_eq!(normalize("app@sha256:abc"), "app@sha256:abc");
+    }
+
+    #[test]
+    fn image_only_uses_the_entry() {
+        let r = table()
+            .resolve(&container("datadog/agent:latest", &[], &[]))
+            .unwrap();
+        assert_eq!(r.argv, vec!["/bin/sh", "-c", "echo hi"]);
+        assert_eq!(r.image_env.get("MODE").map(String::as_str), Some("monitor"));
+        let r = table()
+            .resolve(&container("twinset/sleep", &[], &[]))
+            .unwrap();
+        assert_eq!(r.argv, vec!["sleep", "infinity"]);
+    }
+
+    #[test]
+    fn args_replace_default_args_and_command_replaces_entrypoint() {
+        let r = table()
+            .resolve(&container("busybox:latest", &[], &["-c", "echo x"]))
+            .unwrap();
+        assert_eq!(r.argv, vec!["sh", "-c", "echo x"]);
+        let r = table()
+            .resolve(&container("twinset/sleep", &[], &["5"]))
+            .unwrap();
+        assert_eq!(r.argv, vec!["sleep", "5"]);
+        let r = table()
+            .resolve(&container("not/listed", &["sleep"], &["1"]))
+            .unwrap();
+        assert_eq!(r.argv, vec!["sleep", "1"]);
+    }
+
+    #[test]
+    fn missing_image_names_image_and_table() {
+        let e = table()
+            .resolve(&container("mysql:8", &[], &[]))
+            .unwrap_err();
+        assert_eq!(e.reason, IMAGE_NOT_IN_TABLE);
+        assert!(e.message.contains("mysql:8"), "{}", e.message);
+        assert!(
+            e.message.contains("/etc/twinset/images.yaml"),
+            "{}",
+            e.message
+        );
+    }
+
+    #[test]
+    fn bad_tables_are_errors() {
+        let p = Path::new("t.yaml");
+        assert!(ImageTable::parse("images:\n  x:\n    comand: [a]\n", p).is_err());
+        assert!(ImageTable::parse("images:\n  x:\n    command: []\n", p).is_err());
+        assert!(ImageTable::parse("images: [\n", p).is_err());
+        let missing = ImageTable::load_or_empty(Path::new("/nonexistent/images.yaml"));
+        let e = missing
+            .resolve(&container("busybox", &[], &[]))
+            .unwrap_err();
+        assert!(e.message.contains("could not be loaded"), "{}", e.message);
+    }
+
+    #[test]
+    fn shipped_table_parses_and_has_the_monitor() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/images.yaml");
+        let t = ImageTable::load(&path).unwrap();
+        for image in [
+            "datadog/agent:latest",
+            "busybox",
+            "busybox:latest",
+            "twinset/sleep",
+        ] {
+            assert!(t.get(image).is_some(), "{image} missing");
+        }
+    }
+}

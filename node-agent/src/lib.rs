@@ -1,0 +1,328 @@
+//! The Twinset node agent: registers its node with the control plane, heartbeats,
+//! keeps one `WatchAssignments` stream open, and runs the pods bound to its node as
+//! supervised process groups (cgroup limits as root, a pod IP each, logs per
+//! container), reporting their status back. It serves `NodeAgent.Logs` on its daemon
+//! endpoint. If the control plane goes away, pods keep running and the agent
+//! reconnects by itself.
+
+#![warn(missing_docs)]
+
+pub mod container;
+pub mod env;
+pub mod events;
+pub mod images;
+pub mod ipam;
+pub mod logs;
+pub mod node;
+pub mod pod;
+pub mod reporter;
+pub mod runtime;
+pub mod state;
+pub mod status;
+pub mod supervisor;
+pub mod sync;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tonic::transport::server::TcpIncoming;
+use tonic::transport::{Endpoint, Server};
+use tracing::Instrument;
+use twinset_proto::v1::{self, node_agent_server::NodeAgentServer, nodes_client::NodesClient};
+
+/// How long the agent waits for its pods to stop when it shuts down.
+const DRAIN_DEADLINE: Duration = Duration::from_secs(30);
+
+/// Errors that stop the agent.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A file or directory under the data dir could not be used.
+    #[error("{path}: {source}")]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// The daemon endpoint could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// The server address is not a valid endpoint.
+    #[error("invalid server address {0:?}")]
+    Server(String),
+    /// The control plane refused to register the node.
+    #[error("the control plane refused to register the node: {0}")]
+    Register(String),
+    /// The NodeAgent gRPC server failed.
+    #[error("daemon endpoint: {0}")]
+    Serve(#[from] tonic::transport::Error),
+    /// Pod IP state could not be used.
+    #[error(transparent)]
+    Ipam(#[from] ipam::IpamError),
+    /// Agent state could not be used.
+    #[error(transparent)]
+    State(#[from] state::StateError),
+}
+
+/// The agent's configuration (the `twinset agent` flags).
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The control plane's address (`http://HOST:PORT` or `HOST:PORT`).
+    pub server: String,
+    /// This node's name.
+    pub node_name: String,
+    /// Where the agent keeps pod logs, pod IPs and its state.
+    pub data_dir: PathBuf,
+    /// Extra node labels.
+    pub labels: BTreeMap<String, String>,
+    /// Node taints.
+    pub taints: Vec<v1::Taint>,
+    /// The pod range, overriding the control plane's choice.
+    pub pod_cidr: Option<String>,
+    /// The daemon endpoint (NodeAgent.Logs); port 0 picks one.
+    pub listen: SocketAddr,
+    /// Heartbeat interval.
+    pub heartbeat: Duration,
+    /// Base delay before a dead container restarts (doubles per crash, capped).
+    pub restart_delay: Duration,
+    /// The image table file.
+    pub image_table: PathBuf,
+    /// Stop the pods when the agent stops (true, the default), or leave them running
+    /// for a restarted agent to adopt.
+    pub stop_pods_on_shutdown: bool,
+}
+
+impl Config {
+    /// Defaults: no extra labels or taints, listen 127.0.0.1:0, heartbeat 1 s,
+    /// restart delay 1 s, image table `/etc/twinset/images.yaml`, pods stopped on
+    /// shutdown.
+    pub fn new(
+        server: impl Into<String>,
+        node_name: impl Into<String>,
+        data_dir: impl Into<PathBuf>,
+    ) -> Self {
+        Config {
+            server: server.into(),
+            node_name: node_name.into(),
+            data_dir: data_dir.into(),
+            labels: BTreeMap::new(),
+            taints: Vec::new(),
+            pod_cidr: None,
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            heartbeat: Duration::from_secs(1),
+            restart_delay: Duration::from_secs(1),
+            image_table: PathBuf::from("/etc/twinset/images.yaml"),
+            stop_pods_on_shutdown: true,
+        }
+    }
+}
+
+fn mkdir(path: &Path) -> Result<(), Error> {
+    std::fs::create_dir_all(path).map_err(|source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Runs the agent until `shutdown` is cancelled, then stops its pods (unless
+/// configured to leave them) and every task it started.
+pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Error> {
+    let span = tracing::info_span!("agent", node = %config.node_name);
+    run_agent(config, shutdown).instrument(span).await
+}
+
+async fn run_agent(config: Config, shutdown: CancellationToken) -> Result<(), Error> {
+    mkdir(&config.data_dir)?;
+    mkdir(&config.data_dir.join("pods"))?;
+
+    let images = images::ImageTable::load_or_empty(&config.image_table);
+    let cgroups: Arc<dyn runtime::cgroup::Cgroups> =
+        Arc::from(runtime::cgroup::detect(Path::new("/sys/fs/cgroup")));
+    if cgroups.available() {
+        tracing::info!(cgroups = %cgroups.describe(), "resource limits enforced");
+    } else {
+        tracing::warn!(cgroups = %cgroups.describe(), "resource limits will NOT be enforced");
+    }
+
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| Error::Bind {
+            addr: config.listen,
+            source,
+        })?;
+    let local = listener.local_addr().map_err(|source| Error::Bind {
+        addr: config.listen,
+        source,
+    })?;
+    let host_ip = if local.ip().is_unspecified() {
+        "127.0.0.1".to_string()
+    } else {
+        local.ip().to_string()
+    };
+    tracing::info!(addr = %local, "daemon endpoint listening");
+
+    let channel = Endpoint::from_shared(twinset_proto::endpoint(&config.server))
+        .map_err(|_| Error::Server(config.server.clone()))?
+        .connect_timeout(Duration::from_secs(2))
+        .http2_keep_alive_interval(Duration::from_secs(5))
+        .keep_alive_timeout(Duration::from_secs(5))
+        .keep_alive_while_idle(true)
+        .tcp_nodelay(true)
+        .connect_lazy();
+    let client = NodesClient::new(channel);
+
+    // Tasks: `tracker` holds everything; `workers` the pod workers, drained first so
+    // pods stop before the reapers are told to give up.
+    let tracker = TaskTracker::new();
+    let workers = TaskTracker::new();
+    let reapers_stop = CancellationToken::new();
+    let registry = logs::Registry::default();
+
+    let log_service = logs::LogService::new(registry.clone(), tracker.clone(), shutdown.clone());
+    let serve_shutdown = shutdown.clone();
+    let server = tracker.spawn(async move {
+        Server::builder()
+            .add_service(NodeAgentServer::new(log_service))
+            .serve_with_incoming_shutdown(
+                TcpIncoming::from(listener).with_nodelay(Some(true)),
+                serve_shutdown.cancelled_owned(),
+            )
+            .await
+    });
+
+    let (reporter, reporter_task) =
+        reporter::reporter(client.clone(), config.node_name.clone(), shutdown.clone());
+    tracker.spawn(reporter_task);
+
+    let result = serve_node(
+        &config,
+        client,
+        &host_ip,
+        local.port(),
+        images,
+        cgroups,
+        registry,
+        reporter,
+        &tracker,
+        &workers,
+        &reapers_stop,
+        &shutdown,
+    )
+    .await;
+
+    // Shutdown: stop the pod workers (they stop their pods), then everything else.
+    shutdown.cancel();
+    workers.close();
+    if tokio::time::timeout(DRAIN_DEADLINE, workers.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("pods did not stop within {DRAIN_DEADLINE:?}");
+    }
+    reapers_stop.cancel();
+    tracker.close();
+    if tokio::time::timeout(DRAIN_DEADLINE, tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("agent tasks did not stop within {DRAIN_DEADLINE:?}");
+    }
+    match server.await {
+        Ok(Err(e)) => return Err(Error::Serve(e)),
+        Err(e) => tracing::warn!(error = %e, "daemon endpoint task failed"),
+        Ok(Ok(())) => {}
+    }
+    tracing::info!("agent stopped");
+    result
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn serve_node(
+    config: &Config,
+    mut client: NodesClient<tonic::transport::Channel>,
+    host_ip: &str,
+    port: u16,
+    images: images::ImageTable,
+    cgroups: Arc<dyn runtime::cgroup::Cgroups>,
+    registry: logs::Registry,
+    reporter: reporter::ReporterHandle,
+    tracker: &TaskTracker,
+    workers: &TaskTracker,
+    reapers_stop: &CancellationToken,
+    shutdown: &CancellationToken,
+) -> Result<(), Error> {
+    let mut ipam = ipam::Ipam::open(&config.data_dir.join("ipam.json"))?;
+    let state = state::StateDir::open(&config.data_dir.join("state"))?;
+
+    let node = node::build(&node::NodeInput {
+        name: &config.node_name,
+        labels: &config.labels,
+        taints: &config.taints,
+        pod_cidr: config.pod_cidr.as_deref(),
+        address: host_ip,
+        port,
+    });
+    let registered = sync::register(&mut client, node, shutdown)
+        .await
+        .map_err(|s| Error::Register(s.message().to_string()))?;
+    let Some(registered) = registered else {
+        return Ok(());
+    };
+    let cidr = registered
+        .spec
+        .as_ref()
+        .map(|s| s.pod_cidr.clone())
+        .unwrap_or_default();
+    if cidr.is_empty() {
+        tracing::warn!("the node has no pod CIDR; pods will use the node's address");
+    } else {
+        ipam.set_cidr(&cidr)?;
+    }
+    tracing::info!(pod_cidr = %cidr, "registered");
+
+    tracker.spawn(sync::heartbeats(
+        client.clone(),
+        config.node_name.clone(),
+        config.heartbeat,
+        shutdown.clone(),
+    ));
+
+    let runtime: Arc<dyn runtime::Runtime> = Arc::new(runtime::process::ProcessRuntime::new(
+        cgroups,
+        tracker.clone(),
+        reapers_stop.clone(),
+    ));
+    let shared = Arc::new(pod::Shared {
+        node_name: config.node_name.clone(),
+        host_ip: host_ip.to_string(),
+        data_dir: config.data_dir.clone(),
+        runtime,
+        images,
+        ipam: Mutex::new(ipam),
+        state: state.clone(),
+        reporter,
+        logs: registry,
+        restart_delay: config.restart_delay,
+        shutdown: shutdown.clone(),
+        stop_pods_on_shutdown: config.stop_pods_on_shutdown,
+    });
+    let mut supervisor = supervisor::Supervisor::new(shared, workers.clone(), state.load_all());
+    sync::watch_assignments(
+        client,
+        config.node_name.clone(),
+        &mut supervisor,
+        shutdown.clone(),
+    )
+    .await;
+    Ok(())
+}

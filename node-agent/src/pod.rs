@@ -1,0 +1,639 @@
+//! The pod worker: one task per pod that owns its containers' processes. It starts
+//! (or adopts) them, restarts them by the restart policy, reports every status change
+//! at once, and on deletion stops them (SIGTERM to each process group, SIGKILL after
+//! the grace period), removes the pod's cgroups, IP and state, then reports the pod
+//! terminated.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use futures::stream::{FuturesUnordered, StreamExt};
+use nix::sys::signal::Signal;
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+use twinset_proto::v1::{self, Pod};
+
+use crate::container::{reason, ContainerRun};
+use crate::env::{self, Placement};
+use crate::events::{self, pod_event, Severity};
+use crate::images::ImageTable;
+use crate::ipam::Ipam;
+use crate::logs::{self, PodLogs, Registry};
+use crate::reporter::{Report, ReporterHandle};
+use crate::runtime::{Exit, Launch, Limits, Runtime, Started};
+use crate::state::{ContainerRecord, PodRecord, StateDir};
+use crate::status::{self, StatusInput};
+
+/// Default terminationGracePeriodSeconds.
+pub const DEFAULT_GRACE: Duration = Duration::from_secs(30);
+/// Longest grace given to a pod when the agent itself stops.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// How long to wait for processes to vanish after SIGKILL.
+const KILL_WAIT: Duration = Duration::from_secs(10);
+
+/// What every pod worker shares.
+pub struct Shared {
+    /// This node's name.
+    pub node_name: String,
+    /// This node's address (hostIP).
+    pub host_ip: String,
+    /// The agent's data directory.
+    pub data_dir: PathBuf,
+    /// The container runtime.
+    pub runtime: Arc<dyn Runtime>,
+    /// The image table.
+    pub images: ImageTable,
+    /// Pod IP allocation.
+    pub ipam: Mutex<Ipam>,
+    /// Persisted pod state.
+    pub state: StateDir,
+    /// Status reports go here.
+    pub reporter: ReporterHandle,
+    /// Pods whose logs can be read.
+    pub logs: Registry,
+    /// Base delay before restarting a dead container.
+    pub restart_delay: Duration,
+    /// The agent is stopping.
+    pub shutdown: CancellationToken,
+    /// Whether pods are stopped when the agent stops (else they keep running and a
+    /// restarted agent adopts them).
+    pub stop_pods_on_shutdown: bool,
+}
+
+/// What the agent should do with a pod, as the latest assignment says.
+#[derive(Clone, Debug)]
+pub enum Desired {
+    /// Run it (a deletionTimestamp means: stop it gracefully, then report it terminated).
+    Run(Box<Pod>),
+    /// It is no longer assigned here: stop it.
+    Gone,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Finish {
+    Deleted,
+    Gone,
+    Shutdown,
+}
+
+/// Whether the pod has a deletion timestamp.
+pub fn is_deleting(pod: &Pod) -> bool {
+    pod.metadata
+        .as_ref()
+        .is_some_and(|m| !m.deletion_timestamp.is_empty())
+}
+
+type ExitFuture = BoxFuture<'static, (usize, u64, Exit)>;
+
+/// One pod's worker.
+pub struct PodWorker {
+    ctx: Arc<Shared>,
+    pod: Pod,
+    uid: String,
+    namespace: String,
+    name: String,
+    dir: PathBuf,
+    pod_ip: String,
+    containers: Vec<ContainerRun>,
+    exits: FuturesUnordered<ExitFuture>,
+    conditions: Vec<v1::PodCondition>,
+    start_time: String,
+    events: Vec<v1::Event>,
+    last_sent: Option<v1::PodStatus>,
+    limits_warned: bool,
+    record: PodRecord,
+    desired: watch::Receiver<Desired>,
+}
+
+/// Runs a pod until it is deleted, unassigned, or the agent stops. `adopt` is the
+/// state an earlier agent recorded for it.
+pub async fn run(
+    ctx: Arc<Shared>,
+    pod: Pod,
+    adopt: Option<PodRecord>,
+    desired: watch::Receiver<Desired>,
+) {
+    let meta = pod.metadata.clone().unwrap_or_default();
+    let span = tracing::info_span!(
+        "pod",
+        kind = "Pod",
+        namespace = %meta.namespace,
+        name = %meta.name,
+        uid = %meta.uid,
+        node = %ctx.node_name
+    );
+    let worker = PodWorker::new(ctx, pod, desired);
+    worker.main(adopt).instrument(span).await;
+}
+
+impl PodWorker {
+    fn new(ctx: Arc<Shared>, pod: Pod, desired: watch::Receiver<Desired>) -> Self {
+        let meta = pod.metadata.clone().unwrap_or_default();
+        let spec = pod.spec.clone().unwrap_or_default();
+        let status = pod.status.clone().unwrap_or_default();
+        let dir = logs::pod_dir(&ctx.data_dir, &meta.namespace, &meta.name, &meta.uid);
+        let containers = spec
+            .containers
+            .iter()
+            .map(|c| ContainerRun::new(&c.name, &c.image))
+            .collect();
+        let start_time = if status.start_time.is_empty() {
+            twinset_proto::time::now()
+        } else {
+            status.start_time
+        };
+        PodWorker {
+            record: PodRecord {
+                uid: meta.uid.clone(),
+                namespace: meta.namespace.clone(),
+                name: meta.name.clone(),
+                containers: Default::default(),
+            },
+            ctx,
+            uid: meta.uid,
+            namespace: meta.namespace,
+            name: meta.name,
+            dir,
+            pod_ip: String::new(),
+            containers,
+            exits: FuturesUnordered::new(),
+            conditions: status.conditions,
+            start_time,
+            events: Vec::new(),
+            last_sent: None,
+            limits_warned: false,
+            desired,
+            pod,
+        }
+    }
+
+    fn spec(&self) -> v1::PodSpec {
+        self.pod.spec.clone().unwrap_or_default()
+    }
+
+    fn meta(&self) -> v1::ObjectMeta {
+        self.pod.metadata.clone().unwrap_or_default()
+    }
+
+    fn event(
+        &mut self,
+        severity: Severity,
+        reason: &str,
+        message: String,
+        container: Option<&str>,
+    ) {
+        let e = pod_event(
+            &self.meta(),
+            &self.ctx.node_name,
+            severity,
+            reason,
+            message,
+            container,
+        );
+        self.events.push(e);
+    }
+
+    async fn main(mut self, adopt: Option<PodRecord>) {
+        self.setup();
+        let deleting = is_deleting(&self.pod);
+        self.start_all(adopt.as_ref(), !deleting);
+        self.report(false);
+        let finish = if deleting {
+            Finish::Deleted
+        } else {
+            self.supervise().await
+        };
+        self.finish(finish).await;
+    }
+
+    fn setup(&mut self) {
+        let spec = self.spec();
+        if spec.host_network {
+            self.pod_ip = self.ctx.host_ip.clone();
+        } else {
+            let res = match self.ctx.ipam.lock() {
+                Ok(mut ipam) => ipam.allocate(&self.uid),
+                Err(poisoned) => poisoned.into_inner().allocate(&self.uid),
+            };
+            match res {
+                Ok(ip) => self.pod_ip = ip.to_string(),
+                Err(e) => {
+                    self.pod_ip = self.ctx.host_ip.clone();
+                    tracing::warn!(error = %e, "no pod IP; using the node's address");
+                    let msg = format!(
+                        "no pod IP ({e}); the pod uses the node's address {}",
+                        self.ctx.host_ip
+                    );
+                    self.event(Severity::Warning, "PodIPUnavailable", msg, None);
+                }
+            }
+        }
+        if let Err(e) = std::fs::create_dir_all(&self.dir) {
+            tracing::warn!(dir = %self.dir.display(), error = %e, "cannot create the pod's log folder");
+        }
+        self.ctx.logs.insert(
+            &self.namespace,
+            &self.name,
+            PodLogs {
+                uid: self.uid.clone(),
+                dir: self.dir.clone(),
+                containers: spec.containers.iter().map(|c| c.name.clone()).collect(),
+                gone: CancellationToken::new(),
+            },
+        );
+        self.save_record();
+    }
+
+    fn save_record(&self) {
+        if let Err(e) = self.ctx.state.save(&self.record) {
+            tracing::warn!(error = %e, "cannot record pod state");
+        }
+    }
+
+    fn start_all(&mut self, adopt: Option<&PodRecord>, start_new: bool) {
+        if !self.spec().init_containers.is_empty() {
+            for i in 0..self.containers.len() {
+                self.wait_on(
+                    i,
+                    "InitContainersNotSupported",
+                    "init containers are not supported by this agent yet".into(),
+                );
+            }
+            return;
+        }
+        for i in 0..self.containers.len() {
+            let name = self.containers[i].name.clone();
+            if let Some(rec) = adopt.and_then(|r| r.containers.get(&name)) {
+                if let Some(started) =
+                    self.ctx
+                        .runtime
+                        .adopt(&self.uid, &name, rec.pid, rec.start_ticks)
+                {
+                    tracing::info!(container = %name, pid = rec.pid, "adopted running container");
+                    let gen = self.containers[i].on_adopted(
+                        rec.pid,
+                        rec.start_ticks,
+                        rec.started_at.clone(),
+                        rec.restart_count,
+                        Instant::now(),
+                    );
+                    self.watch_exit(i, gen, started);
+                    self.record.containers.insert(name, rec.clone());
+                    continue;
+                }
+            }
+            if start_new {
+                self.start_container(i);
+            }
+        }
+        self.save_record();
+    }
+
+    fn watch_exit(&mut self, i: usize, gen: u64, started: Started) {
+        let rx = started.exit;
+        self.exits.push(Box::pin(
+            async move { (i, gen, rx.await.unwrap_or_default()) },
+        ));
+    }
+
+    fn wait_on(&mut self, i: usize, reason: &str, message: String) {
+        let name = self.containers[i].name.clone();
+        if self.containers[i].set_waiting(reason, &message) {
+            tracing::warn!(container = %name, reason, "{message}");
+            self.event(Severity::Warning, reason, message, Some(&name));
+        }
+    }
+
+    fn pod_limits(&self) -> Limits {
+        let all: Vec<Limits> = self
+            .spec()
+            .containers
+            .iter()
+            .map(|c| Limits::from_resources(c.resources.as_ref()).unwrap_or_default())
+            .collect();
+        Limits::pod_total(&all)
+    }
+
+    fn start_container(&mut self, i: usize) {
+        let Some(spec) = self.spec().containers.get(i).cloned() else {
+            return;
+        };
+        let resolved = match self.ctx.images.resolve(&spec) {
+            Ok(r) => r,
+            Err(nr) => return self.wait_on(i, &nr.reason, nr.message),
+        };
+        let at = Placement {
+            node_name: &self.ctx.node_name,
+            pod_ip: &self.pod_ip,
+            host_ip: &self.ctx.host_ip,
+        };
+        let env = match env::container_env(&self.pod, &spec, &resolved.image_env, &at) {
+            Ok(e) => e,
+            Err(m) => return self.wait_on(i, reason::CREATE_CONFIG_ERROR, m),
+        };
+        let limits = match Limits::from_resources(spec.resources.as_ref()) {
+            Ok(l) => l,
+            Err(e) => return self.wait_on(i, reason::CREATE_CONFIG_ERROR, e.to_string()),
+        };
+        let argv: Vec<String> = resolved.argv.iter().map(|a| env::expand(a, &env)).collect();
+        let launch = Launch {
+            pod_uid: self.uid.clone(),
+            container: spec.name.clone(),
+            argv,
+            env: env.into_vec(),
+            working_dir: if spec.working_dir.is_empty() {
+                PathBuf::from("/")
+            } else {
+                PathBuf::from(&spec.working_dir)
+            },
+            log_path: logs::log_path(&self.dir, &spec.name),
+            limits,
+            pod_limits: self.pod_limits(),
+        };
+        let now = twinset_proto::time::now();
+        match self.ctx.runtime.start(&launch) {
+            Ok(started) => {
+                let c = &mut self.containers[i];
+                let gen = c.on_started(
+                    started.pid,
+                    started.start_ticks,
+                    now.clone(),
+                    Instant::now(),
+                );
+                let rec = ContainerRecord {
+                    pid: started.pid,
+                    start_ticks: started.start_ticks,
+                    started_at: now,
+                    restart_count: c.restart_count,
+                };
+                tracing::info!(container = %spec.name, pid = started.pid, "container started");
+                if let Some(why) = started.limits_warning.clone() {
+                    if !self.limits_warned {
+                        self.limits_warned = true;
+                        let msg = format!(
+                            "resources.limits of container {} are not enforced: {why}",
+                            spec.name
+                        );
+                        tracing::warn!("{msg}");
+                        self.event(
+                            Severity::Warning,
+                            events::RESOURCE_LIMITS_NOT_ENFORCED,
+                            msg,
+                            Some(&spec.name),
+                        );
+                    }
+                }
+                self.event(
+                    Severity::Normal,
+                    "Started",
+                    format!("Started container {}", spec.name),
+                    Some(&spec.name),
+                );
+                self.watch_exit(i, gen, started);
+                self.record.containers.insert(spec.name.clone(), rec);
+                self.save_record();
+            }
+            Err(e) => {
+                tracing::warn!(container = %spec.name, error = %e, "container failed to start");
+                self.containers[i].on_start_failed(e.to_string(), &now);
+                self.event(
+                    Severity::Warning,
+                    "Failed",
+                    format!("Error: {e}"),
+                    Some(&spec.name),
+                );
+                self.maybe_schedule_restart(i);
+            }
+        }
+    }
+
+    fn maybe_schedule_restart(&mut self, i: usize) {
+        let policy = self.spec().restart_policy;
+        if !self.containers[i].wants_restart(&policy) {
+            return;
+        }
+        let pod_ref = format!("{}_{}({})", self.name, self.namespace, self.uid);
+        let delay =
+            self.containers[i].schedule_restart(self.ctx.restart_delay, &pod_ref, Instant::now());
+        let name = self.containers[i].name.clone();
+        tracing::info!(container = %name, ?delay, "container will restart");
+        let msg = format!("Back-off restarting failed container {name} in pod {pod_ref}");
+        self.event(Severity::Warning, "BackOff", msg, Some(&name));
+    }
+
+    fn on_exit(&mut self, i: usize, gen: u64, exit: Exit, may_restart: bool) {
+        let Some(c) = self.containers.get_mut(i) else {
+            return;
+        };
+        if c.generation != gen || !c.is_running() {
+            return;
+        }
+        c.on_exit(&exit, &twinset_proto::time::now(), Instant::now());
+        let name = c.name.clone();
+        tracing::info!(container = %name, ?exit, "container exited");
+        self.record.containers.remove(&name);
+        self.save_record();
+        if may_restart {
+            self.maybe_schedule_restart(i);
+        }
+    }
+
+    fn restart_due(&mut self) {
+        let now = Instant::now();
+        for i in 0..self.containers.len() {
+            if self.containers[i].restart_at.is_some_and(|t| t <= now) {
+                self.containers[i].restart_at = None;
+                self.start_container(i);
+            }
+        }
+    }
+
+    /// Containers that could not start for a reason a spec or table change may fix.
+    fn retry_waiting(&mut self) {
+        for i in 0..self.containers.len() {
+            let c = &self.containers[i];
+            let retry = matches!(&c.state, crate::container::State::Waiting { reason: r, .. }
+                if r == crate::images::IMAGE_NOT_IN_TABLE || r == reason::CREATE_CONFIG_ERROR);
+            if retry && c.restart_at.is_none() {
+                self.start_container(i);
+            }
+        }
+    }
+
+    async fn supervise(&mut self) -> Finish {
+        let shutdown = self.ctx.shutdown.clone();
+        loop {
+            let next = self.containers.iter().filter_map(|c| c.restart_at).min();
+            let wake = async move {
+                match next {
+                    Some(t) => tokio::time::sleep_until(t).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = shutdown.cancelled() => return Finish::Shutdown,
+                changed = self.desired.changed() => {
+                    if changed.is_err() {
+                        return Finish::Shutdown;
+                    }
+                    let d = self.desired.borrow_and_update().clone();
+                    match d {
+                        Desired::Gone => return Finish::Gone,
+                        Desired::Run(pod) => {
+                            self.pod = *pod;
+                            if is_deleting(&self.pod) {
+                                return Finish::Deleted;
+                            }
+                            self.retry_waiting();
+                        }
+                    }
+                }
+                Some((i, gen, exit)) = self.exits.next(), if !self.exits.is_empty() => {
+                    self.on_exit(i, gen, exit, true);
+                }
+                _ = wake => self.restart_due(),
+            }
+            self.report(false);
+        }
+    }
+
+    fn grace(&self) -> Duration {
+        let secs = self
+            .meta()
+            .deletion_grace_period_seconds
+            .or(self.spec().termination_grace_period_seconds);
+        match secs {
+            Some(s) => Duration::from_secs(u64::try_from(s).unwrap_or(0)),
+            None => DEFAULT_GRACE,
+        }
+    }
+
+    fn running(&self) -> Vec<(usize, u32)> {
+        self.containers
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| c.pid().map(|p| (i, p)))
+            .collect()
+    }
+
+    async fn wait_exits_until(&mut self, deadline: Instant, report: bool) {
+        while !self.running().is_empty() {
+            tokio::select! {
+                Some((i, gen, exit)) = self.exits.next(), if !self.exits.is_empty() => {
+                    self.on_exit(i, gen, exit, false);
+                    if report {
+                        self.report(false);
+                    }
+                }
+                _ = tokio::time::sleep_until(deadline) => return,
+            }
+        }
+    }
+
+    async fn terminate(&mut self, grace: Duration, report: bool) {
+        for c in &mut self.containers {
+            c.restart_at = None;
+        }
+        for (i, pid) in self.running() {
+            let name = self.containers[i].name.clone();
+            self.ctx.runtime.signal(pid, Signal::SIGTERM);
+            self.event(
+                Severity::Normal,
+                "Killing",
+                format!("Stopping container {name}"),
+                Some(&name),
+            );
+        }
+        self.wait_exits_until(Instant::now() + grace, report).await;
+        let left = self.running();
+        if !left.is_empty() {
+            tracing::info!(?grace, "grace period over; killing");
+            for (_, pid) in &left {
+                self.ctx.runtime.signal(*pid, Signal::SIGKILL);
+            }
+            self.wait_exits_until(Instant::now() + KILL_WAIT, report)
+                .await;
+            if !self.running().is_empty() {
+                tracing::warn!("container processes did not exit after SIGKILL");
+            }
+        }
+    }
+
+    async fn finish(mut self, how: Finish) {
+        if how == Finish::Shutdown && !self.ctx.stop_pods_on_shutdown {
+            tracing::debug!("agent stopping; pod left running");
+            return;
+        }
+        let grace = match how {
+            Finish::Shutdown => self.grace().min(SHUTDOWN_GRACE),
+            _ => self.grace(),
+        };
+        tracing::info!(?how, ?grace, "stopping pod");
+        self.terminate(grace, how == Finish::Deleted).await;
+        let rt = Arc::clone(&self.ctx.runtime);
+        let uid = self.uid.clone();
+        match tokio::task::spawn_blocking(move || rt.cleanup_pod(&uid)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "pod cgroup cleanup failed"),
+            Err(e) => tracing::warn!(error = %e, "pod cgroup cleanup task failed"),
+        }
+        if let Err(e) = self.ctx.state.remove(&self.uid) {
+            tracing::warn!(error = %e, "cannot remove pod state");
+        }
+        self.ctx.logs.remove(&self.namespace, &self.name, &self.uid);
+        if how != Finish::Shutdown {
+            let released = match self.ctx.ipam.lock() {
+                Ok(mut ipam) => ipam.release(&self.uid),
+                Err(poisoned) => poisoned.into_inner().release(&self.uid),
+            };
+            if let Err(e) = released {
+                tracing::warn!(error = %e, "cannot release pod IP");
+            }
+            if let Err(e) = std::fs::remove_dir_all(&self.dir) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    tracing::warn!(dir = %self.dir.display(), error = %e, "cannot remove pod logs");
+                }
+            }
+        }
+        if how == Finish::Deleted {
+            self.report(true);
+        }
+        tracing::info!("pod stopped");
+    }
+
+    fn compute_status(&self) -> v1::PodStatus {
+        let now = twinset_proto::time::now();
+        let spec = self.spec();
+        status::build(&StatusInput {
+            restart_policy: &spec.restart_policy,
+            containers: self.containers.iter().map(|c| c.to_status()).collect(),
+            previous_conditions: &self.conditions,
+            host_ip: &self.ctx.host_ip,
+            pod_ip: &self.pod_ip,
+            start_time: &self.start_time,
+            now: &now,
+            qos_class: status::qos_class(&spec),
+        })
+    }
+
+    fn report(&mut self, terminated: bool) {
+        let status = self.compute_status();
+        if self.last_sent.as_ref() == Some(&status) && self.events.is_empty() && !terminated {
+            return;
+        }
+        self.conditions = status.conditions.clone();
+        self.last_sent = Some(status.clone());
+        self.ctx.reporter.send(Report {
+            namespace: self.namespace.clone(),
+            name: self.name.clone(),
+            uid: self.uid.clone(),
+            status: Some(status),
+            terminated,
+            events: std::mem::take(&mut self.events),
+        });
+    }
+}

@@ -1,0 +1,184 @@
+//! The set of pods this agent runs: one worker task per pod uid, fed the latest
+//! assignment for its pod. It also owns what an earlier agent left behind (recorded
+//! pods): a recorded pod that is still assigned is adopted by its new worker; one
+//! that the first snapshot no longer lists is stopped and cleaned up.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use tokio::sync::watch;
+use tokio_util::task::TaskTracker;
+use twinset_proto::v1::Pod;
+
+use crate::logs;
+use crate::pod::{self, is_deleting, Desired, Shared, SHUTDOWN_GRACE};
+use crate::runtime::procfs;
+use crate::state::PodRecord;
+
+struct Worker {
+    desired: watch::Sender<Desired>,
+}
+
+/// Owns the pod workers.
+pub struct Supervisor {
+    ctx: Arc<Shared>,
+    tracker: TaskTracker,
+    workers: HashMap<String, Worker>,
+    /// Pods whose deletion finished here; later updates for them are ignored.
+    finished: HashSet<String>,
+    /// Pods recorded by an earlier agent and not yet claimed by an assignment.
+    orphans: HashMap<String, PodRecord>,
+}
+
+fn uid_of(pod: &Pod) -> String {
+    pod.metadata
+        .as_ref()
+        .map(|m| m.uid.clone())
+        .unwrap_or_default()
+}
+
+impl Supervisor {
+    /// A supervisor whose workers run on `tracker`, with the pods an earlier agent
+    /// recorded.
+    pub fn new(ctx: Arc<Shared>, tracker: TaskTracker, recorded: Vec<PodRecord>) -> Self {
+        let orphans = recorded.into_iter().map(|r| (r.uid.clone(), r)).collect();
+        Supervisor {
+            ctx,
+            tracker,
+            workers: HashMap::new(),
+            finished: HashSet::new(),
+            orphans,
+        }
+    }
+
+    /// Forgets workers that have ended.
+    fn prune(&mut self) {
+        let finished = &mut self.finished;
+        self.workers.retain(|uid, w| {
+            if !w.desired.is_closed() {
+                return true;
+            }
+            if let Desired::Run(p) = &*w.desired.borrow() {
+                if is_deleting(p) {
+                    finished.insert(uid.clone());
+                }
+            }
+            false
+        });
+    }
+
+    /// Number of pods with a live worker.
+    pub fn len(&mut self) -> usize {
+        self.prune();
+        self.workers.len()
+    }
+
+    /// Whether no pod has a live worker.
+    pub fn is_empty(&mut self) -> bool {
+        self.len() == 0
+    }
+
+    /// A full snapshot of the pods bound to this node: start the new ones, stop the
+    /// ones no longer listed, and clean up recorded pods that are not listed.
+    pub fn snapshot(&mut self, pods: Vec<Pod>) {
+        self.prune();
+        let uids: HashSet<String> = pods.iter().map(uid_of).collect();
+        for (uid, w) in &self.workers {
+            if !uids.contains(uid) {
+                w.desired.send_replace(Desired::Gone);
+            }
+        }
+        self.finished.retain(|u| uids.contains(u));
+        for p in pods {
+            self.upsert(p);
+        }
+        let stale: Vec<String> = self
+            .orphans
+            .keys()
+            .filter(|u| !uids.contains(*u))
+            .cloned()
+            .collect();
+        for uid in stale {
+            if let Some(rec) = self.orphans.remove(&uid) {
+                self.stop_orphan(rec);
+            }
+        }
+    }
+
+    /// A pod was added or changed.
+    pub fn upsert(&mut self, pod: Pod) {
+        self.prune();
+        let uid = uid_of(&pod);
+        if uid.is_empty() {
+            tracing::warn!("ignoring an assigned pod without a uid");
+            return;
+        }
+        if self.finished.contains(&uid) {
+            return;
+        }
+        if let Some(w) = self.workers.get(&uid) {
+            w.desired.send_replace(Desired::Run(Box::new(pod)));
+            return;
+        }
+        let adopt = self.orphans.remove(&uid);
+        let (tx, rx) = watch::channel(Desired::Run(Box::new(pod.clone())));
+        self.tracker
+            .spawn(pod::run(Arc::clone(&self.ctx), pod, adopt, rx));
+        self.workers.insert(uid, Worker { desired: tx });
+    }
+
+    /// A pod is no longer assigned here (deleted, or moved): stop it.
+    pub fn remove(&mut self, pod: &Pod) {
+        self.prune();
+        let uid = uid_of(pod);
+        self.finished.remove(&uid);
+        if let Some(w) = self.workers.get(&uid) {
+            w.desired.send_replace(Desired::Gone);
+        }
+        if let Some(rec) = self.orphans.remove(&uid) {
+            self.stop_orphan(rec);
+        }
+    }
+
+    /// Stops the processes of a pod recorded by an earlier agent and no longer
+    /// assigned, and removes what it left (cgroups, IP, state, logs).
+    fn stop_orphan(&self, rec: PodRecord) {
+        let ctx = Arc::clone(&self.ctx);
+        self.tracker.spawn(async move {
+            tracing::info!(namespace = %rec.namespace, name = %rec.name, uid = %rec.uid, "stopping a pod that is no longer assigned");
+            let alive: Vec<_> = rec
+                .containers
+                .values()
+                .filter(|c| procfs::is_same_alive(c.pid, c.start_ticks))
+                .cloned()
+                .collect();
+            for c in &alive {
+                ctx.runtime.signal(c.pid, Signal::SIGTERM);
+            }
+            for c in &alive {
+                if tokio::time::timeout(SHUTDOWN_GRACE, procfs::wait_gone(c.pid, c.start_ticks)).await.is_err() {
+                    ctx.runtime.signal(c.pid, Signal::SIGKILL);
+                    let _ = tokio::time::timeout(Duration::from_secs(10), procfs::wait_gone(c.pid, c.start_ticks)).await;
+                }
+            }
+            let rt = Arc::clone(&ctx.runtime);
+            let uid = rec.uid.clone();
+            if let Ok(Err(e)) = tokio::task::spawn_blocking(move || rt.cleanup_pod(&uid)).await {
+                tracing::warn!(error = %e, "pod cgroup cleanup failed");
+            }
+            let released = match ctx.ipam.lock() {
+                Ok(mut ipam) => ipam.release(&rec.uid),
+                Err(p) => p.into_inner().release(&rec.uid),
+            };
+            if let Err(e) = released {
+                tracing::warn!(error = %e, "cannot release pod IP");
+            }
+            if let Err(e) = ctx.state.remove(&rec.uid) {
+                tracing::warn!(error = %e, "cannot remove pod state");
+            }
+            let _ = std::fs::remove_dir_all(logs::pod_dir(&ctx.data_dir, &rec.namespace, &rec.name, &rec.uid));
+        });
+    }
+}

@@ -1,0 +1,253 @@
+//! The agent's conversation with the control plane: registration (retried until it
+//! succeeds), heartbeats, and the one `WatchAssignments` stream, reconnected with a
+//! capped exponential backoff and resumed from the last applied revision (a fresh
+//! snapshot when the control plane no longer has that revision). While the control
+//! plane is away, pods keep running.
+
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Channel;
+use tonic::Code;
+use twinset_proto::v1::{self, nodes_client::NodesClient};
+
+use crate::supervisor::Supervisor;
+
+/// A capped exponential backoff.
+#[derive(Clone, Debug)]
+pub struct Backoff {
+    min: Duration,
+    max: Duration,
+    next: Duration,
+}
+
+impl Backoff {
+    /// Starts at `min`, doubles up to `max`.
+    pub fn new(min: Duration, max: Duration) -> Self {
+        Backoff {
+            min,
+            max,
+            next: min,
+        }
+    }
+
+    /// The delay to wait now.
+    pub fn next_delay(&mut self) -> Duration {
+        let d = self.next;
+        self.next = (self.next * 2).min(self.max);
+        d
+    }
+
+    /// Back to the shortest delay (after a success).
+    pub fn reset(&mut self) {
+        self.next = self.min;
+    }
+}
+
+/// Waits `d` unless `shutdown` comes first; returns false on shutdown.
+async fn pause(d: Duration, shutdown: &CancellationToken) -> bool {
+    tokio::select! {
+        _ = shutdown.cancelled() => false,
+        _ = tokio::time::sleep(d) => true,
+    }
+}
+
+/// Registers the node, retrying while the control plane is unreachable; `Ok(None)`
+/// on shutdown. A refusal (invalid node, permission) is returned as the error.
+pub async fn register(
+    client: &mut NodesClient<Channel>,
+    node: v1::Node,
+    shutdown: &CancellationToken,
+) -> Result<Option<v1::Node>, tonic::Status> {
+    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(3));
+    let mut attempts = 0u32;
+    loop {
+        let req = v1::RegisterRequest {
+            node: Some(node.clone()),
+        };
+        let res = tokio::select! {
+            _ = shutdown.cancelled() => return Ok(None),
+            r = client.register(req) => r,
+        };
+        match res {
+            Ok(resp) => return Ok(Some(resp.into_inner().node.unwrap_or(node))),
+            Err(s)
+                if matches!(
+                    s.code(),
+                    Code::InvalidArgument
+                        | Code::PermissionDenied
+                        | Code::Unauthenticated
+                        | Code::AlreadyExists
+                ) =>
+            {
+                return Err(s);
+            }
+            Err(s) => {
+                attempts += 1;
+                if attempts == 1 || attempts.is_multiple_of(20) {
+                    tracing::warn!(status = %s, "cannot register with the control plane; retrying");
+                }
+            }
+        }
+        if !pause(backoff.next_delay(), shutdown).await {
+            return Ok(None);
+        }
+    }
+}
+
+/// Heartbeats every `every` until shutdown.
+pub async fn heartbeats(
+    mut client: NodesClient<Channel>,
+    node_name: String,
+    every: Duration,
+    shutdown: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut failing = false;
+    let call_timeout = every.max(Duration::from_secs(1)) * 3;
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let req = v1::HeartbeatRequest {
+            node_name: node_name.clone(),
+        };
+        let res = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            r = tokio::time::timeout(call_timeout, client.heartbeat(req)) => r,
+        };
+        match res {
+            Ok(Ok(_)) => {
+                if failing {
+                    tracing::info!("heartbeats reach the control plane again");
+                }
+                failing = false;
+            }
+            Ok(Err(s)) if !failing => {
+                failing = true;
+                if s.code() == Code::NotFound {
+                    tracing::warn!(
+                        "the control plane does not know this node (deleted?); not re-registering"
+                    );
+                } else {
+                    tracing::warn!(status = %s, "heartbeat failed");
+                }
+            }
+            Err(_) if !failing => {
+                failing = true;
+                tracing::warn!("heartbeat timed out");
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Applies one assignment message to the supervisor.
+pub fn apply(supervisor: &mut Supervisor, a: v1::Assignment) {
+    match a.r#type.as_str() {
+        "SNAPSHOT" => supervisor.snapshot(a.pods),
+        "ADDED" | "MODIFIED" => {
+            for p in a.pods {
+                supervisor.upsert(p);
+            }
+        }
+        "DELETED" => {
+            for p in &a.pods {
+                supervisor.remove(p);
+            }
+        }
+        other => tracing::warn!(kind = other, "ignoring an assignment of unknown type"),
+    }
+}
+
+/// Keeps one WatchAssignments stream open until shutdown and feeds the supervisor.
+pub async fn watch_assignments(
+    mut client: NodesClient<Channel>,
+    node_name: String,
+    supervisor: &mut Supervisor,
+    shutdown: CancellationToken,
+) {
+    let mut revision = String::new();
+    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(3));
+    let mut failures = 0u32;
+    loop {
+        let req = v1::WatchAssignmentsRequest {
+            node_name: node_name.clone(),
+            resource_version: revision.clone(),
+        };
+        let opened = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            r = client.watch_assignments(req) => r,
+        };
+        match opened {
+            Ok(resp) => {
+                let span = tracing::info_span!("assignments", node = %node_name);
+                let _enter = span.enter();
+                tracing::info!(from = %revision, "watching assignments");
+                drop(_enter);
+                let mut stream = resp.into_inner();
+                loop {
+                    let msg = tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        m = stream.message() => m,
+                    };
+                    match msg {
+                        Ok(Some(a)) => {
+                            backoff.reset();
+                            failures = 0;
+                            if !a.resource_version.is_empty() {
+                                revision = a.resource_version.clone();
+                            }
+                            tracing::debug!(kind = %a.r#type, pods = a.pods.len(), revision = %revision, "assignment");
+                            apply(supervisor, a);
+                        }
+                        Ok(None) => {
+                            tracing::info!("assignment stream closed by the control plane");
+                            break;
+                        }
+                        Err(s) => {
+                            if s.code() == Code::OutOfRange {
+                                tracing::info!(
+                                    "revision {revision} too old; asking for a fresh snapshot"
+                                );
+                                revision.clear();
+                            } else {
+                                tracing::warn!(status = %s, "assignment stream broke; reconnecting");
+                            }
+                            break;
+                        }
+                    }
+                }
+            }
+            Err(s) => {
+                if s.code() == Code::OutOfRange {
+                    revision.clear();
+                    continue;
+                }
+                failures += 1;
+                if failures == 1 || failures.is_multiple_of(20) {
+                    tracing::warn!(status = %s, "cannot watch assignments; retrying (pods keep running)");
+                }
+            }
+        }
+        if !pause(backoff.next_delay(), &shutdown).await {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_caps_and_resets() {
+        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_millis(500));
+        let seen: Vec<u128> = (0..5).map(|_| b.next_delay().as_millis()).collect();
+        assert_eq!(seen, [100, 200, 400, 500, 500]);
+        b.reset();
+        assert_eq!(b.next_delay(), Duration::from_millis(100));
+    }
+}

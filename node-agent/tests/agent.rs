@@ -1,0 +1,709 @@
+//! The agent against a fake control plane that implements the generated `Nodes`
+//! service: registration, assignments, status reports, logs, deletion, restarts,
+//! adoption after an agent restart, and (as root) an OOM kill under a memory limit.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::Stream;
+use tokio::sync::{watch, Notify};
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Response, Status};
+use twinset_proto::v1::{
+    self,
+    node_agent_client::NodeAgentClient,
+    nodes_server::{Nodes, NodesServer},
+    Assignment, Container, ObjectMeta, Pod, PodSpec, ReportStatusRequest, ResourceRequirements,
+};
+
+const DEADLINE: Duration = Duration::from_secs(20);
+const POD_CIDR: &str = "127.77.1.0/24";
+
+#[derive(Clone)]
+struct Fake {
+    pods: Arc<watch::Sender<Vec<Pod>>>,
+    reports: Arc<Mutex<Vec<ReportStatusRequest>>>,
+    notify: Arc<Notify>,
+    node: Arc<Mutex<Option<v1::Node>>>,
+    /// Revisions the agent asked to resume from, one per WatchAssignments call.
+    watches: Arc<Mutex<Vec<String>>>,
+}
+
+impl Fake {
+    fn new() -> Self {
+        Fake {
+            pods: Arc::new(watch::channel(Vec::new()).0),
+            reports: Arc::default(),
+            notify: Arc::new(Notify::new()),
+            node: Arc::default(),
+            watches: Arc::default(),
+        }
+    }
+
+    fn set_pods(&self, pods: Vec<Pod>) {
+        self.pods.send_replace(pods);
+    }
+
+    /// Waits (up to the deadline) for a report of pod `uid` that satisfies `pred`.
+    async fn wait_report(
+        &self,
+        uid: &str,
+        what: &str,
+        pred: impl Fn(&ReportStatusRequest) -> bool,
+    ) -> ReportStatusRequest {
+        let end = tokio::time::Instant::now() + DEADLINE;
+        loop {
+            let notified = self.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if let Some(r) = self
+                .reports
+                .lock()
+                .unwrap()
+                .iter()
+                .rev()
+                .find(|r| r.pod_uid == uid && pred(r))
+            {
+                return r.clone();
+            }
+            if tokio::time::timeout_at(end, notified).await.is_err() {
+                let seen: Vec<_> = self
+                    .reports
+                    .lock()
+                    .unwrap()
+                    .iter()
+                    .filter(|r| r.pod_uid == uid)
+                    .cloned()
+                    .collect();
+                panic!("timed out waiting for {what}; reports for {uid}: {seen:#?}");
+            }
+        }
+    }
+}
+
+type AssignmentStream = Pin<Box<dyn Stream<Item = Result<Assignment, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Nodes for Fake {
+    async fn register(
+        &self,
+        req: Request<v1::RegisterRequest>,
+    ) -> Result<Response<v1::RegisterResponse>, Status> {
+        let mut node = req
+            .into_inner()
+            .node
+            .ok_or_else(|| Status::invalid_argument("no node"))?;
+        let spec = node.spec.get_or_insert_with(Default::default);
+        if spec.pod_cidr.is_empty() {
+            spec.pod_cidr = POD_CIDR.into();
+        }
+        *self.node.lock().unwrap() = Some(node.clone());
+        Ok(Response::new(v1::RegisterResponse { node: Some(node) }))
+    }
+
+    async fn heartbeat(
+        &self,
+        _: Request<v1::HeartbeatRequest>,
+    ) -> Result<Response<v1::HeartbeatResponse>, Status> {
+        Ok(Response::new(v1::HeartbeatResponse {}))
+    }
+
+    type WatchAssignmentsStream = AssignmentStream;
+
+    async fn watch_assignments(
+        &self,
+        req: Request<v1::WatchAssignmentsRequest>,
+    ) -> Result<Response<AssignmentStream>, Status> {
+        self.watches
+            .lock()
+            .unwrap()
+            .push(req.into_inner().resource_version);
+        let rx = self.pods.subscribe();
+        let stream = futures::stream::unfold((rx, true), |(mut rx, first)| async move {
+            if !first && rx.changed().await.is_err() {
+                return None;
+            }
+            let pods = rx.borrow_and_update().clone();
+            let a = Assignment {
+                r#type: "SNAPSHOT".into(),
+                pods,
+                resource_version: "1".into(),
+            };
+            Some((Ok(a), (rx, false)))
+        });
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn report_status(
+        &self,
+        req: Request<ReportStatusRequest>,
+    ) -> Result<Response<v1::ReportStatusResponse>, Status> {
+        self.reports.lock().unwrap().push(req.into_inner());
+        self.notify.notify_waiters();
+        Ok(Response::new(v1::ReportStatusResponse {}))
+    }
+}
+
+struct Cluster {
+    fake: Fake,
+    addr: String,
+    stop: CancellationToken,
+    server: tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
+    acceptor: tokio::task::JoinHandle<()>,
+    conns: Arc<Mutex<Vec<std::net::TcpStream>>>,
+}
+
+impl Cluster {
+    async fn start() -> Self {
+        Self::start_at("127.0.0.1:0", Fake::new()).await
+    }
+
+    async fn start_at(addr: &str, fake: Fake) -> Self {
+        let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let stop = CancellationToken::new();
+        // Accept connections ourselves and keep a duplicate of each socket, so that
+        // kill() can cut them as a dying process would.
+        let conns: Arc<Mutex<Vec<std::net::TcpStream>>> = Arc::default();
+        let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<tokio::net::TcpStream>>(16);
+        let kept = Arc::clone(&conns);
+        let acceptor = tokio::spawn(async move {
+            while let Ok((sock, _)) = listener.accept().await {
+                let _ = sock.set_nodelay(true);
+                let std_sock = sock.into_std().unwrap();
+                kept.lock().unwrap().push(std_sock.try_clone().unwrap());
+                let sock = tokio::net::TcpStream::from_std(std_sock).unwrap();
+                if tx.send(Ok(sock)).await.is_err() {
+                    return;
+                }
+            }
+        });
+        let (svc, s) = (fake.clone(), stop.clone());
+        let server = tokio::spawn(async move {
+            tonic::transport::Server::builder()
+                .add_service(NodesServer::new(svc))
+                .serve_with_incoming_shutdown(
+                    tokio_stream::wrappers::ReceiverStream::new(rx),
+                    s.cancelled_owned(),
+                )
+                .await
+        });
+        Cluster {
+            fake,
+            addr,
+            stop,
+            server,
+            acceptor,
+            conns,
+        }
+    }
+
+    /// The control plane dies: the listener and every connection go at once.
+    async fn kill(self) -> String {
+        self.acceptor.abort();
+        let _ = self.acceptor.await;
+        self.server.abort();
+        let _ = self.server.await;
+        for c in self.conns.lock().unwrap().drain(..) {
+            let _ = c.shutdown(std::net::Shutdown::Both);
+        }
+        self.addr
+    }
+}
+
+struct Agent {
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<Result<(), twinset_node_agent::Error>>,
+}
+
+impl Agent {
+    fn start(cluster: &Cluster, data_dir: &Path, keep_pods: bool) -> Agent {
+        let mut config = twinset_node_agent::Config::new(cluster.addr.clone(), "n1", data_dir);
+        config.image_table = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/images.yaml");
+        config.restart_delay = Duration::from_millis(50);
+        config.heartbeat = Duration::from_millis(200);
+        config.stop_pods_on_shutdown = !keep_pods;
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(twinset_node_agent::run(config, stop.clone()));
+        Agent { stop, task }
+    }
+
+    async fn stop(self) {
+        self.stop.cancel();
+        tokio::time::timeout(Duration::from_secs(40), self.task)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+    }
+}
+
+fn container(name: &str, command: &[&str]) -> Container {
+    Container {
+        name: name.into(),
+        command: command.iter().map(|s| s.to_string()).collect(),
+        ..Default::default()
+    }
+}
+
+fn pod(name: &str, uid: &str, policy: &str, containers: Vec<Container>) -> Pod {
+    Pod {
+        api_version: "v1".into(),
+        kind: "Pod".into(),
+        metadata: Some(ObjectMeta {
+            name: name.into(),
+            namespace: "default".into(),
+            uid: uid.into(),
+            ..Default::default()
+        }),
+        spec: Some(PodSpec {
+            containers,
+            restart_policy: policy.into(),
+            node_name: "n1".into(),
+            termination_grace_period_seconds: Some(5),
+            ..Default::default()
+        }),
+        status: None,
+    }
+}
+
+fn deleting(mut p: Pod) -> Pod {
+    if let Some(m) = p.metadata.as_mut() {
+        m.deletion_timestamp = twinset_proto::time::now();
+        m.deletion_grace_period_seconds = Some(2);
+    }
+    p
+}
+
+fn phase(r: &ReportStatusRequest) -> &str {
+    r.status.as_ref().map(|s| s.phase.as_str()).unwrap_or("")
+}
+
+fn container_status(r: &ReportStatusRequest) -> v1::ContainerStatus {
+    r.status
+        .as_ref()
+        .and_then(|s| s.container_statuses.first().cloned())
+        .unwrap_or_default()
+}
+
+fn recorded_pid(data_dir: &Path, uid: &str, container: &str) -> Option<u32> {
+    let text = std::fs::read_to_string(data_dir.join("state").join(format!("{uid}.json"))).ok()?;
+    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+    v["containers"][container]["pid"].as_u64().map(|p| p as u32)
+}
+
+fn alive(pid: u32) -> bool {
+    twinset_node_agent::runtime::procfs::start_ticks(pid).is_some()
+}
+
+async fn wait_until(what: &str, f: impl Fn() -> bool) {
+    let end = tokio::time::Instant::now() + DEADLINE;
+    while !f() {
+        assert!(
+            tokio::time::Instant::now() < end,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn is_root() -> bool {
+    nix::unistd::Uid::effective().is_root()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pod_runs_reports_serves_logs_and_is_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster::start().await;
+    let agent = Agent::start(&cluster, dir.path(), false);
+    let p = pod(
+        "web",
+        "uid-web",
+        "Always",
+        vec![container(
+            "app",
+            &[
+                "sh",
+                "-c",
+                "echo hello $POD_NAME $POD_NAMESPACE $NODE_NAME $POD_IP $HOSTNAME; exec sleep 1000",
+            ],
+        )],
+    );
+    // Let the agent register and open its stream first, so the time below is the hot path.
+    wait_until("registration", || {
+        cluster.fake.node.lock().unwrap().is_some()
+    })
+    .await;
+    tokio::task::yield_now().await;
+    let t0 = std::time::Instant::now();
+    cluster.fake.set_pods(vec![p.clone()]);
+    let running = cluster
+        .fake
+        .wait_report("uid-web", "Running", |r| phase(r) == "Running")
+        .await;
+    eprintln!("assignment -> Running reported: {:?}", t0.elapsed());
+    // More pods: each gets its own IP.
+    let mut ips = vec![running.status.clone().unwrap().pod_ip];
+    for i in 0..3 {
+        let q = pod(
+            &format!("q{i}"),
+            &format!("uid-q{i}"),
+            "Always",
+            vec![container("c", &["sleep", "1000"])],
+        );
+        let mut all = cluster.fake.pods.borrow().clone();
+        all.push(q);
+        cluster.fake.set_pods(all);
+        let r = cluster
+            .fake
+            .wait_report(&format!("uid-q{i}"), "Running", |r| phase(r) == "Running")
+            .await;
+        ips.push(r.status.unwrap().pod_ip);
+    }
+    let mut unique = ips.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), ips.len(), "{ips:?}");
+    let status = running.status.clone().unwrap();
+    assert!(status.pod_ip.starts_with("127.77.1."), "{status:?}");
+    assert_eq!(status.host_ip, "127.0.0.1");
+    assert!(status
+        .conditions
+        .iter()
+        .any(|c| c.r#type == "Ready" && c.status == "True"));
+    assert!(
+        running.events.iter().any(|e| e.reason == "Started")
+            || cluster
+                .fake
+                .reports
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|r| r.events.iter().any(|e| e.reason == "Started"))
+    );
+
+    // The registered node carries the daemon endpoint; logs come through it.
+    let node = cluster.fake.node.lock().unwrap().clone().unwrap();
+    let labels = node.metadata.clone().unwrap().labels;
+    assert_eq!(labels["kubernetes.io/hostname"], "n1");
+    let port = node
+        .status
+        .unwrap()
+        .daemon_endpoints
+        .unwrap()
+        .kubelet_endpoint
+        .unwrap()
+        .port;
+    let mut logs = NodeAgentClient::connect(format!("http://127.0.0.1:{port}"))
+        .await
+        .unwrap();
+    let want = format!("hello web default n1 {} web\n", status.pod_ip);
+    let end = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        let req = v1::LogsRequest {
+            namespace: "default".into(),
+            pod: "web".into(),
+            ..Default::default()
+        };
+        let mut stream = logs.logs(req).await.unwrap().into_inner();
+        let mut text = Vec::new();
+        while let Some(chunk) = stream.message().await.unwrap() {
+            text.extend(chunk.data);
+        }
+        if String::from_utf8_lossy(&text) == want {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < end,
+            "log was {:?}",
+            String::from_utf8_lossy(&text)
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let missing = logs
+        .logs(v1::LogsRequest {
+            namespace: "default".into(),
+            pod: "nope".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(missing.code(), tonic::Code::NotFound);
+
+    let pid = recorded_pid(dir.path(), "uid-web", "app").expect("pid recorded");
+    let q0 = recorded_pid(dir.path(), "uid-q0", "c").expect("pid recorded");
+    assert!(alive(pid) && alive(q0));
+    // web is deleted gracefully; q0..q2 vanish from the assignments: all stop.
+    cluster.fake.set_pods(vec![deleting(p)]);
+    cluster
+        .fake
+        .wait_report("uid-web", "terminated", |r| r.terminated)
+        .await;
+    assert!(!alive(pid), "process {pid} still alive after deletion");
+    wait_until("unassigned pod stopped", || !alive(q0)).await;
+    wait_until("unassigned pod forgotten", || {
+        recorded_pid(dir.path(), "uid-q0", "c").is_none()
+    })
+    .await;
+    assert!(recorded_pid(dir.path(), "uid-web", "app").is_none());
+    agent.stop().await;
+    cluster.stop.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn image_missing_from_table_waits_and_crashing_container_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster::start().await;
+    let agent = Agent::start(&cluster, dir.path(), false);
+    let missing = pod(
+        "m",
+        "uid-m",
+        "Always",
+        vec![Container {
+            name: "c".into(),
+            image: "nope:1".into(),
+            ..Default::default()
+        }],
+    );
+    let crash = pod(
+        "k",
+        "uid-k",
+        "Always",
+        vec![container("c", &["sh", "-c", "exit 3"])],
+    );
+    let done = pod("d", "uid-d", "Never", vec![container("c", &["true"])]);
+    let monitor = pod(
+        "mon",
+        "uid-mon",
+        "Always",
+        vec![Container {
+            name: "c".into(),
+            image: "datadog/agent:latest".into(),
+            ..Default::default()
+        }],
+    );
+    cluster.fake.set_pods(vec![missing, crash, done, monitor]);
+
+    let r = cluster
+        .fake
+        .wait_report("uid-m", "ImageNotInTable", |r| {
+            container_status(r)
+                .state
+                .and_then(|s| s.waiting)
+                .is_some_and(|w| w.reason == "ImageNotInTable")
+        })
+        .await;
+    assert_eq!(phase(&r), "Pending");
+    let msg = container_status(&r).state.unwrap().waiting.unwrap().message;
+    assert!(
+        msg.contains("nope:1") && msg.contains("images.yaml"),
+        "{msg}"
+    );
+
+    let r = cluster
+        .fake
+        .wait_report("uid-k", "two restarts", |r| {
+            container_status(r).restart_count >= 2
+        })
+        .await;
+    let last = container_status(&r).last_state.unwrap().terminated.unwrap();
+    assert_eq!((last.exit_code, last.reason.as_str()), (3, "Error"));
+    assert_eq!(phase(&r), "Running");
+
+    let r = cluster
+        .fake
+        .wait_report("uid-d", "Succeeded", |r| phase(r) == "Succeeded")
+        .await;
+    let t = container_status(&r).state.unwrap().terminated.unwrap();
+    assert_eq!(t.reason, "Completed");
+
+    cluster
+        .fake
+        .wait_report("uid-mon", "Running", |r| phase(r) == "Running")
+        .await;
+    let log = dir.path().join("pods/default_mon_uid-mon/c.log");
+    wait_until("a monitor line", || {
+        std::fs::read_to_string(&log).is_ok_and(|t| {
+            t.starts_with("node-monitor node=n1 pod=mon load=") && t.contains("mem_available_kb=")
+        })
+    })
+    .await;
+
+    agent.stop().await;
+    cluster.stop.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarted_agent_adopts_running_pods() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster::start().await;
+    let p = pod(
+        "a",
+        "uid-a",
+        "Always",
+        vec![container("c", &["sleep", "1000"])],
+    );
+    cluster.fake.set_pods(vec![p.clone()]);
+    let agent = Agent::start(&cluster, dir.path(), true);
+    let first = cluster
+        .fake
+        .wait_report("uid-a", "Running", |r| phase(r) == "Running")
+        .await;
+    let pid = recorded_pid(dir.path(), "uid-a", "c").unwrap();
+    agent.stop().await;
+    assert!(alive(pid), "pod process should outlive the agent");
+
+    cluster.fake.reports.lock().unwrap().clear();
+    let agent = Agent::start(&cluster, dir.path(), false);
+    let again = cluster
+        .fake
+        .wait_report("uid-a", "Running again", |r| phase(r) == "Running")
+        .await;
+    assert_eq!(
+        recorded_pid(dir.path(), "uid-a", "c"),
+        Some(pid),
+        "adopted, not restarted"
+    );
+    assert_eq!(again.status.unwrap().pod_ip, first.status.unwrap().pod_ip);
+    assert_eq!(
+        container_status(&cluster.fake.reports.lock().unwrap().last().unwrap().clone())
+            .restart_count,
+        0
+    );
+
+    // The adopted process is watched: deleting the pod stops it.
+    cluster.fake.set_pods(vec![deleting(p)]);
+    cluster
+        .fake
+        .wait_report("uid-a", "terminated", |r| r.terminated)
+        .await;
+    assert!(!alive(pid));
+    agent.stop().await;
+    cluster.stop.cancel();
+}
+
+fn memory_cgroup(uid: &str) -> PathBuf {
+    Path::new("/sys/fs/cgroup/memory/twinset").join(uid)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn root_only_memory_limit_kills_with_oomkilled() {
+    if !is_root()
+        || !Path::new("/sys/fs/cgroup/memory/cgroup.procs").exists()
+            && !Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
+    {
+        eprintln!("skipped: needs root and cgroups");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster::start().await;
+    let agent = Agent::start(&cluster, dir.path(), false);
+    let mut c = container("hog", &["sh", "-c", "head -c 400000000 /dev/zero | tail"]);
+    let mut limits = BTreeMap::new();
+    limits.insert("memory".to_string(), "128Mi".to_string());
+    limits.insert("cpu".to_string(), "500m".to_string());
+    c.resources = Some(ResourceRequirements {
+        limits,
+        requests: BTreeMap::new(),
+    });
+    let p = pod("hog", "uid-oom", "Never", vec![c]);
+    cluster.fake.set_pods(vec![p.clone()]);
+    let r = cluster
+        .fake
+        .wait_report("uid-oom", "OOMKilled", |r| {
+            container_status(r)
+                .state
+                .and_then(|s| s.terminated)
+                .is_some_and(|t| t.reason == "OOMKilled")
+        })
+        .await;
+    let t = container_status(&r).state.unwrap().terminated.unwrap();
+    assert_eq!(t.exit_code, 137);
+    assert_eq!(phase(&r), "Failed");
+    if memory_cgroup("uid-oom").exists() {
+        let limit = std::fs::read_to_string(memory_cgroup("uid-oom").join("memory.limit_in_bytes"))
+            .unwrap();
+        assert_eq!(limit.trim(), "134217728");
+        let quota =
+            std::fs::read_to_string("/sys/fs/cgroup/cpu/twinset/uid-oom/hog/cpu.cfs_quota_us")
+                .unwrap();
+        assert_eq!(quota.trim(), "50000");
+    }
+    cluster.fake.set_pods(vec![deleting(p)]);
+    cluster
+        .fake
+        .wait_report("uid-oom", "terminated", |r| r.terminated)
+        .await;
+    assert!(!memory_cgroup("uid-oom").exists(), "pod cgroup removed");
+    agent.stop().await;
+    cluster.stop.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pods_survive_a_control_plane_outage_and_the_agent_reconnects() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster::start().await;
+    let agent = Agent::start(&cluster, dir.path(), false);
+    let p = pod(
+        "s",
+        "uid-s",
+        "Always",
+        vec![container("c", &["sleep", "1000"])],
+    );
+    cluster.fake.set_pods(vec![p.clone()]);
+    cluster
+        .fake
+        .wait_report("uid-s", "Running", |r| phase(r) == "Running")
+        .await;
+    let pid = recorded_pid(dir.path(), "uid-s", "c").unwrap();
+
+    let addr = cluster.kill().await;
+    // Long enough for several reconnect attempts to fail.
+    let fake = Fake::new();
+    let end = tokio::time::Instant::now() + Duration::from_millis(500);
+    while tokio::time::Instant::now() < end {
+        assert!(alive(pid), "pod died with the control plane");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // Back on the same address: the agent resumes from its last revision.
+    fake.set_pods(vec![p.clone()]);
+    let cluster = Cluster::start_at(&addr, fake).await;
+    wait_until("watch resumed", || {
+        cluster
+            .fake
+            .watches
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|rv| rv == "1")
+    })
+    .await;
+    assert!(alive(pid));
+    assert_eq!(
+        recorded_pid(dir.path(), "uid-s", "c"),
+        Some(pid),
+        "not restarted"
+    );
+    let q = pod(
+        "t",
+        "uid-t",
+        "Always",
+        vec![container("c", &["sleep", "1000"])],
+    );
+    cluster.fake.set_pods(vec![p, q]);
+    cluster
+        .fake
+        .wait_report("uid-t", "Running", |r| phase(r) == "Running")
+        .await;
+    assert!(
+        cluster.fake.node.lock().unwrap().is_none(),
+        "no re-registration"
+    );
+    agent.stop().await;
+    assert!(!alive(pid), "agent shutdown stops its pods");
+    cluster.stop.cancel();
+}
