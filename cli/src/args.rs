@@ -1,0 +1,410 @@
+//! The command line: every verb and flag of the `twinset` binary (clap derive).
+use clap::{Args, Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Twinset: DaemonSets and StatefulSets on your own machines, driven like kubectl.
+#[derive(Debug, Parser)]
+#[command(name = "twinset", version, about, long_about = None)]
+pub struct Cli {
+    /// Control plane address (`http://HOST:PORT` or `HOST:PORT`). Default: the one in
+    /// `$TWINSET_CONFIG` or `~/.twinset/config` (written by `twinset up`), else http://127.0.0.1:6443.
+    #[arg(long, global = true, env = "TWINSET_SERVER")]
+    pub server: Option<String>,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The verbs.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Apply manifests (YAML or JSON, multi-document) from files, a directory or stdin.
+    Apply(ApplyArgs),
+    /// Display one or many resources.
+    Get(GetArgs),
+    /// Show details of a resource.
+    Describe(DescribeArgs),
+    /// Delete resources by file name or by kind and name.
+    Delete(DeleteArgs),
+    /// Print the logs of a container in a pod.
+    Logs(LogsArgs),
+    /// Update the labels on a resource.
+    Label(LabelArgs),
+    /// Update the taints on one or more nodes.
+    Taint(TaintArgs),
+    /// Mark a node as unschedulable.
+    Cordon(NodeNamesArgs),
+    /// Mark a node as schedulable.
+    Uncordon(NodeNamesArgs),
+    /// Set a new size for a StatefulSet.
+    Scale(ScaleArgs),
+    /// Manage the rollout of a DaemonSet or StatefulSet.
+    Rollout(RolloutArgs),
+    /// Start a local cluster: a control plane and N agents as separate processes.
+    Up(UpArgs),
+    /// Stop a local cluster started with `twinset up -d`.
+    Down(DownArgs),
+    /// Run the control plane (API server, store, controllers).
+    ControlPlane(ControlPlaneArgs),
+    /// Run a node agent (runs the pods bound to its node).
+    Agent(AgentArgs),
+}
+
+impl Command {
+    /// Whether this is a long-running server role (logs at info by default); `up` is
+    /// not: its children log to their own files and its terminal shows the summary.
+    pub fn is_server_role(&self) -> bool {
+        matches!(self, Command::ControlPlane(_) | Command::Agent(_))
+    }
+}
+
+/// `apply`.
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// File, directory (its .yaml/.yml/.json files) or `-` for stdin; repeatable.
+    #[arg(short = 'f', long = "filename", required = true)]
+    pub filenames: Vec<String>,
+    /// Namespace for objects that do not name one.
+    #[arg(short = 'n', long)]
+    pub namespace: Option<String>,
+    /// `none` (default), `server` (validate on the server, write nothing) or `client` (decode only).
+    #[arg(long, default_value = "none", num_args = 0..=1, default_missing_value = "client")]
+    pub dry_run: String,
+}
+
+/// `get`.
+#[derive(Debug, Args)]
+pub struct GetArgs {
+    /// Kind (ds, sts, pods, nodes, ns, pvc, svc, events, ...), or KIND/NAME.
+    pub kind: String,
+    /// Names of objects to show.
+    pub names: Vec<String>,
+    /// Namespace (default: `default`).
+    #[arg(short = 'n', long)]
+    pub namespace: Option<String>,
+    /// List across all namespaces.
+    #[arg(short = 'A', long)]
+    pub all_namespaces: bool,
+    /// Label selector, e.g. `app=x,tier!=db`.
+    #[arg(short = 'l', long)]
+    pub selector: Option<String>,
+    /// Field selector: `spec.nodeName=NODE` or `metadata.name=NAME`.
+    #[arg(long)]
+    pub field_selector: Option<String>,
+    /// Output format: wide, yaml, json or name.
+    #[arg(short = 'o', long)]
+    pub output: Option<String>,
+    /// Show all labels as the last column.
+    #[arg(long)]
+    pub show_labels: bool,
+    /// Do not print headers.
+    #[arg(long)]
+    pub no_headers: bool,
+    /// After listing, watch for changes and print them.
+    #[arg(short = 'w', long)]
+    pub watch: bool,
+}
+
+/// `describe`.
+#[derive(Debug, Args)]
+pub struct DescribeArgs {
+    /// Kind (ds, sts, pod, node), or KIND/NAME.
+    pub kind: String,
+    /// Names; all objects of the kind when omitted.
+    pub names: Vec<String>,
+    /// Namespace (default: `default`).
+    #[arg(short = 'n', long)]
+    pub namespace: Option<String>,
+    /// Label selector.
+    #[arg(short = 'l', long)]
+    pub selector: Option<String>,
+}
+
+/// `delete`.
+#[derive(Debug, Args)]
+pub struct DeleteArgs {
+    /// Kind, or KIND/NAME (omit with -f).
+    pub kind: Option<String>,
+    /// Names of objects to delete.
+    pub names: Vec<String>,
+    /// Delete the objects in these files / directories (`-` for stdin).
+    #[arg(short = 'f', long = "filename")]
+    pub filenames: Vec<String>,
+    /// Namespace (default: `default`).
+    #[arg(short = 'n', long)]
+    pub namespace: Option<String>,
+    /// Delete every object of the kind matching this label selector.
+    #[arg(short = 'l', long)]
+    pub selector: Option<String>,
+    /// Delete every object of the kind in the namespace.
+    #[arg(long)]
+    pub all: bool,
+    /// `background` (default): dependents go too; `orphan`: they stay; `foreground`.
+    #[arg(long, default_value = "background", num_args = 0..=1, default_missing_value = "background")]
+    pub cascade: String,
+    /// Seconds to let pods terminate gracefully; -1 uses the pod's own value, 0 deletes at once.
+    #[arg(long, default_value_t = -1, allow_negative_numbers = true)]
+    pub grace_period: i64,
+    /// Delete at once without waiting for graceful termination (grace period 0).
+    #[arg(long)]
+    pub force: bool,
+    /// Same as --grace-period=1.
+    #[arg(long)]
+    pub now: bool,
+    /// Wait until the objects are gone before returning.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub wait: bool,
+    /// Give up waiting after this long (e.g. 60s); 0 waits for ever.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub timeout: Option<Duration>,
+    /// Treat a missing object as success.
+    #[arg(long)]
+    pub ignore_not_found: bool,
+}
+
+/// `logs`.
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// Pod name (or pod/NAME).
+    pub pod: String,
+    /// Container name (default: the pod's only container).
+    #[arg(short = 'c', long)]
+    pub container: Option<String>,
+    /// Keep streaming new output.
+    #[arg(short = 'f', long)]
+    pub follow: bool,
+    /// Namespace (default: `default`).
+    #[arg(short = 'n', long)]
+    pub namespace: Option<String>,
+    /// Only the last N lines; -1 for all.
+    #[arg(long, default_value_t = -1, allow_negative_numbers = true)]
+    pub tail: i64,
+}
+
+/// `label`.
+#[derive(Debug, Args)]
+pub struct LabelArgs {
+    /// `KIND NAME` or `KIND/NAME`, then `key=value` to set and `key-` to remove.
+    #[arg(required = true, num_args = 2..)]
+    pub args: Vec<String>,
+    /// Allow replacing an existing label value.
+    #[arg(long)]
+    pub overwrite: bool,
+    /// Namespace (default: `default`).
+    #[arg(short = 'n', long)]
+    pub namespace: Option<String>,
+}
+
+/// `taint`.
+#[derive(Debug, Args)]
+pub struct TaintArgs {
+    /// `node NAME` (or `node/NAME`), then `key=value:Effect` to add and `key[:Effect]-` to remove.
+    #[arg(required = true, num_args = 2..)]
+    pub args: Vec<String>,
+    /// Allow replacing an existing taint with the same key and effect.
+    #[arg(long)]
+    pub overwrite: bool,
+}
+
+/// `cordon` / `uncordon`.
+#[derive(Debug, Args)]
+pub struct NodeNamesArgs {
+    /// Node names.
+    #[arg(required = true)]
+    pub nodes: Vec<String>,
+}
+
+/// `scale`.
+#[derive(Debug, Args)]
+pub struct ScaleArgs {
+    /// `sts NAME` or `sts/NAME`.
+    #[arg(required = true, num_args = 1..=2)]
+    pub target: Vec<String>,
+    /// The new number of replicas.
+    #[arg(long, required = true)]
+    pub replicas: i32,
+    /// Only scale if the current replica count is this.
+    #[arg(long)]
+    pub current_replicas: Option<i32>,
+    /// Namespace (default: `default`).
+    #[arg(short = 'n', long)]
+    pub namespace: Option<String>,
+}
+
+/// `rollout`.
+#[derive(Debug, Args)]
+pub struct RolloutArgs {
+    /// What to do with the rollout.
+    #[command(subcommand)]
+    pub command: RolloutCommand,
+}
+
+/// `rollout` sub-verbs.
+#[derive(Debug, Subcommand)]
+pub enum RolloutCommand {
+    /// Watch a rollout until it completes.
+    Status(RolloutStatusArgs),
+}
+
+/// `rollout status`.
+#[derive(Debug, Args)]
+pub struct RolloutStatusArgs {
+    /// `ds/NAME`, `sts/NAME` or `KIND NAME`.
+    #[arg(required = true, num_args = 1..=2)]
+    pub target: Vec<String>,
+    /// Namespace (default: `default`).
+    #[arg(short = 'n', long)]
+    pub namespace: Option<String>,
+    /// Keep watching until the rollout finishes (default); `--watch=false` checks once.
+    #[arg(short = 'w', long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub watch: bool,
+    /// Give up after this long (e.g. 5m); default waits for ever.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub timeout: Option<Duration>,
+}
+
+/// `up`.
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// Number of agents (nodes node1..nodeN).
+    #[arg(long, default_value_t = 3)]
+    pub nodes: u32,
+    /// Where the cluster keeps its state (default: ~/.twinset/cluster).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Control plane port on 127.0.0.1 (0 picks a free one).
+    #[arg(long, default_value_t = 6443)]
+    pub port: u16,
+    /// Return once the cluster is Ready and leave it running (stop it with `twinset down`).
+    #[arg(short = 'd', long)]
+    pub detach: bool,
+    /// How long to wait for every node to be Ready.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
+    /// Passed to the control plane: how long a silent node stays Ready.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub node_grace: Option<Duration>,
+    /// Passed to the agents: heartbeat interval.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub heartbeat: Option<Duration>,
+    /// Passed to the agents: delay before restarting a dead container.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub restart_delay: Option<Duration>,
+    /// Passed to the agents: the image table file.
+    #[arg(long)]
+    pub image_table: Option<PathBuf>,
+}
+
+/// `down`.
+#[derive(Debug, Args)]
+pub struct DownArgs {
+    /// The cluster's data dir (default: ~/.twinset/cluster).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// How long to wait for processes to stop after SIGTERM before SIGKILL.
+    #[arg(long, default_value = "40s", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
+}
+
+/// `control-plane`.
+#[derive(Debug, Args)]
+pub struct ControlPlaneArgs {
+    /// Where the store lives.
+    #[arg(long)]
+    pub data_dir: PathBuf,
+    /// Address to serve the API on (port 0 picks one and writes it to <data-dir>/address).
+    #[arg(long, default_value = "127.0.0.1:6443")]
+    pub listen: SocketAddr,
+    /// The range node pod ranges are cut from.
+    #[arg(long)]
+    pub cluster_cidr: Option<String>,
+    /// Prefix length of each node's pod range.
+    #[arg(long)]
+    pub node_cidr_prefix: Option<u8>,
+    /// How long a node may stay silent before it is marked NotReady.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub node_grace: Option<Duration>,
+    /// How many recent changes watchers can resume from.
+    #[arg(long)]
+    pub watch_history: Option<usize>,
+}
+
+/// `agent`.
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    /// This node's name.
+    #[arg(long)]
+    pub node_name: String,
+    /// Where the agent keeps its state, logs and volumes.
+    #[arg(long)]
+    pub data_dir: PathBuf,
+    /// Node labels, `k=v,k2=v2`.
+    #[arg(long)]
+    pub labels: Option<String>,
+    /// Node taints, `k=v:Effect,k2:Effect`.
+    #[arg(long)]
+    pub taints: Option<String>,
+    /// This node's pod IP range (default: given by the control plane).
+    #[arg(long)]
+    pub pod_cidr: Option<String>,
+    /// Address of the daemon endpoint that serves logs.
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+    /// Heartbeat interval.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub heartbeat: Option<Duration>,
+    /// Delay before restarting a dead container.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub restart_delay: Option<Duration>,
+    /// Image table (image reference → local command). Default: $TWINSET_IMAGE_TABLE, the
+    /// checkout's deploy/images.yaml, else /etc/twinset/images.yaml.
+    #[arg(long)]
+    pub image_table: Option<PathBuf>,
+    /// Stop every pod when the agent exits (the agent's default), or with `=false` leave
+    /// them running for a restarted agent to adopt.
+    #[arg(long, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub stop_pods_on_exit: Option<bool>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn parses_guide_commands() {
+        for line in [
+            "twinset get ds -A",
+            "twinset describe ds node-monitor -n kube-system",
+            "twinset get pods -o wide -n kube-system",
+            "twinset delete ds node-monitor -n kube-system",
+            "twinset get sts -A",
+            "twinset describe sts mysql-db -n database",
+            "twinset scale sts mysql-db --replicas=4 -n database",
+            "twinset rollout status sts/mysql-db -n database",
+            "twinset delete ds node-monitor -n kube-system --cascade=orphan",
+            "twinset label node node1 disk=ssd --overwrite",
+            "twinset label node node1 disk-",
+            "twinset taint node node1 dedicated=db:NoSchedule-",
+            "twinset --server 127.0.0.1:1 get nodes",
+            "twinset get nodes --server 127.0.0.1:1",
+            "twinset agent --server 127.0.0.1:1 --node-name n --data-dir /tmp/x --heartbeat 500ms",
+            "twinset control-plane --data-dir /tmp/x --listen 127.0.0.1:0 --node-grace 1s",
+            "twinset up --nodes 3 -d --port 0",
+            "twinset delete pod p --grace-period=0 --force --wait=false",
+        ] {
+            let argv: Vec<&str> = line.split_whitespace().collect();
+            if let Err(e) = Cli::try_parse_from(&argv) {
+                panic!("{line}: {e}");
+            }
+        }
+    }
+}

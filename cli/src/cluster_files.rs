@@ -1,0 +1,123 @@
+//! The files a local cluster leaves behind: `<data-dir>/cluster.json` (server and
+//! process ids, for `down`) and the client config (`~/.twinset/config`).
+use anyhow::Context as _;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// The control plane's name in cluster.json.
+pub const CONTROL_PLANE: &str = "control-plane";
+
+/// `<data-dir>/cluster.json`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ClusterFile {
+    /// The control plane address, `http://127.0.0.1:PORT`.
+    pub server: String,
+    /// The cluster's data dir.
+    pub data_dir: PathBuf,
+    /// Every process `up` started, control plane first.
+    pub processes: Vec<ProcessEntry>,
+}
+
+/// One process of the cluster.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ProcessEntry {
+    /// `control-plane`, `node1`, ...
+    pub name: String,
+    /// Process id, also its process group id.
+    pub pid: i32,
+    /// Start time from /proc (clock ticks since boot), to tell a reused pid apart.
+    pub start_time: u64,
+    /// Its log file.
+    pub log: PathBuf,
+}
+
+/// `$HOME/.twinset/cluster`.
+pub fn default_data_dir() -> anyhow::Result<PathBuf> {
+    let home = std::env::var_os("HOME").context("HOME is not set; pass --data-dir")?;
+    Ok(PathBuf::from(home).join(".twinset").join("cluster"))
+}
+
+/// Path of cluster.json in `data_dir`.
+pub fn cluster_file_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("cluster.json")
+}
+
+/// Writes `contents` to `path` through a temporary file and a rename.
+pub fn write_atomic(path: &Path, contents: &str) -> anyhow::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, contents).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+/// Writes cluster.json.
+pub fn write_cluster_file(file: &ClusterFile) -> anyhow::Result<()> {
+    let text = serde_json::to_string_pretty(file)?;
+    write_atomic(&cluster_file_path(&file.data_dir), &format!("{text}\n"))
+}
+
+/// Reads cluster.json; None when there is none.
+pub fn read_cluster_file(data_dir: &Path) -> anyhow::Result<Option<ClusterFile>> {
+    let path = cluster_file_path(data_dir);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => Ok(Some(
+            serde_json::from_str(&text).with_context(|| format!("reading {}", path.display()))?,
+        )),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
+/// Writes the client config so that client verbs find this cluster; returns its path.
+pub fn write_client_config(server: &str) -> anyhow::Result<PathBuf> {
+    let path = crate::client::config_path().context("HOME is not set")?;
+    let cfg = crate::client::ClientConfig {
+        server: server.to_string(),
+    };
+    write_atomic(&path, &format!("{}\n", serde_json::to_string(&cfg)?))?;
+    Ok(path)
+}
+
+/// Removes the client config if it still points at `server`.
+pub fn remove_client_config_for(server: &str) {
+    let Some(path) = crate::client::config_path() else {
+        return;
+    };
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        return;
+    };
+    if let Ok(cfg) = serde_json::from_str::<crate::client::ClientConfig>(&text) {
+        if twinset_proto::endpoint(&cfg.server) == server {
+            if let Err(e) = std::fs::remove_file(&path) {
+                tracing::warn!(path = %path.display(), error = %e, "removing client config");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cluster_file_round_trips() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let file = ClusterFile {
+            server: "http://127.0.0.1:6443".into(),
+            data_dir: dir.path().to_path_buf(),
+            processes: vec![ProcessEntry {
+                name: CONTROL_PLANE.into(),
+                pid: 42,
+                start_time: 7,
+                log: dir.path().join("logs/control-plane.log"),
+            }],
+        };
+        write_cluster_file(&file)?;
+        assert_eq!(read_cluster_file(dir.path())?, Some(file));
+        assert_eq!(read_cluster_file(&dir.path().join("none"))?, None);
+        Ok(())
+    }
+}

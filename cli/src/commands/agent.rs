@@ -1,0 +1,128 @@
+//! `twinset agent`: runs the node agent library until SIGINT/SIGTERM.
+use super::Ctx;
+use crate::args::AgentArgs;
+use anyhow::{bail, Context as _};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use twinset_proto::v1::Taint;
+
+/// Where the image table is when `--image-table` is not given.
+pub const SYSTEM_IMAGE_TABLE: &str = "/etc/twinset/images.yaml";
+
+/// The default image table: `$TWINSET_IMAGE_TABLE`, else `deploy/images.yaml` in an
+/// ancestor of the executable (a repo checkout: target/debug/twinset), else /etc/twinset/images.yaml.
+pub fn default_image_table() -> PathBuf {
+    if let Some(p) = std::env::var_os("TWINSET_IMAGE_TABLE").filter(|p| !p.is_empty()) {
+        return PathBuf::from(p);
+    }
+    if let Ok(exe) = std::env::current_exe() {
+        if let Some(p) = image_table_near(&exe) {
+            return p;
+        }
+    }
+    PathBuf::from(SYSTEM_IMAGE_TABLE)
+}
+
+fn image_table_near(exe: &Path) -> Option<PathBuf> {
+    exe.ancestors()
+        .skip(1)
+        .map(|d| d.join("deploy").join("images.yaml"))
+        .find(|p| p.is_file())
+}
+
+/// Parses `k=v,k2=v2`.
+pub fn parse_labels(s: &str) -> anyhow::Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let Some((k, v)) = part.split_once('=') else {
+            bail!("invalid label {part:?}: expected key=value");
+        };
+        if k.is_empty() {
+            bail!("invalid label {part:?}: empty key");
+        }
+        out.insert(k.to_string(), v.to_string());
+    }
+    Ok(out)
+}
+
+/// Parses `k=v:Effect,k2:Effect`.
+pub fn parse_taints(s: &str) -> anyhow::Result<Vec<Taint>> {
+    let mut out = Vec::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        match super::taint::parse_change(part)? {
+            super::taint::TaintChange::Add(t) => out.push(t),
+            super::taint::TaintChange::Remove { .. } => {
+                bail!("invalid taint {part:?}: expected key=value:Effect")
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Runs `agent`.
+pub async fn run(ctx: &Ctx, args: AgentArgs) -> anyhow::Result<()> {
+    let Some(server) = ctx.server_flag().filter(|s| !s.trim().is_empty()) else {
+        bail!("the agent needs --server ADDR (or TWINSET_SERVER)");
+    };
+    let server = twinset_proto::endpoint(server.trim());
+    let mut config =
+        twinset_node_agent::Config::new(server, args.node_name.clone(), args.data_dir.clone());
+    if let Some(l) = &args.labels {
+        config.labels = parse_labels(l).context("--labels")?;
+    }
+    if let Some(t) = &args.taints {
+        config.taints = parse_taints(t).context("--taints")?;
+    }
+    if let Some(c) = args.pod_cidr {
+        config.pod_cidr = Some(c);
+    }
+    if let Some(l) = args.listen {
+        config.listen = l;
+    }
+    if let Some(h) = args.heartbeat {
+        config.heartbeat = h;
+    }
+    if let Some(d) = args.restart_delay {
+        config.restart_delay = d;
+    }
+    config.image_table = args.image_table.unwrap_or_else(default_image_table);
+    if let Some(stop) = args.stop_pods_on_exit {
+        config.stop_pods_on_shutdown = stop;
+    }
+    let shutdown = crate::signals::shutdown_token()?;
+    twinset_node_agent::run(config, shutdown)
+        .await
+        // The library's message already names its cause; a context chain would repeat it.
+        .map_err(|e| anyhow::anyhow!("node agent: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_and_taints() -> anyhow::Result<()> {
+        let l = parse_labels("disk=ssd, zone=a")?;
+        assert_eq!(l.get("disk").map(String::as_str), Some("ssd"));
+        assert_eq!(l.len(), 2);
+        assert!(parse_labels("bad").is_err());
+        let t = parse_taints("dedicated=db:NoSchedule,gpu:NoExecute")?;
+        assert_eq!(t.len(), 2);
+        assert_eq!(t[1].key, "gpu");
+        assert!(parse_taints("x=y").is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn image_table_found_from_checkout() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        std::fs::create_dir_all(dir.path().join("deploy"))?;
+        std::fs::write(dir.path().join("deploy/images.yaml"), "{}")?;
+        let exe = dir.path().join("target/debug/twinset");
+        assert_eq!(
+            image_table_near(&exe),
+            Some(dir.path().join("deploy/images.yaml"))
+        );
+        Ok(())
+    }
+}

@@ -1,0 +1,30 @@
+//! `twinset control-plane`: runs the control plane library until SIGINT/SIGTERM.
+use crate::args::ControlPlaneArgs;
+
+/// Builds the control plane's config from the flags (unset flags keep the library's defaults).
+pub fn config(args: ControlPlaneArgs) -> twinset_control_plane::Config {
+    let mut config = twinset_control_plane::Config::new(args.data_dir, args.listen);
+    if let Some(c) = args.cluster_cidr {
+        config.cluster_cidr = c;
+    }
+    if let Some(p) = args.node_cidr_prefix {
+        config.node_cidr_prefix = p;
+    }
+    if let Some(g) = args.node_grace {
+        config.node_grace = g;
+    }
+    if let Some(h) = args.watch_history {
+        config.watch_history = h;
+    }
+    config
+}
+
+/// Runs `control-plane`.
+pub async fn run(args: ControlPlaneArgs) -> anyhow::Result<()> {
+    let config = config(args);
+    let shutdown = crate::signals::shutdown_token()?;
+    twinset_control_plane::run(config, shutdown)
+        .await
+        // The library's message already names its cause; a context chain would repeat it.
+        .map_err(|e| anyhow::anyhow!("control plane: {e}"))
+}

@@ -1,0 +1,116 @@
+//! `twinset describe KIND [NAME...]`: kubectl's describe layouts, with the
+//! controller's pods counted and the object's events.
+use super::{events_for, get_object, list, namespace, parse_target, Ctx};
+use crate::args::DescribeArgs;
+use crate::client::Client;
+use crate::print::describe::{self, PodCounts};
+use crate::print::format;
+use crate::report::{self, AlreadyReported};
+use anyhow::bail;
+use twinset_proto::kinds::Kind;
+use twinset_proto::v1::{LabelSelector, Object, Pod};
+
+/// Runs `describe`.
+pub async fn run(ctx: &Ctx, args: DescribeArgs) -> anyhow::Result<()> {
+    let (kind, names) = parse_target(&args.kind, &args.names)?;
+    if !matches!(
+        kind,
+        Kind::DaemonSet | Kind::StatefulSet | Kind::Pod | Kind::Node
+    ) {
+        bail!(
+            "describe is not supported for {} yet (supported: daemonsets, statefulsets, pods, nodes); use `twinset get {} -o yaml`",
+            kind.resource(),
+            kind.resource()
+        );
+    }
+    let ns = namespace(args.namespace.as_deref());
+    let mut client = ctx.client().await?;
+    let mut failed = false;
+    let mut objects = Vec::new();
+    if names.is_empty() {
+        let (items, _) = list(
+            &mut client,
+            kind,
+            &ns,
+            args.selector.as_deref().unwrap_or(""),
+            "",
+        )
+        .await?;
+        if items.is_empty() {
+            eprintln!("{}", super::get::no_resources(kind, &ns));
+            return Ok(());
+        }
+        objects = items;
+    } else {
+        for name in &names {
+            match get_object(&mut client, kind, &ns, name).await {
+                Ok(o) => objects.push(o),
+                Err(e) => {
+                    report::eprint_error(&e);
+                    failed = true;
+                }
+            }
+        }
+    }
+    let mut first = true;
+    for obj in objects {
+        let text = describe_one(&mut client, &obj).await?;
+        if !first {
+            report::out("\n\n");
+        }
+        first = false;
+        report::out(&text);
+    }
+    if failed {
+        return Err(AlreadyReported.into());
+    }
+    Ok(())
+}
+
+async fn describe_one(client: &mut Client, obj: &Object) -> anyhow::Result<String> {
+    let events = events_for(client, obj).await?;
+    Ok(match obj.kind() {
+        Kind::DaemonSet => {
+            let ds = obj.as_daemon_set().cloned().unwrap_or_default();
+            let selector = ds.spec.as_ref().and_then(|s| s.selector.clone());
+            let pods = pods_of(client, obj.namespace(), selector.as_ref()).await?;
+            describe::daemon_set(&ds, &PodCounts::of(&pods), &events)
+        }
+        Kind::StatefulSet => {
+            let sts = obj.as_stateful_set().cloned().unwrap_or_default();
+            let selector = sts.spec.as_ref().and_then(|s| s.selector.clone());
+            let pods = pods_of(client, obj.namespace(), selector.as_ref()).await?;
+            describe::stateful_set(&sts, &PodCounts::of(&pods), &events)
+        }
+        Kind::Pod => describe::pod(&obj.as_pod().cloned().unwrap_or_default(), &events),
+        Kind::Node => {
+            let node = obj.as_node().cloned().unwrap_or_default();
+            let (pods, _) = list(
+                client,
+                Kind::Pod,
+                "",
+                "",
+                &format!("spec.nodeName={}", obj.name()),
+            )
+            .await?;
+            let pods: Vec<Pod> = pods.into_iter().filter_map(|o| o.into_pod()).collect();
+            describe::node(&node, &pods, &events)
+        }
+        other => bail!("describe is not supported for {} yet", other.resource()),
+    })
+}
+
+/// The pods a controller's selector matches in its namespace (kubectl counts by selector).
+async fn pods_of(
+    client: &mut Client,
+    namespace: &str,
+    selector: Option<&LabelSelector>,
+) -> anyhow::Result<Vec<Pod>> {
+    let sel = format::label_selector(selector);
+    if sel == format::NONE {
+        // An empty selector selects nothing for a controller.
+        return Ok(Vec::new());
+    }
+    let (pods, _) = list(client, Kind::Pod, namespace, &sel, "").await?;
+    Ok(pods.into_iter().filter_map(|o| o.into_pod()).collect())
+}

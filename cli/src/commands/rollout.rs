@@ -1,0 +1,280 @@
+//! `twinset rollout status ds/NAME | sts/NAME`: kubectl's rollout status
+//! messages, following the object through the Watch stream until done.
+use super::{namespace, parse_target, Ctx};
+use crate::args::{RolloutArgs, RolloutCommand, RolloutStatusArgs};
+use crate::report;
+use anyhow::bail;
+use tokio::time::Instant;
+use twinset_proto::kinds::Kind;
+use twinset_proto::v1::{DaemonSet, Object, StatefulSet};
+
+/// The state of a rollout: the message to print and whether it is finished.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RolloutState {
+    /// kubectl's line (without the newline).
+    pub message: String,
+    /// Whether the rollout is complete.
+    pub done: bool,
+}
+
+fn waiting(message: String) -> anyhow::Result<RolloutState> {
+    Ok(RolloutState {
+        message,
+        done: false,
+    })
+}
+
+/// kubectl's DaemonSetStatusViewer.
+pub fn daemon_set_status(ds: &DaemonSet) -> anyhow::Result<RolloutState> {
+    let meta = ds.metadata.clone().unwrap_or_default();
+    let spec = ds.spec.clone().unwrap_or_default();
+    let st = ds.status.clone().unwrap_or_default();
+    let ty = spec.update_strategy.map(|s| s.r#type).unwrap_or_default();
+    if !ty.is_empty() && ty != "RollingUpdate" {
+        bail!("rollout status is only available for RollingUpdate strategy type");
+    }
+    let name = &meta.name;
+    if meta.generation <= st.observed_generation {
+        if st.updated_number_scheduled < st.desired_number_scheduled {
+            return waiting(format!(
+                "Waiting for daemon set {name:?} rollout to finish: {} out of {} new pods have been updated...",
+                st.updated_number_scheduled, st.desired_number_scheduled
+            ));
+        }
+        if st.number_available < st.desired_number_scheduled {
+            return waiting(format!(
+                "Waiting for daemon set {name:?} rollout to finish: {} of {} updated pods are available...",
+                st.number_available, st.desired_number_scheduled
+            ));
+        }
+        return Ok(RolloutState {
+            message: format!("daemon set {name:?} successfully rolled out"),
+            done: true,
+        });
+    }
+    waiting("Waiting for daemon set spec update to be observed...".to_string())
+}
+
+/// kubectl's StatefulSetStatusViewer (with the API defaults: replicas 1, partition 0).
+pub fn stateful_set_status(sts: &StatefulSet) -> anyhow::Result<RolloutState> {
+    let meta = sts.metadata.clone().unwrap_or_default();
+    let spec = sts.spec.clone().unwrap_or_default();
+    let st = sts.status.clone().unwrap_or_default();
+    let strategy = spec.update_strategy.clone().unwrap_or_default();
+    if !strategy.r#type.is_empty() && strategy.r#type != "RollingUpdate" {
+        bail!("rollout status is only available for RollingUpdate strategy type");
+    }
+    if st.observed_generation == 0 || meta.generation > st.observed_generation {
+        return waiting("Waiting for statefulset spec update to be observed...".to_string());
+    }
+    let replicas = spec.replicas.unwrap_or(1);
+    if st.ready_replicas < replicas {
+        return waiting(format!(
+            "Waiting for {} pods to be ready...",
+            replicas - st.ready_replicas
+        ));
+    }
+    let partition = strategy
+        .rolling_update
+        .and_then(|r| r.partition)
+        .unwrap_or(0);
+    if st.updated_replicas < replicas - partition {
+        return waiting(format!(
+            "Waiting for partitioned roll out to finish: {} out of {} new pods have been updated...",
+            st.updated_replicas,
+            replicas - partition
+        ));
+    }
+    Ok(RolloutState {
+        message: format!(
+            "partitioned roll out complete: {} new pods have been updated...",
+            st.updated_replicas
+        ),
+        done: true,
+    })
+}
+
+fn state_of(obj: &Object) -> anyhow::Result<RolloutState> {
+    match obj.kind() {
+        Kind::DaemonSet => daemon_set_status(&obj.as_daemon_set().cloned().unwrap_or_default()),
+        Kind::StatefulSet => {
+            stateful_set_status(&obj.as_stateful_set().cloned().unwrap_or_default())
+        }
+        other => bail!(
+            "no status viewer has been implemented for {}",
+            other.as_str()
+        ),
+    }
+}
+
+/// Runs `rollout`.
+pub async fn run(ctx: &Ctx, args: RolloutArgs) -> anyhow::Result<()> {
+    match args.command {
+        RolloutCommand::Status(a) => status(ctx, a).await,
+    }
+}
+
+async fn status(ctx: &Ctx, args: RolloutStatusArgs) -> anyhow::Result<()> {
+    let (first, rest) = match args.target.split_first() {
+        Some((f, r)) => (f.clone(), r.to_vec()),
+        None => bail!("required resource not specified"),
+    };
+    let (kind, names) = parse_target(&first, &rest)?;
+    let [name] = names.as_slice() else {
+        bail!("rollout status needs exactly one resource name");
+    };
+    if !matches!(kind, Kind::DaemonSet | Kind::StatefulSet) {
+        bail!(
+            "no status viewer has been implemented for {}",
+            kind.as_str()
+        );
+    }
+    let ns = namespace(args.namespace.as_deref());
+    let mut client = ctx.client().await?;
+    if !args.watch {
+        let obj = super::get_object(&mut client, kind, &ns, name).await?;
+        report::outln(&state_of(&obj)?.message);
+        return Ok(());
+    }
+    let deadline = args
+        .timeout
+        .filter(|d| !d.is_zero())
+        .map(|d| Instant::now() + d);
+    let mut last = String::new();
+    let mut seen = false;
+    let result = crate::watch::until(&mut client, kind, &ns, name, deadline, |obj| {
+        let Some(obj) = obj else {
+            if seen {
+                bail!("object has been deleted");
+            }
+            return Err(crate::client::not_found(kind, name));
+        };
+        seen = true;
+        let state = state_of(obj)?;
+        if state.message != last {
+            report::outln(&state.message);
+            last = state.message.clone();
+        }
+        Ok(state.done)
+    })
+    .await;
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use twinset_proto::v1::{
+        DaemonSetStatus, ObjectMeta, RollingUpdateStatefulSetStrategy, StatefulSetSpec,
+        StatefulSetStatus, StatefulSetUpdateStrategy,
+    };
+
+    #[test]
+    fn daemon_set_messages() -> anyhow::Result<()> {
+        let mut ds = DaemonSet {
+            metadata: Some(ObjectMeta {
+                name: "node-monitor".into(),
+                generation: 2,
+                ..Default::default()
+            }),
+            status: Some(DaemonSetStatus {
+                observed_generation: 1,
+                desired_number_scheduled: 3,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert_eq!(
+            daemon_set_status(&ds)?.message,
+            "Waiting for daemon set spec update to be observed..."
+        );
+        if let Some(s) = ds.status.as_mut() {
+            s.observed_generation = 2;
+            s.updated_number_scheduled = 1;
+        }
+        assert_eq!(
+            daemon_set_status(&ds)?.message,
+            "Waiting for daemon set \"node-monitor\" rollout to finish: 1 out of 3 new pods have been updated..."
+        );
+        if let Some(s) = ds.status.as_mut() {
+            s.updated_number_scheduled = 3;
+            s.number_available = 2;
+        }
+        assert_eq!(
+            daemon_set_status(&ds)?.message,
+            "Waiting for daemon set \"node-monitor\" rollout to finish: 2 of 3 updated pods are available..."
+        );
+        if let Some(s) = ds.status.as_mut() {
+            s.number_available = 3;
+        }
+        let done = daemon_set_status(&ds)?;
+        assert!(done.done);
+        assert_eq!(
+            done.message,
+            "daemon set \"node-monitor\" successfully rolled out"
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn stateful_set_messages() -> anyhow::Result<()> {
+        let mut sts = StatefulSet {
+            metadata: Some(ObjectMeta {
+                name: "mysql-db".into(),
+                generation: 1,
+                ..Default::default()
+            }),
+            spec: Some(StatefulSetSpec {
+                replicas: Some(3),
+                ..Default::default()
+            }),
+            status: Some(StatefulSetStatus {
+                observed_generation: 1,
+                ready_replicas: 1,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert_eq!(
+            stateful_set_status(&sts)?.message,
+            "Waiting for 2 pods to be ready..."
+        );
+        if let Some(s) = sts.status.as_mut() {
+            s.ready_replicas = 3;
+            s.updated_replicas = 3;
+        }
+        let done = stateful_set_status(&sts)?;
+        assert!(done.done);
+        assert_eq!(
+            done.message,
+            "partitioned roll out complete: 3 new pods have been updated..."
+        );
+        if let Some(spec) = sts.spec.as_mut() {
+            spec.update_strategy = Some(StatefulSetUpdateStrategy {
+                r#type: "RollingUpdate".into(),
+                rolling_update: Some(RollingUpdateStatefulSetStrategy {
+                    partition: Some(2),
+                    max_unavailable: None,
+                }),
+            });
+        }
+        if let Some(s) = sts.status.as_mut() {
+            s.updated_replicas = 0;
+        }
+        assert_eq!(
+            stateful_set_status(&sts)?.message,
+            "Waiting for partitioned roll out to finish: 0 out of 1 new pods have been updated..."
+        );
+        if let Some(spec) = sts.spec.as_mut() {
+            if let Some(u) = spec.update_strategy.as_mut() {
+                u.r#type = "OnDelete".into();
+            }
+        }
+        let err = stateful_set_status(&sts).err().map(|e| e.to_string());
+        assert_eq!(
+            err.as_deref(),
+            Some("rollout status is only available for RollingUpdate strategy type")
+        );
+        Ok(())
+    }
+}

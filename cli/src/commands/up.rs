@@ -1,0 +1,384 @@
+//! `twinset up`: a local cluster of separate OS processes of this executable —
+//! one control plane and N agents, each in its own process group with its own
+//! data dir and log file. Waits until every node is Ready, writes the client
+//! config and cluster.json, and (unless `-d`) stops everything on Ctrl-C/SIGTERM.
+use crate::args::UpArgs;
+use crate::client::Client;
+use crate::cluster_files::{self, ClusterFile, ProcessEntry, CONTROL_PLANE};
+use crate::print::status::node_status;
+use crate::procs::{self, Member};
+use anyhow::{bail, Context as _};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use twinset_proto::kinds::Kind;
+
+/// How long `up` lets agents and the control plane finish after SIGTERM (agents
+/// stop their pods first, whose grace period defaults to 30 s) before SIGKILL.
+pub const STOP_GRACE: Duration = Duration::from_secs(40);
+
+/// Runs `up`.
+pub async fn run(args: UpArgs) -> anyhow::Result<()> {
+    if args.nodes == 0 {
+        bail!("--nodes must be at least 1");
+    }
+    let data_dir = match &args.data_dir {
+        Some(d) => d.clone(),
+        None => cluster_files::default_data_dir()?,
+    };
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("creating {}", data_dir.display()))?;
+    let data_dir = data_dir
+        .canonicalize()
+        .with_context(|| format!("resolving {}", data_dir.display()))?;
+    refuse_running_cluster(&data_dir)?;
+    let exe = std::env::current_exe().context("finding the twinset executable")?;
+    let logs = data_dir.join("logs");
+    std::fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;
+    let signals = crate::signals::install()?;
+    let shutdown = signals.shutdown.clone();
+
+    let mut members: Vec<Member> = Vec::new();
+    let result = start(&args, &exe, &data_dir, &logs, &shutdown, &mut members).await;
+    let server = match result {
+        Ok(server) => server,
+        Err(e) => {
+            procs::stop_cluster(&mut members, STOP_GRACE, &signals.force).await;
+            let _ = std::fs::remove_file(cluster_files::cluster_file_path(&data_dir));
+            return Err(e);
+        }
+    };
+
+    let config_path = cluster_files::write_client_config(&server)?;
+    print_usage(&server, &data_dir, &config_path, &members, args.detach);
+    if args.detach {
+        // The children run on in their own process groups; `twinset down` stops them.
+        return Ok(());
+    }
+
+    let exited = wait_for_exit(&mut members, &shutdown).await;
+    if let Some(name) = &exited {
+        tracing::error!(%name, "exited unexpectedly; stopping the cluster");
+    }
+    eprintln!("Stopping the cluster (Ctrl-C again to stop at once)...");
+    procs::stop_cluster(&mut members, STOP_GRACE, &signals.force).await;
+    let _ = std::fs::remove_file(cluster_files::cluster_file_path(&data_dir));
+    cluster_files::remove_client_config_for(&server);
+    match exited {
+        Some(name) => bail!(
+            "{name} exited unexpectedly; see {}",
+            logs.join(format!("{name}.log")).display()
+        ),
+        None => {
+            eprintln!("Cluster stopped.");
+            Ok(())
+        }
+    }
+}
+
+fn refuse_running_cluster(data_dir: &Path) -> anyhow::Result<()> {
+    let Some(existing) = cluster_files::read_cluster_file(data_dir)? else {
+        return Ok(());
+    };
+    if let Some(p) = existing
+        .processes
+        .iter()
+        .find(|p| procs::alive(p.pid, p.start_time))
+    {
+        bail!(
+            "a cluster is already running from {} ({} pid {}); stop it with `twinset down --data-dir {}`",
+            data_dir.display(),
+            p.name,
+            p.pid,
+            data_dir.display()
+        );
+    }
+    std::fs::remove_file(cluster_files::cluster_file_path(data_dir))
+        .context("removing a stale cluster.json")?;
+    Ok(())
+}
+
+/// Starts every process and waits until all nodes are Ready; returns the server address.
+async fn start(
+    args: &UpArgs,
+    exe: &Path,
+    data_dir: &Path,
+    logs: &Path,
+    shutdown: &CancellationToken,
+    members: &mut Vec<Member>,
+) -> anyhow::Result<String> {
+    let deadline = Instant::now() + args.timeout;
+    let cp_dir = data_dir.join(CONTROL_PLANE);
+    std::fs::create_dir_all(&cp_dir).with_context(|| format!("creating {}", cp_dir.display()))?;
+    // The control plane writes its bound address here once it listens; agents start only
+    // then, so that they never join some other cluster already holding the port.
+    let address_file = cp_dir.join("address");
+    match std::fs::remove_file(&address_file) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).context("removing the old address file"),
+    }
+    let mut cp_args: Vec<String> = vec![
+        "control-plane".into(),
+        "--data-dir".into(),
+        cp_dir.display().to_string(),
+        "--listen".into(),
+        format!("127.0.0.1:{}", args.port),
+    ];
+    if let Some(g) = args.node_grace {
+        cp_args.push("--node-grace".into());
+        cp_args.push(humantime::format_duration(g).to_string());
+    }
+    members.push(spawn(exe, CONTROL_PLANE, &cp_args, logs)?);
+
+    let addr = wait_for_address(&address_file, members, deadline, shutdown).await?;
+    let server = if args.port == 0 {
+        twinset_proto::endpoint(&addr)
+    } else {
+        format!("http://127.0.0.1:{}", args.port)
+    };
+
+    let names: Vec<String> = (1..=args.nodes).map(|i| format!("node{i}")).collect();
+    for name in &names {
+        let mut a: Vec<String> = vec![
+            "agent".into(),
+            "--server".into(),
+            server.clone(),
+            "--node-name".into(),
+            name.clone(),
+            "--data-dir".into(),
+            data_dir.join(name).display().to_string(),
+            "--listen".into(),
+            "127.0.0.1:0".into(),
+            "--stop-pods-on-exit".into(),
+        ];
+        if let Some(h) = args.heartbeat {
+            a.push("--heartbeat".into());
+            a.push(humantime::format_duration(h).to_string());
+        }
+        if let Some(d) = args.restart_delay {
+            a.push("--restart-delay".into());
+            a.push(humantime::format_duration(d).to_string());
+        }
+        if let Some(t) = &args.image_table {
+            a.push("--image-table".into());
+            a.push(t.display().to_string());
+        }
+        members.push(spawn(exe, name, &a, logs)?);
+    }
+    cluster_files::write_cluster_file(&ClusterFile {
+        server: server.clone(),
+        data_dir: data_dir.to_path_buf(),
+        processes: members
+            .iter()
+            .map(|m| ProcessEntry {
+                name: m.name.clone(),
+                pid: m.pid,
+                start_time: m.start_time,
+                log: logs.join(format!("{}.log", m.name)),
+            })
+            .collect(),
+    })?;
+    wait_ready(&server, &names, members, deadline, shutdown, logs).await?;
+    Ok(server)
+}
+
+/// Starts `exe args` as the leader of a new process group, output to `<logs>/<name>.log`.
+fn spawn(exe: &Path, name: &str, args: &[String], logs: &Path) -> anyhow::Result<Member> {
+    let log_path = logs.join(format!("{name}.log"));
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .with_context(|| format!("opening {}", log_path.display()))?;
+    let log_err = log
+        .try_clone()
+        .with_context(|| format!("opening {}", log_path.display()))?;
+    let child = tokio::process::Command::new(exe)
+        .args(args)
+        .env_remove("TWINSET_SERVER")
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(log))
+        .stderr(Stdio::from(log_err))
+        .process_group(0)
+        .kill_on_drop(false)
+        .spawn()
+        .with_context(|| format!("starting {name}"))?;
+    let pid = child
+        .id()
+        .and_then(|p| i32::try_from(p).ok())
+        .with_context(|| format!("{name} exited at once; see {}", log_path.display()))?;
+    let start_time = procs::stat(pid).map(|p| p.start_time).unwrap_or(0);
+    tracing::info!(%name, pid, log = %log_path.display(), "started");
+    Ok(Member {
+        name: name.to_string(),
+        pid,
+        start_time,
+        child: Some(child),
+    })
+}
+
+fn check_children(members: &mut [Member], logs: &Path) -> anyhow::Result<()> {
+    for m in members.iter_mut() {
+        if !m.alive() {
+            let log = logs.join(format!("{}.log", m.name));
+            let tail = last_line(&log).unwrap_or_default();
+            bail!(
+                "{} exited during start-up{}; see {}",
+                m.name,
+                if tail.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({tail})")
+                },
+                log.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+fn last_line(path: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(path).ok()?;
+    text.lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .map(|l| l.trim().to_string())
+}
+
+async fn wait_for_address(
+    file: &Path,
+    members: &mut [Member],
+    deadline: Instant,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<String> {
+    let logs = file
+        .parent()
+        .and_then(Path::parent)
+        .map(|d| d.join("logs"))
+        .unwrap_or_else(|| PathBuf::from("."));
+    loop {
+        if let Ok(text) = std::fs::read_to_string(file) {
+            let addr = text.trim();
+            if !addr.is_empty() {
+                return Ok(addr.to_string());
+            }
+        }
+        check_children(members, &logs)?;
+        if shutdown.is_cancelled() {
+            bail!("interrupted");
+        }
+        if Instant::now() >= deadline {
+            bail!(
+                "the control plane did not report its address in time ({})",
+                file.display()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn wait_ready(
+    server: &str,
+    names: &[String],
+    members: &mut [Member],
+    deadline: Instant,
+    shutdown: &CancellationToken,
+    logs: &Path,
+) -> anyhow::Result<()> {
+    let mut client: Option<Client> = None;
+    let mut waiting_for: Vec<String> = names.to_vec();
+    loop {
+        check_children(members, logs)?;
+        if shutdown.is_cancelled() {
+            bail!("interrupted");
+        }
+        if client.is_none() {
+            client = Client::connect(server.to_string()).await.ok();
+        }
+        if let Some(c) = client.as_mut() {
+            match super::list(c, Kind::Node, "", "", "").await {
+                Ok((nodes, _)) => {
+                    waiting_for = names
+                        .iter()
+                        .filter(|n| {
+                            !nodes.iter().any(|o| {
+                                o.name() == n.as_str()
+                                    && o.as_node()
+                                        .is_some_and(|node| node_status(node).starts_with("Ready"))
+                            })
+                        })
+                        .cloned()
+                        .collect();
+                    if waiting_for.is_empty() {
+                        return Ok(());
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "listing nodes");
+                    client = None;
+                }
+            }
+        }
+        if Instant::now() >= deadline {
+            bail!(
+                "timed out waiting for nodes to be Ready: {} (logs in {})",
+                waiting_for.join(", "),
+                logs.display()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Waits for Ctrl-C/SIGTERM (None) or for a member to exit on its own (its name).
+async fn wait_for_exit(members: &mut [Member], shutdown: &CancellationToken) -> Option<String> {
+    let waits = members.iter_mut().filter_map(|m| {
+        let name = m.name.clone();
+        m.child.as_mut().map(|c| {
+            Box::pin(async move {
+                let _ = c.wait().await;
+                name
+            })
+        })
+    });
+    let any_exit = futures::future::select_all(waits);
+    tokio::select! {
+        () = shutdown.cancelled() => None,
+        (name, _, _) = any_exit => Some(name),
+    }
+}
+
+fn print_usage(server: &str, data_dir: &Path, config: &Path, members: &[Member], detached: bool) {
+    let nodes: Vec<&str> = members
+        .iter()
+        .filter(|m| m.name != CONTROL_PLANE)
+        .map(|m| m.name.as_str())
+        .collect();
+    let stop = if detached {
+        if data_dir == cluster_files::default_data_dir().unwrap_or_default() {
+            "twinset down".to_string()
+        } else {
+            format!("twinset down --data-dir {}", data_dir.display())
+        }
+    } else {
+        "press Ctrl-C".to_string()
+    };
+    let text = format!(
+        "Twinset cluster is up: {} node(s) Ready ({}).\n\
+         \n  Server:      {server}   (saved in {})\n  \
+         Data, logs:  {}   (logs in {})\n  \
+         Try:         twinset get nodes\n               \
+         twinset apply -f deploy/examples/daemonset.yaml\n               \
+         twinset get pods -n kube-system -o wide\n  \
+         Stop:        {stop}\n",
+        nodes.len(),
+        nodes.join(", "),
+        config.display(),
+        data_dir.display(),
+        data_dir.join("logs").display(),
+    );
+    crate::report::out(&text);
+}

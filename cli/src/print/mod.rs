@@ -1,0 +1,8 @@
+//! Printers: kubectl-style tables, `describe` layouts, and the Kubernetes
+//! YAML/JSON shapes (through `twinset_proto::manifest`).
+pub mod describe;
+pub mod format;
+pub mod output;
+pub mod status;
+pub mod table;
+pub mod tabwriter;
