@@ -363,8 +363,8 @@ pub struct AgentArgs {
     /// checkout's deploy/images.yaml, else /etc/twinset/images.yaml.
     #[arg(long)]
     pub image_table: Option<PathBuf>,
-    /// Stop every pod when the agent exits (the agent's default), or with `=false` leave
-    /// them running for a restarted agent to adopt.
+    /// Stop every pod when the agent exits. Without it (as the kubelet does) pods keep
+    /// running and a restarted agent adopts them; `twinset up` passes it.
     #[arg(long, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub stop_pods_on_exit: Option<bool>,
 }

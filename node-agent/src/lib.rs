@@ -97,15 +97,15 @@ pub struct Config {
     pub restart_delay: Duration,
     /// The image table file.
     pub image_table: PathBuf,
-    /// Stop the pods when the agent stops (true, the default), or leave them running
-    /// for a restarted agent to adopt.
+    /// Stop the pods when the agent stops, or (false, the default, as the kubelet does)
+    /// leave them running for a restarted agent to adopt. `twinset up` sets it.
     pub stop_pods_on_shutdown: bool,
 }
 
 impl Config {
     /// Defaults: no extra labels or taints, listen 127.0.0.1:0, heartbeat 1 s,
-    /// restart delay 1 s, image table `/etc/twinset/images.yaml`, pods stopped on
-    /// shutdown.
+    /// restart delay 1 s, image table `/etc/twinset/images.yaml`, pods left running on
+    /// shutdown (a restarted agent adopts them).
     pub fn new(
         server: impl Into<String>,
         node_name: impl Into<String>,
@@ -122,7 +122,7 @@ impl Config {
             heartbeat: Duration::from_secs(1),
             restart_delay: Duration::from_secs(1),
             image_table: PathBuf::from("/etc/twinset/images.yaml"),
-            stop_pods_on_shutdown: true,
+            stop_pods_on_shutdown: false,
         }
     }
 }

@@ -1,0 +1,31 @@
+//! End-to-end test harness for Twinset: starts the real `twinset` binary as separate
+//! OS processes (one control plane, N agents) on loopback, runs CLI verbs against
+//! them, and cleans every process up — including pod processes — when a test ends.
+//!
+//! The binary is not built by the tests: build it first (the README's test command
+//! does, `cargo build -p twinset && cargo nextest run --workspace`). The harness uses
+//! `$TWINSET_BIN` if set, else `target/debug/twinset` of this workspace.
+//!
+//! Tests wait on conditions with deadlines ([`wait_for`]), never on fixed sleeps;
+//! the few negative checks ("this stays true") use [`holds_for`] over a short window.
+#![forbid(unsafe_code)]
+
+pub mod binary;
+pub mod cluster;
+pub mod json;
+pub mod net;
+pub mod output;
+pub mod procs;
+pub mod sandbox;
+pub mod table;
+pub mod wait;
+
+pub use binary::{repo_root, twinset_bin};
+pub use cluster::{Cluster, GUIDE_DAEMONSET};
+pub use json::PodView;
+pub use net::{free_port, ip_in_cidr};
+pub use output::Output;
+pub use procs::ProcId;
+pub use sandbox::Sandbox;
+pub use table::Table;
+pub use wait::{holds_for, timeout, wait_for};

@@ -1,0 +1,254 @@
+//! Looking at processes through /proc: liveness by pid and start time, process
+//! trees, environments (to find a pod's process by its POD_NAME), and cgroups.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use nix::sys::signal::{kill, killpg, Signal};
+use nix::unistd::Pid;
+
+/// One process, identified by pid and start time (clock ticks since boot), so a
+/// reused pid is never mistaken for the original process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ProcId {
+    /// The process id.
+    pub pid: i32,
+    /// Field 22 of /proc/<pid>/stat.
+    pub start_time: u64,
+}
+
+impl ProcId {
+    /// The process currently running with `pid`, if any (zombies count as gone).
+    pub fn of(pid: i32) -> Option<ProcId> {
+        let s = stat(pid)?;
+        (s.state != 'Z').then_some(ProcId {
+            pid,
+            start_time: s.start_time,
+        })
+    }
+
+    /// True while this very process exists and is not a zombie.
+    pub fn is_alive(&self) -> bool {
+        ProcId::of(self.pid).is_some_and(|p| p.start_time == self.start_time)
+    }
+
+    /// Sends SIGKILL to the process (if it is still this process).
+    pub fn kill(&self) {
+        if self.is_alive() {
+            let _ = kill(Pid::from_raw(self.pid), Signal::SIGKILL);
+        }
+    }
+}
+
+/// The fields of /proc/<pid>/stat the harness uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stat {
+    /// Process id.
+    pub pid: i32,
+    /// State letter (R, S, D, Z, ...).
+    pub state: char,
+    /// Parent pid.
+    pub ppid: i32,
+    /// Process group id.
+    pub pgid: i32,
+    /// Start time in clock ticks since boot.
+    pub start_time: u64,
+}
+
+impl Stat {
+    /// This process as a [`ProcId`].
+    pub fn id(&self) -> ProcId {
+        ProcId {
+            pid: self.pid,
+            start_time: self.start_time,
+        }
+    }
+}
+
+/// Reads /proc/<pid>/stat; `None` when the process does not exist.
+pub fn stat(pid: i32) -> Option<Stat> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // "pid (comm) state ppid pgrp ..." — comm may contain spaces and parens.
+    let rest = &text[text.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    Some(Stat {
+        pid,
+        state: f.first()?.chars().next()?,
+        ppid: f.get(1)?.parse().ok()?,
+        pgid: f.get(2)?.parse().ok()?,
+        start_time: f.get(19)?.parse().ok()?,
+    })
+}
+
+/// Every process visible in /proc.
+pub fn all() -> Vec<Stat> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter_map(stat)
+        .collect()
+}
+
+/// All live descendants of the given pids (not including them).
+pub fn descendants(roots: &[i32]) -> Vec<Stat> {
+    let procs = all();
+    let mut children: BTreeMap<i32, Vec<Stat>> = BTreeMap::new();
+    for p in &procs {
+        children.entry(p.ppid).or_default().push(*p);
+    }
+    let mut out = Vec::new();
+    let mut queue: Vec<i32> = roots.to_vec();
+    let mut seen: BTreeSet<i32> = roots.iter().copied().collect();
+    while let Some(pid) = queue.pop() {
+        for c in children.get(&pid).into_iter().flatten() {
+            if seen.insert(c.pid) {
+                out.push(*c);
+                queue.push(c.pid);
+            }
+        }
+    }
+    out.retain(|s| s.state != 'Z');
+    out
+}
+
+/// The environment of a process as key/value pairs (empty when unreadable).
+pub fn environ(pid: i32) -> BTreeMap<String, String> {
+    let Ok(raw) = std::fs::read(format!("/proc/{pid}/environ")) else {
+        return BTreeMap::new();
+    };
+    raw.split(|b| *b == 0)
+        .filter_map(|kv| {
+            let kv = String::from_utf8_lossy(kv);
+            let (k, v) = kv.split_once('=')?;
+            Some((k.to_string(), v.to_string()))
+        })
+        .collect()
+}
+
+/// The command line of a process (empty when unreadable).
+pub fn cmdline(pid: i32) -> Vec<String> {
+    let Ok(raw) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+        return Vec::new();
+    };
+    raw.split(|b| *b == 0)
+        .filter(|s| !s.is_empty())
+        .map(|s| String::from_utf8_lossy(s).into_owned())
+        .collect()
+}
+
+/// True when the process's cwd, command line or any open file lies under `dir`
+/// (how processes of one test cluster are recognised even after their parent died).
+pub fn references_dir(pid: i32, dir: &Path) -> bool {
+    let under = |p: &Path| p.starts_with(dir);
+    if std::fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|p| under(&p)) {
+        return true;
+    }
+    let d = dir.to_string_lossy();
+    if cmdline(pid).iter().any(|a| a.contains(d.as_ref())) {
+        return true;
+    }
+    if let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) {
+        for fd in fds.flatten() {
+            if std::fs::read_link(fd.path()).is_ok_and(|p| under(&p)) {
+                return true;
+            }
+        }
+    }
+    false
+}
+
+/// Sends SIGKILL to a whole process group, never to the caller's own group.
+pub fn kill_group(pgid: i32) {
+    if pgid > 1 && pgid != nix::unistd::getpgrp().as_raw() {
+        let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
+    }
+}
+
+/// Sends a signal to one process.
+pub fn signal(pid: i32, sig: Signal) -> nix::Result<()> {
+    kill(Pid::from_raw(pid), sig)
+}
+
+/// The cgroup memberships of a process: (controllers, path) per line of
+/// /proc/<pid>/cgroup, e.g. ("memory", "/twinset/pod-x") or ("", "/") for v2.
+pub fn cgroups(pid: i32) -> Vec<(String, String)> {
+    let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/cgroup")) else {
+        return Vec::new();
+    };
+    text.lines()
+        .filter_map(|l| {
+            let mut parts = l.splitn(3, ':');
+            let _id = parts.next()?;
+            let ctrl = parts.next()?;
+            let path = parts.next()?;
+            Some((ctrl.to_string(), path.to_string()))
+        })
+        .collect()
+}
+
+/// Where a controller's interface file for a process lives, trying the v1 mount
+/// (`/sys/fs/cgroup/<controller>/<path>/<file>`), then the v2 tree
+/// (`/sys/fs/cgroup/unified/<path>/<file>` on hybrid hosts, `/sys/fs/cgroup/<path>/<file>`).
+pub fn cgroup_file(pid: i32, controller: &str, v1_file: &str, v2_file: &str) -> Option<PathBuf> {
+    let groups = cgroups(pid);
+    for (ctrls, path) in &groups {
+        if ctrls.split(',').any(|c| c == controller) {
+            let p = Path::new("/sys/fs/cgroup")
+                .join(controller)
+                .join(path.trim_start_matches('/'))
+                .join(v1_file);
+            if p.exists() {
+                return Some(p);
+            }
+        }
+    }
+    for (ctrls, path) in &groups {
+        if ctrls.is_empty() {
+            for base in ["/sys/fs/cgroup/unified", "/sys/fs/cgroup"] {
+                let p = Path::new(base)
+                    .join(path.trim_start_matches('/'))
+                    .join(v2_file);
+                if p.exists() {
+                    return Some(p);
+                }
+            }
+        }
+    }
+    None
+}
+
+/// Directories of the cgroups a process is in that differ from the caller's own
+/// (the pod's cgroups, with their per-pod parents), for cleanup after the process is
+/// killed. Removing them is safe: rmdir refuses a cgroup that still has members.
+pub fn own_cgroup_dirs(pid: i32) -> Vec<PathBuf> {
+    let mine: BTreeSet<(String, String)> = cgroups(std::process::id() as i32).into_iter().collect();
+    let mut out = Vec::new();
+    for (ctrls, path) in cgroups(pid) {
+        if mine.contains(&(ctrls.clone(), path.clone()))
+            || path == "/"
+            || ctrls.starts_with("name=")
+        {
+            continue;
+        }
+        // The cgroup and its ancestors down to two levels (e.g. `twinset/<pod>/<container>`
+        // and `twinset/<pod>`), never a shared top-level directory such as `twinset`.
+        let rel = Path::new(path.trim_start_matches('/'));
+        let levels: Vec<&Path> = rel
+            .ancestors()
+            .filter(|a| a.components().count() >= 2)
+            .collect();
+        let bases: Vec<PathBuf> = if ctrls.is_empty() {
+            vec![PathBuf::from("/sys/fs/cgroup/unified")]
+        } else {
+            ctrls
+                .split(',')
+                .map(|c| Path::new("/sys/fs/cgroup").join(c))
+                .collect()
+        };
+        for base in &bases {
+            out.extend(levels.iter().map(|l| base.join(l)));
+        }
+    }
+    out
+}
