@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Benchmarks for BENCHMARKS.md, on a fresh 3-node local cluster:
-#   1. time from `twinset apply -f deploy/examples/daemonset.yaml` to all 3 daemon pods
-#      Running and Ready (as `get ds` reports READY 3), median and max of N runs;
+#   1. time from Apply of deploy/examples/daemonset.yaml to all 3 daemon pods Running and
+#      Ready, seen on the Watch stream (`twinset bench daemonset`), median and max of N runs;
 #   2. RSS of the idle control plane and of one idle agent (VmRSS, after the runs and a
 #      short settle, with no pods left).
 # Usage: deploy/bench.sh [runs]   (default 10). Builds the release binary unless TWINSET_BIN
@@ -35,47 +35,12 @@ trap cleanup EXIT
 
 "$twinset" up -d --nodes 3 --data-dir "$data" --port "$port" >&2
 
-now_ms() { echo $(($(date +%s%N) / 1000000)); }
-
-ready3() {
-  local table
-  table="$("$twinset" get ds node-monitor -n kube-system 2>/dev/null)" || return 1
-  awk 'NR == 2 && $4 == 3 { ok = 1 } END { exit !ok }' <<<"$table"
-}
-
-gone() {
-  local names
-  names="$("$twinset" get pods -n kube-system -o name 2>/dev/null)" || return 1
-  ! grep -q '^pod/' <<<"$names"
-}
-
-wait_until() {
-  local deadline=$((SECONDS + 60))
-  until "$@"; do
-    ((SECONDS < deadline)) || { echo "bench: timed out waiting for $*" >&2; exit 1; }
-  done
-}
-
-times=()
-for ((i = 1; i <= runs; i++)); do
-  t0="$(now_ms)"
-  "$twinset" apply -f deploy/examples/daemonset.yaml >/dev/null
-  wait_until ready3
-  t1="$(now_ms)"
-  times+=($((t1 - t0)))
-  echo "run $i: $((t1 - t0)) ms" >&2
-  "$twinset" delete ds node-monitor -n kube-system >/dev/null
-  wait_until gone
-done
-
-sorted=($(printf '%s\n' "${times[@]}" | sort -n))
-n=${#sorted[@]}
-if ((n % 2)); then
-  median=${sorted[$((n / 2))]}
-else
-  median=$(((sorted[n / 2 - 1] + sorted[n / 2]) / 2))
-fi
-max=${sorted[$((n - 1))]}
+# Latency through the Watch stream (not polling): see cli/src/commands/bench.rs.
+"$twinset" bench daemonset --runs "$runs" -f deploy/examples/daemonset.yaml | tee "$work/bench.txt" >&2
+summary="$(tail -n 1 "$work/bench.txt")"
+median="$(sed -E 's/.*median ([0-9.]+) ms.*/\1/' <<<"$summary")"
+max="$(sed -E 's/.*max ([0-9.]+) ms.*/\1/' <<<"$summary")"
+n="$runs"
 
 # Idle RSS: let the cluster settle (heartbeats only), then read VmRSS.
 sleep 3

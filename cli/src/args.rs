@@ -51,6 +51,21 @@ pub enum Command {
     ControlPlane(ControlPlaneArgs),
     /// Run a node agent (runs the pods bound to its node).
     Agent(AgentArgs),
+    /// Measure a scenario against a running cluster (see BENCHMARKS.md).
+    Bench(BenchArgs),
+}
+
+/// `bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// The scenario: `daemonset` (apply -> every daemon pod Running and Ready).
+    pub scenario: String,
+    /// How many runs.
+    #[arg(long, default_value_t = 10)]
+    pub runs: usize,
+    /// The DaemonSet manifest to apply.
+    #[arg(short = 'f', long = "filename", default_value = "deploy/examples/daemonset.yaml")]
+    pub filename: String,
 }
 
 impl Command {

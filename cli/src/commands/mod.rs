@@ -2,6 +2,7 @@
 //! client verbs share (kind words, namespaces, listing, events of an object).
 pub mod agent;
 pub mod apply;
+pub mod bench;
 pub mod control_plane;
 pub mod cordon;
 pub mod delete;
@@ -63,6 +64,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Down(a) => down::run(a).await,
         Command::ControlPlane(a) => control_plane::run(a).await,
         Command::Agent(a) => agent::run(&ctx, a).await,
+        Command::Bench(a) => bench::run(&ctx, a).await,
     }
 }
 
