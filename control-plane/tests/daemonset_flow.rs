@@ -551,6 +551,34 @@ async fn orphan_cascade_keeps_pods_and_reapply_adopts_them() {
         resp.into_inner().status,
         tonic_health::pb::health_check_response::ServingStatus::Serving as i32
     );
+    // Server reflection lists the public API, so grpcurl works without the .proto files.
+    {
+        use tonic_reflection::pb::v1::{
+            server_reflection_client::ServerReflectionClient,
+            server_reflection_request::MessageRequest,
+            server_reflection_response::MessageResponse, ServerReflectionRequest,
+        };
+        let mut reflection = ServerReflectionClient::new(cluster.channel.clone());
+        let request = ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::ListServices(String::new())),
+        };
+        let mut responses = reflection
+            .server_reflection_info(tokio_stream::iter(vec![request]))
+            .await
+            .unwrap()
+            .into_inner();
+        let response = responses.message().await.unwrap().expect("a reflection response");
+        let names: Vec<String> = match response.message_response {
+            Some(MessageResponse::ListServicesResponse(list)) => {
+                list.service.into_iter().map(|s| s.name).collect()
+            }
+            other => panic!("unexpected reflection response: {other:?}"),
+        };
+        for wanted in ["twinset.v1.Cluster", "twinset.v1.Nodes"] {
+            assert!(names.iter().any(|n| n == wanted), "{wanted} missing from {names:?}");
+        }
+    }
     let mut other = twinset_proto::manifest::decode(GUIDE_DAEMONSET)
         .unwrap()
         .remove(0);
