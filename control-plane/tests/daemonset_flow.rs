@@ -16,28 +16,7 @@ use twinset_proto::v1::*;
 
 const DEADLINE: Duration = Duration::from_secs(10);
 
-const GUIDE_DAEMONSET: &str = "apiVersion: apps/v1
-kind: DaemonSet
-metadata:
-  name: node-monitor
-  namespace: kube-system
-spec:
-  selector:
-    matchLabels:
-      app: node-monitor
-  template:
-    metadata:
-      labels:
-        app: node-monitor
-    spec:
-      containers:
-      - name: monitor
-        image: datadog/agent:latest
-        resources:
-          limits:
-            cpu: \"100m\"
-            memory: \"128Mi\"
-";
+const GUIDE_DAEMONSET: &str = include_str!("../../deploy/examples/daemonset.yaml");
 
 struct Cluster {
     token: CancellationToken,
@@ -555,8 +534,8 @@ async fn orphan_cascade_keeps_pods_and_reapply_adopts_them() {
     {
         use tonic_reflection::pb::v1::{
             server_reflection_client::ServerReflectionClient,
-            server_reflection_request::MessageRequest,
-            server_reflection_response::MessageResponse, ServerReflectionRequest,
+            server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+            ServerReflectionRequest,
         };
         let mut reflection = ServerReflectionClient::new(cluster.channel.clone());
         let request = ServerReflectionRequest {
@@ -568,7 +547,11 @@ async fn orphan_cascade_keeps_pods_and_reapply_adopts_them() {
             .await
             .unwrap()
             .into_inner();
-        let response = responses.message().await.unwrap().expect("a reflection response");
+        let response = responses
+            .message()
+            .await
+            .unwrap()
+            .expect("a reflection response");
         let names: Vec<String> = match response.message_response {
             Some(MessageResponse::ListServicesResponse(list)) => {
                 list.service.into_iter().map(|s| s.name).collect()
@@ -576,7 +559,10 @@ async fn orphan_cascade_keeps_pods_and_reapply_adopts_them() {
             other => panic!("unexpected reflection response: {other:?}"),
         };
         for wanted in ["twinset.v1.Cluster", "twinset.v1.Nodes"] {
-            assert!(names.iter().any(|n| n == wanted), "{wanted} missing from {names:?}");
+            assert!(
+                names.iter().any(|n| n == wanted),
+                "{wanted} missing from {names:?}"
+            );
         }
     }
     let mut other = twinset_proto::manifest::decode(GUIDE_DAEMONSET)

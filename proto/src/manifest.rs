@@ -241,62 +241,9 @@ pub fn list_to_json(objs: &[Object]) -> String {
 mod tests {
     use super::*;
 
-    const GUIDE_DS: &str = r#"apiVersion: apps/v1
-kind: DaemonSet
-metadata:
-  name: node-monitor
-  namespace: kube-system
-spec:
-  selector:
-    matchLabels:
-      app: node-monitor
-  template:
-    metadata:
-      labels:
-        app: node-monitor
-    spec:
-      containers:
-      - name: monitor
-        image: datadog/agent:latest
-        resources:
-          limits:
-            cpu: "100m"
-            memory: "128Mi"
-"#;
+    const GUIDE_DS: &str = include_str!("../../deploy/examples/daemonset.yaml");
 
-    const GUIDE_STS: &str = r#"apiVersion: apps/v1
-kind: StatefulSet
-metadata:
-  name: mysql-db
-  namespace: database
-spec:
-  serviceName: "mysql"
-  replicas: 3
-  selector:
-    matchLabels:
-      app: mysql
-  template:
-    metadata:
-      labels:
-        app: mysql
-    spec:
-      containers:
-      - name: mysql
-        image: mysql:8
-        ports:
-        - containerPort: 3306
-        volumeMounts:
-        - name: mysql-storage
-          mountPath: /var/lib/mysql
-  volumeClaimTemplates:
-  - metadata:
-      name: mysql-storage
-    spec:
-      accessModes: ["ReadWriteOnce"]
-      resources:
-        requests:
-          storage: 1Gi
-"#;
+    const GUIDE_STS: &str = include_str!("../../deploy/examples/statefulset.yaml");
 
     fn one(text: &str) -> Object {
         let mut v = decode(text).unwrap();

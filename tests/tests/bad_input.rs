@@ -3,28 +3,7 @@
 
 use twinset_e2e::Cluster;
 
-const DS: &str = "apiVersion: apps/v1
-kind: DaemonSet
-metadata:
-  name: node-monitor
-  namespace: kube-system
-spec:
-  selector:
-    matchLabels:
-      app: node-monitor
-  template:
-    metadata:
-      labels:
-        app: node-monitor
-    spec:
-      containers:
-      - name: monitor
-        image: datadog/agent:latest
-        resources:
-          limits:
-            cpu: \"100m\"
-            memory: \"128Mi\"
-";
+const DS: &str = include_str!("../../deploy/examples/daemonset.yaml");
 
 const STS: &str = "apiVersion: apps/v1
 kind: StatefulSet
