@@ -18,6 +18,9 @@ pub struct Placement<'a> {
     pub pod_ip: &'a str,
     /// The node's IP.
     pub host_ip: &'a str,
+    /// The hostname the container sees (empty: the pod's, see
+    /// [`crate::identity::hostname`]).
+    pub hostname: &'a str,
 }
 
 /// An ordered environment where a later definition replaces an earlier one.
@@ -126,17 +129,16 @@ pub fn container_env(
     at: &Placement<'_>,
 ) -> Result<Env, String> {
     let meta = pod.metadata.clone().unwrap_or_default();
-    let spec = pod.spec.clone().unwrap_or_default();
     let mut env = Env::default();
     env.set("PATH", DEFAULT_PATH.to_string());
     env.set("HOME", "/root".to_string());
     for (k, v) in image_env {
         env.set(k, v.clone());
     }
-    let hostname = if spec.hostname.is_empty() {
-        meta.name.clone()
+    let hostname = if at.hostname.is_empty() {
+        crate::identity::hostname(pod)
     } else {
-        spec.hostname.clone()
+        at.hostname.to_string()
     };
     env.set("POD_NAME", meta.name.clone());
     env.set("POD_NAMESPACE", meta.namespace.clone());
@@ -208,6 +210,7 @@ mod tests {
         node_name: "node1",
         pod_ip: "127.128.0.2",
         host_ip: "127.0.0.1",
+        hostname: "",
     };
 
     #[test]

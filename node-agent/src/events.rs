@@ -10,6 +10,13 @@ pub const COMPONENT: &str = "twinset-agent";
 /// Event reason when a pod's limits cannot be enforced (no cgroup privilege).
 pub const RESOURCE_LIMITS_NOT_ENFORCED: &str = "ResourceLimitsNotEnforced";
 
+/// Event reason when a pod's volume mounts cannot be isolated (no namespace
+/// privilege): the container finds its volumes through `TWINSET_MOUNT_*` variables.
+pub const MOUNT_NOT_ISOLATED: &str = "MountNotIsolated";
+
+/// Event reason when a container's volumes cannot be prepared.
+pub const FAILED_MOUNT: &str = "FailedMount";
+
 /// Normal or Warning.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Severity {

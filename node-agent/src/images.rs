@@ -2,6 +2,10 @@
 //! program. The table is a YAML file (`deploy/images.yaml`) mapping image references
 //! to a command, optional default args and env. A container with only an image that
 //! has no entry does not run: it waits with reason `ImageNotInTable`.
+//!
+//! An entry's `command` or `args` element that starts with `./` or `../` is a path
+//! relative to the table file's folder (so `deploy/images.yaml` can run helper
+//! scripts shipped beside it, such as `./images/mysql.sh`).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -100,9 +104,26 @@ pub fn normalize(image: &str) -> String {
     }
 }
 
+fn is_relative_ref(s: &str) -> bool {
+    s.starts_with("./") || s.starts_with("../")
+}
+
+/// The entry with its `./` and `../` elements joined to `base`.
+fn relative_to(mut entry: ImageEntry, base: &Path) -> ImageEntry {
+    for s in entry.command.iter_mut().chain(entry.args.iter_mut()) {
+        if is_relative_ref(s) {
+            let joined: PathBuf = base.join(&*s).components().collect();
+            *s = joined.to_string_lossy().into_owned();
+        }
+    }
+    entry
+}
+
 impl ImageTable {
-    /// Parses a table from YAML text; `path` is only used in messages.
+    /// Parses a table from YAML text; `path` names the file in messages, and its
+    /// folder is what `./` and `../` elements are relative to.
     pub fn parse(text: &str, path: &Path) -> Result<ImageTable, ImageTableError> {
+        let base = path.parent().unwrap_or(Path::new(""));
         let file: TableFile = serde_saphyr::from_str(text).map_err(|e| ImageTableError::Parse {
             path: path.to_path_buf(),
             message: e.to_string(),
@@ -115,7 +136,7 @@ impl ImageTable {
                     message: format!("image {image}: command must not be empty"),
                 });
             }
-            entries.insert(normalize(&image), entry);
+            entries.insert(normalize(&image), relative_to(entry, base));
         }
         Ok(ImageTable {
             path: path.to_path_buf(),
@@ -124,13 +145,15 @@ impl ImageTable {
         })
     }
 
-    /// Reads and parses the table file.
+    /// Reads and parses the table file (relative elements resolve against its
+    /// absolute folder, whatever the agent's working directory).
     pub fn load(path: &Path) -> Result<ImageTable, ImageTableError> {
         let text = std::fs::read_to_string(path).map_err(|source| ImageTableError::Read {
             path: path.to_path_buf(),
             source,
         })?;
-        Self::parse(&text, path)
+        let absolute = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+        Self::parse(&text, &absolute)
     }
 
     /// Loads the table, or keeps the error so that image-only containers say why they
@@ -301,7 +324,17 @@ images:
     }
 
     #[test]
-    fn shipped_table_parses_and_has_the_monitor() {
+    fn relative_elements_resolve_against_the_table_folder() {
+        let text =
+            "images:\n  x:\n    command: [/bin/sh, ./images/x.sh]\n    args: [../y, -c, ./z]\n";
+        let t = ImageTable::parse(text, Path::new("/etc/twinset/images.yaml")).unwrap();
+        let e = t.get("x").unwrap();
+        assert_eq!(e.command, vec!["/bin/sh", "/etc/twinset/images/x.sh"]);
+        assert_eq!(e.args, vec!["/etc/twinset/../y", "-c", "/etc/twinset/z"]);
+    }
+
+    #[test]
+    fn shipped_table_parses_and_has_the_monitor_and_mysql() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/images.yaml");
         let t = ImageTable::load(&path).unwrap();
         for image in [
@@ -309,8 +342,13 @@ images:
             "busybox",
             "busybox:latest",
             "twinset/sleep",
+            "mysql:8",
         ] {
             assert!(t.get(image).is_some(), "{image} missing");
         }
+        // The MySQL wrapper is a script beside the table, found whatever the cwd.
+        let mysql = t.get("mysql:8").unwrap();
+        let script = Path::new(&mysql.command[1]);
+        assert!(script.is_absolute() && script.is_file(), "{script:?}");
     }
 }

@@ -1,7 +1,8 @@
 //! The Twinset node agent: registers its node with the control plane, heartbeats,
 //! keeps one `WatchAssignments` stream open, and runs the pods bound to its node as
-//! supervised process groups (cgroup limits as root, a pod IP each, logs per
-//! container), reporting their status back. It serves `NodeAgent.Logs` on its daemon
+//! supervised process groups (cgroup limits, private mount and UTS namespaces as
+//! root, a pod IP each, claim volumes kept on the node, logs per container), reporting
+//! their status back. It serves `NodeAgent.Logs` on its daemon
 //! endpoint. If the control plane goes away, pods keep running and the agent
 //! reconnects by itself.
 
@@ -10,6 +11,7 @@
 pub mod container;
 pub mod env;
 pub mod events;
+pub mod identity;
 pub mod images;
 pub mod ipam;
 pub mod logs;
@@ -21,9 +23,10 @@ pub mod state;
 pub mod status;
 pub mod supervisor;
 pub mod sync;
+pub mod volumes;
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -100,12 +103,15 @@ pub struct Config {
     /// Stop the pods when the agent stops, or (false, the default, as the kubelet does)
     /// leave them running for a restarted agent to adopt. `twinset up` sets it.
     pub stop_pods_on_shutdown: bool,
+    /// The cluster DNS server's address (flag `--cluster-dns IP`): isolated pods get an
+    /// `/etc/resolv.conf` naming it. None: pods use the node's resolver.
+    pub cluster_dns: Option<IpAddr>,
 }
 
 impl Config {
     /// Defaults: no extra labels or taints, listen 127.0.0.1:0, heartbeat 1 s,
     /// restart delay 1 s, image table `/etc/twinset/images.yaml`, pods left running on
-    /// shutdown (a restarted agent adopts them).
+    /// shutdown (a restarted agent adopts them), no cluster DNS.
     pub fn new(
         server: impl Into<String>,
         node_name: impl Into<String>,
@@ -123,6 +129,7 @@ impl Config {
             restart_delay: Duration::from_secs(1),
             image_table: PathBuf::from("/etc/twinset/images.yaml"),
             stop_pods_on_shutdown: false,
+            cluster_dns: None,
         }
     }
 }
@@ -152,6 +159,15 @@ async fn run_agent(config: Config, shutdown: CancellationToken) -> Result<(), Er
         tracing::info!(cgroups = %cgroups.describe(), "resource limits enforced");
     } else {
         tracing::warn!(cgroups = %cgroups.describe(), "resource limits will NOT be enforced");
+    }
+    let syscall: Arc<dyn runtime::sandbox::Syscall> = Arc::new(runtime::sandbox::LinuxSyscall);
+    let isolation = runtime::sandbox::detect(syscall);
+    match isolation.reason() {
+        None => tracing::info!("pods are isolated: private mount and UTS namespaces"),
+        Some(why) => tracing::warn!(
+            reason = why,
+            "pods will NOT be isolated: volumes are given as TWINSET_MOUNT_* paths, hostname and /etc/hosts are the node's"
+        ),
     }
 
     let listener = tokio::net::TcpListener::bind(config.listen)
@@ -211,6 +227,7 @@ async fn run_agent(config: Config, shutdown: CancellationToken) -> Result<(), Er
         local.port(),
         images,
         cgroups,
+        isolation,
         registry,
         reporter,
         &tracker,
@@ -254,6 +271,7 @@ async fn serve_node(
     port: u16,
     images: images::ImageTable,
     cgroups: Arc<dyn runtime::cgroup::Cgroups>,
+    isolation: runtime::Isolation,
     registry: logs::Registry,
     reporter: reporter::ReporterHandle,
     tracker: &TaskTracker,
@@ -299,6 +317,7 @@ async fn serve_node(
 
     let runtime: Arc<dyn runtime::Runtime> = Arc::new(runtime::process::ProcessRuntime::new(
         cgroups,
+        isolation,
         tracker.clone(),
         reapers_stop.clone(),
     ));
@@ -315,6 +334,8 @@ async fn serve_node(
         restart_delay: config.restart_delay,
         shutdown: shutdown.clone(),
         stop_pods_on_shutdown: config.stop_pods_on_shutdown,
+        claims: volumes::Claims::open(&volumes::claims_root(&config.data_dir)),
+        cluster_dns: config.cluster_dns,
     });
     let mut supervisor = supervisor::Supervisor::new(shared, workers.clone(), state.load_all());
     sync::watch_assignments(

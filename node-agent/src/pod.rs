@@ -2,9 +2,13 @@
 //! (or adopts) them, restarts them by the restart policy, reports every status change
 //! at once, and on deletion stops them (SIGTERM to each process group, SIGKILL after
 //! the grace period), removes the pod's cgroups, IP and state, then reports the pod
-//! terminated.
+//! terminated. Before each container starts it prepares the container's volumes and,
+//! when the runtime can isolate pods, its sandbox (bind mounts, the pod's own
+//! `/etc/hosts` and `/etc/resolv.conf`, and its hostname).
 
-use std::path::PathBuf;
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -20,13 +24,15 @@ use twinset_proto::v1::{self, Pod};
 use crate::container::{reason, ContainerRun};
 use crate::env::{self, Placement};
 use crate::events::{self, pod_event, Severity};
+use crate::identity;
 use crate::images::ImageTable;
 use crate::ipam::Ipam;
 use crate::logs::{self, PodLogs, Registry};
 use crate::reporter::{Report, ReporterHandle};
-use crate::runtime::{Exit, Launch, Limits, Runtime, Started};
+use crate::runtime::{BindMount, Exit, Launch, Limits, Runtime, Sandbox, Started};
 use crate::state::{ContainerRecord, PodRecord, StateDir};
 use crate::status::{self, StatusInput};
+use crate::volumes::{self, ClaimUse, Claims, PlannedMount};
 
 /// Default terminationGracePeriodSeconds.
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(30);
@@ -62,6 +68,10 @@ pub struct Shared {
     /// Whether pods are stopped when the agent stops (else they keep running and a
     /// restarted agent adopts them).
     pub stop_pods_on_shutdown: bool,
+    /// The claims' folders on this node.
+    pub claims: Arc<Claims>,
+    /// The cluster DNS server pods resolve through (their `/etc/resolv.conf`).
+    pub cluster_dns: Option<IpAddr>,
 }
 
 /// What the agent should do with a pod, as the latest assignment says.
@@ -105,17 +115,24 @@ pub struct PodWorker {
     events: Vec<v1::Event>,
     last_sent: Option<v1::PodStatus>,
     limits_warned: bool,
+    /// Containers already told that their mounts are not isolated.
+    isolation_warned: BTreeSet<String>,
+    /// The hostname its containers see.
+    hostname: String,
+    /// Its hold on its claims' folders, released once its processes are gone.
+    claims: Option<ClaimUse>,
     record: PodRecord,
     desired: watch::Receiver<Desired>,
 }
 
 /// Runs a pod until it is deleted, unassigned, or the agent stops. `adopt` is the
-/// state an earlier agent recorded for it.
+/// state an earlier agent recorded for it; `claims` its hold on its claims' folders.
 pub async fn run(
     ctx: Arc<Shared>,
     pod: Pod,
     adopt: Option<PodRecord>,
     desired: watch::Receiver<Desired>,
+    claims: ClaimUse,
 ) {
     let meta = pod.metadata.clone().unwrap_or_default();
     let span = tracing::info_span!(
@@ -126,7 +143,8 @@ pub async fn run(
         uid = %meta.uid,
         node = %ctx.node_name
     );
-    let worker = PodWorker::new(ctx, pod, desired);
+    let mut worker = PodWorker::new(ctx, pod, desired);
+    worker.claims = Some(claims);
     worker.main(adopt).instrument(span).await;
 }
 
@@ -166,6 +184,9 @@ impl PodWorker {
             events: Vec::new(),
             last_sent: None,
             limits_warned: false,
+            isolation_warned: BTreeSet::new(),
+            hostname: String::new(),
+            claims: None,
             desired,
             pod,
         }
@@ -212,6 +233,13 @@ impl PodWorker {
 
     fn setup(&mut self) {
         let spec = self.spec();
+        self.hostname = if spec.host_network {
+            nix::unistd::gethostname()
+                .map(|h| h.to_string_lossy().into_owned())
+                .unwrap_or_else(|_| identity::hostname(&self.pod))
+        } else {
+            identity::hostname(&self.pod)
+        };
         if spec.host_network {
             self.pod_ip = self.ctx.host_ip.clone();
         } else {
@@ -330,11 +358,31 @@ impl PodWorker {
             node_name: &self.ctx.node_name,
             pod_ip: &self.pod_ip,
             host_ip: &self.ctx.host_ip,
+            hostname: &self.hostname,
         };
-        let env = match env::container_env(&self.pod, &spec, &resolved.image_env, &at) {
+        let mut env = match env::container_env(&self.pod, &spec, &resolved.image_env, &at) {
             Ok(e) => e,
             Err(m) => return self.wait_on(i, reason::CREATE_CONFIG_ERROR, m),
         };
+        let mounts = match volumes::mounts_for(&self.pod, &spec, &self.ctx.data_dir, &self.dir)
+            .and_then(|m| volumes::prepare(&m).map(|()| m))
+        {
+            Ok(m) => m,
+            Err(e) => return self.fail_mount(i, e.to_string()),
+        };
+        let sandbox = match self.sandbox(&mounts) {
+            Ok(s) => s,
+            Err(e) => return self.fail_mount(i, e),
+        };
+        if sandbox.is_none() {
+            self.warn_not_isolated(&spec.name, &mounts);
+        }
+        // The container's own env wins over the volume variables.
+        for (k, v) in volumes::mount_env(&mounts, sandbox.is_some()) {
+            if env.get(&k).is_none() {
+                env.set(&k, v);
+            }
+        }
         let limits = match Limits::from_resources(spec.resources.as_ref()) {
             Ok(l) => l,
             Err(e) => return self.wait_on(i, reason::CREATE_CONFIG_ERROR, e.to_string()),
@@ -353,6 +401,7 @@ impl PodWorker {
             log_path: logs::log_path(&self.dir, &spec.name),
             limits,
             pod_limits: self.pod_limits(),
+            sandbox,
         };
         let now = twinset_proto::time::now();
         match self.ctx.runtime.start(&launch) {
@@ -409,6 +458,100 @@ impl PodWorker {
                 self.maybe_schedule_restart(i);
             }
         }
+    }
+
+    /// The container's volumes cannot be prepared: it waits (a spec change retries).
+    fn fail_mount(&mut self, i: usize, message: String) {
+        let name = self.containers[i].name.clone();
+        if self.containers[i].set_waiting(reason::CREATE_CONFIG_ERROR, &message) {
+            tracing::warn!(container = %name, "{message}");
+            self.event(
+                Severity::Warning,
+                events::FAILED_MOUNT,
+                message,
+                Some(&name),
+            );
+        }
+    }
+
+    /// The sandbox for a container with `mounts`, when the runtime can isolate pods:
+    /// its volumes, the pod's `/etc/hosts` and `/etc/resolv.conf` (unless the
+    /// container mounts its own there), and the pod's hostname (not with hostNetwork).
+    fn sandbox(&self, mounts: &[PlannedMount]) -> Result<Option<Sandbox>, String> {
+        if !self.ctx.runtime.isolation().available() {
+            return Ok(None);
+        }
+        let files =
+            identity::write_pod_files(&self.dir, &self.pod, &self.pod_ip, self.ctx.cluster_dns)
+                .map_err(|e| {
+                    format!(
+                        "cannot write the pod's /etc files under {}: {e}",
+                        self.dir.display()
+                    )
+                })?;
+        let mut binds: Vec<BindMount> = mounts
+            .iter()
+            .map(|m| BindMount {
+                source: m.source.clone(),
+                target: m.target.clone(),
+                read_only: m.read_only,
+            })
+            .collect();
+        for (file, target) in [
+            (files.hosts, "/etc/hosts"),
+            (files.resolv_conf, "/etc/resolv.conf"),
+        ] {
+            let target = Path::new(target);
+            if let Some(source) = file.filter(|_| !mounts.iter().any(|m| m.target == target)) {
+                binds.push(BindMount {
+                    source,
+                    target: target.to_path_buf(),
+                    read_only: false,
+                });
+            }
+        }
+        let host_network = self.spec().host_network;
+        Ok(Some(Sandbox {
+            hostname: (!host_network).then(|| self.hostname.clone()),
+            mounts: binds,
+        }))
+    }
+
+    /// Says once per container that its mounts are not isolated and where it finds
+    /// them instead.
+    fn warn_not_isolated(&mut self, container: &str, mounts: &[PlannedMount]) {
+        if mounts.is_empty() || !self.isolation_warned.insert(container.to_string()) {
+            return;
+        }
+        let why = self
+            .ctx
+            .runtime
+            .isolation()
+            .reason()
+            .unwrap_or("isolation unavailable")
+            .to_string();
+        let places: Vec<String> = mounts
+            .iter()
+            .map(|m| {
+                format!(
+                    "{} is at {} (${})",
+                    m.target.display(),
+                    m.source.display(),
+                    volumes::mount_var(&m.target)
+                )
+            })
+            .collect();
+        let msg = format!(
+            "volume mounts of container {container} are not isolated ({why}): {}; the pod shares the node's hostname and /etc/hosts",
+            places.join(", ")
+        );
+        tracing::warn!("{msg}");
+        self.event(
+            Severity::Warning,
+            events::MOUNT_NOT_ISOLATED,
+            msg,
+            Some(container),
+        );
     }
 
     fn maybe_schedule_restart(&mut self, i: usize) {
@@ -574,6 +717,8 @@ impl PodWorker {
         };
         tracing::info!(?how, ?grace, "stopping pod");
         self.terminate(grace, how == Finish::Deleted).await;
+        // Its processes are gone: a claim deleted meanwhile may go now.
+        self.claims.take();
         let rt = Arc::clone(&self.ctx.runtime);
         let uid = self.uid.clone();
         match tokio::task::spawn_blocking(move || rt.cleanup_pod(&uid)).await {

@@ -3,7 +3,7 @@
 //! pods): a recorded pod that is still assigned is adopted by its new worker; one
 //! that the first snapshot no longer lists is stopped and cleaned up.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,6 +16,7 @@ use crate::logs;
 use crate::pod::{self, is_deleting, Desired, Shared, SHUTDOWN_GRACE};
 use crate::runtime::procfs;
 use crate::state::PodRecord;
+use crate::volumes::{self, ClaimKey};
 
 struct Worker {
     desired: watch::Sender<Desired>,
@@ -123,9 +124,11 @@ impl Supervisor {
             return;
         }
         let adopt = self.orphans.remove(&uid);
+        // Held from now on, so a claim deletion cannot race the worker's first start.
+        let claims = self.ctx.claims.acquire(volumes::pod_claims(&pod));
         let (tx, rx) = watch::channel(Desired::Run(Box::new(pod.clone())));
         self.tracker
-            .spawn(pod::run(Arc::clone(&self.ctx), pod, adopt, rx));
+            .spawn(pod::run(Arc::clone(&self.ctx), pod, adopt, rx, claims));
         self.workers.insert(uid, Worker { desired: tx });
     }
 
@@ -140,6 +143,27 @@ impl Supervisor {
         if let Some(rec) = self.orphans.remove(&uid) {
             self.stop_orphan(rec);
         }
+    }
+
+    /// These claims were deleted: their folders go (once no pod here uses them).
+    pub fn claims_deleted(&mut self, claims: impl IntoIterator<Item = ClaimKey>) {
+        for k in claims {
+            self.ctx.claims.delete(&k);
+        }
+    }
+
+    /// `bound` is every claim bound to this node: the folders of the others go. The
+    /// claims of the pods this agent runs are kept whatever the list says (only an
+    /// explicit deletion removes a claim in use).
+    pub fn claims_bound(&mut self, bound: impl IntoIterator<Item = ClaimKey>) {
+        self.prune();
+        let mut keep: BTreeSet<ClaimKey> = bound.into_iter().collect();
+        for w in self.workers.values() {
+            if let Desired::Run(p) = &*w.desired.borrow() {
+                keep.extend(volumes::pod_claims(p));
+            }
+        }
+        self.ctx.claims.retain(&keep);
     }
 
     /// Stops the processes of a pod recorded by an earlier agent and no longer

@@ -4,6 +4,7 @@
 //! snapshot when the control plane no longer has that revision). While the control
 //! plane is away, pods keep running.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
@@ -12,6 +13,7 @@ use tonic::Code;
 use twinset_proto::v1::{self, nodes_client::NodesClient};
 
 use crate::supervisor::Supervisor;
+use crate::volumes::ClaimKey;
 
 /// A capped exponential backoff.
 #[derive(Clone, Debug)]
@@ -162,6 +164,64 @@ pub fn apply(supervisor: &mut Supervisor, a: v1::Assignment) {
     }
 }
 
+/// What a claim assignment asks of the agent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClaimAction {
+    /// Every claim bound to this node: remove the folders of all others.
+    Retain(BTreeSet<ClaimKey>),
+    /// These claims were deleted: remove their folders.
+    Delete(Vec<ClaimKey>),
+    /// Nothing to do (with why, for the log).
+    Ignore(String),
+}
+
+/// Reads the claim part of an assignment, each claim written `namespace/name`:
+/// - `CLAIMS`: `claims` is every claim bound to this node (sent after each SNAPSHOT);
+/// - `CLAIM_DELETED`: `claims` were deleted.
+///
+/// A `CLAIMS` list with a malformed entry is ignored as a whole, so that a bad entry
+/// can never make the agent delete data; other types give None.
+pub fn claim_action(kind: &str, claims: &[String]) -> Option<ClaimAction> {
+    let parsed: Vec<Result<ClaimKey, &String>> =
+        claims.iter().map(|c| ClaimKey::parse(c).ok_or(c)).collect();
+    let bad: Vec<&String> = parsed.iter().filter_map(|r| r.clone().err()).collect();
+    let good = parsed.into_iter().filter_map(Result::ok);
+    match kind {
+        "CLAIMS" if !bad.is_empty() => Some(ClaimAction::Ignore(format!(
+            "malformed claim names {bad:?} (want namespace/name); keeping every claim folder"
+        ))),
+        "CLAIMS" => Some(ClaimAction::Retain(good.collect())),
+        "CLAIM_DELETED" => {
+            if !bad.is_empty() {
+                tracing::warn!(?bad, "ignoring malformed claim names (want namespace/name)");
+            }
+            Some(ClaimAction::Delete(good.collect()))
+        }
+        _ => None,
+    }
+}
+
+/// Applies the claim part of an assignment (see [`claim_action`]); for the stream
+/// to call once `Assignment` carries claims. A folder is only removed once no pod on
+/// this node uses it. Returns whether `kind` was a claim assignment.
+pub fn apply_claims(supervisor: &mut Supervisor, kind: &str, claims: &[String]) -> bool {
+    match claim_action(kind, claims) {
+        None => false,
+        Some(ClaimAction::Retain(bound)) => {
+            supervisor.claims_bound(bound);
+            true
+        }
+        Some(ClaimAction::Delete(gone)) => {
+            supervisor.claims_deleted(gone);
+            true
+        }
+        Some(ClaimAction::Ignore(why)) => {
+            tracing::warn!(kind, "ignoring a claim assignment: {why}");
+            true
+        }
+    }
+}
+
 /// Keeps one WatchAssignments stream open until shutdown and feeds the supervisor.
 pub async fn watch_assignments(
     mut client: NodesClient<Channel>,
@@ -241,6 +301,32 @@ pub async fn watch_assignments(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn claim_assignments() {
+        let k = |s: &str| ClaimKey::parse(s).unwrap();
+        let list = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            claim_action("CLAIMS", &list(&["database/data-0", "web/cache"])),
+            Some(ClaimAction::Retain(
+                [k("database/data-0"), k("web/cache")].into_iter().collect()
+            ))
+        );
+        assert_eq!(
+            claim_action("CLAIMS", &[]),
+            Some(ClaimAction::Retain(BTreeSet::new())),
+            "an explicit empty list means no claim is bound here"
+        );
+        assert!(matches!(
+            claim_action("CLAIMS", &list(&["database/data-0", "no-namespace"])),
+            Some(ClaimAction::Ignore(_))
+        ));
+        assert_eq!(
+            claim_action("CLAIM_DELETED", &list(&["database/data-1", "../x"])),
+            Some(ClaimAction::Delete(vec![k("database/data-1")]))
+        );
+        assert_eq!(claim_action("SNAPSHOT", &[]), None);
+    }
 
     #[test]
     fn backoff_doubles_caps_and_resets() {

@@ -1,6 +1,8 @@
 //! The agent against a fake control plane that implements the generated `Nodes`
 //! service: registration, assignments, status reports, logs, deletion, restarts,
-//! adoption after an agent restart, and (as root) an OOM kill under a memory limit.
+//! adoption after an agent restart, claim volumes that outlive their pods, (as root)
+//! an OOM kill under a memory limit and the pod's own hostname and /etc/hosts, and
+//! the guide's MySQL (when mariadb-server is installed).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -16,7 +18,8 @@ use twinset_proto::v1::{
     self,
     node_agent_client::NodeAgentClient,
     nodes_server::{Nodes, NodesServer},
-    Assignment, Container, ObjectMeta, Pod, PodSpec, ReportStatusRequest, ResourceRequirements,
+    Assignment, Container, ObjectMeta, PersistentVolumeClaimVolumeSource, Pod, PodSpec,
+    ReportStatusRequest, ResourceRequirements, Volume, VolumeMount,
 };
 
 const DEADLINE: Duration = Duration::from_secs(20);
@@ -705,5 +708,273 @@ async fn pods_survive_a_control_plane_outage_and_the_agent_reconnects() {
     );
     agent.stop().await;
     assert!(!alive(pid), "agent shutdown stops its pods");
+    cluster.stop.cancel();
+}
+
+/// `p` with a volume `name` backed by claim `claim`, mounted at `path` in every container.
+fn with_claim(mut p: Pod, name: &str, claim: &str, path: &str) -> Pod {
+    let spec = p.spec.as_mut().unwrap();
+    spec.volumes.push(Volume {
+        name: name.into(),
+        persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+            claim_name: claim.into(),
+            read_only: false,
+        }),
+        ..Default::default()
+    });
+    for c in &mut spec.containers {
+        c.volume_mounts.push(VolumeMount {
+            name: name.into(),
+            mount_path: path.into(),
+            read_only: false,
+            sub_path: String::new(),
+        });
+    }
+    p
+}
+
+fn log_of(data_dir: &Path, pod: &str, uid: &str, container: &str) -> String {
+    std::fs::read_to_string(
+        data_dir
+            .join("pods")
+            .join(format!("default_{pod}_{uid}"))
+            .join(format!("{container}.log")),
+    )
+    .unwrap_or_default()
+}
+
+fn events_of(fake: &Fake, uid: &str) -> Vec<v1::Event> {
+    fake.reports
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|r| r.pod_uid == uid)
+        .flat_map(|r| r.events.clone())
+        .collect()
+}
+
+/// A claim volume at /data outlives its pod: the pod writes a file, is deleted and
+/// recreated under the same name with a new uid, and finds the file again. As root the
+/// pod also has its own hostname and /etc/hosts; without root it finds the volume
+/// through TWINSET_MOUNT_DATA and is told that its mount is not isolated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claim_volume_outlives_its_pod_and_the_pod_has_its_identity() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster::start().await;
+    let agent = Agent::start(&cluster, dir.path(), false);
+    // Works isolated or not: TWINSET_MOUNT_DATA is /data when isolated, else the
+    // claim's folder on the node.
+    let script = "echo \"host=$(hostname) env=$HOSTNAME\"; \
+                  grep \"$POD_IP\" /etc/hosts || echo 'no pod line in /etc/hosts'; \
+                  echo \"seen=$(cat \"$TWINSET_MOUNT_DATA/f\" 2>/dev/null | tr '\\n' ,)\"; \
+                  echo \"run by $POD_NAME\" >> \"$TWINSET_MOUNT_DATA/f\"; \
+                  echo written; exec sleep 1000";
+    let first = with_claim(
+        pod(
+            "db-0",
+            "uid-db-0a",
+            "Always",
+            vec![container("c", &["sh", "-c", script])],
+        ),
+        "data",
+        "data-db-0",
+        "/data",
+    );
+    cluster.fake.set_pods(vec![first.clone()]);
+    let r = cluster
+        .fake
+        .wait_report("uid-db-0a", "Running", |r| phase(r) == "Running")
+        .await;
+    let pod_ip = r.status.unwrap().pod_ip;
+    wait_until("the first pod wrote its file", || {
+        log_of(dir.path(), "db-0", "uid-db-0a", "c").contains("written")
+    })
+    .await;
+    let claim_dir = dir.path().join("volumes/default/data-db-0");
+    assert_eq!(
+        std::fs::read_to_string(claim_dir.join("f")).unwrap(),
+        "run by db-0\n"
+    );
+    let log = log_of(dir.path(), "db-0", "uid-db-0a", "c");
+    let isolated = is_root()
+        && !events_of(&cluster.fake, "uid-db-0a")
+            .iter()
+            .any(|e| e.reason == "MountNotIsolated");
+    if isolated {
+        assert!(log.contains("host=db-0 env=db-0\n"), "{log}");
+        assert!(log.contains(&format!("{pod_ip}\tdb-0\n")), "{log}");
+    } else {
+        let e = events_of(&cluster.fake, "uid-db-0a")
+            .into_iter()
+            .find(|e| e.reason == "MountNotIsolated")
+            .expect("a MountNotIsolated event");
+        assert_eq!(e.r#type, "Warning");
+        assert!(
+            e.message.contains("TWINSET_MOUNT_DATA") && e.message.contains("data-db-0"),
+            "{}",
+            e.message
+        );
+        assert!(log.contains("env=db-0\n"), "{log}");
+    }
+
+    // Deleted: the pod goes, its claim folder stays.
+    cluster.fake.set_pods(vec![deleting(first)]);
+    cluster
+        .fake
+        .wait_report("uid-db-0a", "terminated", |r| r.terminated)
+        .await;
+    assert!(claim_dir.join("f").is_file(), "claim folder kept");
+    assert!(!dir.path().join("pods/default_db-0_uid-db-0a").exists());
+
+    // Recreated with a new uid: same claim, same data.
+    let second = with_claim(
+        pod(
+            "db-0",
+            "uid-db-0b",
+            "Always",
+            vec![container("c", &["sh", "-c", script])],
+        ),
+        "data",
+        "data-db-0",
+        "/data",
+    );
+    cluster.fake.set_pods(vec![second.clone()]);
+    wait_until("the second pod read the file", || {
+        log_of(dir.path(), "db-0", "uid-db-0b", "c").contains("written")
+    })
+    .await;
+    let log = log_of(dir.path(), "db-0", "uid-db-0b", "c");
+    assert!(log.contains("seen=run by db-0,\n"), "{log}");
+    assert_eq!(
+        std::fs::read_to_string(claim_dir.join("f")).unwrap(),
+        "run by db-0\nrun by db-0\n"
+    );
+    cluster.fake.set_pods(vec![deleting(second)]);
+    cluster
+        .fake
+        .wait_report("uid-db-0b", "terminated", |r| r.terminated)
+        .await;
+    agent.stop().await;
+
+    // An agent restart keeps it too.
+    let agent = Agent::start(&cluster, dir.path(), false);
+    wait_until("a fresh snapshot applied", || {
+        cluster.fake.watches.lock().unwrap().len() >= 2
+    })
+    .await;
+    assert!(
+        claim_dir.join("f").is_file(),
+        "claim folder kept across agent restarts"
+    );
+    agent.stop().await;
+    cluster.stop.cancel();
+}
+
+/// Whether `program` is on the containers' PATH.
+fn installed(program: &str) -> bool {
+    twinset_node_agent::env::DEFAULT_PATH
+        .split(':')
+        .any(|d| Path::new(d).join(program).is_file())
+}
+
+/// The guide's `mysql:8`: MariaDB initialises the claim mounted at /var/lib/mysql on
+/// first start, answers at POD_IP:3306, and stops cleanly on SIGTERM.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_image_runs_mariadb_on_the_pod_ip_with_its_data_on_the_claim() {
+    if !installed("mariadbd") || !installed("mariadb") {
+        eprintln!("skipped: mariadbd or mariadb is not installed (apt-get install mariadb-server)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster::start().await;
+    let agent = Agent::start(&cluster, dir.path(), false);
+    wait_until("registration", || {
+        cluster.fake.node.lock().unwrap().is_some()
+    })
+    .await;
+    let mut p = pod(
+        "mysql-db-0",
+        "uid-mysql-0",
+        "Always",
+        vec![Container {
+            name: "mysql".into(),
+            image: "mysql:8".into(),
+            ..Default::default()
+        }],
+    );
+    p.spec.as_mut().unwrap().termination_grace_period_seconds = Some(30);
+    let p = with_claim(
+        p,
+        "mysql-storage",
+        "mysql-storage-mysql-db-0",
+        "/var/lib/mysql",
+    );
+    let t0 = std::time::Instant::now();
+    cluster.fake.set_pods(vec![p.clone()]);
+    let r = cluster
+        .fake
+        .wait_report("uid-mysql-0", "Running", |r| phase(r) == "Running")
+        .await;
+    let ip = r.status.unwrap().pod_ip;
+    let select = |ip: &str| {
+        std::process::Command::new("mariadb")
+            .args([
+                "-h",
+                ip,
+                "-P",
+                "3306",
+                "-u",
+                "root",
+                "--connect-timeout=2",
+                "-N",
+                "-e",
+                "select 1",
+            ])
+            .output()
+    };
+    let end = tokio::time::Instant::now() + Duration::from_secs(90);
+    loop {
+        match select(&ip) {
+            Ok(o) if o.status.success() => {
+                assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "1");
+                break;
+            }
+            _ => {}
+        }
+        assert!(
+            tokio::time::Instant::now() < end,
+            "no answer at {ip}:3306; log: {}",
+            log_of(dir.path(), "mysql-db-0", "uid-mysql-0", "mysql")
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    eprintln!(
+        "mysql:8 first start (assignment -> SELECT 1 answered): {:?}",
+        t0.elapsed()
+    );
+    let claim_dir = dir.path().join("volumes/default/mysql-storage-mysql-db-0");
+    assert!(
+        claim_dir.join("mysql").is_dir(),
+        "data directory initialised on the claim"
+    );
+
+    // SIGTERM (exec: it reaches mariadbd itself) stops it cleanly within the grace
+    // period: a clean shutdown removes the pid file, a SIGKILL would leave it.
+    assert!(claim_dir.join("mariadbd.pid").is_file());
+    let mut d = deleting(p);
+    d.metadata.as_mut().unwrap().deletion_grace_period_seconds = Some(30);
+    let t1 = std::time::Instant::now();
+    cluster.fake.set_pods(vec![d]);
+    cluster
+        .fake
+        .wait_report("uid-mysql-0", "terminated", |r| r.terminated)
+        .await;
+    eprintln!("mysql:8 SIGTERM -> stopped: {:?}", t1.elapsed());
+    assert!(
+        !claim_dir.join("mariadbd.pid").exists(),
+        "mariadbd did not shut down cleanly"
+    );
+    assert!(select(&ip).map(|o| !o.status.success()).unwrap_or(true));
+    agent.stop().await;
     cluster.stop.cancel();
 }

@@ -5,6 +5,7 @@
 pub mod cgroup;
 pub mod process;
 pub mod procfs;
+pub mod sandbox;
 
 use std::path::PathBuf;
 
@@ -12,6 +13,7 @@ use nix::sys::signal::Signal;
 use tokio::sync::oneshot;
 
 pub use cgroup::Limits;
+pub use sandbox::{BindMount, Isolation, Sandbox};
 
 /// Errors starting or cleaning up a container.
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +42,12 @@ pub enum RuntimeError {
     /// Cgroup cleanup failed.
     #[error(transparent)]
     Cgroup(#[from] cgroup::CgroupError),
+    /// The container's sandbox could not be prepared.
+    #[error(transparent)]
+    Sandbox(#[from] sandbox::SandboxError),
+    /// A sandbox was asked for but this runtime cannot isolate pods.
+    #[error("cannot isolate the container: {0}")]
+    NotIsolated(String),
 }
 
 /// Everything needed to start one container's process.
@@ -61,6 +69,9 @@ pub struct Launch {
     pub limits: Limits,
     /// The pod's limits (sum over its containers).
     pub pod_limits: Limits,
+    /// Private mount and UTS namespaces for the process (None: it shares the node's).
+    /// Only given when [`Runtime::isolation`] is available.
+    pub sandbox: Option<Sandbox>,
 }
 
 /// How a container's main process ended.
@@ -119,4 +130,6 @@ pub trait Runtime: Send + Sync {
     fn signal(&self, pid: u32, signal: Signal);
     /// Kills whatever is left of the pod and removes its cgroups.
     fn cleanup_pod(&self, pod_uid: &str) -> Result<(), RuntimeError>;
+    /// Whether containers can get a [`Sandbox`] (and if not, why).
+    fn isolation(&self) -> &Isolation;
 }

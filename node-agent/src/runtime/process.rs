@@ -1,6 +1,7 @@
 //! The process runtime: each container is a process group of its own (setsid),
 //! started with a clean environment, stdout/stderr appended to its log file, placed in
-//! its cgroup before it execs, and reaped by a task that reports how it ended.
+//! its cgroup before it execs, isolated (as root) in its pod's sandbox, and reaped by
+//! a task that reports how it ended.
 
 use std::fs::OpenOptions;
 use std::io;
@@ -17,26 +18,31 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::cgroup::Cgroups;
+use super::sandbox::{self, Isolation, Plan};
 use super::{procfs, Exit, Launch, Runtime, RuntimeError, Started};
 
 /// Runs containers as local process groups.
 pub struct ProcessRuntime {
     cgroups: Arc<dyn Cgroups>,
+    isolation: Isolation,
     tracker: TaskTracker,
     /// Cancelled only when the agent leaves for good: reaper tasks stop waiting.
     reapers_stop: CancellationToken,
 }
 
 impl ProcessRuntime {
-    /// A runtime using `cgroups`, whose reaper tasks live on `tracker` until their
-    /// process exits or `reapers_stop` is cancelled.
+    /// A runtime using `cgroups` and (when available) `isolation`, whose reaper
+    /// tasks live on `tracker` until their process exits or `reapers_stop` is
+    /// cancelled.
     pub fn new(
         cgroups: Arc<dyn Cgroups>,
+        isolation: Isolation,
         tracker: TaskTracker,
         reapers_stop: CancellationToken,
     ) -> Self {
         ProcessRuntime {
             cgroups,
+            isolation,
             tracker,
             reapers_stop,
         }
@@ -64,6 +70,17 @@ impl Runtime for ProcessRuntime {
                 path: l.log_path.clone(),
                 source,
             })?;
+        // Everything the child needs for its sandbox is built here, before the fork.
+        let sandboxed = match (&l.sandbox, &self.isolation) {
+            (None, _) => None,
+            (Some(sb), Isolation::Available(sys)) => {
+                sandbox::prepare_targets(sb)?;
+                Some((Plan::build(sb, &l.working_dir)?, Arc::clone(sys)))
+            }
+            (Some(_), Isolation::Unavailable(why)) => {
+                return Err(RuntimeError::NotIsolated(why.clone()))
+            }
+        };
         let log2 = log.try_clone().map_err(|source| RuntimeError::Io {
             what: "log file",
             path: l.log_path.clone(),
@@ -89,7 +106,6 @@ impl Runtime for ProcessRuntime {
         cmd.args(&l.argv[1..])
             .env_clear()
             .envs(l.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .current_dir(&l.working_dir)
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(log2))
@@ -111,8 +127,26 @@ impl Runtime for ProcessRuntime {
                 Ok(())
             });
         }
+        let in_sandbox = sandboxed.is_some();
+        match sandboxed {
+            // SAFETY: runs in the forked child after the closure above; Plan::apply
+            // only makes raw system calls (unshare, mount, sethostname, chdir) on C
+            // strings built before the fork, and allocates nothing.
+            Some((plan, sys)) => unsafe {
+                cmd.pre_exec(move || plan.apply(sys.as_ref()).map_err(io::Error::from));
+            },
+            // The chdir happens after the mounts when sandboxed (see Plan::build).
+            None => {
+                cmd.current_dir(&l.working_dir);
+            }
+        }
         let mut child = cmd.spawn().map_err(|source| RuntimeError::Spawn {
-            program: program.clone(),
+            // A failure may come from the namespaces, mounts or chdir as well as exec.
+            program: if in_sandbox {
+                format!("{program} in the pod's sandbox (namespaces, mounts, working directory)")
+            } else {
+                program.clone()
+            },
             source,
         })?;
         drop(procs);
@@ -217,6 +251,10 @@ impl Runtime for ProcessRuntime {
         }
         last.map_err(RuntimeError::from)
     }
+
+    fn isolation(&self) -> &Isolation {
+        &self.isolation
+    }
 }
 
 #[cfg(test)]
@@ -238,11 +276,17 @@ mod tests {
             log_path: dir.join("c.log"),
             limits,
             pod_limits: limits,
+            sandbox: None,
         }
     }
 
     fn runtime(cgroups: Arc<dyn Cgroups>) -> ProcessRuntime {
-        ProcessRuntime::new(cgroups, TaskTracker::new(), CancellationToken::new())
+        ProcessRuntime::new(
+            cgroups,
+            Isolation::Unavailable("test".into()),
+            TaskTracker::new(),
+            CancellationToken::new(),
+        )
     }
 
     /// Field 6 of /proc/<pid>/stat: the session id.
@@ -393,6 +437,91 @@ mod tests {
             rt.start(&launch(t.path(), &[], Limits::default())),
             Err(RuntimeError::NoCommand(_))
         ));
+    }
+
+    #[tokio::test]
+    async fn a_sandbox_without_isolation_is_refused() {
+        let t = tempfile::tempdir().unwrap();
+        let rt = runtime(Arc::new(NoCgroups::new("test")));
+        let mut l = launch(t.path(), &["true"], Limits::default());
+        l.sandbox = Some(sandbox::Sandbox {
+            hostname: Some("h".into()),
+            mounts: vec![],
+        });
+        let e = rt.start(&l).unwrap_err();
+        assert!(matches!(e, RuntimeError::NotIsolated(_)), "{e}");
+    }
+
+    #[tokio::test]
+    async fn root_only_sandbox_mounts_names_and_enters_the_volume() {
+        use crate::runtime::sandbox::{BindMount, LinuxSyscall, Sandbox};
+        if !nix::unistd::Uid::effective().is_root() {
+            eprintln!("skipped: needs root");
+            return;
+        }
+        let isolation = sandbox::detect(Arc::new(LinuxSyscall));
+        if !isolation.available() {
+            eprintln!("skipped: {isolation:?}");
+            return;
+        }
+        let t = tempfile::tempdir().unwrap();
+        let claim = t.path().join("claim");
+        std::fs::create_dir(&claim).unwrap();
+        let hosts = t.path().join("hosts");
+        std::fs::write(&hosts, "127.9.9.9\tbox-0\n").unwrap();
+        let target = t.path().join("mnt/data");
+        let rt = ProcessRuntime::new(
+            Arc::new(NoCgroups::new("test")),
+            isolation,
+            TaskTracker::new(),
+            CancellationToken::new(),
+        );
+        let mut l = launch(
+            t.path(),
+            &[
+                "sh",
+                "-c",
+                "hostname; pwd; echo hi > f; grep box-0 /etc/hosts",
+            ],
+            Limits::default(),
+        );
+        l.working_dir = target.clone();
+        l.sandbox = Some(Sandbox {
+            hostname: Some("box-0".into()),
+            mounts: vec![
+                BindMount {
+                    source: claim.clone(),
+                    target: target.clone(),
+                    read_only: false,
+                },
+                BindMount {
+                    source: hosts,
+                    target: "/etc/hosts".into(),
+                    read_only: true,
+                },
+            ],
+        });
+        let node_hostname = nix::unistd::gethostname().unwrap();
+        let mut s = rt.start(&l).unwrap();
+        let exit = tokio::time::timeout(Duration::from_secs(10), &mut s.exit)
+            .await
+            .unwrap()
+            .unwrap();
+        let log = std::fs::read_to_string(t.path().join("c.log")).unwrap();
+        assert!(exit.success(), "{exit:?}: {log}");
+        assert_eq!(
+            log,
+            format!("box-0\n{}\n127.9.9.9\tbox-0\n", target.display())
+        );
+        assert_eq!(std::fs::read_to_string(claim.join("f")).unwrap(), "hi\n");
+        assert!(
+            !target.join("f").exists(),
+            "the bind mount stayed in the container's namespace"
+        );
+        assert_eq!(nix::unistd::gethostname().unwrap(), node_hostname);
+        assert!(!std::fs::read_to_string("/etc/hosts")
+            .unwrap()
+            .contains("127.9.9.9"));
     }
 
     #[tokio::test]
