@@ -58,14 +58,29 @@ pub enum Command {
 /// `bench`.
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    /// The scenario: `daemonset` (apply -> every daemon pod Running and Ready).
+    /// The scenario: `daemonset` (apply -> every daemon pod Running and Ready),
+    /// `sts-ordered` (OrderedReady per-ordinal step: pod i Ready -> pod i+1 Running) or
+    /// `sts-parallel` (Parallel StatefulSet: apply -> every pod Running, pods/s).
     pub scenario: String,
-    /// How many runs.
-    #[arg(long, default_value_t = 10)]
-    pub runs: usize,
-    /// The DaemonSet manifest to apply.
-    #[arg(short = 'f', long = "filename", default_value = "deploy/examples/daemonset.yaml")]
+    /// How many runs (default: 10 for daemonset, 1 for the StatefulSet scenarios).
+    #[arg(long)]
+    pub runs: Option<usize>,
+    /// The DaemonSet manifest to apply (daemonset scenario).
+    #[arg(
+        short = 'f',
+        long = "filename",
+        default_value = "deploy/examples/daemonset.yaml"
+    )]
     pub filename: String,
+    /// Replicas of the StatefulSet scenarios (default: 50 for sts-ordered, 200 for sts-parallel).
+    #[arg(long)]
+    pub replicas: Option<u32>,
+    /// Namespace of the StatefulSet scenarios' set.
+    #[arg(short = 'n', long, default_value = "default")]
+    pub namespace: String,
+    /// Give up a StatefulSet run that has not finished after this long.
+    #[arg(long, default_value = "300s", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
 }
 
 impl Command {
@@ -126,7 +141,7 @@ pub struct GetArgs {
 /// `describe`.
 #[derive(Debug, Args)]
 pub struct DescribeArgs {
-    /// Kind (ds, sts, pod, node), or KIND/NAME.
+    /// Kind (ds, sts, pod, node, pvc, svc), or KIND/NAME.
     pub kind: String,
     /// Names; all objects of the kind when omitted.
     pub names: Vec<String>,
@@ -235,11 +250,11 @@ pub struct NodeNamesArgs {
 /// `scale`.
 #[derive(Debug, Args)]
 pub struct ScaleArgs {
-    /// `sts NAME` or `sts/NAME`.
+    /// `sts NAME`, `sts/NAME` or `statefulset/NAME`.
     #[arg(required = true, num_args = 1..=2)]
     pub target: Vec<String>,
     /// The new number of replicas.
-    #[arg(long, required = true)]
+    #[arg(long, required = true, allow_negative_numbers = true)]
     pub replicas: i32,
     /// Only scale if the current replica count is this.
     #[arg(long)]
@@ -415,6 +430,18 @@ mod tests {
             "twinset control-plane --data-dir /tmp/x --listen 127.0.0.1:0 --node-grace 1s",
             "twinset up --nodes 3 -d --port 0",
             "twinset delete pod p --grace-period=0 --force --wait=false",
+            "twinset scale statefulset/mysql-db --replicas 4 -n database",
+            "twinset scale sts mysql-db --replicas=-1",
+            "twinset scale sts mysql-db --replicas -1",
+            "twinset rollout status sts/mysql-db -n database --timeout 60s",
+            "twinset get pvc -o wide -n database",
+            "twinset get svc -A",
+            "twinset describe pvc mysql-storage-mysql-db-0 -n database",
+            "twinset describe svc mysql -n database",
+            "twinset delete sts mysql-db -n database",
+            "twinset get pods -w -n database",
+            "twinset bench sts-ordered --replicas 50",
+            "twinset bench sts-parallel --replicas 200 --runs 1",
         ] {
             let argv: Vec<&str> = line.split_whitespace().collect();
             if let Err(e) = Cli::try_parse_from(&argv) {

@@ -15,10 +15,15 @@ pub async fn run(ctx: &Ctx, args: DescribeArgs) -> anyhow::Result<()> {
     let (kind, names) = parse_target(&args.kind, &args.names)?;
     if !matches!(
         kind,
-        Kind::DaemonSet | Kind::StatefulSet | Kind::Pod | Kind::Node
+        Kind::DaemonSet
+            | Kind::StatefulSet
+            | Kind::Pod
+            | Kind::Node
+            | Kind::PersistentVolumeClaim
+            | Kind::Service
     ) {
         bail!(
-            "describe is not supported for {} yet (supported: daemonsets, statefulsets, pods, nodes); use `twinset get {} -o yaml`",
+            "describe is not supported for {} yet (supported: daemonsets, statefulsets, pods, nodes, persistentvolumeclaims, services); use `twinset get {} -o yaml`",
             kind.resource(),
             kind.resource()
         );
@@ -73,14 +78,45 @@ async fn describe_one(client: &mut Client, obj: &Object) -> anyhow::Result<Strin
         Kind::DaemonSet => {
             let ds = obj.as_daemon_set().cloned().unwrap_or_default();
             let selector = ds.spec.as_ref().and_then(|s| s.selector.clone());
-            let pods = pods_of(client, obj.namespace(), selector.as_ref()).await?;
+            let pods = controlled_pods(client, obj, selector.as_ref()).await?;
             describe::daemon_set(&ds, &PodCounts::of(&pods), &events)
         }
         Kind::StatefulSet => {
             let sts = obj.as_stateful_set().cloned().unwrap_or_default();
             let selector = sts.spec.as_ref().and_then(|s| s.selector.clone());
-            let pods = pods_of(client, obj.namespace(), selector.as_ref()).await?;
+            let pods = controlled_pods(client, obj, selector.as_ref()).await?;
             describe::stateful_set(&sts, &PodCounts::of(&pods), &events)
+        }
+        Kind::PersistentVolumeClaim => {
+            let pvc = obj
+                .as_persistent_volume_claim()
+                .cloned()
+                .unwrap_or_default();
+            let (pods, _) = list(client, Kind::Pod, obj.namespace(), "", "").await?;
+            let pods: Vec<Pod> = pods.into_iter().filter_map(|o| o.into_pod()).collect();
+            describe::persistent_volume_claim(&pvc, &pods, &events)
+        }
+        Kind::Service => {
+            let svc = obj.as_service().cloned().unwrap_or_default();
+            let selector = svc
+                .spec
+                .as_ref()
+                .map(|s| s.selector.clone())
+                .unwrap_or_default();
+            let pods = if selector.is_empty() {
+                Vec::new()
+            } else {
+                let (pods, _) = list(
+                    client,
+                    Kind::Pod,
+                    obj.namespace(),
+                    &format::labels(&selector),
+                    "",
+                )
+                .await?;
+                pods.into_iter().filter_map(|o| o.into_pod()).collect()
+            };
+            describe::service(&svc, &pods, &events)
         }
         Kind::Pod => describe::pod(&obj.as_pod().cloned().unwrap_or_default(), &events),
         Kind::Node => {
@@ -100,10 +136,11 @@ async fn describe_one(client: &mut Client, obj: &Object) -> anyhow::Result<Strin
     })
 }
 
-/// The pods a controller's selector matches in its namespace (kubectl counts by selector).
-async fn pods_of(
+/// The pods a controller owns, as kubectl's getPodStatusForController counts them: those
+/// its selector matches in its namespace whose controller reference is the object.
+async fn controlled_pods(
     client: &mut Client,
-    namespace: &str,
+    owner: &Object,
     selector: Option<&LabelSelector>,
 ) -> anyhow::Result<Vec<Pod>> {
     let sel = format::label_selector(selector);
@@ -111,6 +148,51 @@ async fn pods_of(
         // An empty selector selects nothing for a controller.
         return Ok(Vec::new());
     }
-    let (pods, _) = list(client, Kind::Pod, namespace, &sel, "").await?;
-    Ok(pods.into_iter().filter_map(|o| o.into_pod()).collect())
+    let (pods, _) = list(client, Kind::Pod, owner.namespace(), &sel, "").await?;
+    let uid = owner.meta().uid.clone();
+    Ok(pods
+        .into_iter()
+        .filter_map(|o| o.into_pod())
+        .filter(|p| controlled_by(p, &uid))
+        .collect())
+}
+
+/// Whether `pod`'s controller reference names the object with `uid` (an object without
+/// a uid, which the API never returns, owns every selected pod).
+fn controlled_by(pod: &Pod, uid: &str) -> bool {
+    if uid.is_empty() {
+        return true;
+    }
+    pod.metadata.as_ref().is_some_and(|m| {
+        m.owner_references
+            .iter()
+            .any(|r| r.controller == Some(true) && r.uid == uid)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use twinset_proto::v1::{ObjectMeta, OwnerReference};
+
+    #[test]
+    fn only_controlled_pods_count() {
+        let pod = |uid: &str, controller| Pod {
+            metadata: Some(ObjectMeta {
+                owner_references: vec![OwnerReference {
+                    kind: "StatefulSet".into(),
+                    uid: uid.into(),
+                    controller: Some(controller),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert!(controlled_by(&pod("u1", true), "u1"));
+        assert!(!controlled_by(&pod("u2", true), "u1"));
+        assert!(!controlled_by(&pod("u1", false), "u1"));
+        assert!(!controlled_by(&Pod::default(), "u1"));
+        assert!(controlled_by(&Pod::default(), ""));
+    }
 }

@@ -55,40 +55,58 @@ pub fn daemon_set_status(ds: &DaemonSet) -> anyhow::Result<RolloutState> {
     waiting("Waiting for daemon set spec update to be observed...".to_string())
 }
 
-/// kubectl's StatefulSetStatusViewer (with the API defaults: replicas 1, partition 0).
+/// kubectl's StatefulSetStatusViewer, line for line: the spec must be observed, then
+/// every desired replica ready; a RollingUpdate with a `rollingUpdate` block (always,
+/// once the server has filled in its defaults) is a partitioned roll out, otherwise the
+/// revisions decide.
 pub fn stateful_set_status(sts: &StatefulSet) -> anyhow::Result<RolloutState> {
     let meta = sts.metadata.clone().unwrap_or_default();
     let spec = sts.spec.clone().unwrap_or_default();
     let st = sts.status.clone().unwrap_or_default();
     let strategy = spec.update_strategy.clone().unwrap_or_default();
+    // An empty type is the API default, RollingUpdate.
     if !strategy.r#type.is_empty() && strategy.r#type != "RollingUpdate" {
         bail!("rollout status is only available for RollingUpdate strategy type");
     }
     if st.observed_generation == 0 || meta.generation > st.observed_generation {
         return waiting("Waiting for statefulset spec update to be observed...".to_string());
     }
-    let replicas = spec.replicas.unwrap_or(1);
-    if st.ready_replicas < replicas {
-        return waiting(format!(
-            "Waiting for {} pods to be ready...",
-            replicas - st.ready_replicas
-        ));
+    if let Some(replicas) = spec.replicas {
+        if st.ready_replicas < replicas {
+            return waiting(format!(
+                "Waiting for {} pods to be ready...",
+                replicas - st.ready_replicas
+            ));
+        }
     }
-    let partition = strategy
-        .rolling_update
-        .and_then(|r| r.partition)
-        .unwrap_or(0);
-    if st.updated_replicas < replicas - partition {
+    if let Some(rolling) = strategy.rolling_update {
+        if let (Some(replicas), Some(partition)) = (spec.replicas, rolling.partition) {
+            if st.updated_replicas < replicas - partition {
+                return waiting(format!(
+                    "Waiting for partitioned roll out to finish: {} out of {} new pods have been updated...",
+                    st.updated_replicas,
+                    replicas - partition
+                ));
+            }
+        }
+        return Ok(RolloutState {
+            message: format!(
+                "partitioned roll out complete: {} new pods have been updated...",
+                st.updated_replicas
+            ),
+            done: true,
+        });
+    }
+    if st.update_revision != st.current_revision {
         return waiting(format!(
-            "Waiting for partitioned roll out to finish: {} out of {} new pods have been updated...",
-            st.updated_replicas,
-            replicas - partition
+            "waiting for statefulset rolling update to complete {} pods at revision {}...",
+            st.updated_replicas, st.update_revision
         ));
     }
     Ok(RolloutState {
         message: format!(
-            "partitioned roll out complete: {} new pods have been updated...",
-            st.updated_replicas
+            "statefulset rolling update complete {} pods at revision {}...",
+            st.current_replicas, st.current_revision
         ),
         done: true,
     })
@@ -216,9 +234,8 @@ mod tests {
         Ok(())
     }
 
-    #[test]
-    fn stateful_set_messages() -> anyhow::Result<()> {
-        let mut sts = StatefulSet {
+    fn guide_set(partition: Option<i32>) -> StatefulSet {
+        StatefulSet {
             metadata: Some(ObjectMeta {
                 name: "mysql-db".into(),
                 generation: 1,
@@ -226,55 +243,142 @@ mod tests {
             }),
             spec: Some(StatefulSetSpec {
                 replicas: Some(3),
+                update_strategy: Some(StatefulSetUpdateStrategy {
+                    r#type: "RollingUpdate".into(),
+                    rolling_update: partition.map(|p| RollingUpdateStatefulSetStrategy {
+                        partition: Some(p),
+                        max_unavailable: None,
+                    }),
+                }),
                 ..Default::default()
             }),
             status: Some(StatefulSetStatus {
                 observed_generation: 1,
-                ready_replicas: 1,
                 ..Default::default()
             }),
             ..Default::default()
-        };
+        }
+    }
+
+    fn status(sts: &mut StatefulSet) -> &mut StatefulSetStatus {
+        sts.status.get_or_insert_with(Default::default)
+    }
+
+    #[test]
+    fn stateful_set_waits_for_observed_generation_then_ready_pods() -> anyhow::Result<()> {
+        let mut sts = guide_set(Some(0));
+        status(&mut sts).observed_generation = 0;
+        assert_eq!(
+            stateful_set_status(&sts)?,
+            RolloutState {
+                message: "Waiting for statefulset spec update to be observed...".into(),
+                done: false
+            }
+        );
+        if let Some(m) = sts.metadata.as_mut() {
+            m.generation = 2;
+        }
+        status(&mut sts).observed_generation = 1;
         assert_eq!(
             stateful_set_status(&sts)?.message,
-            "Waiting for 2 pods to be ready..."
+            "Waiting for statefulset spec update to be observed..."
         );
-        if let Some(s) = sts.status.as_mut() {
-            s.ready_replicas = 3;
-            s.updated_replicas = 3;
-        }
-        let done = stateful_set_status(&sts)?;
-        assert!(done.done);
+        status(&mut sts).observed_generation = 2;
         assert_eq!(
-            done.message,
-            "partitioned roll out complete: 3 new pods have been updated..."
+            stateful_set_status(&sts)?.message,
+            "Waiting for 3 pods to be ready..."
         );
-        if let Some(spec) = sts.spec.as_mut() {
-            spec.update_strategy = Some(StatefulSetUpdateStrategy {
-                r#type: "RollingUpdate".into(),
-                rolling_update: Some(RollingUpdateStatefulSetStrategy {
-                    partition: Some(2),
-                    max_unavailable: None,
-                }),
-            });
-        }
-        if let Some(s) = sts.status.as_mut() {
-            s.updated_replicas = 0;
-        }
+        status(&mut sts).ready_replicas = 1;
+        assert_eq!(
+            stateful_set_status(&sts)?,
+            RolloutState {
+                message: "Waiting for 2 pods to be ready...".into(),
+                done: false
+            }
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn stateful_set_partitioned_roll_out() -> anyhow::Result<()> {
+        let mut sts = guide_set(Some(0));
+        status(&mut sts).ready_replicas = 3;
+        status(&mut sts).updated_replicas = 1;
+        assert_eq!(
+            stateful_set_status(&sts)?,
+            RolloutState {
+                message:
+                    "Waiting for partitioned roll out to finish: 1 out of 3 new pods have been updated..."
+                        .into(),
+                done: false
+            }
+        );
+        status(&mut sts).updated_replicas = 3;
+        assert_eq!(
+            stateful_set_status(&sts)?,
+            RolloutState {
+                message: "partitioned roll out complete: 3 new pods have been updated...".into(),
+                done: true
+            }
+        );
+        let mut sts = guide_set(Some(2));
+        status(&mut sts).ready_replicas = 3;
         assert_eq!(
             stateful_set_status(&sts)?.message,
             "Waiting for partitioned roll out to finish: 0 out of 1 new pods have been updated..."
         );
-        if let Some(spec) = sts.spec.as_mut() {
-            if let Some(u) = spec.update_strategy.as_mut() {
-                u.r#type = "OnDelete".into();
+        status(&mut sts).updated_replicas = 1;
+        assert_eq!(
+            stateful_set_status(&sts)?,
+            RolloutState {
+                message: "partitioned roll out complete: 1 new pods have been updated...".into(),
+                done: true
             }
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn stateful_set_without_rolling_update_block_follows_revisions() -> anyhow::Result<()> {
+        let mut sts = guide_set(None);
+        let st = status(&mut sts);
+        st.ready_replicas = 3;
+        st.updated_replicas = 1;
+        st.current_replicas = 2;
+        st.current_revision = "mysql-db-5d8f".into();
+        st.update_revision = "mysql-db-7c9b".into();
+        assert_eq!(
+            stateful_set_status(&sts)?,
+            RolloutState {
+                message: "waiting for statefulset rolling update to complete 1 pods at revision mysql-db-7c9b..."
+                    .into(),
+                done: false
+            }
+        );
+        let st = status(&mut sts);
+        st.current_revision = "mysql-db-7c9b".into();
+        st.current_replicas = 3;
+        assert_eq!(
+            stateful_set_status(&sts)?,
+            RolloutState {
+                message: "statefulset rolling update complete 3 pods at revision mysql-db-7c9b..."
+                    .into(),
+                done: true
+            }
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn stateful_set_on_delete_has_no_status() {
+        let mut sts = guide_set(None);
+        if let Some(u) = sts.spec.as_mut().and_then(|s| s.update_strategy.as_mut()) {
+            u.r#type = "OnDelete".into();
         }
         let err = stateful_set_status(&sts).err().map(|e| e.to_string());
         assert_eq!(
             err.as_deref(),
             Some("rollout status is only available for RollingUpdate strategy type")
         );
-        Ok(())
     }
 }

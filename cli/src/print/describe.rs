@@ -2,13 +2,13 @@
 //! way kubectl's describe.go writes them (the same lines, tabs and indentation
 //! levels), so the tab writer aligns them exactly as kubectl does.
 use super::format::{self, NONE};
-use super::status;
 use super::tabwriter::TabWriter;
+use super::{claim, service, status};
 use std::collections::BTreeMap;
 use twinset_proto::quantity::{self, Quantity};
 use twinset_proto::v1::{
-    Container, ContainerState, ContainerStatus, DaemonSet, Event, Node, Pod, PodTemplateSpec,
-    Probe, StatefulSet, Taint, Toleration, Volume,
+    Container, ContainerState, ContainerStatus, DaemonSet, Event, Node, PersistentVolumeClaim, Pod,
+    PodTemplateSpec, Probe, Service, StatefulSet, Taint, Toleration, Volume,
 };
 
 const LEVEL_1: usize = 1;
@@ -255,7 +255,7 @@ pub fn stateful_set(sts: &StatefulSet, pods: &PodCounts, events: &[Event]) -> St
             w.kv(
                 LEVEL_1,
                 "StorageClass",
-                ts.storage_class_name.as_deref().unwrap_or(""),
+                &claim::storage_class(&tm.annotations, &ts),
             );
             w.labels("  ", "Labels", &tm.labels);
             w.labels("  ", "Annotations", &tm.annotations);
@@ -272,6 +272,97 @@ pub fn stateful_set(sts: &StatefulSet, pods: &PodCounts, events: &[Event]) -> St
             );
         }
     }
+    describe_events(&mut w, events);
+    w.finish()
+}
+
+/// `kubectl describe pvc`; `pods` are the pods of the claim's namespace (those that use
+/// it are listed under `Used By`). Twinset adds `Node:`, the node the claim is bound to.
+pub fn persistent_volume_claim(
+    pvc: &PersistentVolumeClaim,
+    pods: &[Pod],
+    events: &[Event],
+) -> String {
+    let meta = pvc.metadata.clone().unwrap_or_default();
+    let c = claim::Claim::of(pvc);
+    let mut w = Writer::new();
+    w.kv(0, "Name", &meta.name);
+    w.kv(0, "Namespace", &meta.namespace);
+    w.kv(0, "StorageClass", &c.storage_class);
+    if c.terminating {
+        w.kv(
+            0,
+            "Status",
+            &format!(
+                "Terminating (lasts {})",
+                format::age(&meta.deletion_timestamp)
+            ),
+        );
+    } else {
+        w.kv(0, "Status", &c.phase);
+    }
+    w.kv(0, "Volume", &c.volume);
+    w.labels("", "Labels", &meta.labels);
+    w.annotations("", "Annotations", &meta.annotations);
+    w.kv(0, "Finalizers", &format!("[{}]", meta.finalizers.join(" ")));
+    w.kv(0, "Capacity", &c.capacity);
+    w.kv(0, "Access Modes", &c.access_modes);
+    if let Some(mode) = &c.volume_mode {
+        w.kv(0, "VolumeMode", mode);
+    }
+    w.multiline("", "Used By", claim::used_by(pvc, pods));
+    w.kv(0, "Node", &format::or_none(&c.node));
+    describe_events(&mut w, events);
+    w.finish()
+}
+
+/// `kubectl describe svc`; `pods` are the pods its selector matches (their ready
+/// addresses are the endpoints). Twinset services are IPv4 single-stack.
+pub fn service(svc: &Service, pods: &[Pod], events: &[Event]) -> String {
+    let meta = svc.metadata.clone().unwrap_or_default();
+    let spec = svc.spec.clone().unwrap_or_default();
+    let mut w = Writer::new();
+    w.kv(0, "Name", &meta.name);
+    w.kv(0, "Namespace", &meta.namespace);
+    w.labels("", "Labels", &meta.labels);
+    w.annotations("", "Annotations", &meta.annotations);
+    w.kv(0, "Selector", &format::labels(&spec.selector));
+    w.kv(0, "Type", &service::type_of(&spec));
+    w.kv(0, "IP Family Policy", "SingleStack");
+    w.kv(0, "IP Families", "IPv4");
+    w.kv(0, "IP", &spec.cluster_ip);
+    let ips = service::cluster_ips(&spec);
+    w.kv(
+        0,
+        "IPs",
+        &if ips.is_empty() {
+            NONE.to_string()
+        } else {
+            ips.join(",")
+        },
+    );
+    for p in &spec.ports {
+        let name = if p.name.is_empty() {
+            "<unset>"
+        } else {
+            &p.name
+        };
+        let proto = if p.protocol.is_empty() {
+            "TCP"
+        } else {
+            &p.protocol
+        };
+        w.write(0, &format!("Port:\t{name}\t{}/{proto}\n", p.port));
+        w.kv(0, "TargetPort", &service::target_port(p));
+        if p.node_port != 0 {
+            w.write(0, &format!("NodePort:\t{name}\t{}/{proto}\n", p.node_port));
+        }
+        w.kv(0, "Endpoints", &service::endpoints(&spec, Some(p), pods));
+    }
+    if spec.ports.is_empty() {
+        w.kv(0, "Endpoints", &service::endpoints(&spec, None, pods));
+    }
+    w.kv(0, "Session Affinity", "None");
     describe_events(&mut w, events);
     w.finish()
 }
@@ -1221,5 +1312,328 @@ Events:          <none>
             }),
             "op=Exists"
         );
+    }
+
+    fn controller_event(message: &str) -> Event {
+        Event {
+            metadata: Some(ObjectMeta {
+                name: "e".into(),
+                ..Default::default()
+            }),
+            reason: "SuccessfulCreate".into(),
+            message: message.into(),
+            r#type: "Normal".into(),
+            source: Some(EventSource {
+                component: "statefulset-controller".into(),
+                host: String::new(),
+            }),
+            count: 1,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn persistent_volume_claim_layout() {
+        use twinset_proto::v1::{
+            PersistentVolumeClaimSpec, PersistentVolumeClaimStatus,
+            PersistentVolumeClaimVolumeSource,
+        };
+        let mut meta = ObjectMeta {
+            name: "mysql-storage-mysql-db-0".into(),
+            namespace: "database".into(),
+            finalizers: vec!["kubernetes.io/pvc-protection".into()],
+            ..Default::default()
+        };
+        meta.labels.insert("app".into(), "mysql".into());
+        meta.annotations
+            .insert("volume.kubernetes.io/selected-node".into(), "node2".into());
+        let mut capacity = BTreeMap::new();
+        capacity.insert("storage".to_string(), "1Gi".to_string());
+        let pvc = PersistentVolumeClaim {
+            metadata: Some(meta),
+            spec: Some(PersistentVolumeClaimSpec {
+                access_modes: vec!["ReadWriteOnce".into()],
+                volume_name: "pvc-0b5e".into(),
+                volume_mode: "Filesystem".into(),
+                ..Default::default()
+            }),
+            status: Some(PersistentVolumeClaimStatus {
+                phase: "Bound".into(),
+                access_modes: vec!["ReadWriteOnce".into()],
+                capacity,
+            }),
+            ..Default::default()
+        };
+        let user = |name: &str, claim: &str| Pod {
+            metadata: Some(ObjectMeta {
+                name: name.into(),
+                namespace: "database".into(),
+                ..Default::default()
+            }),
+            spec: Some(PodSpec {
+                volumes: vec![Volume {
+                    name: "mysql-storage".into(),
+                    persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                        claim_name: claim.into(),
+                        read_only: false,
+                    }),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let pods = vec![
+            user("mysql-db-1", "mysql-storage-mysql-db-1"),
+            user("mysql-db-0", "mysql-storage-mysql-db-0"),
+        ];
+        let ev = controller_event(
+            "create Claim mysql-storage-mysql-db-0 Pod mysql-db-0 in StatefulSet mysql-db success",
+        );
+        let out = persistent_volume_claim(&pvc, &pods, &[ev]);
+        let expected = "\
+Name:          mysql-storage-mysql-db-0
+Namespace:     database
+StorageClass:  
+Status:        Bound
+Volume:        pvc-0b5e
+Labels:        app=mysql
+Annotations:   volume.kubernetes.io/selected-node: node2
+Finalizers:    [kubernetes.io/pvc-protection]
+Capacity:      1Gi
+Access Modes:  RWO
+VolumeMode:    Filesystem
+Used By:       mysql-db-0
+Node:          node2
+Events:
+  Type    Reason            Age        From                    Message
+  ----    ------            ----       ----                    -------
+  Normal  SuccessfulCreate  <unknown>  statefulset-controller  create Claim mysql-storage-mysql-db-0 Pod mysql-db-0 in StatefulSet mysql-db success
+";
+        assert_eq!(out, expected);
+
+        // Not bound yet: no capacity, access modes, users or node.
+        let pending = PersistentVolumeClaim {
+            metadata: Some(ObjectMeta {
+                name: "data-web-0".into(),
+                namespace: "default".into(),
+                ..Default::default()
+            }),
+            spec: Some(PersistentVolumeClaimSpec {
+                access_modes: vec!["ReadWriteOnce".into()],
+                storage_class_name: Some("local".into()),
+                ..Default::default()
+            }),
+            status: Some(PersistentVolumeClaimStatus {
+                phase: "Pending".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let expected = "\
+Name:          data-web-0
+Namespace:     default
+StorageClass:  local
+Status:        Pending
+Volume:        
+Labels:        <none>
+Annotations:   <none>
+Finalizers:    []
+Capacity:      
+Access Modes:  
+Used By:       <none>
+Node:          <none>
+Events:        <none>
+";
+        assert_eq!(persistent_volume_claim(&pending, &[], &[]), expected);
+    }
+
+    #[test]
+    fn service_layout() {
+        use twinset_proto::v1::{
+            ContainerState, ContainerStateRunning, PodCondition, ServicePort, ServiceSpec,
+        };
+        use twinset_proto::IntOrString;
+        let mut spec = ServiceSpec {
+            cluster_ip: "None".into(),
+            r#type: "ClusterIP".into(),
+            ports: vec![ServicePort {
+                port: 3306,
+                protocol: "TCP".into(),
+                target_port: Some(IntOrString::int(3306)),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        spec.selector.insert("app".into(), "mysql".into());
+        let mut labels = BTreeMap::new();
+        labels.insert("app".to_string(), "mysql".to_string());
+        labels.insert("tier".to_string(), "db".to_string());
+        let svc = Service {
+            metadata: Some(ObjectMeta {
+                name: "mysql".into(),
+                namespace: "database".into(),
+                labels,
+                ..Default::default()
+            }),
+            spec: Some(spec),
+            ..Default::default()
+        };
+        let pod = |ip: &str, ready: &str| Pod {
+            status: Some(PodStatus {
+                phase: "Running".into(),
+                pod_ip: ip.into(),
+                conditions: vec![PodCondition {
+                    r#type: "Ready".into(),
+                    status: ready.into(),
+                    ..Default::default()
+                }],
+                container_statuses: vec![ContainerStatus {
+                    state: Some(ContainerState {
+                        running: Some(ContainerStateRunning::default()),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let pods = vec![
+            pod("127.128.2.2", "True"),
+            pod("127.128.0.2", "True"),
+            pod("127.128.1.2", "False"),
+        ];
+        let expected = "\
+Name:              mysql
+Namespace:         database
+Labels:            app=mysql
+                   tier=db
+Annotations:       <none>
+Selector:          app=mysql
+Type:              ClusterIP
+IP Family Policy:  SingleStack
+IP Families:       IPv4
+IP:                None
+IPs:               None
+Port:              <unset>  3306/TCP
+TargetPort:        3306/TCP
+Endpoints:         127.128.0.2:3306,127.128.2.2:3306
+Session Affinity:  None
+Events:            <none>
+";
+        assert_eq!(service(&svc, &pods, &[]), expected);
+    }
+
+    #[test]
+    fn stateful_set_with_partition_events_and_claim_labels() {
+        use twinset_proto::v1::{
+            PersistentVolumeClaimSpec, PersistentVolumeClaimTemplate,
+            RollingUpdateStatefulSetStrategy, StatefulSetSpec, StatefulSetStatus,
+            StatefulSetUpdateStrategy,
+        };
+        let mut sel = LabelSelector::default();
+        sel.match_labels.insert("app".into(), "web".into());
+        let mut tmeta = ObjectMeta {
+            name: "data".into(),
+            ..Default::default()
+        };
+        tmeta.labels.insert("tier".into(), "db".into());
+        tmeta.annotations.insert(
+            "volume.beta.kubernetes.io/storage-class".into(),
+            "local".into(),
+        );
+        let sts = StatefulSet {
+            metadata: Some(ObjectMeta {
+                name: "web".into(),
+                namespace: "default".into(),
+                creation_timestamp: "2024-03-05T07:08:09Z".into(),
+                ..Default::default()
+            }),
+            spec: Some(StatefulSetSpec {
+                replicas: Some(2),
+                selector: Some(sel),
+                update_strategy: Some(StatefulSetUpdateStrategy {
+                    r#type: "RollingUpdate".into(),
+                    rolling_update: Some(RollingUpdateStatefulSetStrategy {
+                        partition: Some(1),
+                        max_unavailable: Some(twinset_proto::IntOrString::int(1)),
+                    }),
+                }),
+                template: Some(PodTemplateSpec {
+                    metadata: None,
+                    spec: Some(PodSpec {
+                        containers: vec![Container {
+                            name: "sleep".into(),
+                            image: "twinset/sleep:latest".into(),
+                            ..Default::default()
+                        }],
+                        ..Default::default()
+                    }),
+                }),
+                volume_claim_templates: vec![PersistentVolumeClaimTemplate {
+                    metadata: Some(tmeta),
+                    spec: Some(PersistentVolumeClaimSpec {
+                        access_modes: vec!["ReadWriteOnce".into(), "ReadOnlyMany".into()],
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }),
+            status: Some(StatefulSetStatus {
+                replicas: 1,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let mut pending = running_pod();
+        if let Some(s) = pending.status.as_mut() {
+            s.phase = "Pending".into();
+        }
+        let out = stateful_set(
+            &sts,
+            &PodCounts::of(&[running_pod(), pending]),
+            &[controller_event(
+                "create Pod web-0 in StatefulSet web successful",
+            )],
+        );
+        let expected = "\
+Name:               web
+Namespace:          default
+CreationTimestamp:  Tue, 05 Mar 2024 07:08:09 +0000
+Selector:           app=web
+Labels:             <none>
+Annotations:        <none>
+Replicas:           2 desired | 1 total
+Update Strategy:    RollingUpdate
+  Partition:        1
+  MaxUnavailable:   1
+Pods Status:        1 Running / 1 Waiting / 0 Succeeded / 0 Failed
+Pod Template:
+  Labels:  <none>
+  Containers:
+   sleep:
+    Image:         twinset/sleep:latest
+    Port:          <none>
+    Host Port:     <none>
+    Environment:   <none>
+    Mounts:        <none>
+  Volumes:         <none>
+  Node-Selectors:  <none>
+  Tolerations:     <none>
+Volume Claims:
+  Name:          data
+  StorageClass:  local
+  Labels:        tier=db
+  Annotations:   volume.beta.kubernetes.io/storage-class=local
+  Capacity:      <default>
+  Access Modes:  [ReadWriteOnce ReadOnlyMany]
+Events:
+  Type    Reason            Age        From                    Message
+  ----    ------            ----       ----                    -------
+  Normal  SuccessfulCreate  <unknown>  statefulset-controller  create Pod web-0 in StatefulSet web successful
+";
+        assert_eq!(out, expected);
     }
 }

@@ -1,8 +1,8 @@
 //! `get` tables: one set of columns per kind, as kubectl prints them
 //! (printers.go), laid out by the tab writer with kubectl's padding.
 use super::format::{self, NONE};
-use super::status;
 use super::tabwriter::TabWriter;
+use super::{claim, service, status};
 use twinset_proto::kinds::Kind;
 use twinset_proto::v1::{Container, Object, PodTemplateSpec};
 
@@ -105,7 +105,7 @@ pub fn headers(kind: Kind) -> (&'static [&'static str], &'static [&'static str])
                 "STORAGECLASS",
                 "AGE",
             ],
-            &["VOLUMEMODE"],
+            &["VOLUMEMODE", "NODE"],
         ),
         Kind::Service => (
             &[
@@ -230,67 +230,33 @@ pub fn row(kind: Kind, obj: &Object) -> (Vec<String>, Vec<String>) {
                 .as_persistent_volume_claim()
                 .cloned()
                 .unwrap_or_default();
-            let spec = pvc.spec.unwrap_or_default();
-            let st = pvc.status.unwrap_or_default();
-            let capacity = st.capacity.get("storage").cloned().unwrap_or_default();
-            let class = spec
-                .storage_class_name
-                .clone()
-                .unwrap_or_else(|| "<unset>".to_string());
-            let mode = if spec.volume_mode.is_empty() {
-                "Filesystem".to_string()
-            } else {
-                spec.volume_mode.clone()
-            };
+            let c = claim::Claim::of(&pvc);
             (
                 vec![
                     name,
-                    st.phase.clone(),
-                    spec.volume_name.clone(),
-                    capacity,
-                    format::access_modes(&st.access_modes),
-                    class,
+                    c.status_column(),
+                    c.volume,
+                    c.capacity,
+                    c.access_modes,
+                    c.storage_class,
                     age,
                 ],
-                vec![mode],
+                vec![
+                    c.volume_mode.unwrap_or_else(|| "<unset>".to_string()),
+                    format::or_none(&c.node),
+                ],
             )
         }
         Kind::Service => {
             let svc = obj.as_service().cloned().unwrap_or_default();
             let spec = svc.spec.unwrap_or_default();
-            let ty = if spec.r#type.is_empty() {
-                "ClusterIP".to_string()
-            } else {
-                spec.r#type.clone()
-            };
-            let ports: Vec<String> = spec
-                .ports
-                .iter()
-                .map(|p| {
-                    let proto = if p.protocol.is_empty() {
-                        "TCP"
-                    } else {
-                        &p.protocol
-                    };
-                    if p.node_port != 0 {
-                        format!("{}:{}/{proto}", p.port, p.node_port)
-                    } else {
-                        format!("{}/{proto}", p.port)
-                    }
-                })
-                .collect();
-            let ports = if ports.is_empty() {
-                NONE.to_string()
-            } else {
-                ports.join(",")
-            };
             (
                 vec![
                     name,
-                    ty,
-                    format::or_none(&spec.cluster_ip),
-                    NONE.to_string(),
-                    ports,
+                    service::type_of(&spec),
+                    service::cluster_ip_column(&spec),
+                    service::external_ip_column(&spec),
+                    service::ports_column(&spec),
                     age,
                 ],
                 vec![format::labels(&spec.selector)],
@@ -498,5 +464,260 @@ mod tests {
         );
         assert!(out.starts_with("a     3"), "{out}");
         assert!(out.trim_end().ends_with("k=v"));
+    }
+
+    fn sts(name: &str, ns: &str, replicas: i32, ready: i32) -> Object {
+        use twinset_proto::v1::{StatefulSet, StatefulSetSpec, StatefulSetStatus};
+        Object::from(StatefulSet {
+            metadata: Some(ObjectMeta {
+                name: name.into(),
+                namespace: ns.into(),
+                ..Default::default()
+            }),
+            spec: Some(StatefulSetSpec {
+                replicas: Some(replicas),
+                template: Some(PodTemplateSpec {
+                    metadata: None,
+                    spec: Some(PodSpec {
+                        containers: vec![
+                            Container {
+                                name: "mysql".into(),
+                                image: "mysql:8".into(),
+                                ..Default::default()
+                            },
+                            Container {
+                                name: "sidecar".into(),
+                                image: "busybox:latest".into(),
+                                ..Default::default()
+                            },
+                        ],
+                        ..Default::default()
+                    }),
+                }),
+                ..Default::default()
+            }),
+            status: Some(StatefulSetStatus {
+                replicas,
+                ready_replicas: ready,
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+    }
+
+    #[test]
+    fn statefulset_table() {
+        let objs = [
+            sts("mysql-db", "database", 3, 3),
+            sts("web", "default", 4, 1),
+        ];
+        assert_eq!(
+            render(Kind::StatefulSet, &objs, TableOptions::default()),
+            "NAME       READY   AGE\n\
+             mysql-db   3/3     <unknown>\n\
+             web        1/4     <unknown>\n"
+        );
+        assert_eq!(
+            render(
+                Kind::StatefulSet,
+                &objs,
+                TableOptions {
+                    all_namespaces: true,
+                    ..Default::default()
+                }
+            ),
+            "NAMESPACE   NAME       READY   AGE\n\
+             database    mysql-db   3/3     <unknown>\n\
+             default     web        1/4     <unknown>\n"
+        );
+        assert_eq!(
+            render(
+                Kind::StatefulSet,
+                &objs[..1],
+                TableOptions {
+                    wide: true,
+                    ..Default::default()
+                }
+            ),
+            "NAME       READY   AGE         CONTAINERS      IMAGES\n\
+             mysql-db   3/3     <unknown>   mysql,sidecar   mysql:8,busybox:latest\n"
+        );
+    }
+
+    fn pvc(name: &str, bound_to: Option<&str>) -> Object {
+        use twinset_proto::v1::{
+            PersistentVolumeClaim, PersistentVolumeClaimSpec, PersistentVolumeClaimStatus,
+        };
+        let mut meta = ObjectMeta {
+            name: name.into(),
+            namespace: "database".into(),
+            uid: "0b5e".into(),
+            ..Default::default()
+        };
+        let mut spec = PersistentVolumeClaimSpec {
+            access_modes: vec!["ReadWriteOnce".into()],
+            volume_mode: "Filesystem".into(),
+            ..Default::default()
+        };
+        let mut status = PersistentVolumeClaimStatus {
+            phase: "Pending".into(),
+            ..Default::default()
+        };
+        if let Some(node) = bound_to {
+            meta.annotations
+                .insert("volume.kubernetes.io/selected-node".into(), node.into());
+            spec.volume_name = "pvc-0b5e".into();
+            status.phase = "Bound".into();
+            status.access_modes = vec!["ReadWriteOnce".into(), "ReadWriteOncePod".into()];
+            status.capacity.insert("storage".into(), "1Gi".into());
+        }
+        Object::from(PersistentVolumeClaim {
+            metadata: Some(meta),
+            spec: Some(spec),
+            status: Some(status),
+            ..Default::default()
+        })
+    }
+
+    #[test]
+    fn pvc_table() {
+        let objs = [
+            pvc("mysql-storage-mysql-db-0", Some("node2")),
+            pvc("mysql-storage-mysql-db-1", None),
+        ];
+        assert_eq!(
+            render(Kind::PersistentVolumeClaim, &objs, TableOptions::default()),
+            "NAME                       STATUS    VOLUME     CAPACITY   ACCESS MODES   STORAGECLASS   AGE\n\
+             mysql-storage-mysql-db-0   Bound     pvc-0b5e   1Gi        RWO,RWOP                      <unknown>\n\
+             mysql-storage-mysql-db-1   Pending                                                       <unknown>\n"
+        );
+        let mut deleting = pvc("data-web-0", None);
+        deleting.meta_mut().deletion_timestamp = "2024-03-05T07:08:09Z".into();
+        if let Some(spec) = deleting
+            .as_persistent_volume_claim_mut()
+            .and_then(|c| c.spec.as_mut())
+        {
+            spec.volume_mode.clear();
+        }
+        assert_eq!(
+            render(
+                Kind::PersistentVolumeClaim,
+                &[objs[0].clone(), deleting],
+                TableOptions {
+                    wide: true,
+                    ..Default::default()
+                }
+            ),
+            "NAME                       STATUS        VOLUME     CAPACITY   ACCESS MODES   STORAGECLASS   AGE         VOLUMEMODE   NODE\n\
+             mysql-storage-mysql-db-0   Bound         pvc-0b5e   1Gi        RWO,RWOP                      <unknown>   Filesystem   node2\n\
+             data-web-0                 Terminating                                                       <unknown>   <unset>      <none>\n"
+        );
+    }
+
+    fn svc(name: &str, cluster_ip: &str, ports: &[(i32, i32)]) -> Object {
+        use twinset_proto::v1::{Service, ServicePort, ServiceSpec};
+        let mut spec = ServiceSpec {
+            cluster_ip: cluster_ip.into(),
+            r#type: "ClusterIP".into(),
+            ports: ports
+                .iter()
+                .map(|(port, node_port)| ServicePort {
+                    port: *port,
+                    node_port: *node_port,
+                    protocol: "TCP".into(),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        };
+        spec.selector.insert("app".into(), name.into());
+        Object::from(Service {
+            metadata: Some(ObjectMeta {
+                name: name.into(),
+                namespace: "database".into(),
+                ..Default::default()
+            }),
+            spec: Some(spec),
+            ..Default::default()
+        })
+    }
+
+    #[test]
+    fn service_table() {
+        let objs = [
+            svc("mysql", "None", &[(3306, 0)]),
+            svc("headless", "None", &[]),
+            svc("web", "10.96.0.10", &[(80, 30080), (443, 0)]),
+        ];
+        assert_eq!(
+            render(Kind::Service, &objs, TableOptions::default()),
+            "NAME       TYPE        CLUSTER-IP   EXTERNAL-IP   PORT(S)                AGE\n\
+             mysql      ClusterIP   None         <none>        3306/TCP               <unknown>\n\
+             headless   ClusterIP   None         <none>        <none>                 <unknown>\n\
+             web        ClusterIP   10.96.0.10   <none>        80:30080/TCP,443/TCP   <unknown>\n"
+        );
+        assert_eq!(
+            render(
+                Kind::Service,
+                &objs[..1],
+                TableOptions {
+                    wide: true,
+                    ..Default::default()
+                }
+            ),
+            "NAME    TYPE        CLUSTER-IP   EXTERNAL-IP   PORT(S)    AGE         SELECTOR\n\
+             mysql   ClusterIP   None         <none>        3306/TCP   <unknown>   app=mysql\n"
+        );
+    }
+
+    #[test]
+    fn statefulset_pods_wide() {
+        use twinset_proto::v1::{
+            ContainerState, ContainerStateRunning, ContainerStatus, Pod, PodStatus,
+        };
+        let pod = Object::from(Pod {
+            metadata: Some(ObjectMeta {
+                name: "mysql-db-1".into(),
+                namespace: "database".into(),
+                ..Default::default()
+            }),
+            spec: Some(PodSpec {
+                node_name: "node2".into(),
+                containers: vec![Container {
+                    name: "mysql".into(),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }),
+            status: Some(PodStatus {
+                phase: "Running".into(),
+                pod_ip: "127.128.1.2".into(),
+                container_statuses: vec![ContainerStatus {
+                    name: "mysql".into(),
+                    ready: true,
+                    state: Some(ContainerState {
+                        running: Some(ContainerStateRunning {
+                            started_at: "2024-03-05T07:08:09Z".into(),
+                        }),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        assert_eq!(
+            render(
+                Kind::Pod,
+                &[pod],
+                TableOptions {
+                    wide: true,
+                    ..Default::default()
+                }
+            ),
+            "NAME         READY   STATUS    RESTARTS   AGE         IP            NODE    NOMINATED NODE   READINESS GATES\n\
+             mysql-db-1   1/1     Running   0          <unknown>   127.128.1.2   node2   <none>           <none>\n"
+        );
     }
 }

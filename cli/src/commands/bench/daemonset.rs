@@ -1,24 +1,20 @@
-//! `twinset bench daemonset`: a repeatable measurement against a running cluster
-//! (`twinset up -d`): the time from Apply to every daemon pod Running and Ready,
-//! seen through the Watch stream rather than by polling, so the figure is the
-//! cluster's latency and not the client's.
+//! `twinset bench daemonset`: the time from Apply to every daemon pod Running and
+//! Ready, seen through the Watch stream.
 
+use super::{ms, running_and_ready};
 use crate::args::BenchArgs;
-use crate::commands::Ctx;
+use crate::client::Client;
 use anyhow::{bail, Context};
 use futures::StreamExt as _;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
-use twinset_proto::v1::{
-    ApplyRequest, DeleteRequest, ListRequest, ObjectKey, Pod, WatchRequest,
-};
+use twinset_proto::v1::{ApplyRequest, DeleteRequest, ListRequest, ObjectKey, Pod, WatchRequest};
 
-/// Runs the benchmark and prints one line per run and a summary.
-pub async fn run(ctx: &Ctx, args: BenchArgs) -> anyhow::Result<()> {
-    if args.scenario != "daemonset" {
-        bail!("unknown bench scenario {:?} (available: daemonset)", args.scenario);
-    }
-    let mut client = ctx.client().await?;
+/// How many runs when `--runs` is not given.
+const DEFAULT_RUNS: usize = 10;
+
+/// Runs the scenario and prints one line per run and a summary.
+pub async fn run(client: &mut Client, args: &BenchArgs) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(&args.filename)
         .with_context(|| format!("reading {}", args.filename))?;
     let objects = crate::manifests::decode(&args.filename, &text)?;
@@ -27,11 +23,18 @@ pub async fn run(ctx: &Ctx, args: BenchArgs) -> anyhow::Result<()> {
         _ => bail!("{}: expected exactly one DaemonSet", args.filename),
     };
     let (namespace, name) = (ds.namespace().to_string(), ds.name().to_string());
-    let ns = if namespace.is_empty() { "default".to_string() } else { namespace };
+    let ns = if namespace.is_empty() {
+        "default".to_string()
+    } else {
+        namespace
+    };
 
     let nodes = client
         .cluster
-        .list(ListRequest { kind: "Node".into(), ..Default::default() })
+        .list(ListRequest {
+            kind: "Node".into(),
+            ..Default::default()
+        })
         .await
         .map_err(|s| client.error(s))?
         .into_inner()
@@ -42,13 +45,19 @@ pub async fn run(ctx: &Ctx, args: BenchArgs) -> anyhow::Result<()> {
     }
 
     let mut times = Vec::new();
-    for run in 1..=args.runs {
+    for run in 1..=args.runs.unwrap_or(DEFAULT_RUNS) {
         let owned = |p: &Pod| {
-            p.metadata.as_ref().is_some_and(|m| m.name.starts_with(&format!("{name}-")))
+            p.metadata
+                .as_ref()
+                .is_some_and(|m| m.name.starts_with(&format!("{name}-")))
         };
         let rv = client
             .cluster
-            .list(ListRequest { kind: "Pod".into(), namespace: ns.clone(), ..Default::default() })
+            .list(ListRequest {
+                kind: "Pod".into(),
+                namespace: ns.clone(),
+                ..Default::default()
+            })
             .await
             .map_err(|s| client.error(s))?
             .into_inner()
@@ -68,7 +77,10 @@ pub async fn run(ctx: &Ctx, args: BenchArgs) -> anyhow::Result<()> {
         let start = Instant::now();
         client
             .cluster
-            .apply(ApplyRequest { object: Some(ds.clone()), dry_run: false })
+            .apply(ApplyRequest {
+                object: Some(ds.clone()),
+                dry_run: false,
+            })
             .await
             .map_err(|s| client.error(s))?;
         let mut ready = BTreeSet::new();
@@ -78,11 +90,17 @@ pub async fn run(ctx: &Ctx, args: BenchArgs) -> anyhow::Result<()> {
                 .context("no pod became Ready within 60 s")?
                 .context("the watch ended")?
                 .map_err(|s| client.error(s))?;
-            let Some(pod) = ev.object.and_then(|o| o.into_pod()) else { continue };
+            let Some(pod) = ev.object.and_then(|o| o.into_pod()) else {
+                continue;
+            };
             if !owned(&pod) {
                 continue;
             }
-            let pod_name = pod.metadata.as_ref().map(|m| m.name.clone()).unwrap_or_default();
+            let pod_name = pod
+                .metadata
+                .as_ref()
+                .map(|m| m.name.clone())
+                .unwrap_or_default();
             if ev.r#type != "DELETED" && running_and_ready(&pod) {
                 ready.insert(pod_name);
             } else {
@@ -96,7 +114,11 @@ pub async fn run(ctx: &Ctx, args: BenchArgs) -> anyhow::Result<()> {
         client
             .cluster
             .delete(DeleteRequest {
-                key: Some(ObjectKey { kind: "DaemonSet".into(), namespace: ns.clone(), name: name.clone() }),
+                key: Some(ObjectKey {
+                    kind: "DaemonSet".into(),
+                    namespace: ns.clone(),
+                    name: name.clone(),
+                }),
                 propagation_policy: "Background".into(),
                 grace_period_seconds: None,
             })
@@ -107,7 +129,11 @@ pub async fn run(ctx: &Ctx, args: BenchArgs) -> anyhow::Result<()> {
         loop {
             let left = client
                 .cluster
-                .list(ListRequest { kind: "Pod".into(), namespace: ns.clone(), ..Default::default() })
+                .list(ListRequest {
+                    kind: "Pod".into(),
+                    namespace: ns.clone(),
+                    ..Default::default()
+                })
                 .await
                 .map_err(|s| client.error(s))?
                 .into_inner()
@@ -125,8 +151,10 @@ pub async fn run(ctx: &Ctx, args: BenchArgs) -> anyhow::Result<()> {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
+    if times.is_empty() {
+        bail!("no runs (--runs 0)");
+    }
     times.sort();
-    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     let median = if times.len() % 2 == 1 {
         ms(times[times.len() / 2])
     } else {
@@ -139,11 +167,4 @@ pub async fn run(ctx: &Ctx, args: BenchArgs) -> anyhow::Result<()> {
         ms(times[times.len() - 1])
     );
     Ok(())
-}
-
-fn running_and_ready(pod: &Pod) -> bool {
-    pod.status.as_ref().is_some_and(|s| {
-        s.phase == "Running"
-            && s.conditions.iter().any(|c| c.r#type == "Ready" && c.status == "True")
-    })
 }
