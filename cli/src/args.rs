@@ -326,6 +326,10 @@ pub struct UpArgs {
     /// Passed to the agents: the image table file.
     #[arg(long)]
     pub image_table: Option<PathBuf>,
+    /// Where the cluster DNS answers, or `none`. Default: 127.53.H.L (H.L = the API port's
+    /// two bytes), port 53 as root (pods' resolv.conf then points at it), else 1053.
+    #[arg(long)]
+    pub dns_listen: Option<String>,
 }
 
 /// `down`.
@@ -360,6 +364,12 @@ pub struct ControlPlaneArgs {
     /// How many recent changes watchers can resume from.
     #[arg(long)]
     pub watch_history: Option<usize>,
+    /// Serve cluster DNS (`<pod>.<service>.<ns>.svc.cluster.local`) on this address (UDP and TCP).
+    #[arg(long)]
+    pub dns_listen: Option<SocketAddr>,
+    /// The cluster domain DNS answers for.
+    #[arg(long)]
+    pub cluster_domain: Option<String>,
 }
 
 /// `agent`.
@@ -397,6 +407,9 @@ pub struct AgentArgs {
     /// running and a restarted agent adopts them; `twinset up` passes it.
     #[arg(long, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub stop_pods_on_exit: Option<bool>,
+    /// The cluster DNS server's IP (port 53) for pods' /etc/resolv.conf (as root).
+    #[arg(long)]
+    pub cluster_dns: Option<std::net::IpAddr>,
 }
 
 #[cfg(test)]

@@ -70,13 +70,18 @@ pub async fn delete_pod(
     )))
 }
 
-/// Objects in `namespace` that `owner_uid` owns (pods and controller revisions).
+/// Objects in `namespace` that `owner_uid` owns (pods, controller revisions, and claims
+/// a StatefulSet's retention policy gave it).
 pub fn dependents(store: &dyn Store, namespace: &str, owner_uid: &str) -> Vec<Object> {
-    [Kind::Pod, Kind::ControllerRevision]
-        .into_iter()
-        .flat_map(|k| store.list(k, Some(namespace)).0)
-        .filter(|o| o.meta().is_owned_by(owner_uid))
-        .collect()
+    [
+        Kind::Pod,
+        Kind::ControllerRevision,
+        Kind::PersistentVolumeClaim,
+    ]
+    .into_iter()
+    .flat_map(|k| store.list(k, Some(namespace)).0)
+    .filter(|o| o.meta().is_owned_by(owner_uid))
+    .collect()
 }
 
 /// Deletes one dependent: pods gracefully, anything else at once. NotFound is success.
@@ -148,10 +153,23 @@ pub async fn delete_owner(
             Ok(gone)
         }
         Propagation::Orphan => {
-            let mut marked = owner.clone();
-            if marked.meta().deletion_timestamp.is_empty() {
+            // Mark the owner as being deleted, so that its controller stops adopting; a
+            // controller's status write may get in first, so re-read and try again.
+            let mut current = owner;
+            let mut attempts = 0;
+            while current.meta().deletion_timestamp.is_empty() {
+                let mut marked = current.clone();
                 marked.meta_mut().deletion_timestamp = twinset_proto::time::now();
-                store.update(marked, Some(owner.resource_version())).await?;
+                match store.update(marked, Some(current.resource_version())).await {
+                    Ok(_) => break,
+                    Err(Error::Conflict { .. }) if attempts < CAS_RETRIES => {
+                        attempts += 1;
+                        current = store
+                            .get(kind, namespace, name)
+                            .ok_or_else(|| Error::not_found(kind, name))?;
+                    }
+                    Err(e) => return Err(e),
+                }
             }
             for dep in dependents(store, namespace, &uid) {
                 orphan(store, &dep, &uid).await?;

@@ -1,5 +1,6 @@
 //! The Twinset control plane: the object store, the `Cluster` and `Nodes` gRPC
-//! services, and the controllers (DaemonSet, garbage collection, node lifecycle).
+//! services, the controllers (DaemonSet, StatefulSet, garbage collection, node
+//! lifecycle) and the scheduler.
 //!
 //! [`run`] is the whole process: open the store under `<data_dir>/store`, make sure the
 //! system namespaces exist, serve the API (plus gRPC health and reflection) and run the
@@ -11,9 +12,11 @@
 pub mod api;
 pub mod controllers;
 pub mod deletion;
+pub mod dns;
 pub mod events;
 pub mod ipam;
 pub mod podutil;
+pub mod scheduler;
 pub mod store;
 
 use api::cluster::{ClusterService, SYSTEM_NAMESPACES};
@@ -48,6 +51,10 @@ pub struct Config {
     pub watch_history: usize,
     /// How often a healthy node's heartbeat time is written into its stored status.
     pub node_status_interval: Duration,
+    /// Where the cluster DNS server answers (UDP and TCP); `None` serves no DNS.
+    pub dns_listen: Option<SocketAddr>,
+    /// The cluster domain the DNS server answers for.
+    pub cluster_domain: String,
 }
 
 impl Config {
@@ -61,6 +68,8 @@ impl Config {
             node_grace: Duration::from_secs(5),
             watch_history: 10_000,
             node_status_interval: Duration::from_secs(30),
+            dns_listen: None,
+            cluster_domain: "cluster.local".into(),
         }
     }
 }
@@ -96,6 +105,9 @@ pub enum Error {
     /// The reflection service could not be built.
     #[error("gRPC reflection: {0}")]
     Reflection(String),
+    /// The DNS server could not start.
+    #[error(transparent)]
+    Dns(#[from] dns::Error),
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
@@ -158,6 +170,17 @@ async fn serve(
         addr: config.listen,
         source,
     })?;
+    // Bind DNS before announcing the address, so a taken DNS port stops start-up.
+    let dns = match config.dns_listen {
+        Some(at) => Some(dns::DnsServer::bind(store.clone(), at, &config.cluster_domain).await?),
+        None => None,
+    };
+    if let Some(dns) = &dns {
+        let at = dns.local_addr();
+        tracing::info!(%at, domain = %config.cluster_domain, "cluster DNS listening");
+        let path = config.data_dir.join("dns-address");
+        std::fs::write(&path, at.to_string()).map_err(io_err(&path))?;
+    }
     write_address(&config.data_dir, addr)?;
     tracing::info!(%addr, data_dir = %config.data_dir.display(), "control plane listening");
 
@@ -188,7 +211,20 @@ async fn serve(
         store.clone(),
         controllers.clone(),
     ));
+    tasks.spawn(controllers::statefulset::run(
+        store.clone(),
+        controllers.clone(),
+    ));
+    tasks.spawn(scheduler::run(store.clone(), controllers.clone()));
     tasks.spawn(controllers::gc::run(store.clone(), controllers.clone()));
+    if let Some(dns) = dns {
+        let token = controllers.clone();
+        tasks.spawn(async move {
+            if let Err(e) = dns.run(token).await {
+                tracing::error!(error = %e, "cluster DNS stopped");
+            }
+        });
+    }
     tasks.spawn(controllers::node_lifecycle::run(
         store.clone(),
         heartbeats,

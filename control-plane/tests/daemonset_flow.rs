@@ -143,12 +143,21 @@ fn agent_node(name: &str) -> Node {
     }
 }
 
+/// The next pod assignment (the CLAIMS list that follows each snapshot is skipped:
+/// these nodes have no claims).
 async fn next(stream: &mut Streaming<Assignment>) -> Assignment {
-    tokio::time::timeout(DEADLINE, stream.message())
-        .await
-        .expect("an assignment in time")
-        .unwrap()
-        .expect("stream open")
+    loop {
+        let a = tokio::time::timeout(DEADLINE, stream.message())
+            .await
+            .expect("an assignment in time")
+            .unwrap()
+            .expect("stream open");
+        if a.r#type == "CLAIMS" {
+            assert!(a.claims.is_empty(), "{a:?}");
+            continue;
+        }
+        return a;
+    }
 }
 
 /// The next assignment that satisfies `pred` (earlier ones, e.g. status echoes, are skipped).
@@ -587,11 +596,24 @@ async fn orphan_cascade_keeps_pods_and_reapply_adopts_them() {
 async fn assignments_resume_from_revision_and_survive_restart() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("cp");
+    // In one process the previous instance's last tasks may still hold the sled lock for a
+    // moment after `run` returned (a new process never sees that): retry until it opens.
     let boot = |data: std::path::PathBuf| async move {
-        let _ = std::fs::remove_file(data.join("address"));
-        let config = Config::new(&data, "127.0.0.1:0".parse().unwrap());
-        let token = CancellationToken::new();
-        let task = tokio::spawn(run(config, token.clone()));
+        let start = Instant::now();
+        let (token, task) = loop {
+            let _ = std::fs::remove_file(data.join("address"));
+            let config = Config::new(&data, "127.0.0.1:0".parse().unwrap());
+            let token = CancellationToken::new();
+            let mut task = tokio::spawn(run(config, token.clone()));
+            let address = data.join("address");
+            tokio::select! {
+                done = &mut task => {
+                    assert!(start.elapsed() < DEADLINE, "the control plane never started: {done:?}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                _ = wait_for_file(&address) => break (token, task),
+            }
+        };
         let addr = wait_for_file(&data.join("address")).await;
         let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
             .unwrap()

@@ -38,6 +38,11 @@ else
     socket=/tmp/twinset-mysqld-$(printf '%s' "$datadir" | cksum | cut -d' ' -f1).sock
 fi
 
+# Temporary tables go to the pod's own TMPDIR (the agent gives each pod one): replicas
+# on one machine share /tmp, and concurrent initialisations must not meet there.
+tmpdir="${TMPDIR:-/tmp}"
+mkdir -p "$tmpdir"
+
 sql_string() { printf '%s' "$1" | sed -e 's/\\/\\\\/g' -e "s/'/\\\\'/g"; }
 
 initialise() {
@@ -45,7 +50,7 @@ initialise() {
     : >"$datadir/.twinset-initializing"
     # shellcheck disable=SC2086
     mariadb-install-db --no-defaults --datadir="$datadir" $user_opt \
-        --auth-root-authentication-method=normal --skip-test-db $innodb >&2
+        --auth-root-authentication-method=normal --skip-test-db $innodb --tmpdir="$tmpdir" >&2
     if [ -n "${MYSQL_ROOT_PASSWORD:-}" ]; then
         pw=$(sql_string "$MYSQL_ROOT_PASSWORD")
         users="DROP USER IF EXISTS 'root'@'127.0.0.1', 'root'@'::1', 'root'@'$(hostname)';
@@ -60,7 +65,7 @@ CREATE USER 'root'@'%' IDENTIFIED BY '$pw';"
     fi
     # shellcheck disable=SC2086
     mariadbd --no-defaults --bootstrap --datadir="$datadir" $user_opt $innodb \
-        --skip-networking --socket="$socket" --log-error="$datadir/bootstrap.err" >&2 <<SQL
+        --skip-networking --socket="$socket" --tmpdir="$tmpdir" --log-error="$datadir/bootstrap.err" >&2 <<SQL
 FLUSH PRIVILEGES;
 $users
 GRANT ALL PRIVILEGES ON *.* TO 'root'@'%' WITH GRANT OPTION;
@@ -82,5 +87,5 @@ fi
 # shellcheck disable=SC2086
 exec mariadbd --no-defaults --datadir="$datadir" $user_opt $innodb \
     --bind-address="${POD_IP:-127.0.0.1}" --port="${MYSQL_TCP_PORT:-3306}" \
-    --socket="$socket" --pid-file="$datadir/mariadbd.pid" \
+    --socket="$socket" --pid-file="$datadir/mariadbd.pid" --tmpdir="$tmpdir" \
     --skip-name-resolve "$@"

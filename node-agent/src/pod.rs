@@ -383,6 +383,19 @@ impl PodWorker {
                 env.set(&k, v);
             }
         }
+        // A temporary directory of the pod's own (a container has its own /tmp; pods on
+        // one machine must not meet in the host's), removed with the pod.
+        if env.get("TMPDIR").is_none() {
+            let tmp = self.dir.join("tmp");
+            if let Err(e) = std::fs::create_dir_all(&tmp) {
+                return self.wait_on(
+                    i,
+                    reason::CREATE_CONFIG_ERROR,
+                    format!("cannot create {}: {e}", tmp.display()),
+                );
+            }
+            env.set("TMPDIR", tmp.display().to_string());
+        }
         let limits = match Limits::from_resources(spec.resources.as_ref()) {
             Ok(l) => l,
             Err(e) => return self.wait_on(i, reason::CREATE_CONFIG_ERROR, e.to_string()),

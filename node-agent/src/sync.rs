@@ -160,7 +160,11 @@ pub fn apply(supervisor: &mut Supervisor, a: v1::Assignment) {
                 supervisor.remove(p);
             }
         }
-        other => tracing::warn!(kind = other, "ignoring an assignment of unknown type"),
+        other => {
+            if !apply_claims(supervisor, other, &a.claims) {
+                tracing::warn!(kind = other, "ignoring an assignment of unknown type");
+            }
+        }
     }
 }
 
@@ -201,8 +205,7 @@ pub fn claim_action(kind: &str, claims: &[String]) -> Option<ClaimAction> {
     }
 }
 
-/// Applies the claim part of an assignment (see [`claim_action`]); for the stream
-/// to call once `Assignment` carries claims. A folder is only removed once no pod on
+/// Applies a CLAIMS or CLAIM_DELETED assignment (see [`claim_action`]). A folder is only removed once no pod on
 /// this node uses it. Returns whether `kind` was a claim assignment.
 pub fn apply_claims(supervisor: &mut Supervisor, kind: &str, claims: &[String]) -> bool {
     match claim_action(kind, claims) {

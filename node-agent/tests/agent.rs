@@ -134,6 +134,7 @@ impl Nodes for Fake {
                 r#type: "SNAPSHOT".into(),
                 pods,
                 resource_version: "1".into(),
+                claims: Vec::new(),
             };
             Some((Ok(a), (rx, false)))
         });

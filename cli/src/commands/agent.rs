@@ -89,6 +89,7 @@ pub async fn run(ctx: &Ctx, args: AgentArgs) -> anyhow::Result<()> {
     if let Some(stop) = args.stop_pods_on_exit {
         config.stop_pods_on_shutdown = stop;
     }
+    config.cluster_dns = args.cluster_dns;
     let shutdown = crate::signals::shutdown_token()?;
     twinset_node_agent::run(config, shutdown)
         .await

@@ -16,6 +16,10 @@ pub fn config(args: ControlPlaneArgs) -> twinset_control_plane::Config {
     if let Some(h) = args.watch_history {
         config.watch_history = h;
     }
+    config.dns_listen = args.dns_listen;
+    if let Some(d) = args.cluster_domain {
+        config.cluster_domain = d;
+    }
     config
 }
 

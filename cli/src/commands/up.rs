@@ -131,6 +131,11 @@ async fn start(
         cp_args.push("--node-grace".into());
         cp_args.push(humantime::format_duration(g).to_string());
     }
+    let dns = dns_address(args.dns_listen.as_deref(), args.port)?;
+    if let Some(dns) = dns {
+        cp_args.push("--dns-listen".into());
+        cp_args.push(dns.to_string());
+    }
     members.push(spawn(exe, CONTROL_PLANE, &cp_args, logs)?);
 
     let addr = wait_for_address(&address_file, members, deadline, shutdown).await?;
@@ -165,6 +170,11 @@ async fn start(
         if let Some(t) = &args.image_table {
             a.push("--image-table".into());
             a.push(t.display().to_string());
+        }
+        // resolv.conf cannot name a port: pods use the cluster DNS only on port 53.
+        if let Some(dns) = dns.filter(|d| d.port() == 53) {
+            a.push("--cluster-dns".into());
+            a.push(dns.ip().to_string());
         }
         members.push(spawn(exe, name, &a, logs)?);
     }
@@ -351,6 +361,34 @@ async fn wait_for_exit(members: &mut [Member], shutdown: &CancellationToken) -> 
     }
 }
 
+/// The cluster DNS address for `up`: the flag's value, none for `none`, else a loopback
+/// address of this cluster's own (127.53.H.L from the API port, or from the pid when the
+/// port is picked at random), on port 53 as root and 1053 otherwise.
+fn dns_address(flag: Option<&str>, api_port: u16) -> anyhow::Result<Option<std::net::SocketAddr>> {
+    match flag {
+        Some("none") => return Ok(None),
+        Some(a) => {
+            return a
+                .parse()
+                .map(Some)
+                .with_context(|| format!("--dns-listen {a:?}: expected IP:PORT or none"))
+        }
+        None => {}
+    }
+    let seed = if api_port != 0 {
+        api_port
+    } else {
+        (std::process::id() & 0xffff) as u16
+    };
+    let [hi, lo] = seed.to_be_bytes();
+    let port = if nix::unistd::Uid::effective().is_root() {
+        53
+    } else {
+        1053
+    };
+    Ok(Some(std::net::SocketAddr::from(([127, 53, hi, lo], port))))
+}
+
 fn print_usage(server: &str, data_dir: &Path, config: &Path, members: &[Member], detached: bool) {
     let nodes: Vec<&str> = members
         .iter()
@@ -366,6 +404,17 @@ fn print_usage(server: &str, data_dir: &Path, config: &Path, members: &[Member],
     } else {
         "press Ctrl-C".to_string()
     };
+    let dns = std::fs::read_to_string(data_dir.join(CONTROL_PLANE).join("dns-address"))
+        .ok()
+        .and_then(|a| a.trim().parse::<std::net::SocketAddr>().ok())
+        .map(|a| {
+            format!(
+                "  DNS:         dig @{} -p {} <pod>.<service>.<namespace>.svc.cluster.local\n",
+                a.ip(),
+                a.port()
+            )
+        })
+        .unwrap_or_default();
     let text = format!(
         "Twinset cluster is up: {} node(s) Ready ({}).\n\
          \n  Server:      {server}   (saved in {})\n  \
@@ -373,7 +422,7 @@ fn print_usage(server: &str, data_dir: &Path, config: &Path, members: &[Member],
          Try:         twinset get nodes\n               \
          twinset apply -f deploy/examples/daemonset.yaml\n               \
          twinset get pods -n kube-system -o wide\n  \
-         Stop:        {stop}\n",
+         Stop:        {stop}\n{dns}",
         nodes.len(),
         nodes.join(", "),
         config.display(),

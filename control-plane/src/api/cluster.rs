@@ -93,6 +93,28 @@ impl FieldSelector {
     }
 }
 
+/// Refuses to delete a claim that a pod on a node still mounts (Kubernetes keeps such a
+/// claim Terminating until the pod is gone; Twinset says no and why, so data is never
+/// pulled from under a running pod). Finished pods and pods not yet placed (e.g. one
+/// waiting for a node its claim is pinned to) do not count.
+fn claim_not_in_use(store: &dyn Store, ns: &str, name: &str) -> Result<(), Status> {
+    let user = store
+        .list(Kind::Pod, Some(ns))
+        .0
+        .into_iter()
+        .filter_map(Object::into_pod)
+        .filter(|p| !crate::podutil::node_name(p).is_empty())
+        .filter(|p| !matches!(crate::podutil::phase(p), "Succeeded" | "Failed"))
+        .find(|p| crate::scheduler::decide::pod_claims(p).contains(&name));
+    match user {
+        Some(p) => Err(Status::failed_precondition(format!(
+            "persistentvolumeclaims {name:?} is in use by pod {:?}: delete the pod (or scale its StatefulSet down) first",
+            crate::podutil::name(&p)
+        ))),
+        None => Ok(()),
+    }
+}
+
 fn label_selector(s: &str) -> Result<Selector, Status> {
     Selector::parse(s)
         .map_err(|e| Status::invalid_argument(format!("invalid label selector {s:?}: {e}")))
@@ -238,6 +260,9 @@ impl Cluster for ClusterService {
             ));
         }
         let store = self.store();
+        if kind == Kind::PersistentVolumeClaim {
+            claim_not_in_use(store, &ns, &name)?;
+        }
         let span =
             tracing::info_span!("delete", kind = kind.as_str(), namespace = %ns, name = %name);
         let work = async {

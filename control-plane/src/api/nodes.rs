@@ -6,7 +6,8 @@ use super::{parse_rv, status, Ctx};
 use crate::controllers::node_lifecycle::{mark_ready, ready_status, sync_unschedulable_taint};
 use crate::events::{self, Source};
 use crate::podutil;
-use crate::store::{Error as StoreError, Store, Watcher};
+use crate::scheduler::decide::SELECTED_NODE_ANNOTATION;
+use crate::store::{Error as StoreError, EventType, Store, Watcher};
 use std::collections::BTreeSet;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -148,6 +149,18 @@ fn bound_to(pod: &Pod, node: &str) -> bool {
 
 /// The assignment stream of one node: snapshot, then changes; resumes from the agent's
 /// revision when the history still holds it, else starts with a fresh snapshot.
+/// True when `obj` is a claim whose volume lives on `node` (the scheduler records the
+/// node in the selected-node annotation when it binds the claim).
+fn claim_bound_to(obj: &Object, node: &str) -> bool {
+    obj.as_persistent_volume_claim().is_some()
+        && obj
+            .meta()
+            .annotations
+            .get(SELECTED_NODE_ANNOTATION)
+            .map(String::as_str)
+            == Some(node)
+}
+
 async fn assignments(
     ctx: Ctx,
     node: String,
@@ -179,8 +192,22 @@ async fn assignments(
                     r#type: "SNAPSHOT".into(),
                     pods,
                     resource_version: at.to_string(),
+                    claims: Vec::new(),
                 };
-                if tx.send(Ok(snap)).await.is_err() {
+                // The claims bound here, read at the same revision: the agent keeps their
+                // volume directories and may remove the others.
+                let (claims, _) = store.list(Kind::PersistentVolumeClaim, None);
+                let claims = Assignment {
+                    r#type: "CLAIMS".into(),
+                    pods: Vec::new(),
+                    resource_version: at.to_string(),
+                    claims: claims
+                        .iter()
+                        .filter(|c| claim_bound_to(c, &node))
+                        .map(|c| format!("{}/{}", c.namespace(), c.name()))
+                        .collect(),
+                };
+                if tx.send(Ok(snap)).await.is_err() || tx.send(Ok(claims)).await.is_err() {
                     return;
                 }
                 rev = Some(at);
@@ -203,6 +230,18 @@ async fn assignments(
             // None: this watch fell behind or the store is closing; resume from `rev`.
             let Some(ev) = ev else { break };
             rev = Some(ev.rev);
+            if ev.r#type == EventType::Deleted && claim_bound_to(&ev.object, &node) {
+                let out = Assignment {
+                    r#type: "CLAIM_DELETED".into(),
+                    pods: Vec::new(),
+                    resource_version: ev.rev.to_string(),
+                    claims: vec![format!("{}/{}", ev.object.namespace(), ev.object.name())],
+                };
+                if tx.send(Ok(out)).await.is_err() {
+                    return;
+                }
+                continue;
+            }
             let Some(pod) = ev.object.as_pod() else {
                 continue;
             };
@@ -213,6 +252,7 @@ async fn assignments(
                 r#type: ev.r#type.as_str().into(),
                 pods: vec![pod.clone()],
                 resource_version: ev.rev.to_string(),
+                claims: Vec::new(),
             };
             if tx.send(Ok(out)).await.is_err() {
                 return;

@@ -1,5 +1,6 @@
-//! Garbage collection by owner references: a pod (or controller revision) whose every
-//! owner is gone is deleted. Orphaned objects carry no owner reference and are left
+//! Garbage collection by owner references: a pod, controller revision or claim whose
+//! every owner is gone is deleted (claims carry owners only when a StatefulSet's
+//! retention policy says Delete). Orphaned objects carry no owner reference and are left
 //! alone. This is the safety net behind `delete`'s Background propagation: dependents
 //! it missed, or that a controller created while its owner was being deleted.
 
@@ -13,7 +14,11 @@ use twinset_proto::v1::Object;
 use twinset_proto::Kind;
 
 /// Kinds whose objects may be dependents.
-const DEPENDENT_KINDS: [Kind; 2] = [Kind::Pod, Kind::ControllerRevision];
+const DEPENDENT_KINDS: [Kind; 3] = [
+    Kind::Pod,
+    Kind::ControllerRevision,
+    Kind::PersistentVolumeClaim,
+];
 
 /// Runs the collector until `token` is cancelled.
 pub async fn run(store: Arc<dyn Store>, token: CancellationToken) {

@@ -10,6 +10,7 @@ pub mod gc;
 pub mod node_lifecycle;
 pub mod placement;
 pub mod revision;
+pub mod statefulset;
 
 use crate::store::{Error as StoreError, Store, WatchEvent};
 use std::collections::{HashMap, HashSet, VecDeque};
