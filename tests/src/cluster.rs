@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::future::Future;
 use std::io::Write;
+use std::net::SocketAddr;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -21,7 +22,8 @@ use crate::json::{self, PodView};
 use crate::output::Output;
 use crate::procs::{self, ProcId};
 use crate::wait::{timeout, wait_for};
-use crate::{binary, Table};
+use crate::watch::PodWatch;
+use crate::{binary, dns, Table};
 
 /// Environment variable carried by every process a test starts (and inherited by
 /// pods unless the agent clears their environment), so stray processes can be found.
@@ -29,6 +31,9 @@ pub const MARKER_ENV: &str = "TWINSET_TEST_ID";
 
 /// The guide's DaemonSet manifest, relative to the repository root.
 pub const GUIDE_DAEMONSET: &str = "deploy/examples/daemonset.yaml";
+
+/// The guide's StatefulSet manifest (MySQL), relative to the repository root.
+pub const GUIDE_STATEFULSET: &str = "deploy/examples/statefulset.yaml";
 
 /// How long one CLI invocation may take before the test fails.
 const CLI_TIMEOUT: Duration = Duration::from_secs(60);
@@ -49,6 +54,27 @@ pub fn unique_id() -> String {
     )
 }
 
+/// How a test cluster is started ([`Cluster::start_with`]).
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Run the control plane's DNS server (`--dns-listen`) on a loopback address of its
+    /// own (see [`dns::pick_listen_addr`]) and, when it is on port 53, point the agents
+    /// at it (`--cluster-dns IP`) so that isolated pods resolve through it.
+    pub dns: bool,
+    /// Extra flags given to every agent started by [`Cluster::start_with`].
+    pub agent_flags: Vec<String>,
+}
+
+impl Options {
+    /// Options with the cluster DNS server on.
+    pub fn with_dns() -> Options {
+        Options {
+            dns: true,
+            ..Options::default()
+        }
+    }
+}
+
 /// A long-running process started by the harness.
 struct Daemon {
     child: Child,
@@ -67,6 +93,7 @@ pub struct Cluster {
     log_files: Vec<PathBuf>,
     seen: Mutex<BTreeSet<ProcId>>,
     manifests: AtomicUsize,
+    dns: Option<SocketAddr>,
 }
 
 impl Cluster {
@@ -74,10 +101,16 @@ impl Cluster {
     /// is Ready. `nodes == 0` gives a control plane alone (a quiet store: nothing
     /// writes in the background, so revisions only move when a test writes).
     pub fn start(nodes: usize) -> Cluster {
-        let mut c = Cluster::control_plane_only();
+        Cluster::start_with(nodes, Options::default())
+    }
+
+    /// As [`Cluster::start`], with [`Options`] (cluster DNS, extra agent flags).
+    pub fn start_with(nodes: usize, options: Options) -> Cluster {
+        let mut c = Cluster::control_plane_only_with(&options);
         let names: Vec<String> = (1..=nodes).map(|i| format!("node{i}")).collect();
+        let extra: Vec<&str> = options.agent_flags.iter().map(String::as_str).collect();
         for n in &names {
-            c.spawn_agent(n, &[]);
+            c.spawn_agent(n, &extra);
         }
         c.wait_nodes_ready(&names);
         c
@@ -85,6 +118,11 @@ impl Cluster {
 
     /// Starts only the control plane (agents can be added with [`Cluster::add_agent`]).
     pub fn control_plane_only() -> Cluster {
+        Cluster::control_plane_only_with(&Options::default())
+    }
+
+    /// Starts only the control plane, with [`Options`].
+    pub fn control_plane_only_with(options: &Options) -> Cluster {
         let tmp = tempfile::Builder::new()
             .prefix("twinset-e2e-")
             .tempdir()
@@ -104,6 +142,7 @@ impl Cluster {
             log_files: Vec::new(),
             seen: Mutex::new(BTreeSet::new()),
             manifests: AtomicUsize::new(0),
+            dns: options.dns.then(dns::pick_listen_addr),
         };
         c.start_control_plane(None);
         c
@@ -122,6 +161,25 @@ impl Cluster {
     /// The control plane's address as `http://HOST:PORT` (what TWINSET_SERVER holds).
     pub fn server(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// The cluster DNS server's address (`--dns-listen`), when started with one.
+    pub fn dns_addr(&self) -> Option<SocketAddr> {
+        self.dns
+    }
+
+    /// The data dir of the agent of `node` (`--data-dir`).
+    pub fn node_dir(&self, node: &str) -> PathBuf {
+        self.dir.join(node)
+    }
+
+    /// Where the agent of `node` keeps the directory of claim `claim` of `namespace`:
+    /// `<agent data dir>/volumes/<namespace>/<claim>/`.
+    pub fn volume_dir(&self, node: &str, namespace: &str, claim: &str) -> PathBuf {
+        self.node_dir(node)
+            .join("volumes")
+            .join(namespace)
+            .join(claim)
     }
 
     /// The value of [`MARKER_ENV`] for this cluster.
@@ -170,7 +228,7 @@ impl Cluster {
         let addr_file = data.join("address");
         let _ = std::fs::remove_file(&addr_file);
         let listen = addr.clone().unwrap_or_else(|| "127.0.0.1:0".into());
-        let args: Vec<String> = [
+        let mut args: Vec<String> = [
             "control-plane",
             "--data-dir",
             &data.to_string_lossy(),
@@ -182,6 +240,10 @@ impl Cluster {
         .iter()
         .map(|s| s.to_string())
         .collect();
+        if let Some(d) = self.dns {
+            args.push("--dns-listen".into());
+            args.push(d.to_string());
+        }
         let name = format!("control-plane.{}", self.cp_runs);
         let d = self.spawn_daemon(&name, &args);
         // Owned by the cluster from the start, so a failed start is still cleaned up.
@@ -228,6 +290,10 @@ impl Cluster {
             "--restart-delay".into(),
             "200ms".into(),
         ];
+        if let Some(d) = self.dns.filter(|d| d.port() == 53) {
+            args.push("--cluster-dns".into());
+            args.push(d.ip().to_string());
+        }
         let table = binary::repo_root().join("deploy").join("images.yaml");
         if table.is_file() {
             args.push("--image-table".into());
@@ -380,6 +446,37 @@ impl Cluster {
         self.wait_running("kube-system", "node-monitor-", nodes)
     }
 
+    /// Waits until the StatefulSet `ns/name` reports `ready` ready replicas of `ready`
+    /// desired and its pods `name-*` are exactly that many, all Running+Ready; returns
+    /// them sorted by name.
+    pub fn wait_sts_ready(&self, ns: &str, name: &str, ready: usize) -> Vec<PodView> {
+        let what = format!("StatefulSet {ns}/{name} to have {ready} ready replicas");
+        wait_for(&what, timeout(), || {
+            let sts = self.get_json(&["sts", name, "-n", ns])?;
+            let desired = json::int_at(&sts, "/spec/replicas").unwrap_or(1);
+            let have = json::int_at(&sts, "/status/readyReplicas").unwrap_or(0);
+            let mut pods = self.pods_named(ns, &format!("{name}-"))?;
+            pods.sort_by(|a, b| a.name.cmp(&b.name));
+            if desired == ready as i64
+                && have == ready as i64
+                && pods.len() == ready
+                && pods.iter().all(PodView::is_running_ready)
+            {
+                Ok(pods)
+            } else {
+                Err(format!(
+                    "spec.replicas={desired} status.readyReplicas={have}; pods: {}",
+                    json::summary(&pods)
+                ))
+            }
+        })
+    }
+
+    /// Every Event object in `ns`, from `get events -n NS -o json`.
+    pub fn events(&self, ns: &str) -> Result<Vec<Value>, String> {
+        Ok(json::items(&self.get_json(&["events", "-n", ns])?))
+    }
+
     /// Every node object, from `get nodes -o json`.
     pub fn nodes(&self) -> Result<Vec<Value>, String> {
         Ok(json::items(&self.get_json(&["nodes"])?))
@@ -522,6 +619,11 @@ impl Cluster {
         })
     }
 
+    /// Starts a [`PodWatch`] following every pod event of this cluster from now on.
+    pub fn watch_pods(&self) -> PodWatch {
+        PodWatch::start(&self.server())
+    }
+
     /// The store's current revision, read through `List` (its `resource_version`).
     pub fn store_revision(&self) -> u64 {
         self.grpc(|mut c| async move {
@@ -596,6 +698,8 @@ pub fn base_command(bin: &Path, home: &Path, test_id: &str) -> Command {
     let mut cmd = Command::new(bin);
     cmd.env("HOME", home)
         .env(MARKER_ENV, test_id)
+        // Plain log files: failure output shows them as text, without colour codes.
+        .env("NO_COLOR", "1")
         .env_remove("TWINSET_SERVER")
         .env_remove("TWINSET_CONFIG");
     if std::env::var_os("RUST_LOG").is_none() {

@@ -45,7 +45,7 @@ pub struct PodView {
     pub terminating: bool,
     /// The Ready condition is True.
     pub ready: bool,
-    /// Sum of containerStatuses[*].restartCount.
+    /// Sum of `containerStatuses[*].restartCount`.
     pub restarts: i64,
     /// Kinds and names of the owner references ("DaemonSet/node-monitor").
     pub owners: Vec<String>,

@@ -8,20 +8,28 @@
 //!
 //! Tests wait on conditions with deadlines ([`wait_for`]), never on fixed sleeps;
 //! the few negative checks ("this stays true") use [`holds_for`] over a short window.
+//!
+//! For the StatefulSet: [`Options::with_dns`] gives a cluster its own DNS server
+//! ([`dns`] queries it with `dig`), [`PodWatch`] follows every pod event through the
+//! gRPC watch so that order can be asserted by store revision, and [`sql`] talks to
+//! the guide's MariaDB replicas.
 #![forbid(unsafe_code)]
 
 pub mod binary;
 pub mod cluster;
+pub mod dns;
 pub mod json;
 pub mod net;
 pub mod output;
 pub mod procs;
 pub mod sandbox;
+pub mod sql;
 pub mod table;
 pub mod wait;
+pub mod watch;
 
 pub use binary::{repo_root, twinset_bin};
-pub use cluster::{Cluster, GUIDE_DAEMONSET};
+pub use cluster::{Cluster, Options, GUIDE_DAEMONSET, GUIDE_STATEFULSET};
 pub use json::PodView;
 pub use net::{free_port, ip_in_cidr};
 pub use output::Output;
@@ -29,3 +37,4 @@ pub use procs::ProcId;
 pub use sandbox::Sandbox;
 pub use table::Table;
 pub use wait::{holds_for, timeout, wait_for};
+pub use watch::{PodEvent, PodState, PodWatch};

@@ -13,7 +13,7 @@ use nix::unistd::Pid;
 pub struct ProcId {
     /// The process id.
     pub pid: i32,
-    /// Field 22 of /proc/<pid>/stat.
+    /// Field 22 of `/proc/<pid>/stat`.
     pub start_time: u64,
 }
 
@@ -40,7 +40,7 @@ impl ProcId {
     }
 }
 
-/// The fields of /proc/<pid>/stat the harness uses.
+/// The fields of `/proc/<pid>/stat` the harness uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Stat {
     /// Process id.
@@ -65,7 +65,7 @@ impl Stat {
     }
 }
 
-/// Reads /proc/<pid>/stat; `None` when the process does not exist.
+/// Reads `/proc/<pid>/stat`; `None` when the process does not exist.
 pub fn stat(pid: i32) -> Option<Stat> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // "pid (comm) state ppid pgrp ..." — comm may contain spaces and parens.
@@ -171,7 +171,7 @@ pub fn signal(pid: i32, sig: Signal) -> nix::Result<()> {
 }
 
 /// The cgroup memberships of a process: (controllers, path) per line of
-/// /proc/<pid>/cgroup, e.g. ("memory", "/twinset/pod-x") or ("", "/") for v2.
+/// `/proc/<pid>/cgroup`, e.g. ("memory", "/twinset/pod-x") or ("", "/") for v2.
 pub fn cgroups(pid: i32) -> Vec<(String, String)> {
     let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/cgroup")) else {
         return Vec::new();

@@ -42,6 +42,23 @@ pub fn wait_for<T>(
     }
 }
 
+/// As [`wait_for`], but returns `Err(last state)` at the deadline instead of panicking
+/// (for callers that add their own context to the failure).
+pub fn try_wait_for<T>(
+    deadline: Duration,
+    mut probe: impl FnMut() -> Result<T, String>,
+) -> Result<T, String> {
+    let start = Instant::now();
+    loop {
+        match probe() {
+            Ok(v) => return Ok(v),
+            Err(state) if start.elapsed() >= deadline => return Err(state),
+            Err(_) => {}
+        }
+        std::thread::sleep(POLL);
+    }
+}
+
 /// Checks that `probe` stays `Ok` for the whole `window` (polling), for negative
 /// assertions such as "the pod is not removed". Panics at the first `Err`.
 #[track_caller]

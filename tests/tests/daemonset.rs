@@ -377,6 +377,8 @@ fn applying_into_a_missing_namespace_creates_it_and_says_so() {
         lines,
         [
             "namespace/database created",
+            // The set names a headless service that does not exist: it is made and said.
+            "service/mysql created",
             "statefulset.apps/mysql-db created"
         ],
         "{out}"

@@ -4,7 +4,7 @@
 
 use std::process::Command;
 
-use twinset_e2e::{free_port, repo_root, twinset_bin, Sandbox};
+use twinset_e2e::{dns, free_port, repo_root, twinset_bin, Sandbox};
 
 /// The guide's DaemonSet block, byte for byte.
 const GUIDE_DS: &str = r#"apiVersion: apps/v1
@@ -161,24 +161,32 @@ fn examples_are_the_guides_manifests_byte_for_byte() {
 }
 
 #[test]
-fn quickstart_script_runs_the_guide_daemonset() {
+fn quickstart_script_runs_the_guide_daemonset_and_statefulset() {
     let s = Sandbox::new();
     let mut cmd = Command::new(repo_root().join("deploy").join("quickstart.sh"));
     cmd.env("TWINSET_BIN", twinset_bin())
         .env("TWINSET_DATA_DIR", s.dir().join("cluster"))
         .env("TWINSET_PORT", free_port().to_string())
+        // An address of the test's own, through the script's TWINSET_DNS_LISTEN.
+        .env("TWINSET_DNS_LISTEN", dns::pick_listen_addr().to_string())
         .env_remove("TWINSET_SERVER")
         .env_remove("TWINSET_CONFIG");
     let out = s.run_program(
         cmd,
         "deploy/quickstart.sh",
-        std::time::Duration::from_secs(180),
+        std::time::Duration::from_secs(240),
     );
     assert!(out.success(), "{out}");
     for want in [
         "daemonset.apps/node-monitor created",
         "Pods Status:  3 Running / 0 Waiting / 0 Succeeded / 0 Failed",
         "daemonset.apps \"node-monitor\" deleted",
+        "statefulset.apps/mysql-db created",
+        "$ twinset describe sts mysql-db -n database",
+        "statefulset.apps/mysql-db scaled",
+        "$ twinset rollout status sts/mysql-db -n database",
+        "mysql-db-3",
+        "+short mysql-db-0.mysql.database.svc.cluster.local",
         "quickstart: OK",
     ] {
         assert!(
