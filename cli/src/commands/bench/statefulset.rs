@@ -88,6 +88,7 @@ fn ordinal(set: &str, pod: &str) -> Option<usize> {
 #[derive(Debug, Clone, Default)]
 struct Timeline {
     created: Vec<Option<Instant>>,
+    bound: Vec<Option<Instant>>,
     running: Vec<Option<Instant>>,
     ready: Vec<Option<Instant>>,
 }
@@ -96,6 +97,7 @@ impl Timeline {
     fn new(n: usize) -> Self {
         Self {
             created: vec![None; n],
+            bound: vec![None; n],
             running: vec![None; n],
             ready: vec![None; n],
         }
@@ -107,6 +109,9 @@ impl Timeline {
             return;
         }
         self.created[i].get_or_insert(at);
+        if pod.spec.as_ref().is_some_and(|s| !s.node_name.is_empty()) {
+            self.bound[i].get_or_insert(at);
+        }
         if running(pod) {
             self.running[i].get_or_insert(at);
         }
@@ -339,10 +344,20 @@ pub async fn parallel(client: &mut Client, args: &BenchArgs) -> anyhow::Result<(
         let (all_running, all_ready) = result.with_context(|| format!("run {run}"))?;
         cleanup?;
         let rate = f64::from(n) / all_running.as_secs_f64().max(f64::EPSILON);
+        // Where the time goes: the control plane's part (objects created, pods bound to
+        // nodes) and the agents' part (processes started and reported Running).
+        let last = |v: &[Option<Instant>]| {
+            v.iter()
+                .flatten()
+                .max()
+                .map_or(0.0, |t| ms(t.saturating_duration_since(start)))
+        };
         println!(
-            "run {run}: apply -> {n} pods Running in {:.1} ms ({rate:.0} pods/s); all Ready in {:.1} ms",
+            "run {run}: apply -> {n} pods Running in {:.1} ms ({rate:.0} pods/s); all Ready in {:.1} ms; last pod created at {:.1} ms, last bound at {:.1} ms",
             ms(all_running),
-            ms(all_ready)
+            ms(all_ready),
+            last(&t.created),
+            last(&t.bound)
         );
         rates.push(rate);
     }
