@@ -95,6 +95,30 @@ pub async fn record(
     }
 }
 
+/// Records an event in the background, without waiting for it: controllers' events are
+/// best effort and must not slow down or fail a reconcile.
+pub fn record_later(
+    store: &std::sync::Arc<dyn Store>,
+    involved: &Object,
+    r#type: &'static str,
+    reason: &'static str,
+    message: String,
+    component: &'static str,
+) {
+    let (store, involved) = (store.clone(), involved.clone());
+    tokio::spawn(async move {
+        record(
+            &*store,
+            &involved,
+            r#type,
+            reason,
+            &message,
+            &Source::component(component),
+        )
+        .await;
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

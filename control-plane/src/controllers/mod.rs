@@ -64,6 +64,50 @@ impl Queue {
     }
 }
 
+/// The worker loop every controller shares: takes `namespace/name` keys off `queue`,
+/// reconciles each in a span naming the object, requeues when the reconcile asks to be
+/// woken later, and retries failures with per-key backoff. Stops when `token` is cancelled.
+/// One loop per controller, so no object is ever reconciled twice at once.
+pub async fn work<F, Fut, E>(
+    kind: &'static str,
+    queue: Arc<Queue>,
+    token: CancellationToken,
+    reconcile: F,
+) where
+    F: Fn(String, String) -> Fut,
+    Fut: std::future::Future<Output = Result<Option<Duration>, E>>,
+    E: std::fmt::Display,
+{
+    use tracing::Instrument as _;
+    let mut backoff = Backoff::default();
+    loop {
+        let key = tokio::select! {
+            _ = token.cancelled() => break,
+            key = queue.next() => key,
+        };
+        let Some((ns, name)) = key.split_once('/') else {
+            continue;
+        };
+        let span = tracing::info_span!("reconcile", kind, namespace = ns, name = name);
+        match reconcile(ns.to_string(), name.to_string())
+            .instrument(span.clone())
+            .await
+        {
+            Ok(requeue) => {
+                backoff.succeeded(&key);
+                if let Some(after) = requeue {
+                    queue.add_after(key, after, &token);
+                }
+            }
+            Err(e) => {
+                let delay = backoff.failed(&key);
+                span.in_scope(|| tracing::warn!(error = %e, retry_in = ?delay, "reconcile failed"));
+                queue.add_after(key, delay, &token);
+            }
+        }
+    }
+}
+
 /// Per-key exponential backoff for failed reconciles.
 #[derive(Debug, Default)]
 pub struct Backoff {

@@ -3,9 +3,9 @@
 
 pub mod decide;
 
-use super::{follow, Backoff, Change, Queue};
+use super::{follow, Change, Queue};
 use crate::deletion;
-use crate::events::{self, Source};
+use crate::events;
 use crate::store::{Error as StoreError, Store};
 use decide::{Action, DeleteReason, Snapshot};
 use futures::future::{BoxFuture, FutureExt};
@@ -14,7 +14,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 use tokio_util::sync::CancellationToken;
-use tracing::Instrument;
 use twinset_proto::v1::{DaemonSet, Node, Object};
 use twinset_proto::Kind;
 
@@ -43,31 +42,13 @@ pub async fn run(store: Arc<dyn Store>, token: CancellationToken) {
             .await;
         })
     };
-    let mut backoff = Backoff::default();
-    loop {
-        let key = tokio::select! {
-            _ = token.cancelled() => break,
-            key = ctl.queue.next() => key,
-        };
-        let Some((ns, name)) = key.split_once('/') else {
-            continue;
-        };
-        let span =
-            tracing::info_span!("reconcile", kind = "DaemonSet", namespace = ns, name = name);
-        match ctl.reconcile(ns, name).instrument(span.clone()).await {
-            Ok(requeue) => {
-                backoff.succeeded(&key);
-                if let Some(after) = requeue {
-                    ctl.queue.add_after(key, after, &token);
-                }
-            }
-            Err(e) => {
-                let delay = backoff.failed(&key);
-                span.in_scope(|| tracing::warn!(error = %e, retry_in = ?delay, "reconcile failed"));
-                ctl.queue.add_after(key, delay, &token);
-            }
-        }
-    }
+    let queue = ctl.queue.clone();
+    let reconciler = ctl.clone();
+    super::work("DaemonSet", queue, token, move |ns, name| {
+        let ctl = reconciler.clone();
+        async move { ctl.reconcile(&ns, &name).await }
+    })
+    .await;
     watcher.abort();
 }
 
@@ -222,18 +203,7 @@ impl Controller {
 
     /// Records an event without waiting for it (events are best effort).
     fn event(&self, obj: &Object, r#type: &'static str, reason: &'static str, message: String) {
-        let (store, obj) = (self.store.clone(), obj.clone());
-        tokio::spawn(async move {
-            events::record(
-                &*store,
-                &obj,
-                r#type,
-                reason,
-                &message,
-                &Source::component(COMPONENT),
-            )
-            .await;
-        });
+        events::record_later(&self.store, obj, r#type, reason, message, COMPONENT);
     }
 
     async fn create_on(

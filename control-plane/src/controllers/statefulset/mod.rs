@@ -12,16 +12,15 @@ pub mod decide;
 pub mod history;
 pub mod identity;
 
-use super::{follow, Backoff, Change, Queue};
+use super::{follow, Change, Queue};
 use crate::deletion;
-use crate::events::{self, Source};
+use crate::events;
 use crate::store::{Error as StoreError, EventType, Store};
 use decide::{Action, Snapshot};
 use futures::future::{BoxFuture, FutureExt};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tokio_util::sync::CancellationToken;
-use tracing::Instrument;
 use twinset_proto::v1::{Object, OwnerReference, PersistentVolumeClaim, Pod, StatefulSet};
 use twinset_proto::Kind;
 
@@ -41,35 +40,13 @@ pub async fn run(store: Arc<dyn Store>, token: CancellationToken) {
             follow(store, token, move |change| ctl.on_change(change)).await;
         })
     };
-    let mut backoff = Backoff::default();
-    loop {
-        let key = tokio::select! {
-            _ = token.cancelled() => break,
-            key = ctl.queue.next() => key,
-        };
-        let Some((ns, name)) = key.split_once('/') else {
-            continue;
-        };
-        let span = tracing::info_span!(
-            "reconcile",
-            kind = "StatefulSet",
-            namespace = ns,
-            name = name
-        );
-        match ctl.reconcile(ns, name).instrument(span.clone()).await {
-            Ok(requeue) => {
-                backoff.succeeded(&key);
-                if let Some(after) = requeue {
-                    ctl.queue.add_after(key, after, &token);
-                }
-            }
-            Err(e) => {
-                let delay = backoff.failed(&key);
-                span.in_scope(|| tracing::warn!(error = %e, retry_in = ?delay, "reconcile failed"));
-                ctl.queue.add_after(key, delay, &token);
-            }
-        }
-    }
+    let queue = ctl.queue.clone();
+    let reconciler = ctl.clone();
+    super::work("StatefulSet", queue, token, move |ns, name| {
+        let ctl = reconciler.clone();
+        async move { ctl.reconcile(&ns, &name).await }
+    })
+    .await;
     watcher.abort();
 }
 
@@ -246,18 +223,7 @@ impl Controller {
 
     /// Records an event on the set without waiting for it (events are best effort).
     fn event(&self, obj: &Object, r#type: &'static str, reason: &'static str, message: String) {
-        let (store, obj) = (self.store.clone(), obj.clone());
-        tokio::spawn(async move {
-            events::record(
-                &*store,
-                &obj,
-                r#type,
-                reason,
-                &message,
-                &Source::component(COMPONENT),
-            )
-            .await;
-        });
+        events::record_later(&self.store, obj, r#type, reason, message, COMPONENT);
     }
 
     async fn create_claim(
