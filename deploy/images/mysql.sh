@@ -31,12 +31,8 @@ user_opt=
 if [ "$(id -u)" = 0 ]; then user_opt=--user=root; fi
 # Small InnoDB sizes: each replica starts in well under a second and takes ~26 MB.
 innodb="--innodb-buffer-pool-size=16M --innodb-log-file-size=8M"
-# A unix socket path must stay under 108 bytes; a long data path uses /tmp instead.
-if [ "${#datadir}" -le 90 ]; then
-    socket=$datadir/mysqld.sock
-else
-    socket=/tmp/twinset-mysqld-$(printf '%s' "$datadir" | cksum | cut -d' ' -f1).sock
-fi
+# The server's unix socket ($socket), where the readiness probe (mysql-ready.sh) finds it.
+. "$(dirname "$0")/mysql-socket.sh"
 
 # Temporary tables go to the pod's own TMPDIR (the agent gives each pod one): replicas
 # on one machine share /tmp, and concurrent initialisations must not meet there.

@@ -3,15 +3,20 @@
 //! to a command, optional default args and env. A container with only an image that
 //! has no entry does not run: it waits with reason `ImageNotInTable`.
 //!
-//! An entry's `command` or `args` element that starts with `./` or `../` is a path
-//! relative to the table file's folder (so `deploy/images.yaml` can run helper
+//! An entry's `command`, `args` or `readinessProbe.exec.command` element that starts
+//! with `./` or `../` is a path relative to the table file's folder (so `deploy/images.yaml` can run helper
 //! scripts shipped beside it, such as `./images/mysql.sh`).
+//!
+//! An entry may carry a `readinessProbe` (the Kubernetes Probe shape): the image's
+//! default readiness check, like a Dockerfile HEALTHCHECK, used for a container that
+//! runs the entry's program (no `command` of its own) and has no readinessProbe of
+//! its own. See [`crate::probes`].
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
-use twinset_proto::v1::Container;
+use twinset_proto::v1::{Container, Probe};
 
 /// Waiting reason of a container whose image has no entry in the table.
 pub const IMAGE_NOT_IN_TABLE: &str = "ImageNotInTable";
@@ -38,7 +43,7 @@ pub enum ImageTableError {
 }
 
 /// One image: what runs for it.
-#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ImageEntry {
     /// The image's entrypoint (replaced by the container's `command`).
@@ -49,6 +54,10 @@ pub struct ImageEntry {
     /// Environment the image sets (the container's env wins).
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// The image's default readiness probe (for containers running the entry's
+    /// program without a readinessProbe of their own).
+    #[serde(default, rename = "readinessProbe")]
+    pub readiness_probe: Option<Probe>,
 }
 
 #[derive(Deserialize)]
@@ -110,7 +119,19 @@ fn is_relative_ref(s: &str) -> bool {
 
 /// The entry with its `./` and `../` elements joined to `base`.
 fn relative_to(mut entry: ImageEntry, base: &Path) -> ImageEntry {
-    for s in entry.command.iter_mut().chain(entry.args.iter_mut()) {
+    let probe_command = entry
+        .readiness_probe
+        .as_mut()
+        .and_then(|p| p.exec.as_mut())
+        .map(|e| e.command.iter_mut())
+        .into_iter()
+        .flatten();
+    for s in entry
+        .command
+        .iter_mut()
+        .chain(entry.args.iter_mut())
+        .chain(probe_command)
+    {
         if is_relative_ref(s) {
             let joined: PathBuf = base.join(&*s).components().collect();
             *s = joined.to_string_lossy().into_owned();
@@ -135,6 +156,12 @@ impl ImageTable {
                     path: path.to_path_buf(),
                     message: format!("image {image}: command must not be empty"),
                 });
+            }
+            if let Some(probe) = &entry.readiness_probe {
+                crate::probes::check(probe).map_err(|e| ImageTableError::Parse {
+                    path: path.to_path_buf(),
+                    message: format!("image {image}: readinessProbe: {e}"),
+                })?;
             }
             entries.insert(normalize(&image), relative_to(entry, base));
         }
@@ -180,6 +207,15 @@ impl ImageTable {
     /// The entry for an image, if any.
     pub fn get(&self, image: &str) -> Option<&ImageEntry> {
         self.entries.get(&normalize(image))
+    }
+
+    /// The image's default readiness probe for container `c`: only when `c` runs the
+    /// entry's own program (no `command`) — the probe describes that program.
+    pub fn default_readiness(&self, c: &Container) -> Option<&Probe> {
+        if !c.command.is_empty() || c.image.is_empty() {
+            return None;
+        }
+        self.get(&c.image)?.readiness_probe.as_ref()
     }
 
     /// What the container runs, following Kubernetes: `command` replaces the image's
@@ -311,6 +347,31 @@ images:
     }
 
     #[test]
+    fn an_entry_may_carry_a_default_readiness_probe() {
+        let text = "images:\n  db:\n    command: [db]\n    readinessProbe: {tcpSocket: {port: 3306}, periodSeconds: 1}\n";
+        let t = ImageTable::parse(text, Path::new("t.yaml")).unwrap();
+        let probe = t.default_readiness(&container("db", &[], &[])).unwrap();
+        assert_eq!(probe.period_seconds, 1);
+        assert_eq!(
+            probe.tcp_socket.as_ref().unwrap().port,
+            Some(twinset_proto::IntOrString::int(3306))
+        );
+        assert!(t
+            .default_readiness(&container("db", &["sh"], &[]))
+            .is_none());
+        assert!(t.default_readiness(&container("other", &[], &[])).is_none());
+        let p = Path::new("t.yaml");
+        let bad = "images:\n  db:\n    command: [db]\n    readinessProbe: {periodSeconds: 1}\n";
+        let e = ImageTable::parse(bad, p).unwrap_err().to_string();
+        assert!(
+            e.contains("readinessProbe: the probe has no handler"),
+            "{e}"
+        );
+        let typo = "images:\n  db:\n    command: [db]\n    readinessProbe: {tcpSockt: {port: 1}}\n";
+        assert!(ImageTable::parse(typo, p).is_err());
+    }
+
+    #[test]
     fn bad_tables_are_errors() {
         let p = Path::new("t.yaml");
         assert!(ImageTable::parse("images:\n  x:\n    comand: [a]\n", p).is_err());
@@ -325,12 +386,13 @@ images:
 
     #[test]
     fn relative_elements_resolve_against_the_table_folder() {
-        let text =
-            "images:\n  x:\n    command: [/bin/sh, ./images/x.sh]\n    args: [../y, -c, ./z]\n";
+        let text = "images:\n  x:\n    command: [/bin/sh, ./images/x.sh]\n    args: [../y, -c, ./z]\n    readinessProbe: {exec: {command: [sh, ./images/ready.sh]}}\n";
         let t = ImageTable::parse(text, Path::new("/etc/twinset/images.yaml")).unwrap();
         let e = t.get("x").unwrap();
         assert_eq!(e.command, vec!["/bin/sh", "/etc/twinset/images/x.sh"]);
         assert_eq!(e.args, vec!["/etc/twinset/../y", "-c", "/etc/twinset/z"]);
+        let probe = e.readiness_probe.as_ref().unwrap().exec.as_ref().unwrap();
+        assert_eq!(probe.command, vec!["sh", "/etc/twinset/images/ready.sh"]);
     }
 
     #[test]
@@ -350,5 +412,21 @@ images:
         let mysql = t.get("mysql:8").unwrap();
         let script = Path::new(&mysql.command[1]);
         assert!(script.is_absolute() && script.is_file(), "{script:?}");
+        // MariaDB is Ready once it answers (a script beside the table too).
+        let probe = mysql
+            .readiness_probe
+            .as_ref()
+            .expect("mysql:8 readinessProbe");
+        let command = probe
+            .exec
+            .as_ref()
+            .map(|e| e.command.clone())
+            .unwrap_or_default();
+        let ready = Path::new(command.get(1).map(String::as_str).unwrap_or_default());
+        assert!(ready.is_absolute() && ready.is_file(), "{command:?}");
+        assert_eq!(probe.period_seconds, 1);
+        for image in ["datadog/agent:latest", "twinset/sleep"] {
+            assert!(t.get(image).unwrap().readiness_probe.is_none(), "{image}");
+        }
     }
 }

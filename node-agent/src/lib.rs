@@ -1,8 +1,8 @@
 //! The Twinset node agent: registers its node with the control plane, heartbeats,
 //! keeps one `WatchAssignments` stream open, and runs the pods bound to its node as
 //! supervised process groups (cgroup limits, private mount and UTS namespaces as
-//! root, a pod IP each, claim volumes kept on the node, logs per container), reporting
-//! their status back. It serves `NodeAgent.Logs` on its daemon
+//! root, a pod IP each, claim volumes kept on the node, logs per container, exec,
+//! tcpSocket and httpGet probes), reporting their status back. It serves `NodeAgent.Logs` on its daemon
 //! endpoint. If the control plane goes away, pods keep running and the agent
 //! reconnects by itself.
 
@@ -17,6 +17,8 @@ pub mod ipam;
 pub mod logs;
 pub mod node;
 pub mod pod;
+pub mod prober;
+pub mod probes;
 pub mod reporter;
 pub mod runtime;
 pub mod state;

@@ -4,7 +4,11 @@
 //! the grace period), removes the pod's cgroups, IP and state, then reports the pod
 //! terminated. Before each container starts it prepares the container's volumes and,
 //! when the runtime can isolate pods, its sandbox (bind mounts, the pod's own
-//! `/etc/hosts` and `/etc/resolv.conf`, and its hostname).
+//! `/etc/hosts` and `/etc/resolv.conf`, and its hostname). While a container runs,
+//! the worker runs its probes ([`crate::probes`] decides, [`crate::prober`] does the
+//! I/O): readiness gates the container's `ready` (reported at once when it changes),
+//! and a failed liveness or startup probe kills the container (SIGTERM, SIGKILL after
+//! the grace period) so that it restarts by the restart policy.
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
@@ -28,6 +32,8 @@ use crate::identity;
 use crate::images::ImageTable;
 use crate::ipam::Ipam;
 use crate::logs::{self, PodLogs, Registry};
+use crate::prober::{self, ExecTarget};
+use crate::probes::{self, ContainerProbes, Effect, Kind, Outcome, ProbeSet};
 use crate::reporter::{Report, ReporterHandle};
 use crate::runtime::{BindMount, Exit, Launch, Limits, Runtime, Sandbox, Started};
 use crate::state::{ContainerRecord, PodRecord, StateDir};
@@ -98,6 +104,18 @@ pub fn is_deleting(pod: &Pod) -> bool {
 }
 
 type ExitFuture = BoxFuture<'static, (usize, u64, Exit)>;
+type ProbeFuture = BoxFuture<'static, (usize, u64, Kind, Outcome)>;
+
+/// The probes of one container run.
+struct Probing {
+    /// The run (container generation) they belong to.
+    generation: u64,
+    /// The container spec (named ports).
+    spec: v1::Container,
+    set: ProbeSet,
+    state: ContainerProbes,
+    target: ExecTarget,
+}
 
 /// One pod's worker.
 pub struct PodWorker {
@@ -110,6 +128,12 @@ pub struct PodWorker {
     pod_ip: String,
     containers: Vec<ContainerRun>,
     exits: FuturesUnordered<ExitFuture>,
+    /// Per container: the probes of its current run (None: not running, or no probes).
+    probing: Vec<Option<Probing>>,
+    /// Probe attempts in flight.
+    probe_runs: FuturesUnordered<ProbeFuture>,
+    /// Per container: a SIGKILL due (generation, when) after a failed probe's SIGTERM.
+    kill_at: Vec<Option<(u64, Instant)>>,
     conditions: Vec<v1::PodCondition>,
     start_time: String,
     events: Vec<v1::Event>,
@@ -154,11 +178,12 @@ impl PodWorker {
         let spec = pod.spec.clone().unwrap_or_default();
         let status = pod.status.clone().unwrap_or_default();
         let dir = logs::pod_dir(&ctx.data_dir, &meta.namespace, &meta.name, &meta.uid);
-        let containers = spec
+        let containers: Vec<ContainerRun> = spec
             .containers
             .iter()
             .map(|c| ContainerRun::new(&c.name, &c.image))
             .collect();
+        let n = containers.len();
         let start_time = if status.start_time.is_empty() {
             twinset_proto::time::now()
         } else {
@@ -179,6 +204,9 @@ impl PodWorker {
             pod_ip: String::new(),
             containers,
             exits: FuturesUnordered::new(),
+            probing: (0..n).map(|_| None).collect(),
+            probe_runs: FuturesUnordered::new(),
+            kill_at: vec![None; n],
             conditions: status.conditions,
             start_time,
             events: Vec::new(),
@@ -311,6 +339,11 @@ impl PodWorker {
                     );
                     self.watch_exit(i, gen, started);
                     self.record.containers.insert(name, rec.clone());
+                    // Its environment as it was started (the probes' exec env).
+                    let env = crate::runtime::procfs::environ(rec.pid).unwrap_or_else(|| {
+                        vec![("PATH".to_string(), env::DEFAULT_PATH.to_string())]
+                    });
+                    self.begin_probing(i, gen, rec.pid, env, true);
                     continue;
                 }
             }
@@ -401,6 +434,7 @@ impl PodWorker {
             Err(e) => return self.wait_on(i, reason::CREATE_CONFIG_ERROR, e.to_string()),
         };
         let argv: Vec<String> = resolved.argv.iter().map(|a| env::expand(a, &env)).collect();
+        let probe_env = env.clone().into_vec();
         let launch = Launch {
             pod_uid: self.uid.clone(),
             container: spec.name.clone(),
@@ -455,9 +489,11 @@ impl PodWorker {
                     format!("Started container {}", spec.name),
                     Some(&spec.name),
                 );
+                let pid = started.pid;
                 self.watch_exit(i, gen, started);
                 self.record.containers.insert(spec.name.clone(), rec);
                 self.save_record();
+                self.begin_probing(i, gen, pid, probe_env, false);
             }
             Err(e) => {
                 tracing::warn!(container = %spec.name, error = %e, "container failed to start");
@@ -590,6 +626,8 @@ impl PodWorker {
         }
         c.on_exit(&exit, &twinset_proto::time::now(), Instant::now());
         let name = c.name.clone();
+        self.probing[i] = None;
+        self.kill_at[i] = None;
         tracing::info!(container = %name, ?exit, "container exited");
         self.record.containers.remove(&name);
         self.save_record();
@@ -623,7 +661,19 @@ impl PodWorker {
     async fn supervise(&mut self) -> Finish {
         let shutdown = self.ctx.shutdown.clone();
         loop {
-            let next = self.containers.iter().filter_map(|c| c.restart_at).min();
+            self.launch_due_probes();
+            let next = self
+                .containers
+                .iter()
+                .filter_map(|c| c.restart_at)
+                .chain(self.kill_at.iter().flatten().map(|(_, at)| *at))
+                .chain(
+                    self.probing
+                        .iter()
+                        .flatten()
+                        .filter_map(|p| p.state.next_due()),
+                )
+                .min();
             let wake = async move {
                 match next {
                     Some(t) => tokio::time::sleep_until(t).await,
@@ -651,9 +701,135 @@ impl PodWorker {
                 Some((i, gen, exit)) = self.exits.next(), if !self.exits.is_empty() => {
                     self.on_exit(i, gen, exit, true);
                 }
-                _ = wake => self.restart_due(),
+                Some((i, gen, kind, outcome)) = self.probe_runs.next(), if !self.probe_runs.is_empty() => {
+                    self.on_probe_result(i, gen, kind, outcome);
+                }
+                _ = wake => {
+                    self.kill_due();
+                    self.restart_due();
+                }
             }
             self.report(false);
+        }
+    }
+
+    /// Sets up the probes of container `i`'s run `gen` (process `pid`, started now or
+    /// `adopted`); exec probes get `env`.
+    fn begin_probing(
+        &mut self,
+        i: usize,
+        gen: u64,
+        pid: u32,
+        env: Vec<(String, String)>,
+        adopted: bool,
+    ) {
+        self.probing[i] = None;
+        let Some(spec) = self.spec().containers.get(i).cloned() else {
+            return;
+        };
+        let set = ProbeSet::for_container(&spec, self.ctx.images.default_readiness(&spec));
+        if set.is_empty() {
+            return;
+        }
+        let working_dir = if spec.working_dir.is_empty() {
+            PathBuf::from("/")
+        } else {
+            PathBuf::from(&spec.working_dir)
+        };
+        let state = ContainerProbes::new(&spec.name, &set, Instant::now(), adopted);
+        self.probing[i] = Some(Probing {
+            generation: gen,
+            spec,
+            set,
+            state,
+            target: ExecTarget {
+                pid,
+                env,
+                working_dir,
+            },
+        });
+    }
+
+    /// Starts every probe attempt that is due.
+    fn launch_due_probes(&mut self) {
+        let now = Instant::now();
+        for (i, slot) in self.probing.iter_mut().enumerate() {
+            let Some(p) = slot else {
+                continue;
+            };
+            for kind in p.state.take_due(now) {
+                let Some(def) = p.set.get(kind) else {
+                    continue;
+                };
+                let action = probes::action(&def.probe, &p.spec, &self.pod_ip);
+                let attempt = prober::run(
+                    action,
+                    Arc::clone(&self.ctx.runtime),
+                    p.target.clone(),
+                    def.settings.timeout,
+                );
+                let gen = p.generation;
+                self.probe_runs
+                    .push(Box::pin(async move { (i, gen, kind, attempt.await) }));
+            }
+        }
+    }
+
+    /// A probe attempt of container `i`'s run `gen` ended.
+    fn on_probe_result(&mut self, i: usize, gen: u64, kind: Kind, outcome: Outcome) {
+        let Some(p) = self.probing.get_mut(i).and_then(|p| p.as_mut()) else {
+            return;
+        };
+        if p.generation != gen {
+            return;
+        }
+        let name = p.spec.name.clone();
+        let was_ready = p.state.ready();
+        let effects = p.state.record(kind, outcome, Instant::now());
+        let ready = p.state.ready();
+        if ready != was_ready {
+            tracing::info!(container = %name, ready, "readiness changed");
+        }
+        for effect in effects {
+            match effect {
+                Effect::Unhealthy(msg) => {
+                    tracing::info!(container = %name, "{msg}");
+                    self.event(Severity::Warning, probes::UNHEALTHY, msg, Some(&name));
+                }
+                Effect::Kill(msg) => self.kill_for_probe(i, gen, msg),
+            }
+        }
+    }
+
+    /// A failed liveness or startup probe: SIGTERM now, SIGKILL after the grace
+    /// period; the exit then restarts the container by the restart policy.
+    fn kill_for_probe(&mut self, i: usize, gen: u64, msg: String) {
+        let Some(pid) = self.containers[i].pid() else {
+            return;
+        };
+        let name = self.containers[i].name.clone();
+        tracing::info!(container = %name, "{msg}");
+        self.event(Severity::Normal, "Killing", msg, Some(&name));
+        self.ctx.runtime.signal(pid, Signal::SIGTERM);
+        self.kill_at[i] = Some((gen, Instant::now() + self.grace()));
+    }
+
+    /// SIGKILLs containers a failed probe stopped that outlived their grace period.
+    fn kill_due(&mut self) {
+        let now = Instant::now();
+        for i in 0..self.kill_at.len() {
+            let Some((gen, at)) = self.kill_at[i] else {
+                continue;
+            };
+            if at > now {
+                continue;
+            }
+            self.kill_at[i] = None;
+            let c = &self.containers[i];
+            if let (true, Some(pid)) = (c.generation == gen, c.pid()) {
+                tracing::info!(container = %c.name, "grace period over; killing");
+                self.ctx.runtime.signal(pid, Signal::SIGKILL);
+            }
         }
     }
 
@@ -694,6 +870,7 @@ impl PodWorker {
         for c in &mut self.containers {
             c.restart_at = None;
         }
+        self.kill_at.iter_mut().for_each(|k| *k = None);
         for (i, pid) in self.running() {
             let name = self.containers[i].name.clone();
             self.ctx.runtime.signal(pid, Signal::SIGTERM);
@@ -768,7 +945,20 @@ impl PodWorker {
         let spec = self.spec();
         status::build(&StatusInput {
             restart_policy: &spec.restart_policy,
-            containers: self.containers.iter().map(|c| c.to_status()).collect(),
+            containers: self
+                .containers
+                .iter()
+                .zip(&self.probing)
+                .map(|(c, p)| {
+                    let mut s = c.to_status();
+                    // Probes decide `started` and `ready` of a running container.
+                    if let Some(p) = p {
+                        s.started = Some(s.started == Some(true) && p.state.started());
+                        s.ready = s.ready && p.state.ready();
+                    }
+                    s
+                })
+                .collect(),
             previous_conditions: &self.conditions,
             host_ip: &self.ctx.host_ip,
             pod_ip: &self.pod_ip,

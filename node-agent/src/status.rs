@@ -95,8 +95,9 @@ fn condition(
     }
 }
 
-/// PodScheduled, Initialized, ContainersReady and Ready. With no probes yet a
-/// container is ready while it runs.
+/// PodScheduled, Initialized, ContainersReady and Ready, from the containers'
+/// `ready` (the pod worker sets it from the readiness probe; without one a container
+/// is ready while it runs).
 pub fn conditions(
     prev: &[v1::PodCondition],
     phase: &str,

@@ -2,7 +2,9 @@
 //! service: registration, assignments, status reports, logs, deletion, restarts,
 //! adoption after an agent restart, claim volumes that outlive their pods, (as root)
 //! an OOM kill under a memory limit and the pod's own hostname and /etc/hosts, and
-//! the guide's MySQL (when mariadb-server is installed).
+//! the guide's MySQL (when mariadb-server is installed), and probes: readiness gating
+//! the pod's Ready condition, a failed liveness probe restarting its container, and
+//! the mysql:8 image's own readiness probe.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -18,8 +20,8 @@ use twinset_proto::v1::{
     self,
     node_agent_client::NodeAgentClient,
     nodes_server::{Nodes, NodesServer},
-    Assignment, Container, ObjectMeta, PersistentVolumeClaimVolumeSource, Pod, PodSpec,
-    ReportStatusRequest, ResourceRequirements, Volume, VolumeMount,
+    Assignment, Container, ExecAction, ObjectMeta, PersistentVolumeClaimVolumeSource, Pod, PodSpec,
+    Probe, ReportStatusRequest, ResourceRequirements, Volume, VolumeMount,
 };
 
 const DEADLINE: Duration = Duration::from_secs(20);
@@ -744,6 +746,41 @@ fn log_of(data_dir: &Path, pod: &str, uid: &str, container: &str) -> String {
     .unwrap_or_default()
 }
 
+/// Whether the report's pod has condition Ready=True.
+fn pod_ready(r: &ReportStatusRequest) -> bool {
+    r.status.as_ref().is_some_and(|s| {
+        s.conditions
+            .iter()
+            .any(|c| c.r#type == "Ready" && c.status == "True")
+    })
+}
+
+/// An exec probe running `script` with `sh -c`, every second.
+fn sh_probe(script: &str, failure_threshold: i32) -> Probe {
+    Probe {
+        exec: Some(ExecAction {
+            command: vec!["sh".into(), "-c".into(), script.into()],
+        }),
+        period_seconds: 1,
+        failure_threshold,
+        ..Default::default()
+    }
+}
+
+/// The container's TMPDIR, as its first log line `tmp=...` says.
+async fn tmpdir_of(data_dir: &Path, pod: &str, uid: &str) -> PathBuf {
+    wait_until("the container printed its TMPDIR", || {
+        log_of(data_dir, pod, uid, "c").contains('\n')
+    })
+    .await;
+    let log = log_of(data_dir, pod, uid, "c");
+    let line = log.lines().next().unwrap_or_default();
+    PathBuf::from(
+        line.strip_prefix("tmp=")
+            .unwrap_or_else(|| panic!("log: {log}")),
+    )
+}
+
 fn events_of(fake: &Fake, uid: &str) -> Vec<v1::Event> {
     fake.reports
         .lock()
@@ -871,6 +908,200 @@ async fn claim_volume_outlives_its_pod_and_the_pod_has_its_identity() {
     cluster.stop.cancel();
 }
 
+/// A readiness probe (exec, in the container's environment) keeps the pod unready
+/// while it fails — with `Unhealthy` events — and the first success is reported at
+/// once as Ready=True.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_probe_gates_the_ready_condition() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster::start().await;
+    let agent = Agent::start(&cluster, dir.path(), false);
+    let mut c = container("c", &["sh", "-c", "echo tmp=$TMPDIR; exec sleep 1000"]);
+    c.readiness_probe = Some(sh_probe("test -f \"$TMPDIR/ready\"", 3));
+    cluster
+        .fake
+        .set_pods(vec![pod("rp", "uid-rp", "Always", vec![c])]);
+
+    let r = cluster
+        .fake
+        .wait_report("uid-rp", "Running", |r| phase(r) == "Running")
+        .await;
+    assert!(!pod_ready(&r));
+    let s = container_status(&r);
+    assert_eq!((s.ready, s.started), (false, Some(true)));
+    let r = cluster
+        .fake
+        .wait_report("uid-rp", "a failed readiness probe", |r| {
+            r.events.iter().any(|e| e.reason == "Unhealthy")
+        })
+        .await;
+    let e = r.events.iter().find(|e| e.reason == "Unhealthy").unwrap();
+    assert_eq!(e.r#type, "Warning");
+    assert!(
+        e.message
+            .starts_with("Readiness probe failed: command \"sh -c test -f"),
+        "{}",
+        e.message
+    );
+    assert!(
+        !cluster
+            .fake
+            .reports
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|r| r.pod_uid == "uid-rp" && pod_ready(r)),
+        "Ready before the probe passed"
+    );
+
+    let tmp = tmpdir_of(dir.path(), "rp", "uid-rp").await;
+    std::fs::write(tmp.join("ready"), "").unwrap();
+    let t = std::time::Instant::now();
+    let r = cluster.fake.wait_report("uid-rp", "Ready", pod_ready).await;
+    // The next probe (within its 1 s period) sees the file and is reported at once.
+    assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+    assert!(container_status(&r).ready);
+
+    // Failing again (failureThreshold 3) makes it unready.
+    std::fs::remove_file(tmp.join("ready")).unwrap();
+    let r = cluster
+        .fake
+        .wait_report("uid-rp", "unready again", |r| {
+            !pod_ready(r) && phase(r) == "Running"
+        })
+        .await;
+    assert_eq!(
+        container_status(&r).restart_count,
+        0,
+        "readiness never restarts"
+    );
+
+    agent.stop().await;
+    cluster.stop.cancel();
+}
+
+/// A failing liveness probe kills the container, which restarts (restartCount 1) with
+/// the kubelet's events; once the probe passes again it stays up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_liveness_probe_restarts_the_container() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster::start().await;
+    let agent = Agent::start(&cluster, dir.path(), false);
+    // Each run marks itself alive; the test removes the mark once.
+    let mut c = container(
+        "c",
+        &[
+            "sh",
+            "-c",
+            "echo tmp=$TMPDIR; touch \"$TMPDIR/alive\"; exec sleep 1000",
+        ],
+    );
+    c.liveness_probe = Some(sh_probe("test -f \"$TMPDIR/alive\"", 2));
+    cluster
+        .fake
+        .set_pods(vec![pod("lp", "uid-lp", "Always", vec![c])]);
+    let r = cluster
+        .fake
+        .wait_report("uid-lp", "Running and ready", pod_ready)
+        .await;
+    assert_eq!(container_status(&r).restart_count, 0);
+    let tmp = tmpdir_of(dir.path(), "lp", "uid-lp").await;
+    wait_until("the container marked itself alive", || {
+        tmp.join("alive").is_file()
+    })
+    .await;
+    std::fs::remove_file(tmp.join("alive")).unwrap();
+
+    let r = cluster
+        .fake
+        .wait_report("uid-lp", "restarted and ready", |r| {
+            container_status(r).restart_count == 1 && pod_ready(r)
+        })
+        .await;
+    let last = container_status(&r).last_state.unwrap().terminated.unwrap();
+    assert_eq!(
+        (last.reason.as_str(), last.signal),
+        ("Error", 15),
+        "{last:?}"
+    );
+    let events = events_of(&cluster.fake, "uid-lp");
+    let find = |reason: &str, text: &str| {
+        events
+            .iter()
+            .any(|e| e.reason == reason && e.message.contains(text))
+    };
+    assert!(find("Unhealthy", "Liveness probe failed: "), "{events:#?}");
+    assert!(
+        find(
+            "Killing",
+            "Container c failed liveness probe, will be restarted"
+        ),
+        "{events:#?}"
+    );
+    assert_eq!(
+        events.iter().filter(|e| e.reason == "Killing").count(),
+        1,
+        "killed once"
+    );
+
+    agent.stop().await;
+    cluster.stop.cancel();
+}
+
+/// As root, an exec probe runs in the pod's mount and UTS namespaces: it sees the
+/// claim bind-mounted at its mountPath (empty on the node) and the pod's hostname.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn root_only_exec_probe_runs_in_the_pods_namespaces() {
+    if !is_root() {
+        eprintln!("skipped: needs root (namespaces)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster::start().await;
+    let agent = Agent::start(&cluster, dir.path(), false);
+    let mnt = dir.path().join("mnt");
+    let mut c = container("c", &["sh", "-c", "touch \"$DATA/ok\"; exec sleep 1000"]);
+    c.env.push(v1::EnvVar {
+        name: "DATA".into(),
+        value: mnt.display().to_string(),
+        value_from: None,
+    });
+    c.readiness_probe = Some(sh_probe(
+        "test -f \"$DATA/ok\" && test \"$(hostname)\" = ns-probe",
+        3,
+    ));
+    let p = with_claim(
+        pod("ns-probe", "uid-nsp", "Always", vec![c]),
+        "data",
+        "data-ns-probe",
+        &mnt.display().to_string(),
+    );
+    cluster.fake.set_pods(vec![p]);
+    cluster
+        .fake
+        .wait_report("uid-nsp", "Running", |r| phase(r) == "Running")
+        .await;
+    if events_of(&cluster.fake, "uid-nsp")
+        .iter()
+        .any(|e| e.reason == "MountNotIsolated")
+    {
+        eprintln!("skipped: root, but pods cannot be isolated here");
+        agent.stop().await;
+        cluster.stop.cancel();
+        return;
+    }
+    cluster
+        .fake
+        .wait_report("uid-nsp", "Ready", pod_ready)
+        .await;
+    assert!(
+        !mnt.join("ok").exists(),
+        "the file is only in the pod's mount namespace"
+    );
+    agent.stop().await;
+    cluster.stop.cancel();
+}
+
 /// Whether `program` is on the containers' PATH.
 fn installed(program: &str) -> bool {
     twinset_node_agent::env::DEFAULT_PATH
@@ -916,7 +1147,45 @@ async fn mysql_image_runs_mariadb_on_the_pod_ip_with_its_data_on_the_claim() {
         .fake
         .wait_report("uid-mysql-0", "Running", |r| phase(r) == "Running")
         .await;
-    let ip = r.status.unwrap().pod_ip;
+    let running = t0.elapsed();
+    let ip = r.status.clone().unwrap().pod_ip;
+    // The image's readiness probe (mariadb-admin ping): Ready only once it answers.
+    let first_running = cluster
+        .fake
+        .reports
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|r| r.pod_uid == "uid-mysql-0" && phase(r) == "Running")
+        .cloned()
+        .unwrap();
+    assert!(!pod_ready(&first_running), "Ready as soon as it started");
+    // When the port first accepts (polled), to see how soon after it Ready comes.
+    let addr: std::net::SocketAddr = format!("{ip}:3306").parse().unwrap();
+    let listening = std::thread::spawn(move || {
+        let end = std::time::Instant::now() + Duration::from_secs(90);
+        while std::time::Instant::now() < end {
+            if std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok() {
+                return Some(t0.elapsed());
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        None
+    });
+    cluster
+        .fake
+        .wait_report("uid-mysql-0", "Ready", pod_ready)
+        .await;
+    let ready = t0.elapsed();
+    let listening = listening.join().unwrap().expect("port 3306 never opened");
+    assert!(
+        listening <= ready,
+        "Ready at {ready:?}, port open at {listening:?}"
+    );
+    eprintln!(
+        "mysql:8 port 3306 open -> Ready reported: {:?}",
+        ready - listening
+    );
     let select = |ip: &str| {
         std::process::Command::new("mariadb")
             .args([
@@ -933,25 +1202,24 @@ async fn mysql_image_runs_mariadb_on_the_pod_ip_with_its_data_on_the_claim() {
             ])
             .output()
     };
-    let end = tokio::time::Instant::now() + Duration::from_secs(90);
-    loop {
-        match select(&ip) {
-            Ok(o) if o.status.success() => {
-                assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "1");
-                break;
-            }
-            _ => {}
-        }
-        assert!(
-            tokio::time::Instant::now() < end,
-            "no answer at {ip}:3306; log: {}",
-            log_of(dir.path(), "mysql-db-0", "uid-mysql-0", "mysql")
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    // Ready means it answers: the first try succeeds.
+    let o = select(&ip).unwrap();
+    assert!(
+        o.status.success(),
+        "Ready but no answer at {ip}:3306: {}; log: {}",
+        String::from_utf8_lossy(&o.stderr),
+        log_of(dir.path(), "mysql-db-0", "uid-mysql-0", "mysql")
+    );
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "1");
     eprintln!(
-        "mysql:8 first start (assignment -> SELECT 1 answered): {:?}",
+        "mysql:8 first start: assignment -> Running {running:?}, -> Ready {ready:?}, -> SELECT 1 answered {:?}",
         t0.elapsed()
+    );
+    assert!(
+        !events_of(&cluster.fake, "uid-mysql-0")
+            .iter()
+            .any(|e| e.reason == "Unhealthy"),
+        "the image probe's failures while MariaDB starts are not events"
     );
     let claim_dir = dir.path().join("volumes/default/mysql-storage-mysql-db-0");
     assert!(

@@ -3,12 +3,15 @@
 //! (docker, later) slot in beside the process runtime.
 
 pub mod cgroup;
+pub mod exec;
 pub mod process;
 pub mod procfs;
 pub mod sandbox;
 
 use std::path::PathBuf;
+use std::time::Duration;
 
+use futures::future::BoxFuture;
 use nix::sys::signal::Signal;
 use tokio::sync::oneshot;
 
@@ -119,6 +122,35 @@ pub struct Started {
     pub limits_warning: Option<String>,
 }
 
+/// A command to run inside a running container (an exec probe).
+#[derive(Clone, Debug)]
+pub struct ExecRequest {
+    /// The container's main process (whose namespaces the command enters).
+    pub pid: u32,
+    /// Program and arguments.
+    pub argv: Vec<String>,
+    /// The complete environment (the container's).
+    pub env: Vec<(String, String)>,
+    /// Working directory (the container's).
+    pub working_dir: PathBuf,
+    /// Time limit: the command is killed when it is over.
+    pub timeout: Duration,
+}
+
+/// How an [`ExecRequest`] ended.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ExecOutput {
+    /// Exit code (None: killed by a signal, or timed out).
+    pub code: Option<i32>,
+    /// It ran past its time limit and was killed.
+    pub timed_out: bool,
+    /// Its stdout and stderr (the first [`EXEC_OUTPUT_LIMIT`] bytes of each, lossy UTF-8).
+    pub output: String,
+}
+
+/// How much of an exec's output is kept (the kubelet keeps 10 KiB).
+pub const EXEC_OUTPUT_LIMIT: usize = 10 * 1024;
+
 /// A container runtime.
 pub trait Runtime: Send + Sync {
     /// Starts a container's process.
@@ -132,4 +164,8 @@ pub trait Runtime: Send + Sync {
     fn cleanup_pod(&self, pod_uid: &str) -> Result<(), RuntimeError>;
     /// Whether containers can get a [`Sandbox`] (and if not, why).
     fn isolation(&self) -> &Isolation;
+    /// Runs a command in a running container, as exec probes do: with its
+    /// environment and working directory and, when pods are isolated, in its mount
+    /// and UTS namespaces; killed (and reaped) at its time limit.
+    fn exec(&self, request: ExecRequest) -> BoxFuture<'static, Result<ExecOutput, RuntimeError>>;
 }

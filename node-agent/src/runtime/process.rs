@@ -19,7 +19,7 @@ use tokio_util::task::TaskTracker;
 
 use super::cgroup::Cgroups;
 use super::sandbox::{self, Isolation, Plan};
-use super::{procfs, Exit, Launch, Runtime, RuntimeError, Started};
+use super::{procfs, ExecOutput, ExecRequest, Exit, Launch, Runtime, RuntimeError, Started};
 
 /// Runs containers as local process groups.
 pub struct ProcessRuntime {
@@ -254,6 +254,13 @@ impl Runtime for ProcessRuntime {
 
     fn isolation(&self) -> &Isolation {
         &self.isolation
+    }
+
+    fn exec(
+        &self,
+        request: ExecRequest,
+    ) -> futures::future::BoxFuture<'static, Result<ExecOutput, RuntimeError>> {
+        super::exec::exec(self.isolation.available(), request)
     }
 }
 

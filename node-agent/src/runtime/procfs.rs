@@ -42,6 +42,25 @@ pub fn is_same_alive(pid: u32, ticks: u64) -> bool {
     start_ticks(pid) == Some(ticks)
 }
 
+/// The environment `pid` was started with (`/proc/<pid>/environ`), e.g. to run an
+/// exec probe in a container adopted after an agent restart.
+pub fn environ(pid: u32) -> Option<Vec<(String, String)>> {
+    let bytes = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+    Some(parse_environ(&bytes))
+}
+
+/// Parses NUL-separated `KEY=value` entries (entries without `=` are skipped).
+pub fn parse_environ(bytes: &[u8]) -> Vec<(String, String)> {
+    bytes
+        .split(|b| *b == 0)
+        .filter_map(|e| {
+            let e = String::from_utf8_lossy(e);
+            let (k, v) = e.split_once('=')?;
+            (!k.is_empty()).then(|| (k.to_string(), v.to_string()))
+        })
+        .collect()
+}
+
 fn pidfd_open(pid: u32) -> Option<OwnedFd> {
     let pid = libc::pid_t::try_from(pid).ok()?;
     // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1; no memory is shared.
@@ -125,6 +144,16 @@ pub mod machine {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn environ_parses_entries() {
+        assert_eq!(
+            parse_environ(b"PATH=/bin\0A=b=c\0junk\0\0"),
+            vec![("PATH".into(), "/bin".into()), ("A".into(), "b=c".into())]
+        );
+        let mine = environ(std::process::id()).unwrap();
+        assert!(mine.iter().any(|(k, _)| k == "PATH"));
+    }
 
     #[test]
     fn stat_parses_names_with_spaces_and_parens() {
