@@ -94,6 +94,19 @@ pub struct Cluster {
     seen: Mutex<BTreeSet<ProcId>>,
     manifests: AtomicUsize,
     dns: Option<SocketAddr>,
+    pod_range: String,
+}
+
+/// A pod range of the cluster's own: 127.A.B.0/24 cut into /27s (8 nodes of 29 pods).
+/// Test clusters run side by side on this machine, and two pods must never share a
+/// loopback IP (a client could reach the other cluster's pod); the default range would
+/// give every cluster the same addresses. Seeded by the test process's pid (nextest runs
+/// each test in a process of its own) plus a counter for clusters within one process.
+fn own_pod_range() -> String {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, Ordering::SeqCst);
+    let seed = (std::process::id() as usize).wrapping_add(n.wrapping_mul(4099)) & 0x3FFF;
+    format!("127.{}.{}.0/24", 64 + (seed >> 8), seed & 0xFF)
 }
 
 impl Cluster {
@@ -143,6 +156,7 @@ impl Cluster {
             seen: Mutex::new(BTreeSet::new()),
             manifests: AtomicUsize::new(0),
             dns: options.dns.then(dns::pick_listen_addr),
+            pod_range: own_pod_range(),
         };
         c.start_control_plane(None);
         c
@@ -236,6 +250,10 @@ impl Cluster {
             &listen,
             "--node-grace",
             "2s",
+            "--cluster-cidr",
+            &self.pod_range,
+            "--node-cidr-prefix",
+            "27",
         ]
         .iter()
         .map(|s| s.to_string())

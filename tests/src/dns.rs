@@ -10,7 +10,8 @@ use crate::net::free_port;
 
 /// The first two bytes of every test DNS address: `127.54.X.Y`. `twinset up` takes its
 /// default DNS address from 127.53.0.0/16 (`127.53.H.L` from its API port), and pods
-/// take theirs from 127.128.0.0/9, so a test cluster's server never meets either.
+/// take theirs from 127.128.0.0/9 (test clusters: 127.64.0.0/10), so a test cluster's
+/// server never meets either.
 pub const TEST_DNS_PREFIX: [u8; 2] = [127, 54];
 
 /// How long one `dig` may take (it retries nothing: `+tries=1`).
