@@ -63,23 +63,22 @@ fn on_change(store: &dyn Store, queue: &Queue, change: Change) {
     match change {
         Change::Resync => {
             for kind in DEPENDENT_KINDS {
-                for o in store.list(kind, None).0 {
-                    if !o.meta().owner_references.is_empty() {
-                        queue.add(key(&o));
-                    }
+                for o in store.list_where(kind, None, &|o| !o.meta().owner_references.is_empty()) {
+                    queue.add(key(&o));
                 }
             }
         }
         Change::Event(ev) => {
             let o = &ev.object;
             if ev.r#type == EventType::Deleted {
-                // An owner went: look at whatever it owned.
+                // An owner went: look at whatever it owned (tested in place: deleting
+                // many pods must not copy every pod of the namespace each time).
                 let uid = &o.meta().uid;
                 for kind in DEPENDENT_KINDS {
-                    for dep in store.list(kind, Some(o.namespace())).0 {
-                        if dep.meta().is_owned_by(uid) {
-                            queue.add(key(&dep));
-                        }
+                    for dep in
+                        store.list_where(kind, Some(o.namespace()), &|d| d.meta().is_owned_by(uid))
+                    {
+                        queue.add(key(&dep));
                     }
                 }
             } else if DEPENDENT_KINDS.contains(&o.kind()) && !o.meta().owner_references.is_empty() {

@@ -49,6 +49,15 @@ impl Store for MemoryStore {
         (state.list(kind, namespace), state.rev())
     }
 
+    fn list_where(
+        &self,
+        kind: Kind,
+        namespace: Option<&str>,
+        keep: &dyn Fn(&Object) -> bool,
+    ) -> Vec<Object> {
+        self.state().list_where(kind, namespace, keep)
+    }
+
     async fn create(&self, object: Object) -> Result<Object> {
         self.write(Op::Create(object))
     }

@@ -174,6 +174,21 @@ pub trait Store: Send + Sync {
     /// with the revision the list is consistent at (watch from there).
     fn list(&self, kind: Kind, namespace: Option<&str>) -> (Vec<Object>, u64);
 
+    /// The objects [`Store::list`] would return that satisfy `keep`; an engine that holds
+    /// objects in memory tests them in place and copies only those kept.
+    fn list_where(
+        &self,
+        kind: Kind,
+        namespace: Option<&str>,
+        keep: &dyn Fn(&Object) -> bool,
+    ) -> Vec<Object> {
+        self.list(kind, namespace)
+            .0
+            .into_iter()
+            .filter(|o| keep(o))
+            .collect()
+    }
+
     /// Creates an object: sets uid, creationTimestamp, resourceVersion and generation 1.
     async fn create(&self, object: Object) -> Result<Object>;
 

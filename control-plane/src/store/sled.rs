@@ -206,6 +206,15 @@ impl Store for SledStore {
         (state.list(kind, namespace), state.rev())
     }
 
+    fn list_where(
+        &self,
+        kind: Kind,
+        namespace: Option<&str>,
+        keep: &dyn Fn(&Object) -> bool,
+    ) -> Vec<Object> {
+        self.inner.read().list_where(kind, namespace, keep)
+    }
+
     async fn create(&self, object: Object) -> Result<Object> {
         self.write(Op::Create(object)).await
     }

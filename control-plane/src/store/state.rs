@@ -68,10 +68,21 @@ impl State {
 
     /// Objects of a kind, in one namespace or all, in key order.
     pub fn list(&self, kind: Kind, namespace: Option<&str>) -> Vec<Object> {
+        self.list_where(kind, namespace, &|_| true)
+    }
+
+    /// The objects of [`State::list`] that satisfy `keep`, copying only those.
+    pub fn list_where(
+        &self,
+        kind: Kind,
+        namespace: Option<&str>,
+        keep: &dyn Fn(&Object) -> bool,
+    ) -> Vec<Object> {
         let start = (kind, namespace.unwrap_or("").to_string(), String::new());
         self.objects
             .range(start..)
             .take_while(|((k, ns, _), _)| *k == kind && namespace.is_none_or(|want| want == ns))
+            .filter(|(_, o)| keep(o))
             .map(|(_, o)| o.clone())
             .collect()
     }
