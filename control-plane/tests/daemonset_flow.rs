@@ -3,83 +3,21 @@
 //! assigned its pod, a deleted node loses its pod, and the DaemonSet's deletion goes
 //! through graceful termination (and `--cascade=orphan` keeps the pods).
 
+mod common;
+use common::*;
+
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
-use tonic::transport::Channel;
 use tonic::{Code, Streaming};
 use twinset_control_plane::{run, Config};
 use twinset_proto::v1::cluster_client::ClusterClient;
 use twinset_proto::v1::nodes_client::NodesClient;
 use twinset_proto::v1::*;
 
-const DEADLINE: Duration = Duration::from_secs(10);
-
 const GUIDE_DAEMONSET: &str = include_str!("../../deploy/examples/daemonset.yaml");
 
-struct Cluster {
-    token: CancellationToken,
-    task: tokio::task::JoinHandle<Result<(), twinset_control_plane::Error>>,
-    channel: Channel,
-    _dir: tempfile::TempDir,
-}
-
-async fn wait_for_file(path: &Path) -> String {
-    let start = Instant::now();
-    loop {
-        if let Ok(s) = std::fs::read_to_string(path) {
-            if !s.is_empty() {
-                return s;
-            }
-        }
-        assert!(
-            start.elapsed() < DEADLINE,
-            "{} never appeared",
-            path.display()
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
-
-async fn start() -> Cluster {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = Config::new(dir.path().join("cp"), "127.0.0.1:0".parse().unwrap());
-    config.node_grace = Duration::from_secs(60);
-    let token = CancellationToken::new();
-    let task = tokio::spawn(run(config, token.clone()));
-    let addr = wait_for_file(&dir.path().join("cp/address")).await;
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    Cluster {
-        token,
-        task,
-        channel,
-        _dir: dir,
-    }
-}
-
 impl Cluster {
-    fn api(&self) -> ClusterClient<Channel> {
-        ClusterClient::new(self.channel.clone())
-    }
-
-    fn nodes(&self) -> NodesClient<Channel> {
-        NodesClient::new(self.channel.clone())
-    }
-
-    async fn stop(self) {
-        self.token.cancel();
-        tokio::time::timeout(DEADLINE, self.task)
-            .await
-            .expect("stops in time")
-            .unwrap()
-            .unwrap();
-    }
-
     async fn pods(&self, ns: &str) -> Vec<Pod> {
         let req = ListRequest {
             kind: "pods".into(),

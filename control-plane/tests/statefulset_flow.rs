@@ -6,99 +6,23 @@
 //! Parallel set creates everything at once and whenDeleted: Delete takes the claims
 //! along; a replica that fits nowhere stays Pending with FailedScheduling.
 
+mod common;
+use common::*;
+
 use std::collections::{BTreeMap, BTreeSet, HashSet};
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 use tonic::Code;
-use twinset_control_plane::{run, Config};
+
 use twinset_proto::v1::cluster_client::ClusterClient;
 use twinset_proto::v1::nodes_client::NodesClient;
 use twinset_proto::v1::*;
 
-const DEADLINE: Duration = Duration::from_secs(10);
 const SELECTED_NODE: &str = "volume.kubernetes.io/selected-node";
 
-const GUIDE_STATEFULSET: &str = "apiVersion: apps/v1
-kind: StatefulSet
-metadata:
-  name: mysql-db
-  namespace: database
-spec:
-  serviceName: \"mysql\"
-  replicas: 3
-  selector:
-    matchLabels:
-      app: mysql
-  template:
-    metadata:
-      labels:
-        app: mysql
-    spec:
-      containers:
-      - name: mysql
-        image: mysql:8
-        ports:
-        - containerPort: 3306
-        volumeMounts:
-        - name: mysql-storage
-          mountPath: /var/lib/mysql
-  volumeClaimTemplates:
-  - metadata:
-      name: mysql-storage
-    spec:
-      accessModes: [\"ReadWriteOnce\"]
-      resources:
-        requests:
-          storage: 1Gi
-";
-
-struct Cluster {
-    token: CancellationToken,
-    task: tokio::task::JoinHandle<Result<(), twinset_control_plane::Error>>,
-    channel: Channel,
-    _dir: tempfile::TempDir,
-}
-
-async fn wait_for_file(path: &Path) -> String {
-    let start = Instant::now();
-    loop {
-        if let Ok(s) = std::fs::read_to_string(path) {
-            if !s.is_empty() {
-                return s;
-            }
-        }
-        assert!(
-            start.elapsed() < DEADLINE,
-            "{} never appeared",
-            path.display()
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
-
-async fn start() -> Cluster {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = Config::new(dir.path().join("cp"), "127.0.0.1:0".parse().unwrap());
-    config.node_grace = Duration::from_secs(60);
-    let token = CancellationToken::new();
-    let task = tokio::spawn(run(config, token.clone()));
-    let addr = wait_for_file(&dir.path().join("cp/address")).await;
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    Cluster {
-        token,
-        task,
-        channel,
-        _dir: dir,
-    }
-}
+const GUIDE_STATEFULSET: &str = include_str!("../../deploy/examples/statefulset.yaml");
 
 fn key(kind: &str, ns: &str, name: &str) -> ObjectKey {
     ObjectKey {
@@ -132,19 +56,6 @@ fn is_terminating(p: &Pod) -> bool {
 }
 
 impl Cluster {
-    fn api(&self) -> ClusterClient<Channel> {
-        ClusterClient::new(self.channel.clone())
-    }
-
-    async fn stop(self) {
-        self.token.cancel();
-        tokio::time::timeout(DEADLINE, self.task)
-            .await
-            .expect("stops in time")
-            .unwrap()
-            .unwrap();
-    }
-
     async fn list(&self, kind: &str, ns: &str) -> Vec<Object> {
         let req = ListRequest {
             kind: kind.into(),

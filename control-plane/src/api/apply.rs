@@ -511,28 +511,7 @@ mod tests {
         twinset_proto::manifest::decode(text).unwrap().remove(0)
     }
 
-    const DS: &str = "apiVersion: apps/v1
-kind: DaemonSet
-metadata:
-  name: node-monitor
-  namespace: kube-system
-spec:
-  selector:
-    matchLabels:
-      app: node-monitor
-  template:
-    metadata:
-      labels:
-        app: node-monitor
-    spec:
-      containers:
-      - name: monitor
-        image: datadog/agent:latest
-        resources:
-          limits:
-            cpu: \"100m\"
-            memory: \"128Mi\"
-";
+    const DS: &str = include_str!("../../../deploy/examples/daemonset.yaml");
 
     #[tokio::test]
     async fn created_unchanged_configured() {
@@ -575,39 +554,7 @@ spec:
         assert!(err.message().contains("spec.selector"), "{}", err.message());
     }
 
-    const STS: &str = "apiVersion: apps/v1
-kind: StatefulSet
-metadata:
-  name: mysql-db
-  namespace: database
-spec:
-  serviceName: \"mysql\"
-  replicas: 3
-  selector:
-    matchLabels:
-      app: mysql
-  template:
-    metadata:
-      labels:
-        app: mysql
-    spec:
-      containers:
-      - name: mysql
-        image: mysql:8
-        ports:
-        - containerPort: 3306
-        volumeMounts:
-        - name: mysql-storage
-          mountPath: /var/lib/mysql
-  volumeClaimTemplates:
-  - metadata:
-      name: mysql-storage
-    spec:
-      accessModes: [\"ReadWriteOnce\"]
-      resources:
-        requests:
-          storage: 1Gi
-";
+    const STS: &str = include_str!("../../../deploy/examples/statefulset.yaml");
 
     #[tokio::test]
     async fn statefulset_gets_its_headless_service() {
