@@ -330,6 +330,10 @@ pub struct UpArgs {
     /// two bytes), port 53 as root (pods' resolv.conf then points at it), else 1053.
     #[arg(long)]
     pub dns_listen: Option<String>,
+    /// The range pod IPs come from. Default: a /16 of 127.128.0.0/9 of this cluster's own
+    /// (127.(128 + port % 128).0.0/16), so local clusters on other ports keep apart.
+    #[arg(long)]
+    pub cluster_cidr: Option<String>,
 }
 
 /// `down`.

@@ -131,6 +131,12 @@ async fn start(
         cp_args.push("--node-grace".into());
         cp_args.push(humantime::format_duration(g).to_string());
     }
+    cp_args.push("--cluster-cidr".into());
+    cp_args.push(
+        args.cluster_cidr
+            .clone()
+            .unwrap_or_else(|| pod_range(args.port)),
+    );
     let dns = dns_address(args.dns_listen.as_deref(), args.port)?;
     if let Some(dns) = dns {
         cp_args.push("--dns-listen".into());
@@ -361,6 +367,19 @@ async fn wait_for_exit(members: &mut [Member], shutdown: &CancellationToken) -> 
     }
 }
 
+/// The pod range for `up`: a /16 of 127.128.0.0/9 of this cluster's own, chosen by the API
+/// port (or the pid when the port is picked at random), so that local clusters on one
+/// machine do not hand out the same pod IPs (a client would reach the other cluster's pod);
+/// ports that differ by a multiple of 128 still meet, and `--cluster-cidr` parts them.
+fn pod_range(api_port: u16) -> String {
+    let seed = if api_port != 0 {
+        api_port
+    } else {
+        (std::process::id() & 0xffff) as u16
+    };
+    format!("127.{}.0.0/16", 128 + seed % 128)
+}
+
 /// The cluster DNS address for `up`: the flag's value, none for `none`, else a loopback
 /// address of this cluster's own (127.53.H.L from the API port, or from the pid when the
 /// port is picked at random), on port 53 as root and 1053 otherwise.
@@ -430,4 +449,19 @@ fn print_usage(server: &str, data_dir: &Path, config: &Path, members: &[Member],
         data_dir.join("logs").display(),
     );
     crate::report::out(&text);
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn pod_ranges_differ_by_port_and_stay_in_the_loopback_block() {
+        assert_eq!(super::pod_range(6443), "127.171.0.0/16");
+        assert_eq!(super::pod_range(16443), "127.187.0.0/16");
+        assert_ne!(super::pod_range(17443), super::pod_range(17444));
+        for port in [1, 127, 128, 65535] {
+            let r = super::pod_range(port);
+            let second: u16 = r.split('.').nth(1).unwrap().parse().unwrap();
+            assert!((128..=255).contains(&second), "{r}");
+        }
+    }
 }
