@@ -101,29 +101,19 @@ fn relevant(change: &Change) -> bool {
 
 /// One pass: place every waiting pod and pin the claims of bound pods.
 async fn pass(store: &dyn Store) -> Result<(), StoreError> {
-    let nodes: Vec<_> = store
-        .list(Kind::Node, None)
-        .0
-        .into_iter()
-        .filter_map(Object::into_node)
-        .collect();
-    let pods: Vec<Pod> = store
-        .list(Kind::Pod, None)
-        .0
-        .into_iter()
-        .filter_map(Object::into_pod)
-        .collect();
+    let nodes: Vec<_> = crate::store::list_typed(store, Kind::Node, None, Object::into_node);
+    let pods: Vec<Pod> = crate::store::list_typed(store, Kind::Pod, None, Object::into_pod);
     if !pods.iter().any(decide::needs_scheduling)
         && !pods.iter().any(|p| !decide::pod_claims(p).is_empty())
     {
         return Ok(());
     }
-    let claims: Vec<PersistentVolumeClaim> = store
-        .list(Kind::PersistentVolumeClaim, None)
-        .0
-        .into_iter()
-        .filter_map(Object::into_persistent_volume_claim)
-        .collect();
+    let claims: Vec<PersistentVolumeClaim> = crate::store::list_typed(
+        store,
+        Kind::PersistentVolumeClaim,
+        None,
+        Object::into_persistent_volume_claim,
+    );
     let snap = Snapshot {
         nodes: &nodes,
         pods: &pods,

@@ -20,6 +20,22 @@ use twinset_proto::Kind;
 
 pub use hub::Hub;
 
+/// Every object of a kind, unwrapped to its type (`Object::into_pod`, ...): what the
+/// controllers read their snapshots with.
+pub fn list_typed<T>(
+    store: &dyn Store,
+    kind: Kind,
+    namespace: Option<&str>,
+    into: fn(Object) -> Option<T>,
+) -> Vec<T> {
+    store
+        .list(kind, namespace)
+        .0
+        .into_iter()
+        .filter_map(into)
+        .collect()
+}
+
 /// Store results.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 

@@ -142,20 +142,10 @@ impl Controller {
         let Some(ds) = obj.as_daemon_set().cloned() else {
             return Ok(None);
         };
-        let nodes: Vec<Node> = self
-            .store
-            .list(Kind::Node, None)
-            .0
-            .into_iter()
-            .filter_map(Object::into_node)
-            .collect();
-        let pods: Vec<_> = self
-            .store
-            .list(Kind::Pod, Some(ns))
-            .0
-            .into_iter()
-            .filter_map(Object::into_pod)
-            .collect();
+        let nodes: Vec<Node> =
+            crate::store::list_typed(&*self.store, Kind::Node, None, Object::into_node);
+        let pods: Vec<_> =
+            crate::store::list_typed(&*self.store, Kind::Pod, Some(ns), Object::into_pod);
         let actions = decide::decide(Snapshot {
             ds: &ds,
             nodes: &nodes,

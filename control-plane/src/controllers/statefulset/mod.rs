@@ -117,27 +117,20 @@ impl Controller {
         let Some(set) = obj.as_stateful_set().cloned() else {
             return Ok(None);
         };
-        let pods: Vec<Pod> = self
-            .store
-            .list(Kind::Pod, Some(ns))
-            .0
-            .into_iter()
-            .filter_map(Object::into_pod)
-            .collect();
-        let claims: Vec<PersistentVolumeClaim> = self
-            .store
-            .list(Kind::PersistentVolumeClaim, Some(ns))
-            .0
-            .into_iter()
-            .filter_map(Object::into_persistent_volume_claim)
-            .collect();
-        let revisions: Vec<_> = self
-            .store
-            .list(Kind::ControllerRevision, Some(ns))
-            .0
-            .into_iter()
-            .filter_map(Object::into_controller_revision)
-            .collect();
+        let pods: Vec<Pod> =
+            crate::store::list_typed(&*self.store, Kind::Pod, Some(ns), Object::into_pod);
+        let claims: Vec<PersistentVolumeClaim> = crate::store::list_typed(
+            &*self.store,
+            Kind::PersistentVolumeClaim,
+            Some(ns),
+            Object::into_persistent_volume_claim,
+        );
+        let revisions: Vec<_> = crate::store::list_typed(
+            &*self.store,
+            Kind::ControllerRevision,
+            Some(ns),
+            Object::into_controller_revision,
+        );
         let actions = decide::decide(Snapshot {
             set: &set,
             pods: &pods,
