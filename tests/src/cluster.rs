@@ -218,19 +218,8 @@ impl Cluster {
     }
 
     fn spawn_daemon(&mut self, name: &str, args: &[String]) -> Daemon {
-        let out = self.dir.join("logs").join(format!("{name}.stdout"));
-        let err = self.dir.join("logs").join(format!("{name}.stderr"));
-        let mut cmd = self.command();
-        cmd.args(args)
-            .stdin(Stdio::null())
-            .stdout(File::create(&out).expect("create log"))
-            .stderr(File::create(&err).expect("create log"))
-            .process_group(0);
-        let child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn {} {args:?}: {e}", self.bin.display()));
-        self.log_files.push(out);
-        self.log_files.push(err);
+        let (child, logs) = spawn_logged(self.command(), &self.dir.join("logs"), name, args);
+        self.log_files.extend(logs);
         Daemon { child }
     }
 
@@ -712,6 +701,27 @@ impl Drop for Cluster {
 }
 
 /// A `twinset` command with the harness environment.
+/// Starts `cmd ARGS` in its own process group with its output in
+/// `<logs>/<name>.stdout|stderr`; returns the child and the two log paths.
+pub fn spawn_logged<S: AsRef<std::ffi::OsStr> + std::fmt::Debug>(
+    mut cmd: Command,
+    logs: &Path,
+    name: &str,
+    args: &[S],
+) -> (Child, [PathBuf; 2]) {
+    let out = logs.join(format!("{name}.stdout"));
+    let err = logs.join(format!("{name}.stderr"));
+    cmd.args(args)
+        .stdin(Stdio::null())
+        .stdout(File::create(&out).expect("create log"))
+        .stderr(File::create(&err).expect("create log"))
+        .process_group(0);
+    let child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {:?} {args:?}: {e}", cmd.get_program()));
+    (child, [out, err])
+}
+
 pub fn base_command(bin: &Path, home: &Path, test_id: &str) -> Command {
     let mut cmd = Command::new(bin);
     cmd.env("HOME", home)

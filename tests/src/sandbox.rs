@@ -1,10 +1,8 @@
 //! A private temp dir and HOME for tests that drive `twinset up` / `down` or the
 //! quickstart script themselves; on drop it kills every process of the test.
 
-use std::fs::File;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus};
 
 use crate::binary;
 use crate::cluster::{base_command, kill_all, run_command, run_command_with, unique_id};
@@ -82,21 +80,11 @@ impl Sandbox {
     /// Starts `twinset ARGS` in the background, in its own process group, with its
     /// output in `logs/<name>.stdout|stderr`; returns its pid.
     pub fn spawn(&mut self, name: &str, args: &[&str]) -> i32 {
-        let out = self.dir.join("logs").join(format!("{name}.stdout"));
-        let err = self.dir.join("logs").join(format!("{name}.stderr"));
-        let mut cmd = self.command();
-        cmd.args(args)
-            .stdin(Stdio::null())
-            .stdout(File::create(&out).expect("create log"))
-            .stderr(File::create(&err).expect("create log"))
-            .process_group(0);
-        let child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn twinset {args:?}: {e}"));
+        let (child, logs) =
+            crate::cluster::spawn_logged(self.command(), &self.dir.join("logs"), name, args);
         let pid = child.id() as i32;
         self.children.push((name.to_string(), child));
-        self.log_files.push(out);
-        self.log_files.push(err);
+        self.log_files.extend(logs);
         pid
     }
 
