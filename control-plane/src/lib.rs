@@ -6,7 +6,6 @@
 //! system namespaces exist, serve the API (plus gRPC health and reflection) and run the
 //! controllers until the cancellation token fires.
 
-#![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod api;
