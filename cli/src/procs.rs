@@ -5,84 +5,21 @@
 use nix::errno::Errno;
 use nix::sys::signal::{kill, killpg, Signal};
 use nix::unistd::Pid;
-use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-/// What /proc says about one process.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ProcInfo {
-    /// Process id.
-    pub pid: i32,
-    /// Parent process id.
-    pub ppid: i32,
-    /// Process group id.
-    pub pgrp: i32,
-    /// Start time in clock ticks since boot: with the pid, it names a process uniquely.
-    pub start_time: u64,
-    /// Exited but not yet reaped.
-    pub zombie: bool,
-}
-
-/// Parses the text of `/proc/<pid>/stat`.
-pub fn parse_stat(pid: i32, text: &str) -> Option<ProcInfo> {
-    let rest = &text[text.rfind(')')? + 1..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    Some(ProcInfo {
-        pid,
-        zombie: *fields.first()? == "Z" || *fields.first()? == "X",
-        ppid: fields.get(1)?.parse().ok()?,
-        pgrp: fields.get(2)?.parse().ok()?,
-        start_time: fields.get(19)?.parse().ok()?,
-    })
-}
-
-/// Reads `/proc/<pid>/stat`; None when the process does not exist.
-pub fn stat(pid: i32) -> Option<ProcInfo> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    parse_stat(pid, &text)
-}
+/// What /proc says about one process (the agent's reader, shared).
+pub use twinset_node_agent::procfs::{stat, Stat as ProcInfo};
 
 /// Whether the process `pid` that started at `start_time` still runs (not a zombie, not a reused pid).
 pub fn alive(pid: i32, start_time: u64) -> bool {
-    stat(pid).is_some_and(|p| !p.zombie && (start_time == 0 || p.start_time == start_time))
+    stat(pid).is_some_and(|p| !p.zombie() && (start_time == 0 || p.start_time == start_time))
 }
 
 /// Every live descendant of `root` (children, grandchildren, ...).
 pub fn descendants(root: i32) -> Vec<ProcInfo> {
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    let mut by_parent: BTreeMap<i32, Vec<ProcInfo>> = BTreeMap::new();
-    for entry in dir.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        if let Some(info) = stat(pid) {
-            by_parent.entry(info.ppid).or_default().push(info);
-        }
-    }
-    let mut out = Vec::new();
-    let mut queue = vec![root];
-    let mut seen = BTreeSet::new();
-    while let Some(p) = queue.pop() {
-        if let Some(children) = by_parent.get(&p) {
-            for c in children {
-                if seen.insert(c.pid) {
-                    if !c.zombie {
-                        out.push(*c);
-                    }
-                    queue.push(c.pid);
-                }
-            }
-        }
-    }
-    out
+    twinset_node_agent::procfs::descendants(&[root])
 }
 
 /// Sends `sig` to the process group `pgid`; a group that is gone is not an error.
@@ -202,7 +139,7 @@ pub async fn stop_cluster(members: &mut [Member], grace: Duration, force: &Cance
         "pod processes outlived their agent, stopping them"
     );
     for p in &survivors {
-        signal_group(p.pgrp, Signal::SIGTERM);
+        signal_group(p.pgid, Signal::SIGTERM);
         signal_pid(p.pid, Signal::SIGTERM);
     }
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -212,7 +149,7 @@ pub async fn stop_cluster(members: &mut [Member], grace: Duration, force: &Cance
             () = force.cancelled() => false,
         };
         if !gone {
-            signal_group(p.pgrp, Signal::SIGKILL);
+            signal_group(p.pgid, Signal::SIGKILL);
             signal_pid(p.pid, Signal::SIGKILL);
         }
     }
@@ -221,22 +158,6 @@ pub async fn stop_cluster(members: &mut [Member], grace: Duration, force: &Cance
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn parses_stat_with_spaces_in_comm() {
-        let text = "1234 (my (odd) proc) S 1 1234 1234 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 98765 1000 10";
-        let p = parse_stat(1234, text);
-        assert_eq!(
-            p,
-            Some(ProcInfo {
-                pid: 1234,
-                ppid: 1,
-                pgrp: 1234,
-                start_time: 98765,
-                zombie: false
-            })
-        );
-    }
 
     #[test]
     fn own_process_is_alive_and_found_as_descendant() -> anyhow::Result<()> {

@@ -19,6 +19,7 @@ pub mod node;
 pub mod pod;
 pub mod prober;
 pub mod probes;
+pub mod procfs;
 pub mod reporter;
 pub mod runtime;
 pub mod state;

@@ -182,9 +182,9 @@ impl Supervisor {
                 ctx.runtime.signal(c.pid, Signal::SIGTERM);
             }
             for c in &alive {
-                if tokio::time::timeout(SHUTDOWN_GRACE, procfs::wait_gone(c.pid, c.start_ticks)).await.is_err() {
+                if tokio::time::timeout(SHUTDOWN_GRACE, crate::runtime::process::wait_gone(c.pid, c.start_ticks)).await.is_err() {
                     ctx.runtime.signal(c.pid, Signal::SIGKILL);
-                    let _ = tokio::time::timeout(Duration::from_secs(10), procfs::wait_gone(c.pid, c.start_ticks)).await;
+                    let _ = tokio::time::timeout(Duration::from_secs(10), crate::runtime::process::wait_gone(c.pid, c.start_ticks)).await;
                 }
             }
             let rt = Arc::clone(&ctx.runtime);

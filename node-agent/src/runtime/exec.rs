@@ -7,19 +7,21 @@
 //! does not need it. It runs as a process group of its own, killed whole at its time
 //! limit (or when the caller gives up) and always reaped.
 
-use std::ffi::CString;
 use std::fs::File;
 use std::io;
-use std::os::fd::AsRawFd;
-use std::os::unix::ffi::OsStrExt;
+use std::os::fd::{AsRawFd, RawFd};
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
+use nix::sched::CloneFlags;
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 use tokio::io::{AsyncRead, AsyncReadExt};
 
+use super::sandbox::{Isolation, Plan};
+use super::sys;
 use super::{ExecOutput, ExecRequest, RuntimeError, EXEC_OUTPUT_LIMIT};
 
 /// How long the output is still read after the command ended or was killed (a
@@ -71,43 +73,22 @@ fn spawn_error(program: &str, source: io::Error) -> RuntimeError {
     }
 }
 
-/// Runs `req` (entering the container's namespaces when `enter`).
-pub fn exec(enter: bool, req: ExecRequest) -> BoxFuture<'static, Result<ExecOutput, RuntimeError>> {
+/// Runs `req`, entering the container's namespaces when pods are isolated (through
+/// the isolation's [`Syscall`]).
+pub fn exec(
+    isolation: &Isolation,
+    req: ExecRequest,
+) -> BoxFuture<'static, Result<ExecOutput, RuntimeError>> {
+    let sys = match isolation {
+        Isolation::Available(sys) => Some(Arc::clone(sys)),
+        Isolation::Unavailable(_) => None,
+    };
     Box::pin(async move {
         let program = req
             .argv
             .first()
             .cloned()
             .ok_or_else(|| RuntimeError::NoCommand("exec".into()))?;
-        let (mnt, uts) = if enter {
-            let ns = |name| {
-                foreign_namespace(req.pid, name).map_err(|e| {
-                    spawn_error(
-                        &program,
-                        io::Error::new(
-                            e.kind(),
-                            format!("cannot enter the container's {name} namespace: {e}"),
-                        ),
-                    )
-                })
-            };
-            (ns("mnt")?, ns("uts")?)
-        } else {
-            (None, None)
-        };
-        let cwd = CString::new(req.working_dir.as_os_str().as_bytes()).map_err(|_| {
-            spawn_error(
-                &program,
-                io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    "working directory has a NUL byte",
-                ),
-            )
-        })?;
-        let (mnt_fd, uts_fd) = (
-            mnt.as_ref().map(|f| f.as_raw_fd()),
-            uts.as_ref().map(|f| f.as_raw_fd()),
-        );
         let mut cmd = tokio::process::Command::new(&program);
         cmd.args(&req.argv[1..])
             .env_clear()
@@ -117,26 +98,41 @@ pub fn exec(enter: bool, req: ExecRequest) -> BoxFuture<'static, Result<ExecOutp
             .stderr(Stdio::piped())
             .process_group(0)
             .kill_on_drop(true);
-        // SAFETY: runs in the forked child before exec; setns(2) and chdir(2) on fds
-        // and a C string made before the fork are async-signal-safe and allocate
-        // nothing. The namespace fds are O_CLOEXEC, so the command does not keep them.
-        unsafe {
-            cmd.pre_exec(move || {
-                for (fd, flag) in [(uts_fd, libc::CLONE_NEWUTS), (mnt_fd, libc::CLONE_NEWNS)] {
-                    if let Some(fd) = fd {
-                        if libc::setns(fd, flag) < 0 {
-                            return Err(io::Error::last_os_error());
-                        }
+        // Held open until the child has forked; O_CLOEXEC, so the command does not keep them.
+        let mut namespaces: Vec<File> = Vec::new();
+        match sys {
+            Some(sys) => {
+                let mut joins: Vec<(RawFd, CloneFlags)> = Vec::new();
+                // UTS first: after the mount namespace, /proc paths may mean another thing.
+                for (name, flags) in [
+                    ("uts", CloneFlags::CLONE_NEWUTS),
+                    ("mnt", CloneFlags::CLONE_NEWNS),
+                ] {
+                    let ns = foreign_namespace(req.pid, name).map_err(|e| {
+                        spawn_error(
+                            &program,
+                            io::Error::new(
+                                e.kind(),
+                                format!("cannot enter the container's {name} namespace: {e}"),
+                            ),
+                        )
+                    })?;
+                    if let Some(f) = ns {
+                        joins.push((f.as_raw_fd(), flags));
+                        namespaces.push(f);
                     }
                 }
-                if libc::chdir(cwd.as_ptr()) < 0 {
-                    return Err(io::Error::last_os_error());
-                }
-                Ok(())
-            });
+                let plan = Plan::enter(&joins, &req.working_dir).map_err(|e| {
+                    spawn_error(&program, io::Error::new(io::ErrorKind::InvalidInput, e))
+                })?;
+                sys::before_exec(&mut cmd, plan, sys);
+            }
+            None => {
+                cmd.current_dir(&req.working_dir);
+            }
         }
         let mut child = cmd.spawn().map_err(|e| spawn_error(&program, e))?;
-        drop((mnt, uts));
+        drop(namespaces);
         let pgid = child.id().and_then(|p| i32::try_from(p).ok());
         let mut guard = GroupGuard(pgid);
         let (out, err) = (child.stdout.take(), child.stderr.take());
@@ -191,7 +187,7 @@ mod tests {
     #[tokio::test]
     async fn runs_with_the_env_and_working_dir_and_keeps_output() {
         let out = exec(
-            true,
+            &Isolation::Available(Arc::new(super::super::sandbox::LinuxSyscall)),
             req(
                 &["sh", "-c", "echo $WHO in $(pwd); echo oops >&2; exit 3"],
                 Duration::from_secs(5),
@@ -211,7 +207,7 @@ mod tests {
         let script = format!("sleep 30 & echo $! > {}; wait", pidfile.display());
         let t = std::time::Instant::now();
         let out = exec(
-            false,
+            &Isolation::Unavailable("test".into()),
             req(&["sh", "-c", &script], Duration::from_millis(300)),
         )
         .await
@@ -224,12 +220,8 @@ mod tests {
             .parse()
             .unwrap();
         let end = std::time::Instant::now() + Duration::from_secs(5);
-        while crate::runtime::procfs::start_ticks(pid).is_some_and(|_| {
-            // A zombie until its parent (gone) is reaped by init; count it as gone.
-            std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .map(|s| !s.contains(") Z "))
-                .unwrap_or(false)
-        }) {
+        // A zombie until init reaps it counts as gone.
+        while crate::procfs::start_ticks(pid).is_some() {
             assert!(std::time::Instant::now() < end, "grandchild survived");
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -237,9 +229,12 @@ mod tests {
 
     #[tokio::test]
     async fn a_missing_program_is_an_error() {
-        let e = exec(false, req(&["/nonexistent/probe"], Duration::from_secs(1)))
-            .await
-            .unwrap_err();
+        let e = exec(
+            &Isolation::Unavailable("test".into()),
+            req(&["/nonexistent/probe"], Duration::from_secs(1)),
+        )
+        .await
+        .unwrap_err();
         assert!(e.to_string().contains("/nonexistent/probe"), "{e}");
     }
 }

@@ -4,9 +4,14 @@
 
 pub mod cgroup;
 pub mod exec;
+#[cfg(test)]
+pub mod fake;
 pub mod process;
-pub mod procfs;
 pub mod sandbox;
+mod sys;
+
+/// The `/proc` reader (it moved to [`crate::procfs`], shared with the CLI and tests).
+pub use crate::procfs;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -164,6 +169,9 @@ pub trait Runtime: Send + Sync {
     fn cleanup_pod(&self, pod_uid: &str) -> Result<(), RuntimeError>;
     /// Whether containers can get a [`Sandbox`] (and if not, why).
     fn isolation(&self) -> &Isolation;
+    /// The environment the container process `pid` was started with (the exec
+    /// probes' environment of a container adopted after an agent restart).
+    fn environ(&self, pid: u32) -> Option<Vec<(String, String)>>;
     /// Runs a command in a running container, as exec probes do: with its
     /// environment and working directory and, when pods are isolated, in its mount
     /// and UTS namespaces; killed (and reaped) at its time limit.

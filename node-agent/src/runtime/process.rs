@@ -5,7 +5,7 @@
 
 use std::fs::OpenOptions;
 use std::io;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::process::ExitStatusExt;
 use std::process::Stdio;
 use std::sync::Arc;
@@ -17,14 +17,40 @@ use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::procfs;
+
 use super::cgroup::Cgroups;
-use super::sandbox::{self, Isolation, Plan};
-use super::{procfs, ExecOutput, ExecRequest, Exit, Launch, Runtime, RuntimeError, Started};
+use super::sandbox::{self, Isolation, LinuxSyscall, Plan, Syscall};
+use super::sys;
+use super::{ExecOutput, ExecRequest, Exit, Launch, Runtime, RuntimeError, Started};
+
+/// How often an adopted process's liveness is polled when pidfds are not available.
+const POLL: Duration = Duration::from_millis(500);
+
+/// Resolves once the process `pid` that started at `ticks` has exited (it is not our
+/// child: one adopted after an agent restart). Uses a pidfd (readable on exit) when
+/// the kernel has them, else polls `/proc`.
+pub async fn wait_gone(pid: u32, ticks: u64) {
+    if let Some(afd) = sys::pidfd(pid) {
+        // The pid may have been reused between the check and pidfd_open.
+        if !procfs::is_same_alive(pid, ticks) {
+            return;
+        }
+        let _ = afd.readable().await;
+        return;
+    }
+    while procfs::is_same_alive(pid, ticks) {
+        tokio::time::sleep(POLL).await;
+    }
+}
 
 /// Runs containers as local process groups.
 pub struct ProcessRuntime {
     cgroups: Arc<dyn Cgroups>,
     isolation: Isolation,
+    /// The system calls a child makes before exec (the isolation's when pods are
+    /// isolated, else the real ones).
+    sys: Arc<dyn Syscall>,
     tracker: TaskTracker,
     /// Cancelled only when the agent leaves for good: reaper tasks stop waiting.
     reapers_stop: CancellationToken,
@@ -40,9 +66,14 @@ impl ProcessRuntime {
         tracker: TaskTracker,
         reapers_stop: CancellationToken,
     ) -> Self {
+        let sys: Arc<dyn Syscall> = match &isolation {
+            Isolation::Available(sys) => Arc::clone(sys),
+            Isolation::Unavailable(_) => Arc::new(LinuxSyscall),
+        };
         ProcessRuntime {
             cgroups,
             isolation,
+            sys,
             tracker,
             reapers_stop,
         }
@@ -73,9 +104,9 @@ impl Runtime for ProcessRuntime {
         // Everything the child needs for its sandbox is built here, before the fork.
         let sandboxed = match (&l.sandbox, &self.isolation) {
             (None, _) => None,
-            (Some(sb), Isolation::Available(sys)) => {
+            (Some(sb), Isolation::Available(_)) => {
                 sandbox::prepare_targets(sb)?;
-                Some((Plan::build(sb, &l.working_dir)?, Arc::clone(sys)))
+                Some(Plan::build(sb, &l.working_dir)?)
             }
             (Some(_), Isolation::Unavailable(why)) => {
                 return Err(RuntimeError::NotIsolated(why.clone()))
@@ -110,36 +141,19 @@ impl Runtime for ProcessRuntime {
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(log2))
             .kill_on_drop(false);
-        let fds: Vec<i32> = procs.iter().map(|f| f.as_raw_fd()).collect();
-        // SAFETY: the closure runs in the forked child before exec; it only calls
-        // setsid(2) and write(2) on fds opened before the fork, both async-signal-safe,
-        // and allocates nothing.
-        unsafe {
-            cmd.pre_exec(move || {
-                if libc::setsid() < 0 {
-                    return Err(io::Error::last_os_error());
-                }
-                for fd in &fds {
-                    if libc::write(*fd, b"0".as_ptr().cast(), 1) < 0 {
-                        return Err(io::Error::last_os_error());
-                    }
-                }
-                Ok(())
-            });
-        }
+        // Everything the child does between fork and exec is one plan of system calls
+        // built here: its own session, joining its cgroups, then its sandbox.
+        let fds: Vec<RawFd> = procs.iter().map(|f| f.as_raw_fd()).collect();
         let in_sandbox = sandboxed.is_some();
-        match sandboxed {
-            // SAFETY: runs in the forked child after the closure above; Plan::apply
-            // only makes raw system calls (unshare, mount, sethostname, chdir) on C
-            // strings built before the fork, and allocates nothing.
-            Some((plan, sys)) => unsafe {
-                cmd.pre_exec(move || plan.apply(sys.as_ref()).map_err(io::Error::from));
-            },
-            // The chdir happens after the mounts when sandboxed (see Plan::build).
+        let plan = match sandboxed {
+            Some(sandbox_plan) => Plan::session(&fds).then(sandbox_plan),
             None => {
+                // The chdir happens after the mounts when sandboxed (see Plan::build).
                 cmd.current_dir(&l.working_dir);
+                Plan::session(&fds)
             }
-        }
+        };
+        sys::before_exec(&mut cmd, plan, Arc::clone(&self.sys));
         let mut child = cmd.spawn().map_err(|source| RuntimeError::Spawn {
             // A failure may come from the namespaces, mounts or chdir as well as exec.
             program: if in_sandbox {
@@ -157,7 +171,11 @@ impl Runtime for ProcessRuntime {
                 source: io::Error::other("child has no pid"),
             });
         };
-        let start_ticks = procfs::stat(pid).map(|(t, _)| t).unwrap_or(0);
+        let start_ticks = i32::try_from(pid)
+            .ok()
+            .and_then(procfs::stat)
+            .map(|s| s.start_time)
+            .unwrap_or(0);
 
         let (tx, rx) = oneshot::channel();
         let cgroups = Arc::clone(&self.cgroups);
@@ -203,7 +221,7 @@ impl Runtime for ProcessRuntime {
         let (uid, name) = (pod_uid.to_string(), container.to_string());
         self.tracker.spawn(async move {
             tokio::select! {
-                _ = procfs::wait_gone(pid, start_ticks) => {}
+                _ = wait_gone(pid, start_ticks) => {}
                 _ = stop.cancelled() => return,
             }
             Self::group_kill(pid);
@@ -256,11 +274,15 @@ impl Runtime for ProcessRuntime {
         &self.isolation
     }
 
+    fn environ(&self, pid: u32) -> Option<Vec<(String, String)>> {
+        procfs::environ(pid)
+    }
+
     fn exec(
         &self,
         request: ExecRequest,
     ) -> futures::future::BoxFuture<'static, Result<ExecOutput, RuntimeError>> {
-        super::exec::exec(self.isolation.available(), request)
+        super::exec::exec(&self.isolation, request)
     }
 }
 
@@ -296,14 +318,9 @@ mod tests {
         )
     }
 
-    /// Field 6 of /proc/<pid>/stat: the session id.
+    /// The session id of `pid`.
     fn session(pid: u32) -> Option<u32> {
-        let t = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-        t[t.rfind(')')? + 1..]
-            .split_whitespace()
-            .nth(3)?
-            .parse()
-            .ok()
+        procfs::stat(pid as i32).and_then(|s| u32::try_from(s.session).ok())
     }
 
     #[tokio::test]
@@ -400,12 +417,9 @@ mod tests {
             .unwrap();
         assert_eq!(exit.signal, Some(15));
         assert_eq!(exit.reported_code(), 143);
-        tokio::time::timeout(
-            Duration::from_secs(10),
-            procfs::wait_gone(child, child_ticks),
-        )
-        .await
-        .unwrap();
+        tokio::time::timeout(Duration::from_secs(10), wait_gone(child, child_ticks))
+            .await
+            .unwrap();
     }
 
     #[tokio::test]
@@ -529,6 +543,22 @@ mod tests {
         assert!(!std::fs::read_to_string("/etc/hosts")
             .unwrap()
             .contains("127.9.9.9"));
+    }
+
+    #[tokio::test]
+    async fn wait_gone_returns_when_a_process_exits() {
+        let mut child = tokio::process::Command::new("sleep")
+            .arg("0.2")
+            .spawn()
+            .unwrap();
+        let pid = child.id().unwrap();
+        let ticks = procfs::start_ticks(pid).unwrap();
+        // Reap in the background so the process does not stay a zombie.
+        let reaper = tokio::spawn(async move { child.wait().await });
+        tokio::time::timeout(Duration::from_secs(10), wait_gone(pid, ticks))
+            .await
+            .unwrap();
+        reaper.await.unwrap().unwrap();
     }
 
     #[tokio::test]

@@ -9,11 +9,11 @@
 //! async-signal-safe. Tests inject a recording [`Syscall`] to check the sequence
 //! without root; [`LinuxSyscall`] makes the real calls.
 
-use std::ffi::{CStr, CString, OsStr};
+use std::ffi::{CStr, CString};
 use std::fs::OpenOptions;
 use std::io;
+use std::os::fd::RawFd;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::process::CommandExt;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
@@ -53,8 +53,11 @@ pub enum SandboxError {
     },
 }
 
-/// The kernel calls pod isolation needs. Implementations called from
-/// [`Plan::apply`] run between fork and exec: they must not allocate, lock or log.
+/// The kernel calls a container's child process makes between fork and exec: its own
+/// session, joining its cgroups, pod isolation, entering a container's namespaces
+/// (exec probes). Implementations called from [`Plan::apply`] run between fork and
+/// exec: each method must be one async-signal-safe system call that does not
+/// allocate, lock or log ([`LinuxSyscall`]).
 pub trait Syscall: Send + Sync {
     /// unshare(2).
     fn unshare(&self, flags: CloneFlags) -> Result<(), Errno>;
@@ -71,36 +74,15 @@ pub trait Syscall: Send + Sync {
     fn sethostname(&self, name: &CStr) -> Result<(), Errno>;
     /// chdir(2).
     fn chdir(&self, path: &CStr) -> Result<(), Errno>;
+    /// setsid(2).
+    fn setsid(&self) -> Result<(), Errno>;
+    /// write(2) of `bytes` to `fd`.
+    fn write(&self, fd: RawFd, bytes: &[u8]) -> Result<(), Errno>;
+    /// setns(2).
+    fn setns(&self, fd: RawFd, flags: CloneFlags) -> Result<(), Errno>;
 }
 
-/// The real system calls (through nix, which passes `CStr`s straight to libc).
-#[derive(Clone, Copy, Debug, Default)]
-pub struct LinuxSyscall;
-
-impl Syscall for LinuxSyscall {
-    fn unshare(&self, flags: CloneFlags) -> Result<(), Errno> {
-        nix::sched::unshare(flags)
-    }
-
-    fn mount(
-        &self,
-        source: Option<&CStr>,
-        target: &CStr,
-        fstype: Option<&CStr>,
-        flags: MsFlags,
-        data: Option<&CStr>,
-    ) -> Result<(), Errno> {
-        nix::mount::mount(source, target, fstype, flags, data)
-    }
-
-    fn sethostname(&self, name: &CStr) -> Result<(), Errno> {
-        nix::unistd::sethostname(OsStr::from_bytes(name.to_bytes()))
-    }
-
-    fn chdir(&self, path: &CStr) -> Result<(), Errno> {
-        nix::unistd::chdir(path)
-    }
-}
+pub use super::sys::LinuxSyscall;
 
 /// Whether this agent can isolate pods, and with which system calls.
 #[derive(Clone)]
@@ -149,12 +131,7 @@ pub fn detect(sys: Arc<dyn Syscall>) -> Isolation {
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null());
-    let child_sys = Arc::clone(&sys);
-    // SAFETY: runs in the forked child before exec; Plan::apply only makes raw system
-    // calls on strings built before the fork and allocates nothing.
-    unsafe {
-        cmd.pre_exec(move || probe.apply(child_sys.as_ref()).map_err(io::Error::from));
-    }
+    super::sys::before_exec_std(&mut cmd, probe, Arc::clone(&sys));
     match cmd.status() {
         Ok(s) if s.success() => Isolation::Available(sys),
         Ok(s) => Isolation::Unavailable(format!("the namespace probe failed ({s})")),
@@ -210,6 +187,23 @@ pub enum Op {
     SetHostname(CString),
     /// chdir(path).
     Chdir(CString),
+    /// setsid().
+    Setsid,
+    /// write(fd, bytes): e.g. "0" into a cgroup's `cgroup.procs`, joining it. The fd
+    /// must stay open until the child has forked.
+    Write {
+        /// The fd (opened in the parent).
+        fd: RawFd,
+        /// What is written.
+        bytes: &'static [u8],
+    },
+    /// setns(fd, flags): joins the namespace `fd` refers to.
+    Setns {
+        /// An open `/proc/<pid>/ns/<name>` file (kept open until the child forked).
+        fd: RawFd,
+        /// The namespace type.
+        flags: CloneFlags,
+    },
 }
 
 /// The system calls that isolate one container, built before the fork.
@@ -289,6 +283,41 @@ impl Plan {
         Ok(Plan { ops })
     }
 
+    /// A container's own session (setsid, so its pid is its process group), then
+    /// joining the cgroups whose `cgroup.procs` files are open as `cgroup_procs`.
+    pub fn session(cgroup_procs: &[RawFd]) -> Plan {
+        let mut ops = vec![Op::Setsid];
+        ops.extend(cgroup_procs.iter().map(|fd| Op::Write {
+            fd: *fd,
+            bytes: b"0",
+        }));
+        Plan { ops }
+    }
+
+    /// Entering a running container (exec probes): join the namespaces open as
+    /// `namespaces` (UTS before mount: the mount namespace changes what paths mean),
+    /// then chdir to `working_dir`.
+    pub fn enter(
+        namespaces: &[(RawFd, CloneFlags)],
+        working_dir: &Path,
+    ) -> Result<Plan, SandboxError> {
+        let mut ops: Vec<Op> = namespaces
+            .iter()
+            .map(|(fd, flags)| Op::Setns {
+                fd: *fd,
+                flags: *flags,
+            })
+            .collect();
+        ops.push(Op::Chdir(cpath("working directory", working_dir)?));
+        Ok(Plan { ops })
+    }
+
+    /// This plan followed by `next`.
+    pub fn then(mut self, next: Plan) -> Plan {
+        self.ops.extend(next.ops);
+        self
+    }
+
     /// The steps, in order.
     pub fn ops(&self) -> &[Op] {
         &self.ops
@@ -307,6 +336,9 @@ impl Plan {
                 } => sys.mount(source.as_deref(), target, None, *flags, None)?,
                 Op::SetHostname(h) => sys.sethostname(h)?,
                 Op::Chdir(p) => sys.chdir(p)?,
+                Op::Setsid => sys.setsid()?,
+                Op::Write { fd, bytes } => sys.write(*fd, bytes)?,
+                Op::Setns { fd, flags } => sys.setns(*fd, *flags)?,
             }
         }
         Ok(())
@@ -375,6 +407,9 @@ pub(crate) mod tests {
         Mount(Option<String>, String, MsFlags),
         SetHostname(String),
         Chdir(String),
+        Setsid,
+        Write(RawFd, Vec<u8>),
+        Setns(RawFd, CloneFlags),
     }
 
     /// Records calls; fails the call whose number is `fail_at` with EPERM.
@@ -419,6 +454,15 @@ pub(crate) mod tests {
         fn chdir(&self, path: &CStr) -> Result<(), Errno> {
             self.record(Call::Chdir(s(path)))
         }
+        fn setsid(&self) -> Result<(), Errno> {
+            self.record(Call::Setsid)
+        }
+        fn write(&self, fd: RawFd, bytes: &[u8]) -> Result<(), Errno> {
+            self.record(Call::Write(fd, bytes.to_vec()))
+        }
+        fn setns(&self, fd: RawFd, flags: CloneFlags) -> Result<(), Errno> {
+            self.record(Call::Setns(fd, flags))
+        }
     }
 
     fn bind(source: &str, target: &str, read_only: bool) -> BindMount {
@@ -462,6 +506,32 @@ pub(crate) mod tests {
                 ),
                 Call::SetHostname("mysql-db-0".into()),
                 Call::Chdir("/var/lib/mysql".into()),
+            ]
+        );
+    }
+
+    #[test]
+    fn session_and_enter_plans() {
+        let rec = Recording::default();
+        Plan::session(&[7, 8])
+            .then(
+                Plan::enter(
+                    &[(3, CloneFlags::CLONE_NEWUTS), (4, CloneFlags::CLONE_NEWNS)],
+                    Path::new("/w"),
+                )
+                .unwrap(),
+            )
+            .apply(&rec)
+            .unwrap();
+        assert_eq!(
+            *rec.calls.lock().unwrap(),
+            vec![
+                Call::Setsid,
+                Call::Write(7, b"0".to_vec()),
+                Call::Write(8, b"0".to_vec()),
+                Call::Setns(3, CloneFlags::CLONE_NEWUTS),
+                Call::Setns(4, CloneFlags::CLONE_NEWNS),
+                Call::Chdir("/w".into()),
             ]
         );
     }
