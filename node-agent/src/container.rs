@@ -1,6 +1,10 @@
-//! One container's lifecycle on the agent: waiting → running → terminated, restarts
-//! with a doubling delay, restart count and last state. Pure state: the pod worker
-//! drives it with what the runtime reports, and it renders the `ContainerStatus`.
+//! One container's lifecycle on the agent: waiting → running → terminated → back-off
+//! → running, restarts with a doubling delay, restart count and last state, and the
+//! SIGKILL timer of a failed probe. Pure state in one typed place: the state is
+//! private and changes only through the transitions of [`ContainerRun::stage`], each
+//! offered only in the state it starts from (a container cannot "exit" unless it
+//! runs, nor back off unless it ended). The pod worker drives it with what the
+//! runtime reports, and it renders the `ContainerStatus`.
 
 use std::time::Duration;
 
@@ -70,50 +74,82 @@ impl Termination {
     }
 }
 
-/// The state of a container.
+/// The state of a container. Read it with [`ContainerRun::state`]; it changes only
+/// through the transitions of [`ContainerRun::stage`], each offered only in the
+/// state it starts from.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum State {
-    /// Not running: not started yet, or waiting for a restart, or unable to start.
+    /// Not running and no restart timer: not started yet, or unable to start, or (when
+    /// the pod stops) a restart that will not happen.
     Waiting {
         /// Why.
         reason: String,
         /// Details.
         message: String,
     },
-    /// Its process runs.
-    Running {
-        /// Pid (and process group id).
-        pid: u32,
-        /// Process start time in clock ticks.
-        start_ticks: u64,
-        /// When it started (RFC 3339).
-        started_at: String,
+    /// Waiting out the delay before a restart (CrashLoopBackOff).
+    BackOff {
+        /// Details (the kubelet's "back-off 10s restarting failed container=...").
+        message: String,
+        /// When the restart is due.
+        until: Instant,
     },
-    /// It ended and will not be restarted (or the pod is stopping).
+    /// Its process runs.
+    Running(Running),
+    /// It ended and will not be restarted (or not yet: see [`Ended::back_off`]).
     Terminated(Termination),
+}
+
+/// A running container's process.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Running {
+    /// Pid (and process group id).
+    pub pid: u32,
+    /// Process start time in clock ticks.
+    pub start_ticks: u64,
+    /// When it started (RFC 3339).
+    pub started_at: String,
+    /// This run's number (bumped on every start): tells a stale exit or probe result
+    /// from the current run's.
+    pub generation: u64,
+    /// When it started (or was adopted), for the backoff reset.
+    since: Instant,
+    /// A SIGKILL due after a failed probe's SIGTERM.
+    pub kill_at: Option<Instant>,
 }
 
 /// One container of a pod, as the agent tracks it.
 #[derive(Clone, Debug)]
 pub struct ContainerRun {
-    /// Container name.
-    pub name: String,
-    /// Image as written in the spec.
-    pub image: String,
-    /// Current state.
-    pub state: State,
+    name: String,
+    image: String,
+    state: State,
     /// The previous run's end.
-    pub last: Option<Termination>,
-    /// How many times it was restarted.
-    pub restart_count: i32,
-    /// Bumped on every start, to tell a stale exit notification from the current one.
-    pub generation: u64,
-    /// When a pending restart is due.
-    pub restart_at: Option<Instant>,
+    last: Option<Termination>,
+    restart_count: i32,
+    generation: u64,
     has_run: bool,
     crash_streak: u32,
-    running_since: Option<Instant>,
 }
+
+/// A container's state with the transitions that may leave it: the only way to
+/// change a [`ContainerRun`].
+pub enum Stage<'a> {
+    /// Waiting or backing off: it may start.
+    Idle(Idle<'a>),
+    /// Its process runs: it may exit or be killed.
+    Running(Active<'a>),
+    /// It ended: it may back off before a restart.
+    Terminated(Ended<'a>),
+}
+
+/// A container that is not running and has not ended: [`State::Waiting`] or
+/// [`State::BackOff`].
+pub struct Idle<'a>(&'a mut ContainerRun);
+/// A container whose process runs: [`State::Running`].
+pub struct Active<'a>(&'a mut ContainerRun);
+/// A container whose run ended: [`State::Terminated`].
+pub struct Ended<'a>(&'a mut ContainerRun);
 
 impl ContainerRun {
     /// A container that has not started yet.
@@ -128,145 +164,65 @@ impl ContainerRun {
             last: None,
             restart_count: 0,
             generation: 0,
-            restart_at: None,
             has_run: false,
             crash_streak: 0,
-            running_since: None,
+        }
+    }
+
+    /// Its name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Its state.
+    pub fn state(&self) -> &State {
+        &self.state
+    }
+
+    /// How many times it was restarted.
+    pub fn restart_count(&self) -> i32 {
+        self.restart_count
+    }
+
+    /// The previous run's end.
+    pub fn last(&self) -> Option<&Termination> {
+        self.last.as_ref()
+    }
+
+    /// The current state with the transitions it allows.
+    pub fn stage(&mut self) -> Stage<'_> {
+        match self.state {
+            State::Waiting { .. } | State::BackOff { .. } => Stage::Idle(Idle(self)),
+            State::Running(_) => Stage::Running(Active(self)),
+            State::Terminated(_) => Stage::Terminated(Ended(self)),
+        }
+    }
+
+    /// Its process while running.
+    pub fn running(&self) -> Option<&Running> {
+        match &self.state {
+            State::Running(r) => Some(r),
+            _ => None,
         }
     }
 
     /// Its pid while running.
     pub fn pid(&self) -> Option<u32> {
-        match self.state {
-            State::Running { pid, .. } => Some(pid),
-            _ => None,
-        }
+        self.running().map(|r| r.pid)
     }
 
     /// Whether its process runs.
     pub fn is_running(&self) -> bool {
-        matches!(self.state, State::Running { .. })
+        self.running().is_some()
     }
 
-    /// It cannot start (waiting with `reason`); returns whether that is news.
-    pub fn set_waiting(&mut self, reason: &str, message: &str) -> bool {
-        let new = State::Waiting {
-            reason: reason.to_string(),
-            message: message.to_string(),
-        };
-        let changed = self.state != new;
-        self.state = new;
-        self.restart_at = None;
-        changed
-    }
-
-    /// Its process started (a restart when it ran before). Returns the new generation.
-    pub fn on_started(
-        &mut self,
-        pid: u32,
-        start_ticks: u64,
-        started_at: String,
-        now: Instant,
-    ) -> u64 {
-        if self.has_run {
-            self.restart_count += 1;
-        }
-        self.has_run = true;
-        self.restart_at = None;
-        self.running_since = Some(now);
-        self.state = State::Running {
-            pid,
-            start_ticks,
-            started_at,
-        };
-        self.generation += 1;
-        self.generation
-    }
-
-    /// An earlier agent's process was adopted. Returns the new generation.
-    pub fn on_adopted(
-        &mut self,
-        pid: u32,
-        start_ticks: u64,
-        started_at: String,
-        restart_count: i32,
-        now: Instant,
-    ) -> u64 {
-        self.restart_count = restart_count;
-        self.has_run = true;
-        self.running_since = Some(now);
-        self.state = State::Running {
-            pid,
-            start_ticks,
-            started_at,
-        };
-        self.generation += 1;
-        self.generation
-    }
-
-    /// The start failed: a terminated run with reason StartError.
-    pub fn on_start_failed(&mut self, message: String, now_rfc3339: &str) {
-        self.state = State::Terminated(Termination {
-            exit_code: 128,
-            signal: 0,
-            reason: reason::START_ERROR.into(),
-            message,
-            started_at: now_rfc3339.to_string(),
-            finished_at: now_rfc3339.to_string(),
-        });
-    }
-
-    /// Its process ended as `exit`.
-    pub fn on_exit(&mut self, exit: &Exit, now_rfc3339: &str, now: Instant) {
-        let started_at = match &self.state {
-            State::Running { started_at, .. } => started_at.clone(),
-            _ => String::new(),
-        };
-        let (reason, message) = if exit.oom_killed {
-            (
-                reason::OOM_KILLED,
-                "the container exceeded its memory limit".to_string(),
-            )
-        } else if exit.unknown() {
-            (
-                reason::UNKNOWN,
-                "the exit status of a process adopted after an agent restart is not observable"
-                    .to_string(),
-            )
-        } else if exit.success() {
-            (reason::COMPLETED, String::new())
-        } else {
-            (reason::ERROR, String::new())
-        };
-        let exit_code = if exit.oom_killed && exit.code.is_none() {
-            137
-        } else {
-            exit.reported_code()
-        };
-        if let Some(since) = self.running_since.take() {
-            if now.saturating_duration_since(since) >= BACKOFF_RESET_AFTER {
-                self.crash_streak = 0;
-            }
-        }
-        self.state = State::Terminated(Termination {
-            exit_code,
-            signal: exit.signal.unwrap_or(0),
-            reason: reason.to_string(),
-            message,
-            started_at,
-            finished_at: now_rfc3339.to_string(),
-        });
-    }
-
-    /// Whether a container that ended as it did restarts under `restart_policy`.
-    pub fn wants_restart(&self, restart_policy: &str) -> bool {
-        let State::Terminated(t) = &self.state else {
-            return false;
-        };
-        match restart_policy {
-            "Never" => false,
-            "OnFailure" => !t.succeeded(),
-            _ => true,
+    /// When something is due for it: its restart after a back-off, or the SIGKILL
+    /// after a failed probe's SIGTERM.
+    pub fn wake_at(&self) -> Option<Instant> {
+        match &self.state {
+            State::BackOff { until, .. } => Some(*until),
+            State::Running(r) => r.kill_at,
+            _ => None,
         }
     }
 
@@ -279,38 +235,35 @@ impl ContainerRun {
         base.saturating_mul(factor).min(MAX_RESTART_DELAY.max(base))
     }
 
-    /// Moves the terminated run to `last` and waits `delay` (CrashLoopBackOff).
-    pub fn schedule_restart(&mut self, base: Duration, pod: &str, now: Instant) -> Duration {
-        let delay = self.next_delay(base);
-        self.crash_streak = self.crash_streak.saturating_add(1);
-        if let State::Terminated(t) = &self.state {
-            self.last = Some(t.clone());
-        }
-        self.state = State::Waiting {
-            reason: reason::CRASH_LOOP_BACK_OFF.into(),
-            message: format!(
-                "back-off {} restarting failed container={} pod={pod}",
-                fmt_delay(delay),
-                self.name
-            ),
-        };
-        self.restart_at = Some(now + delay);
-        delay
+    fn run(&mut self, pid: u32, start_ticks: u64, started_at: String, now: Instant) -> u64 {
+        self.has_run = true;
+        self.generation += 1;
+        self.state = State::Running(Running {
+            pid,
+            start_ticks,
+            started_at,
+            generation: self.generation,
+            since: now,
+            kill_at: None,
+        });
+        self.generation
     }
 
     /// The `ContainerStatus` for the pod status.
     pub fn to_status(&self) -> v1::ContainerStatus {
+        let waiting = |reason: &str, message: &str| v1::ContainerState {
+            waiting: Some(v1::ContainerStateWaiting {
+                reason: reason.to_string(),
+                message: message.to_string(),
+            }),
+            ..Default::default()
+        };
         let state = match &self.state {
-            State::Waiting { reason, message } => v1::ContainerState {
-                waiting: Some(v1::ContainerStateWaiting {
-                    reason: reason.clone(),
-                    message: message.clone(),
-                }),
-                ..Default::default()
-            },
-            State::Running { started_at, .. } => v1::ContainerState {
+            State::Waiting { reason, message } => waiting(reason, message),
+            State::BackOff { message, .. } => waiting(reason::CRASH_LOOP_BACK_OFF, message),
+            State::Running(r) => v1::ContainerState {
                 running: Some(v1::ContainerStateRunning {
-                    started_at: started_at.clone(),
+                    started_at: r.started_at.clone(),
                 }),
                 ..Default::default()
             },
@@ -337,6 +290,197 @@ impl ContainerRun {
     }
 }
 
+impl Idle<'_> {
+    /// Whether it waits out a back-off.
+    pub fn backing_off(&self) -> bool {
+        matches!(self.0.state, State::BackOff { .. })
+    }
+
+    /// Whether it waits out a back-off that is over at `now`.
+    pub fn restart_due(&self, now: Instant) -> bool {
+        matches!(self.0.state, State::BackOff { until, .. } if until <= now)
+    }
+
+    /// Whether it waits (no back-off) for a reason a spec or image table change may
+    /// fix: it is worth another start when the pod changes.
+    pub fn waits_on(&self, reasons: &[&str]) -> bool {
+        matches!(&self.0.state, State::Waiting { reason, .. } if reasons.contains(&reason.as_str()))
+    }
+
+    /// It cannot start (waiting with `reason`); returns whether that is news.
+    pub fn cannot_start(self, reason: &str, message: &str) -> bool {
+        let new = State::Waiting {
+            reason: reason.to_string(),
+            message: message.to_string(),
+        };
+        let changed = self.0.state != new;
+        self.0.state = new;
+        changed
+    }
+
+    /// No restart will happen (the pod stops): a back-off ends, showing as it was.
+    pub fn cancel_restart(self) {
+        if let State::BackOff { message, .. } = &self.0.state {
+            self.0.state = State::Waiting {
+                reason: reason::CRASH_LOOP_BACK_OFF.into(),
+                message: message.clone(),
+            };
+        }
+    }
+
+    /// Its process started (a restart when it ran before). Returns the new generation.
+    pub fn started(self, pid: u32, start_ticks: u64, started_at: String, now: Instant) -> u64 {
+        let c = self.0;
+        if c.has_run {
+            c.restart_count += 1;
+        }
+        c.run(pid, start_ticks, started_at, now)
+    }
+
+    /// An earlier agent's process was adopted. Returns the new generation.
+    pub fn adopted(
+        self,
+        pid: u32,
+        start_ticks: u64,
+        started_at: String,
+        restart_count: i32,
+        now: Instant,
+    ) -> u64 {
+        let c = self.0;
+        c.restart_count = restart_count;
+        c.run(pid, start_ticks, started_at, now)
+    }
+
+    /// The start failed: a terminated run with reason StartError.
+    pub fn start_failed(self, message: String, now_rfc3339: &str) {
+        self.0.state = State::Terminated(Termination {
+            exit_code: 128,
+            signal: 0,
+            reason: reason::START_ERROR.into(),
+            message,
+            started_at: now_rfc3339.to_string(),
+            finished_at: now_rfc3339.to_string(),
+        });
+    }
+}
+
+impl Active<'_> {
+    /// The running process.
+    pub fn process(&self) -> &Running {
+        match &self.0.state {
+            State::Running(r) => r,
+            // Active is only made from a Running state (ContainerRun::stage).
+            _ => unreachable!("Active wraps a running container"),
+        }
+    }
+
+    fn process_mut(&mut self) -> &mut Running {
+        match &mut self.0.state {
+            State::Running(r) => r,
+            _ => unreachable!("Active wraps a running container"),
+        }
+    }
+
+    /// A failed probe sent SIGTERM: SIGKILL is due at `at` unless it exits first.
+    pub fn kill_at(mut self, at: Instant) {
+        self.process_mut().kill_at = Some(at);
+    }
+
+    /// The SIGKILL after a failed probe is due at `now`: clears it and says so.
+    pub fn take_kill_due(mut self, now: Instant) -> bool {
+        let r = self.process_mut();
+        if r.kill_at.is_some_and(|at| at <= now) {
+            r.kill_at = None;
+            return true;
+        }
+        false
+    }
+
+    /// No SIGKILL is due any more (the pod stops and kills on its own schedule).
+    pub fn cancel_kill(mut self) {
+        self.process_mut().kill_at = None;
+    }
+
+    /// Its process ended as `exit`.
+    pub fn exited(self, exit: &Exit, now_rfc3339: &str, now: Instant) {
+        let c = self.0;
+        let State::Running(run) = &c.state else {
+            unreachable!("Active wraps a running container")
+        };
+        let (reason, message) = if exit.oom_killed {
+            (
+                reason::OOM_KILLED,
+                "the container exceeded its memory limit".to_string(),
+            )
+        } else if exit.unknown() {
+            (
+                reason::UNKNOWN,
+                "the exit status of a process adopted after an agent restart is not observable"
+                    .to_string(),
+            )
+        } else if exit.success() {
+            (reason::COMPLETED, String::new())
+        } else {
+            (reason::ERROR, String::new())
+        };
+        let exit_code = if exit.oom_killed && exit.code.is_none() {
+            137
+        } else {
+            exit.reported_code()
+        };
+        if now.saturating_duration_since(run.since) >= BACKOFF_RESET_AFTER {
+            c.crash_streak = 0;
+        }
+        c.state = State::Terminated(Termination {
+            exit_code,
+            signal: exit.signal.unwrap_or(0),
+            reason: reason.to_string(),
+            message,
+            started_at: run.started_at.clone(),
+            finished_at: now_rfc3339.to_string(),
+        });
+    }
+}
+
+impl Ended<'_> {
+    /// How the run ended.
+    pub fn termination(&self) -> &Termination {
+        match &self.0.state {
+            State::Terminated(t) => t,
+            _ => unreachable!("Ended wraps a terminated container"),
+        }
+    }
+
+    /// Whether a container that ended as it did restarts under `restart_policy`.
+    pub fn wants_restart(&self, restart_policy: &str) -> bool {
+        match restart_policy {
+            "Never" => false,
+            "OnFailure" => !self.termination().succeeded(),
+            _ => true,
+        }
+    }
+
+    /// Moves the terminated run to `last` and waits the back-off delay (doubling per
+    /// consecutive crash from `base`) before a restart. Returns the delay.
+    pub fn back_off(self, base: Duration, pod: &str, now: Instant) -> Duration {
+        let c = self.0;
+        let delay = c.next_delay(base);
+        c.crash_streak = c.crash_streak.saturating_add(1);
+        if let State::Terminated(t) = &c.state {
+            c.last = Some(t.clone());
+        }
+        c.state = State::BackOff {
+            message: format!(
+                "back-off {} restarting failed container={} pod={pod}",
+                fmt_delay(delay),
+                c.name
+            ),
+            until: now + delay,
+        };
+        delay
+    }
+}
+
 fn fmt_delay(d: Duration) -> String {
     let s = d.as_secs();
     if s >= 60 {
@@ -352,10 +496,46 @@ fn fmt_delay(d: Duration) -> String {
 mod tests {
     use super::*;
 
+    fn idle(c: &mut ContainerRun) -> Idle<'_> {
+        match c.stage() {
+            Stage::Idle(i) => i,
+            _ => panic!("not idle: {:?}", c.state),
+        }
+    }
+
+    fn active(c: &mut ContainerRun) -> Active<'_> {
+        match c.stage() {
+            Stage::Running(a) => a,
+            _ => panic!("not running: {:?}", c.state),
+        }
+    }
+
+    fn ended(c: &mut ContainerRun) -> Ended<'_> {
+        match c.stage() {
+            Stage::Terminated(e) => e,
+            _ => panic!("not terminated: {:?}", c.state),
+        }
+    }
+
+    fn failed() -> Exit {
+        Exit {
+            code: Some(1),
+            signal: None,
+            oom_killed: false,
+        }
+    }
+
     fn run_and_exit(c: &mut ContainerRun, exit: Exit) {
         let now = Instant::now();
-        c.on_started(10, 1, "t0".into(), now);
-        c.on_exit(&exit, "t1", now);
+        idle(c).started(10, 1, "t0".into(), now);
+        active(c).exited(&exit, "t1", now);
+    }
+
+    fn termination(c: &ContainerRun) -> &Termination {
+        match c.state() {
+            State::Terminated(t) => t,
+            s => panic!("not terminated: {s:?}"),
+        }
     }
 
     #[test]
@@ -365,26 +545,81 @@ mod tests {
             c.to_status().state.unwrap().waiting.unwrap().reason,
             "ContainerCreating"
         );
-        run_and_exit(
-            &mut c,
-            Exit {
-                code: Some(1),
-                signal: None,
-                oom_killed: false,
-            },
-        );
-        assert!(c.wants_restart("Always"));
-        assert!(c.wants_restart("OnFailure"));
-        assert!(!c.wants_restart("Never"));
+        run_and_exit(&mut c, failed());
+        assert!(ended(&mut c).wants_restart("Always"));
+        assert!(ended(&mut c).wants_restart("OnFailure"));
+        assert!(!ended(&mut c).wants_restart("Never"));
         let now = Instant::now();
-        c.schedule_restart(Duration::from_secs(1), "p_ns", now);
+        ended(&mut c).back_off(Duration::from_secs(1), "p_ns", now);
+        assert_eq!(c.wake_at(), Some(now + Duration::from_secs(1)));
+        assert!(!idle(&mut c).restart_due(now));
+        assert!(idle(&mut c).restart_due(now + Duration::from_secs(1)));
         let s = c.to_status();
         assert_eq!(s.state.unwrap().waiting.unwrap().reason, "CrashLoopBackOff");
         assert_eq!(s.last_state.unwrap().terminated.unwrap().reason, "Error");
         assert_eq!(s.restart_count, 0);
-        c.on_started(11, 2, "t2".into(), now);
-        assert_eq!(c.restart_count, 1);
+        let gen = idle(&mut c).started(11, 2, "t2".into(), now);
+        assert_eq!(gen, 2);
+        assert_eq!(c.restart_count(), 1);
+        assert_eq!(c.wake_at(), None);
         assert!(c.to_status().ready);
+    }
+
+    #[test]
+    fn a_probe_kill_is_due_once_and_ends_with_the_run() {
+        let mut c = ContainerRun::new("app", "");
+        let now = Instant::now();
+        idle(&mut c).started(10, 1, "t0".into(), now);
+        let at = now + Duration::from_secs(30);
+        active(&mut c).kill_at(at);
+        assert_eq!(c.wake_at(), Some(at));
+        assert!(!active(&mut c).take_kill_due(now));
+        assert!(active(&mut c).take_kill_due(at));
+        assert!(!active(&mut c).take_kill_due(at), "only once");
+        active(&mut c).kill_at(at);
+        active(&mut c).exited(&failed(), "t1", at);
+        assert_eq!(c.wake_at(), None, "the kill timer ends with the run");
+    }
+
+    #[test]
+    fn a_stopping_pod_cancels_the_back_off_and_keeps_its_reason() {
+        let mut c = ContainerRun::new("app", "");
+        run_and_exit(&mut c, failed());
+        ended(&mut c).back_off(Duration::from_secs(1), "p", Instant::now());
+        idle(&mut c).cancel_restart();
+        assert_eq!(c.wake_at(), None);
+        assert!(!idle(&mut c).backing_off());
+        assert_eq!(
+            c.to_status().state.unwrap().waiting.unwrap().reason,
+            "CrashLoopBackOff"
+        );
+    }
+
+    #[test]
+    fn waiting_reasons_and_start_errors() {
+        let mut c = ContainerRun::new("app", "");
+        assert!(idle(&mut c).cannot_start("ImageNotInTable", "m"));
+        assert!(
+            !idle(&mut c).cannot_start("ImageNotInTable", "m"),
+            "not news"
+        );
+        assert!(idle(&mut c).waits_on(&["ImageNotInTable"]));
+        assert!(!idle(&mut c).waits_on(&["CreateContainerConfigError"]));
+        idle(&mut c).start_failed("no such file".into(), "t");
+        assert_eq!(termination(&c).reason, "StartError");
+        assert_eq!(termination(&c).exit_code, 128);
+        assert!(ended(&mut c).wants_restart("OnFailure"));
+    }
+
+    #[test]
+    fn adoption_keeps_the_restart_count() {
+        let mut c = ContainerRun::new("app", "");
+        let gen = idle(&mut c).adopted(42, 7, "t".into(), 3, Instant::now());
+        assert_eq!(gen, 1);
+        assert_eq!(c.pid(), Some(42));
+        assert_eq!(c.restart_count(), 3);
+        active(&mut c).exited(&Exit::default(), "t1", Instant::now());
+        assert_eq!(termination(&c).reason, "Unknown");
     }
 
     #[test]
@@ -398,12 +633,11 @@ mod tests {
                 oom_killed: false,
             },
         );
-        assert!(!c.wants_restart("OnFailure"));
-        assert!(c.wants_restart("Always"));
-        let State::Terminated(t) = &c.state else {
-            panic!()
-        };
+        assert!(!ended(&mut c).wants_restart("OnFailure"));
+        assert!(ended(&mut c).wants_restart("Always"));
+        let t = termination(&c);
         assert_eq!((t.reason.as_str(), t.exit_code), ("Completed", 0));
+        ended(&mut c).back_off(Duration::ZERO, "p", Instant::now());
 
         run_and_exit(
             &mut c,
@@ -413,13 +647,12 @@ mod tests {
                 oom_killed: true,
             },
         );
-        let State::Terminated(t) = &c.state else {
-            panic!()
-        };
+        let t = termination(&c);
         assert_eq!(
             (t.reason.as_str(), t.exit_code, t.signal),
             ("OOMKilled", 137, 9)
         );
+        ended(&mut c).back_off(Duration::ZERO, "p", Instant::now());
 
         run_and_exit(
             &mut c,
@@ -429,10 +662,9 @@ mod tests {
                 oom_killed: true,
             },
         );
-        let State::Terminated(t) = &c.state else {
-            panic!()
-        };
+        let t = termination(&c);
         assert_eq!((t.reason.as_str(), t.exit_code), ("OOMKilled", 137));
+        ended(&mut c).back_off(Duration::ZERO, "p", Instant::now());
 
         run_and_exit(
             &mut c,
@@ -442,16 +674,12 @@ mod tests {
                 oom_killed: false,
             },
         );
-        let State::Terminated(t) = &c.state else {
-            panic!()
-        };
+        let t = termination(&c);
         assert_eq!((t.reason.as_str(), t.exit_code), ("Error", 143));
+        ended(&mut c).back_off(Duration::ZERO, "p", Instant::now());
 
         run_and_exit(&mut c, Exit::default());
-        let State::Terminated(t) = &c.state else {
-            panic!()
-        };
-        assert_eq!(t.reason, "Unknown");
+        assert_eq!(termination(&c).reason, "Unknown");
     }
 
     #[test]
@@ -460,15 +688,8 @@ mod tests {
         let base = Duration::from_secs(1);
         let mut seen = Vec::new();
         for _ in 0..12 {
-            run_and_exit(
-                &mut c,
-                Exit {
-                    code: Some(1),
-                    signal: None,
-                    oom_killed: false,
-                },
-            );
-            seen.push(c.schedule_restart(base, "p", Instant::now()).as_secs());
+            run_and_exit(&mut c, failed());
+            seen.push(ended(&mut c).back_off(base, "p", Instant::now()).as_secs());
         }
         assert_eq!(&seen[..5], &[1, 2, 4, 8, 16]);
         assert_eq!(*seen.last().unwrap(), 300);
@@ -479,27 +700,12 @@ mod tests {
         let mut c = ContainerRun::new("a", "");
         let base = Duration::from_secs(1);
         for _ in 0..3 {
-            run_and_exit(
-                &mut c,
-                Exit {
-                    code: Some(1),
-                    signal: None,
-                    oom_killed: false,
-                },
-            );
-            c.schedule_restart(base, "p", Instant::now());
+            run_and_exit(&mut c, failed());
+            ended(&mut c).back_off(base, "p", Instant::now());
         }
-        c.on_started(1, 1, "t".into(), Instant::now());
+        idle(&mut c).started(1, 1, "t".into(), Instant::now());
         tokio::time::advance(BACKOFF_RESET_AFTER).await;
-        c.on_exit(
-            &Exit {
-                code: Some(1),
-                signal: None,
-                oom_killed: false,
-            },
-            "t",
-            Instant::now(),
-        );
-        assert_eq!(c.schedule_restart(base, "p", Instant::now()), base);
+        active(&mut c).exited(&failed(), "t", Instant::now());
+        assert_eq!(ended(&mut c).back_off(base, "p", Instant::now()), base);
     }
 }

@@ -327,6 +327,9 @@ async fn serve_node(
     let shared = Arc::new(pod::Shared {
         node_name: config.node_name.clone(),
         host_ip: host_ip.to_string(),
+        node_hostname: nix::unistd::gethostname()
+            .map(|h| h.to_string_lossy().into_owned())
+            .unwrap_or_default(),
         data_dir: config.data_dir.clone(),
         runtime,
         images,

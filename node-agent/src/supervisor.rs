@@ -5,16 +5,12 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
-use std::time::Duration;
 
-use nix::sys::signal::Signal;
 use tokio::sync::watch;
 use tokio_util::task::TaskTracker;
 use twinset_proto::v1::Pod;
 
-use crate::logs;
-use crate::pod::{self, is_deleting, Desired, Shared, SHUTDOWN_GRACE};
-use crate::runtime::procfs;
+use crate::pod::{self, is_deleting, Desired, Shared};
 use crate::state::PodRecord;
 use crate::volumes::{self, ClaimKey};
 
@@ -166,43 +162,10 @@ impl Supervisor {
         self.ctx.claims.retain(&keep);
     }
 
-    /// Stops the processes of a pod recorded by an earlier agent and no longer
-    /// assigned, and removes what it left (cgroups, IP, state, logs).
+    /// Stops a pod recorded by an earlier agent and no longer assigned, through the
+    /// pod worker's own termination path, and removes what it left.
     fn stop_orphan(&self, rec: PodRecord) {
-        let ctx = Arc::clone(&self.ctx);
-        self.tracker.spawn(async move {
-            tracing::info!(namespace = %rec.namespace, name = %rec.name, uid = %rec.uid, "stopping a pod that is no longer assigned");
-            let alive: Vec<_> = rec
-                .containers
-                .values()
-                .filter(|c| procfs::is_same_alive(c.pid, c.start_ticks))
-                .cloned()
-                .collect();
-            for c in &alive {
-                ctx.runtime.signal(c.pid, Signal::SIGTERM);
-            }
-            for c in &alive {
-                if tokio::time::timeout(SHUTDOWN_GRACE, crate::runtime::process::wait_gone(c.pid, c.start_ticks)).await.is_err() {
-                    ctx.runtime.signal(c.pid, Signal::SIGKILL);
-                    let _ = tokio::time::timeout(Duration::from_secs(10), crate::runtime::process::wait_gone(c.pid, c.start_ticks)).await;
-                }
-            }
-            let rt = Arc::clone(&ctx.runtime);
-            let uid = rec.uid.clone();
-            if let Ok(Err(e)) = tokio::task::spawn_blocking(move || rt.cleanup_pod(&uid)).await {
-                tracing::warn!(error = %e, "pod cgroup cleanup failed");
-            }
-            let released = match ctx.ipam.lock() {
-                Ok(mut ipam) => ipam.release(&rec.uid),
-                Err(p) => p.into_inner().release(&rec.uid),
-            };
-            if let Err(e) = released {
-                tracing::warn!(error = %e, "cannot release pod IP");
-            }
-            if let Err(e) = ctx.state.remove(&rec.uid) {
-                tracing::warn!(error = %e, "cannot remove pod state");
-            }
-            let _ = std::fs::remove_dir_all(logs::pod_dir(&ctx.data_dir, &rec.namespace, &rec.name, &rec.uid));
-        });
+        self.tracker
+            .spawn(pod::stop::stop_orphan(Arc::clone(&self.ctx), rec));
     }
 }

@@ -1,0 +1,77 @@
+//! Every call the pod worker and the supervisor make into the agent's own stores:
+//! pod IPs ([`crate::ipam`]), the pod records a restarted agent adopts from
+//! ([`crate::state`]) and the registry of readable logs ([`crate::logs`]). Kept in
+//! one place so a change of those stores touches only this file.
+
+use std::path::PathBuf;
+
+use tokio_util::sync::CancellationToken;
+
+use super::Shared;
+use crate::logs::{self, PodLogs};
+use crate::state::PodRecord;
+
+/// A new pod IP for the pod `uid`.
+pub fn allocate_ip(ctx: &Shared, uid: &str) -> Result<String, String> {
+    let res = match ctx.ipam.lock() {
+        Ok(mut ipam) => ipam.allocate(uid),
+        Err(poisoned) => poisoned.into_inner().allocate(uid),
+    };
+    res.map(|ip| ip.to_string()).map_err(|e| e.to_string())
+}
+
+/// Gives the pod `uid`'s IP back.
+pub fn release_ip(ctx: &Shared, uid: &str) {
+    let released = match ctx.ipam.lock() {
+        Ok(mut ipam) => ipam.release(uid),
+        Err(poisoned) => poisoned.into_inner().release(uid),
+    };
+    if let Err(e) = released {
+        tracing::warn!(error = %e, "cannot release pod IP");
+    }
+}
+
+/// Records what the pod runs (for adoption by a restarted agent).
+pub fn save(ctx: &Shared, record: &PodRecord) {
+    if let Err(e) = ctx.state.save(record) {
+        tracing::warn!(error = %e, "cannot record pod state");
+    }
+}
+
+/// Forgets the pod's record.
+pub fn forget(ctx: &Shared, uid: &str) {
+    if let Err(e) = ctx.state.remove(uid) {
+        tracing::warn!(error = %e, "cannot remove pod state");
+    }
+}
+
+/// The pod's folder (logs, volumes of its own, its /etc files).
+pub fn pod_dir(ctx: &Shared, namespace: &str, name: &str, uid: &str) -> PathBuf {
+    logs::pod_dir(&ctx.data_dir, namespace, name, uid)
+}
+
+/// Makes the pod's logs readable.
+pub fn register_logs(
+    ctx: &Shared,
+    namespace: &str,
+    name: &str,
+    uid: &str,
+    dir: PathBuf,
+    containers: Vec<String>,
+) {
+    ctx.logs.insert(
+        namespace,
+        name,
+        PodLogs {
+            uid: uid.to_string(),
+            dir,
+            containers,
+            gone: CancellationToken::new(),
+        },
+    );
+}
+
+/// The pod is gone: its logs are no longer served.
+pub fn unregister_logs(ctx: &Shared, namespace: &str, name: &str, uid: &str) {
+    ctx.logs.remove(namespace, name, uid);
+}
