@@ -499,21 +499,21 @@ mod tests {
     fn idle(c: &mut ContainerRun) -> Idle<'_> {
         match c.stage() {
             Stage::Idle(i) => i,
-            _ => panic!("not idle: {:?}", c.state),
+            _ => panic!("not idle"),
         }
     }
 
     fn active(c: &mut ContainerRun) -> Active<'_> {
         match c.stage() {
             Stage::Running(a) => a,
-            _ => panic!("not running: {:?}", c.state),
+            _ => panic!("not running"),
         }
     }
 
     fn ended(c: &mut ContainerRun) -> Ended<'_> {
         match c.stage() {
             Stage::Terminated(e) => e,
-            _ => panic!("not terminated: {:?}", c.state),
+            _ => panic!("not terminated"),
         }
     }
 
