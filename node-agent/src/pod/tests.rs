@@ -1,1 +1,432 @@
+//! The pod worker and the supervisor against the fake runtime, under paused time: no
+//! process is started, and every delay (back-off, probe periods, grace periods) is
+//! checked to the tick.
 
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use twinset_proto::v1::{self, Pod};
+
+use super::{Desired, Shared};
+use crate::images::ImageTable;
+use crate::ipam::Ipam;
+use crate::logs::Registry;
+use crate::reporter::{Report, ReporterHandle};
+use crate::runtime::fake::{Call, FakeRuntime};
+use crate::runtime::Exit;
+use crate::state::{ContainerRecord, PodRecord, StateDir};
+use crate::supervisor::Supervisor;
+use crate::volumes::Claims;
+
+const RESTART_DELAY: Duration = Duration::from_secs(1);
+const UID: &str = "uid-1";
+
+struct Setup {
+    _dir: tempfile::TempDir,
+    rt: Arc<FakeRuntime>,
+    ctx: Arc<Shared>,
+    reports: mpsc::UnboundedReceiver<Report>,
+}
+
+fn setup() -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    let rt = Arc::new(FakeRuntime::new());
+    let (reporter, reports) = ReporterHandle::channel();
+    // The agent's stores, as the agent opens them (see lib.rs).
+    let mut ipam = Ipam::open(&data.join("ipam.json")).unwrap();
+    ipam.set_cidr("10.9.0.0/24").unwrap();
+    let ctx = Arc::new(Shared {
+        node_name: "n1".into(),
+        host_ip: "127.0.0.1".into(),
+        node_hostname: "node-host".into(),
+        data_dir: data.to_path_buf(),
+        runtime: rt.clone(),
+        images: ImageTable::load_or_empty(&data.join("no-images.yaml")),
+        ipam: Mutex::new(ipam),
+        state: StateDir::open(&data.join("state")).unwrap(),
+        reporter,
+        logs: Registry::default(),
+        restart_delay: RESTART_DELAY,
+        shutdown: CancellationToken::new(),
+        stop_pods_on_shutdown: false,
+        claims: Claims::open(&data.join("volumes")),
+        cluster_dns: None,
+    });
+    Setup {
+        _dir: dir,
+        rt,
+        ctx,
+        reports,
+    }
+}
+
+/// A pod with one container `app` (a command, restartPolicy Always) whose liveness
+/// probe runs `check` every 10 s and fails at the first failure; grace 30 s.
+fn pod() -> Pod {
+    let probe = v1::Probe {
+        exec: Some(v1::ExecAction {
+            command: vec!["check".into()],
+        }),
+        period_seconds: 10,
+        failure_threshold: 1,
+        ..Default::default()
+    };
+    Pod {
+        metadata: Some(v1::ObjectMeta {
+            name: "web".into(),
+            namespace: "default".into(),
+            uid: UID.into(),
+            ..Default::default()
+        }),
+        spec: Some(v1::PodSpec {
+            containers: vec![v1::Container {
+                name: "app".into(),
+                command: vec!["serve".into(), "--port=8080".into()],
+                liveness_probe: Some(probe),
+                ..Default::default()
+            }],
+            restart_policy: "Always".into(),
+            termination_grace_period_seconds: Some(30),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn deleting(mut p: Pod) -> Pod {
+    let m = p.metadata.as_mut().unwrap();
+    m.deletion_timestamp = "2026-01-01T00:00:00Z".into();
+    m.deletion_grace_period_seconds = Some(30);
+    p
+}
+
+fn app(r: &Report) -> Option<v1::ContainerStatus> {
+    r.status.as_ref()?.container_statuses.first().cloned()
+}
+
+fn running(r: &Report) -> bool {
+    app(r).is_some_and(|c| c.state.is_some_and(|s| s.running.is_some()))
+}
+
+fn waiting_reason(r: &Report) -> Option<String> {
+    app(r)?.state?.waiting.map(|w| w.reason)
+}
+
+fn has_event(r: &Report, reason: &str) -> bool {
+    r.events.iter().any(|e| e.reason == reason)
+}
+
+/// Reports until one satisfies `pred` (every report is also checked to belong to
+/// the pod).
+async fn report_where(
+    reports: &mut mpsc::UnboundedReceiver<Report>,
+    what: &str,
+    pred: impl Fn(&Report) -> bool,
+) -> Report {
+    loop {
+        let r = tokio::time::timeout(Duration::from_secs(3600), reports.recv())
+            .await
+            .unwrap_or_else(|_| panic!("no report {what} within an hour"))
+            .unwrap_or_else(|| panic!("reports ended before one {what}"));
+        assert_eq!(r.uid, UID);
+        if pred(&r) {
+            return r;
+        }
+    }
+}
+
+fn is_start(c: &Call) -> bool {
+    matches!(c, Call::Start { .. })
+}
+
+fn pid_of(c: &Call) -> u32 {
+    match c {
+        Call::Start { pid, .. } | Call::Adopt { pid, .. } => *pid,
+        c => panic!("not a start: {c:?}"),
+    }
+}
+
+fn signal_to(pid: u32, signal: Signal) -> impl Fn(&Call) -> bool {
+    move |c| *c == Call::Signal { pid, signal }
+}
+
+fn spawn_worker(
+    s: &Setup,
+    pod: Pod,
+    adopt: Option<PodRecord>,
+) -> (watch::Sender<Desired>, tokio::task::JoinHandle<()>) {
+    let (tx, rx) = watch::channel(Desired::Run(Box::new(pod.clone())));
+    let claims = s.ctx.claims.acquire([]);
+    let task = tokio::spawn(super::run(Arc::clone(&s.ctx), pod, adopt, rx, claims));
+    (tx, task)
+}
+
+#[tokio::test(start_paused = true)]
+async fn start_crash_backoff_liveness_kill_delete_grace_sigkill_terminated() {
+    let mut s = setup();
+    let t0 = Instant::now();
+    let (desired, task) = spawn_worker(&s, pod(), None);
+
+    // Start.
+    let (at, call) = s.rt.next_call(is_start).await;
+    assert_eq!(at, t0, "started at once");
+    let p1 = pid_of(&call);
+    let launch = s.rt.launches().pop().unwrap();
+    assert_eq!(launch.argv, ["serve", "--port=8080"]);
+    assert_eq!(launch.pod_uid, UID);
+    let r = report_where(&mut s.reports, "running", running).await;
+    assert!(has_event(&r, "Started"));
+    let status = r.status.clone().unwrap();
+    assert_eq!(status.pod_ip, "10.9.0.2", "a pod IP from the node's range");
+    assert_eq!(status.phase, "Running");
+    // The liveness probe runs at once (no initial delay), and then every 10 s.
+    let (at, _) = s.rt.next_call(|c| *c == Call::Exec { pid: p1 }).await;
+    assert_eq!(at, t0);
+    let (at, _) = s.rt.next_call(|c| *c == Call::Exec { pid: p1 }).await;
+    assert_eq!(at - t0, Duration::from_secs(10));
+
+    // Crash: it waits out the back-off (the base delay), then restarts.
+    let crashed = Instant::now();
+    s.rt.exit(
+        p1,
+        Exit {
+            code: Some(1),
+            signal: None,
+            oom_killed: false,
+        },
+    );
+    let r = report_where(&mut s.reports, "backing off", |r| {
+        waiting_reason(r).as_deref() == Some("CrashLoopBackOff")
+    })
+    .await;
+    assert!(has_event(&r, "BackOff"));
+    let c = app(&r).unwrap();
+    assert_eq!(c.last_state.unwrap().terminated.unwrap().exit_code, 1);
+    assert_eq!(c.restart_count, 0);
+    let (at, call) = s.rt.next_call(is_start).await;
+    assert_eq!(at - crashed, RESTART_DELAY, "restarted after the back-off");
+    let p2 = pid_of(&call);
+    let restarted = at;
+    let r = report_where(&mut s.reports, "running again", running).await;
+    assert_eq!(app(&r).unwrap().restart_count, 1);
+    // The new run is probed afresh: at once.
+    let (at, _) = s.rt.next_call(|c| *c == Call::Exec { pid: p2 }).await;
+    assert_eq!(at, restarted);
+
+    // Liveness failure: SIGTERM at the failed probe, the exit restarts it after the
+    // doubled back-off.
+    s.rt.set_unhealthy("app", true);
+    let (failed_at, _) = s.rt.next_call(|c| *c == Call::Exec { pid: p2 }).await;
+    assert_eq!(failed_at - restarted, Duration::from_secs(10));
+    let (at, _) = s.rt.next_call(signal_to(p2, Signal::SIGTERM)).await;
+    assert_eq!(at, failed_at, "killed at the failed probe");
+    let r = report_where(&mut s.reports, "killing event", |r| has_event(r, "Killing")).await;
+    let killing = r.events.iter().find(|e| e.reason == "Killing").unwrap();
+    assert!(
+        killing.message.contains("failed liveness probe"),
+        "{}",
+        killing.message
+    );
+    assert!(r.events.iter().any(|e| e.reason == "Unhealthy"));
+    s.rt.set_unhealthy("app", false);
+    let (at, call) = s.rt.next_call(is_start).await;
+    assert_eq!(at - failed_at, 2 * RESTART_DELAY, "doubled back-off");
+    let p3 = pid_of(&call);
+    let r = report_where(&mut s.reports, "running after the kill", running).await;
+    let c = app(&r).unwrap();
+    assert_eq!(c.restart_count, 2);
+    assert_eq!(
+        c.last_state.unwrap().terminated.unwrap().exit_code,
+        143,
+        "ended by SIGTERM"
+    );
+
+    // Delete: SIGTERM, ignored; SIGKILL exactly at the end of the grace period;
+    // then the pod is reported terminated and its cgroups cleaned up.
+    s.rt.ignore_sigterm("app", true);
+    desired.send_replace(Desired::Run(Box::new(deleting(pod()))));
+    let (term_at, _) = s.rt.next_call(signal_to(p3, Signal::SIGTERM)).await;
+    let (kill_at, _) = s.rt.next_call(signal_to(p3, Signal::SIGKILL)).await;
+    assert_eq!(kill_at - term_at, Duration::from_secs(30), "grace period");
+    let r = report_where(&mut s.reports, "terminated", |r| r.terminated).await;
+    let c = app(&r).unwrap();
+    let t = c.state.unwrap().terminated.unwrap();
+    assert_eq!((t.exit_code, t.signal), (137, 9));
+    let (_, call) = s.rt.next_call(|c| matches!(c, Call::Cleanup { .. })).await;
+    assert_eq!(
+        call,
+        Call::Cleanup {
+            pod_uid: UID.into()
+        }
+    );
+    task.await.unwrap();
+    assert!(!s.rt.is_running(p3));
+    assert!(s.ctx.state.load_all().is_empty(), "its record is gone");
+    assert!(
+        s.ctx.ipam.lock().unwrap().get(UID).is_none(),
+        "its IP is released"
+    );
+    let starts = s.rt.calls().iter().filter(|(_, c)| is_start(c)).count();
+    assert_eq!(starts, 3);
+}
+
+fn record(pid: u32, ticks: u64) -> PodRecord {
+    PodRecord {
+        uid: UID.into(),
+        namespace: "default".into(),
+        name: "web".into(),
+        containers: BTreeMap::from([(
+            "app".to_string(),
+            ContainerRecord {
+                pid,
+                start_ticks: ticks,
+                started_at: "2026-01-01T00:00:00Z".into(),
+                restart_count: 3,
+            },
+        )]),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_restarted_agent_adopts_a_running_pod() {
+    let mut s = setup();
+    s.rt.leave_running(4242, 77);
+    s.ctx.state.save(&record(4242, 77)).unwrap();
+    let tracker = TaskTracker::new();
+    let mut sup = Supervisor::new(Arc::clone(&s.ctx), tracker.clone(), s.ctx.state.load_all());
+    let t0 = Instant::now();
+    sup.snapshot(vec![pod()]);
+
+    let (at, call) = s.rt.next_call(|c| !matches!(c, Call::Exec { .. })).await;
+    assert_eq!(
+        call,
+        Call::Adopt {
+            container: "app".into(),
+            pid: 4242
+        }
+    );
+    assert_eq!(at, t0);
+    let r = report_where(&mut s.reports, "running", running).await;
+    let c = app(&r).unwrap();
+    assert_eq!(c.restart_count, 3, "the recorded restart count");
+    assert_eq!(
+        c.state.unwrap().running.unwrap().started_at,
+        "2026-01-01T00:00:00Z"
+    );
+    // Its probes run against the adopted process at once (its delays are over).
+    let (at, _) = s.rt.next_call(|c| *c == Call::Exec { pid: 4242 }).await;
+    assert_eq!(at, t0);
+    assert!(
+        s.rt.calls().iter().all(|(_, c)| !is_start(c)),
+        "nothing was started again"
+    );
+    assert_eq!(s.ctx.state.load_all(), vec![record(4242, 77)]);
+
+    // Its exit status is not observable: Unknown, then a restart by the policy.
+    let gone = Instant::now();
+    s.rt.exit(4242, Exit::default());
+    let (at, _) = s.rt.next_call(is_start).await;
+    assert_eq!(at - gone, RESTART_DELAY);
+    let r = report_where(&mut s.reports, "restarted", running).await;
+    let c = app(&r).unwrap();
+    assert_eq!(c.restart_count, 4);
+    assert_eq!(c.last_state.unwrap().terminated.unwrap().reason, "Unknown");
+
+    s.ctx.shutdown.cancel();
+    tracker.close();
+    tracker.wait().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_recorded_pod_no_longer_assigned_is_stopped_by_the_same_path() {
+    let s = setup();
+    s.rt.leave_running(4242, 77);
+    s.rt.ignore_sigterm("app", true);
+    s.ctx.state.save(&record(4242, 77)).unwrap();
+    let dir = crate::logs::pod_dir(&s.ctx.data_dir, "default", "web", UID);
+    std::fs::create_dir_all(&dir).unwrap();
+    let tracker = TaskTracker::new();
+    let mut sup = Supervisor::new(Arc::clone(&s.ctx), tracker.clone(), s.ctx.state.load_all());
+    sup.snapshot(vec![]);
+
+    let (_, call) = s.rt.next_call(|_| true).await;
+    assert_eq!(
+        call,
+        Call::Adopt {
+            container: "app".into(),
+            pid: 4242
+        }
+    );
+    let (term_at, _) = s.rt.next_call(signal_to(4242, Signal::SIGTERM)).await;
+    let (kill_at, _) = s.rt.next_call(signal_to(4242, Signal::SIGKILL)).await;
+    assert_eq!(kill_at - term_at, super::SHUTDOWN_GRACE);
+    s.rt.next_call(|c| matches!(c, Call::Cleanup { .. })).await;
+    tracker.close();
+    tracker.wait().await;
+    assert!(s.ctx.state.load_all().is_empty());
+    assert!(!dir.exists(), "its folder is removed");
+    assert!(s.rt.calls().iter().all(|(_, c)| !is_start(c)));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_dead_recorded_process_is_started_again_and_shutdown_leaves_pods_running() {
+    let mut s = setup();
+    // Recorded, but not alive any more: a new process starts.
+    let (desired, task) = spawn_worker(&s, pod(), Some(record(4242, 77)));
+    let (_, call) = s.rt.next_call(|c| !matches!(c, Call::Exec { .. })).await;
+    let pid = pid_of(&call);
+    assert!(is_start(&call));
+    report_where(&mut s.reports, "running", running).await;
+    // The agent stops without stopping its pods: the process keeps running, its
+    // record stays for the next agent.
+    s.ctx.shutdown.cancel();
+    task.await.unwrap();
+    drop(desired);
+    assert!(s.rt.is_running(pid));
+    assert!(s
+        .rt
+        .calls()
+        .iter()
+        .all(|(_, c)| !matches!(c, Call::Signal { .. } | Call::Cleanup { .. })));
+    let rec = s.ctx.state.load_all();
+    assert_eq!(rec.len(), 1);
+    assert_eq!(rec[0].containers["app"].pid, pid);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_deleted_pod_whose_processes_exit_on_sigterm_is_not_killed() {
+    let mut s = setup();
+    let (desired, task) = spawn_worker(&s, pod(), None);
+    let (_, call) = s.rt.next_call(is_start).await;
+    let pid = pid_of(&call);
+    report_where(&mut s.reports, "running", running).await;
+    let t = Instant::now();
+    desired.send_replace(Desired::Run(Box::new(deleting(pod()))));
+    let r = report_where(&mut s.reports, "terminated", |r| r.terminated).await;
+    assert_eq!(Instant::now(), t, "no wait once the processes are gone");
+    let term = app(&r).unwrap().state.unwrap().terminated.unwrap();
+    assert_eq!(term.exit_code, 143);
+    task.await.unwrap();
+    assert!(!s.rt.calls().iter().any(|(_, c)| *c
+        == Call::Signal {
+            pid,
+            signal: Signal::SIGKILL
+        }));
+}
+
+#[test]
+fn grace_periods() {
+    let mut p = pod();
+    assert_eq!(super::grace_period(&p), Duration::from_secs(30));
+    p.spec.as_mut().unwrap().termination_grace_period_seconds = None;
+    assert_eq!(super::grace_period(&p), super::DEFAULT_GRACE);
+    let p = deleting(p);
+    assert_eq!(super::grace_period(&p), Duration::from_secs(30));
+}
