@@ -49,7 +49,7 @@ use crate::state::{ContainerRecord, PodRecord, StateDir};
 use crate::status::{self, StatusInput};
 use crate::volumes::{self, ClaimUse, Claims};
 use launch::{LaunchPlan, NodeFacts, NotStarted, PodFacts};
-use probing::PodProbes;
+use probing::{NewRun, PodProbes};
 use stop::Leave;
 
 /// Default terminationGracePeriodSeconds.
@@ -668,8 +668,17 @@ impl PodWorker {
             env,
             working_dir: launch::working_dir(&spec),
         };
-        self.probes
-            .begin(i, gen, spec, set, target, Instant::now(), adopted);
+        self.probes.begin(
+            i,
+            NewRun {
+                generation: gen,
+                spec,
+                set,
+                target,
+                since: Instant::now(),
+                adopted,
+            },
+        );
     }
 
     fn apply_probe_effects(&mut self, i: usize, name: &str, effects: Vec<Effect>) {

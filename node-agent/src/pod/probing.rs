@@ -30,6 +30,23 @@ pub struct Attempt {
     pub outcome: Outcome,
 }
 
+/// A container run whose probes begin.
+#[derive(Clone, Debug)]
+pub struct NewRun {
+    /// The run (container generation).
+    pub generation: u64,
+    /// The container spec (named ports).
+    pub spec: v1::Container,
+    /// Its probes.
+    pub set: ProbeSet,
+    /// Where exec probes run.
+    pub target: ExecTarget,
+    /// When it started (or was adopted).
+    pub since: Instant,
+    /// Adopted after an agent restart (initial delays are over).
+    pub adopted: bool,
+}
+
 /// The probes of one container run.
 struct Probing {
     generation: u64,
@@ -57,32 +74,22 @@ impl PodProbes {
         }
     }
 
-    /// Sets up the probes `set` of container `index`'s run `generation` (started at
-    /// `now`, or `adopted` after an agent restart), probing `target`.
-    pub fn begin(
-        &mut self,
-        index: usize,
-        generation: u64,
-        spec: v1::Container,
-        set: ProbeSet,
-        target: ExecTarget,
-        now: Instant,
-        adopted: bool,
-    ) {
+    /// Sets up the probes of container `index`'s new run.
+    pub fn begin(&mut self, index: usize, run: NewRun) {
         let Some(slot) = self.slots.get_mut(index) else {
             return;
         };
         *slot = None;
-        if set.is_empty() {
+        if run.set.is_empty() {
             return;
         }
-        let state = ContainerProbes::new(&spec.name, &set, now, adopted);
+        let state = ContainerProbes::new(&run.spec.name, &run.set, run.since, run.adopted);
         *slot = Some(Probing {
-            generation,
-            spec,
-            set,
+            generation: run.generation,
+            spec: run.spec,
+            set: run.set,
             state,
-            target,
+            target: run.target,
         });
     }
 

@@ -75,6 +75,12 @@ pub struct FakeRuntime {
     cursor: Mutex<usize>,
 }
 
+impl Default for FakeRuntime {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl FakeRuntime {
     /// A runtime that cannot isolate pods; pids start at 1000.
     pub fn new() -> Self {
