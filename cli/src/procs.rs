@@ -1,5 +1,6 @@
-//! Processes of a local cluster: reading /proc (parent, process group, start
-//! time), signalling process groups, and stopping a cluster in order — agents
+//! Processes of a local cluster: what /proc says about them (through the agent's
+//! one reader, `twinset_node_agent::procfs`), signalling process groups, and
+//! stopping a cluster in order — agents
 //! first (they stop their pods), then the control plane, then any pod process
 //! that outlived its agent.
 use nix::errno::Errno;

@@ -1,7 +1,8 @@
 //! The set of pods this agent runs: one worker task per pod uid, fed the latest
 //! assignment for its pod. It also owns what an earlier agent left behind (recorded
 //! pods): a recorded pod that is still assigned is adopted by its new worker; one
-//! that the first snapshot no longer lists is stopped and cleaned up.
+//! that the first snapshot no longer lists is stopped and cleaned up through the pod
+//! worker's own termination path ([`crate::pod::stop`]).
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;

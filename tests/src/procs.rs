@@ -12,15 +12,11 @@ pub use twinset_node_agent::procfs::{all, descendants, stat, ProcId, Stat};
 
 /// The environment of a process as key/value pairs (empty when unreadable).
 pub fn environ(pid: i32) -> BTreeMap<String, String> {
-    let Ok(raw) = std::fs::read(format!("/proc/{pid}/environ")) else {
-        return BTreeMap::new();
-    };
-    raw.split(|b| *b == 0)
-        .filter_map(|kv| {
-            let kv = String::from_utf8_lossy(kv);
-            let (k, v) = kv.split_once('=')?;
-            Some((k.to_string(), v.to_string()))
-        })
+    u32::try_from(pid)
+        .ok()
+        .and_then(twinset_node_agent::procfs::environ)
+        .unwrap_or_default()
+        .into_iter()
         .collect()
 }
 

@@ -1,6 +1,8 @@
 //! Container runtimes: how a container's process is started, watched, signalled and
 //! cleaned up. The pod worker only talks to the [`Runtime`] trait, so other runtimes
-//! (docker, later) slot in beside the process runtime.
+//! (docker, later) slot in beside the process runtime, and its unit tests use a fake
+//! (`fake`, test builds only). What a child does between fork and exec is a
+//! [`sandbox::Plan`] of [`sandbox::Syscall`]s; the only unsafe code is in `sys`.
 
 pub mod cgroup;
 pub mod exec;
