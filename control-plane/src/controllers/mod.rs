@@ -13,11 +13,30 @@ pub mod revision;
 pub mod statefulset;
 
 use crate::store::{Error as StoreError, Store, WatchEvent};
+use twinset_proto::v1::Object;
+use twinset_proto::Kind;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
+
+/// What applying `obj` does besides storing it, by kind: the per-kind hook of the generic
+/// apply path (a StatefulSet gets its missing headless Service). Returns the notes to show
+/// ("service/mysql created"); with `dry_run` it only says what it would do.
+pub async fn after_apply(
+    store: &dyn Store,
+    obj: &Object,
+    dry_run: bool,
+) -> Result<Vec<String>, tonic::Status> {
+    match obj.kind() {
+        Kind::StatefulSet => Ok(statefulset::service::ensure_service(store, obj, dry_run)
+            .await?
+            .into_iter()
+            .collect()),
+        _ => Ok(Vec::new()),
+    }
+}
 
 /// A deduplicating work queue of keys: a key waiting in the queue is there once.
 #[derive(Debug, Default)]

@@ -52,8 +52,20 @@ impl Outcome {
 /// Reads the object under `key`, hands a copy to `edit` and carries out what it decides,
 /// compare-and-swap on the revision read; after a conflict it reads again and asks again
 /// (at most [`ATTEMPTS`] times, then the last conflict is the error). A missing object is
-/// [`Error::NotFound`]. `edit` may fail with the caller's own error type.
-pub async fn update_with_retry<E, F>(store: &dyn Store, key: &Key, edit: F) -> Result<Outcome, E>
+/// [`Error::NotFound`].
+pub async fn update_with_retry<F>(store: &dyn Store, key: &Key, edit: F) -> Result<Outcome, Error>
+where
+    F: FnMut(&mut Object) -> Result<Change, Error> + Send,
+{
+    try_update_with_retry(store, key, edit).await
+}
+
+/// [`update_with_retry`] with an edit that may fail with the caller's own error type.
+pub async fn try_update_with_retry<E, F>(
+    store: &dyn Store,
+    key: &Key,
+    edit: F,
+) -> Result<Outcome, E>
 where
     E: From<Error>,
     F: FnMut(&mut Object) -> Result<Change, E> + Send,
@@ -150,7 +162,7 @@ mod tests {
         store.create(ns("a", "0")).await.unwrap();
         let key = Key::new(Kind::Namespace, "", "a");
         let calls = AtomicUsize::new(0);
-        let out = update_with_retry::<Error, _>(&store, &key, |o| {
+        let out = update_with_retry(&store, &key, |o| {
             // The first time, someone else writes between our read and our write.
             if calls.fetch_add(1, Ordering::SeqCst) == 0 {
                 let mut other = o.clone();
@@ -174,22 +186,22 @@ mod tests {
         store.create(ns("a", "0")).await.unwrap();
         let key = Key::new(Kind::Namespace, "", "a");
         let rev = store.current_revision();
-        let kept = update_with_retry::<Error, _>(&store, &key, |_| Ok(Change::Keep))
+        let kept = update_with_retry(&store, &key, |_| Ok(Change::Keep))
             .await
             .unwrap();
         assert!(matches!(kept, Outcome::Unchanged(_)));
         assert_eq!(store.current_revision(), rev);
-        let gone = update_with_retry::<Error, _>(&store, &key, |_| Ok(Change::Delete))
+        let gone = update_with_retry(&store, &key, |_| Ok(Change::Delete))
             .await
             .unwrap();
         assert!(matches!(gone, Outcome::Deleted(_)));
-        let err = update_with_retry::<Error, _>(&store, &key, |_| Ok(Change::Write))
+        let err = update_with_retry(&store, &key, |_| Ok(Change::Write))
             .await
             .unwrap_err();
         assert!(matches!(err, Error::NotFound { .. }), "{err}");
         // The edit's own error stops the loop.
         store.create(ns("a", "0")).await.unwrap();
-        let err = update_with_retry::<Error, _>(&store, &key, |_| {
+        let err = update_with_retry(&store, &key, |_| {
             Err(Error::Invalid("no".into()))
         })
         .await
@@ -203,7 +215,7 @@ mod tests {
         store.create(ns("a", "0")).await.unwrap();
         let key = Key::new(Kind::Namespace, "", "a");
         let calls = AtomicUsize::new(0);
-        let err = update_with_retry::<Error, _>(&store, &key, |o| {
+        let err = update_with_retry(&store, &key, |o| {
             calls.fetch_add(1, Ordering::SeqCst);
             futures::executor::block_on(store.update(o.clone(), None)).unwrap();
             Ok(Change::Write)
@@ -218,12 +230,12 @@ mod tests {
     async fn create_or_update_creates_when_missing_and_edits_when_present() {
         let store = MemoryStore::new(100);
         let key = Key::new(Kind::Namespace, "", "a");
-        let set = |v: &'static str| {
+        fn set(v: &'static str) -> impl FnMut(&mut Object) -> Result<Change, Error> + Send {
             move |o: &mut Object| {
                 o.meta_mut().labels.insert("l".into(), v.into());
-                Ok::<_, Error>(Change::Write)
+                Ok(Change::Write)
             }
-        };
+        }
         let made = create_or_update(&store, &key, || Ok(ns("a", "new")), set("edited"))
             .await
             .unwrap();

@@ -124,6 +124,16 @@ impl WatchStream<Infallible> {
         }
     }
 
+    /// Starts the watch now (instead of at the first [`WatchStream::next_event`]), so a
+    /// revision the history no longer holds is reported at once.
+    pub fn open(&mut self) -> Result<(), Error> {
+        if self.watcher.is_none() {
+            let rev = self.rev.unwrap_or_default();
+            self.watcher = Some(self.store.watch(rev)?);
+        }
+        Ok(())
+    }
+
     /// The next change (see [`WatchStream::next`]).
     pub async fn next_event(&mut self) -> Result<WatchEvent, Error> {
         match self.next().await? {

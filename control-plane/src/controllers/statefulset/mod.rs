@@ -11,6 +11,7 @@ pub mod claims;
 pub mod decide;
 pub mod history;
 pub mod identity;
+pub mod service;
 
 use super::{follow, Change, Queue};
 use crate::deletion;
