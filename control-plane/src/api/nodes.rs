@@ -89,12 +89,18 @@ impl NodesService {
         };
         let new = || {
             let mut n = reported.clone();
-            n.metadata.get_or_insert_with(Default::default).namespace.clear();
+            n.metadata
+                .get_or_insert_with(Default::default)
+                .namespace
+                .clear();
             finish(n)
         };
         let merge = |obj: &mut Object| {
             let Some(cur) = obj.as_node() else {
-                return Err(Status::internal(format!("stored {} is not a node", obj.describe())));
+                return Err(Status::internal(format!(
+                    "stored {} is not a node",
+                    obj.describe()
+                )));
             };
             // The stored node keeps what users set (labels added, taints, cordon); the
             // agent's labels win on their own keys; status is the agent's.

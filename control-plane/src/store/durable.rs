@@ -416,7 +416,10 @@ mod tests {
     async fn queued(store: &DurableStore, n: usize) {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         while store.queue_stats().high_water < n {
-            assert!(tokio::time::Instant::now() < deadline, "{n} writes queue up");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{n} writes queue up"
+            );
             tokio::task::yield_now().await;
         }
     }
@@ -565,7 +568,11 @@ mod tests {
         for t in tasks {
             t.await.unwrap();
         }
-        assert_eq!(store.current_revision(), WRITES as u64, "every write landed");
+        assert_eq!(
+            store.current_revision(),
+            WRITES as u64,
+            "every write landed"
+        );
         let stats = store.queue_stats();
         assert_eq!(stats.capacity, 16);
         assert!(

@@ -168,7 +168,10 @@ mod tests {
         let (count, _) = hub.held();
         assert_eq!(count, 4, "the oldest changes went to make room");
         assert!(matches!(hub.watch(15, 20), Err(Error::TooOld { .. })));
-        assert!(hub.watch(16, 20).is_ok(), "the last 4 changes can be resumed");
+        assert!(
+            hub.watch(16, 20).is_ok(),
+            "the last 4 changes can be resumed"
+        );
 
         // Count still bounds small changes.
         let hub = Hub::new(3, DEFAULT_HISTORY_BYTES, 0);
@@ -181,7 +184,10 @@ mod tests {
         let hub = Hub::new(10, 100, 0);
         hub.publish([big(1, 1_000)]);
         assert_eq!(hub.held(), (0, 0));
-        assert!(hub.watch(1, 1).is_ok(), "from the latest change still works");
+        assert!(
+            hub.watch(1, 1).is_ok(),
+            "from the latest change still works"
+        );
         assert!(matches!(hub.watch(0, 1), Err(Error::TooOld { .. })));
     }
 }

@@ -39,7 +39,10 @@ impl Outcome {
     /// The object as it now stands (for a delete: its last state).
     pub fn into_object(self) -> Object {
         match self {
-            Outcome::Created(o) | Outcome::Updated(o) | Outcome::Deleted(o) | Outcome::Unchanged(o) => o,
+            Outcome::Created(o)
+            | Outcome::Updated(o)
+            | Outcome::Deleted(o)
+            | Outcome::Unchanged(o) => o,
         }
     }
 
@@ -170,14 +173,20 @@ mod tests {
                 futures::executor::block_on(store.update(other, None)).unwrap();
             }
             let seen = label(o).to_string();
-            o.meta_mut().labels.insert("l".into(), format!("{seen}+mine"));
+            o.meta_mut()
+                .labels
+                .insert("l".into(), format!("{seen}+mine"));
             Ok(Change::Write)
         })
         .await
         .unwrap();
         assert_eq!(calls.load(Ordering::SeqCst), 2);
         assert!(out.written());
-        assert_eq!(label(&out.into_object()), "theirs+mine", "the retry edited the fresh object");
+        assert_eq!(
+            label(&out.into_object()),
+            "theirs+mine",
+            "the retry edited the fresh object"
+        );
     }
 
     #[tokio::test]
@@ -201,11 +210,9 @@ mod tests {
         assert!(matches!(err, Error::NotFound { .. }), "{err}");
         // The edit's own error stops the loop.
         store.create(ns("a", "0")).await.unwrap();
-        let err = update_with_retry(&store, &key, |_| {
-            Err(Error::Invalid("no".into()))
-        })
-        .await
-        .unwrap_err();
+        let err = update_with_retry(&store, &key, |_| Err(Error::Invalid("no".into())))
+            .await
+            .unwrap_err();
         assert!(matches!(err, Error::Invalid(_)));
     }
 

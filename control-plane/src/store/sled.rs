@@ -75,14 +75,7 @@ impl SledBackend {
         }
         let state = State::load(loaded, rev);
         tracing::info!(path = %dir.display(), rev = state.rev(), "store opened");
-        Ok((
-            SledBackend {
-                db,
-                objects,
-                meta,
-            },
-            state,
-        ))
+        Ok((SledBackend { db, objects, meta }, state))
     }
 
     /// Puts `(key, value)` pairs (None: remove) and the revision in one transaction.
@@ -154,8 +147,8 @@ mod tests {
     use super::*;
     use crate::store::testing;
     use crate::store::Store;
-    use twinset_proto::Kind;
     use twinset_proto::v1::{Namespace, ObjectMeta};
+    use twinset_proto::Kind;
 
     #[tokio::test]
     async fn conformance() {

@@ -328,7 +328,9 @@ mod tests {
             .prepare(Op::Delete(Key::of(&ds("a", 0)), Some(2)), "t")
             .unwrap();
         assert_eq!(gone.event.rev, 3);
-        assert!(b.prepare(Op::Delete(Key::of(&ds("a", 0)), None), "t").is_err());
+        assert!(b
+            .prepare(Op::Delete(Key::of(&ds("a", 0)), None), "t")
+            .is_err());
         assert_eq!(s.rev(), 0);
         assert!(s.get(Kind::DaemonSet, "default", "a").is_none());
     }

@@ -173,5 +173,4 @@ mod tests {
             .notes
             .is_empty());
     }
-
 }
