@@ -224,7 +224,7 @@ async fn assignments(
         };
         let out: Vec<Assignment> = match next {
             Ok(Next::Listed(snapshot)) => snapshot.into(),
-            Ok(Next::Event(ev)) => assignment(ev, &node).into_iter().collect(),
+            Ok(Next::Event(ev)) => assignment(*ev, &node).into_iter().collect(),
             Err(e) => {
                 let _ = tx.send(Err(status(e))).await;
                 return;

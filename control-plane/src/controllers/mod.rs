@@ -253,7 +253,7 @@ pub async fn follow(
         };
         match next {
             Ok(Next::Listed(())) => on_change(Observed::Resync),
-            Ok(Next::Event(ev)) => on_change(Observed::Event(Box::new(ev))),
+            Ok(Next::Event(ev)) => on_change(Observed::Event(ev)),
             // The store closed.
             Err(_) => return,
         }

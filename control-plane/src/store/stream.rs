@@ -14,7 +14,7 @@ pub enum Next<L> {
     /// Changes after it follow.
     Listed(L),
     /// One change, in revision order.
-    Event(WatchEvent),
+    Event(Box<WatchEvent>),
 }
 
 /// Reads what the caller needs from the store and the revision that read is consistent
@@ -92,7 +92,7 @@ impl<L> WatchStream<L> {
             match watcher.recv().await {
                 Some(ev) => {
                     self.rev = Some(ev.rev);
-                    return Ok(Next::Event(ev));
+                    return Ok(Next::Event(Box::new(ev)));
                 }
                 // The watcher fell behind (or the store is closing): watch again from `rev`.
                 None => self.watcher = None,
@@ -137,7 +137,7 @@ impl WatchStream<Infallible> {
     /// The next change (see [`WatchStream::next`]).
     pub async fn next_event(&mut self) -> Result<WatchEvent, Error> {
         match self.next().await? {
-            Next::Event(ev) => Ok(ev),
+            Next::Event(ev) => Ok(*ev),
             Next::Listed(never) => match never {},
         }
     }
