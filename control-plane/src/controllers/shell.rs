@@ -193,3 +193,149 @@ pub async fn all(group: Vec<BoxFuture<'_, Result<(), StoreError>>>) -> Result<()
         .collect::<Result<Vec<()>, StoreError>>()?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::memory::MemoryStore;
+    use futures::FutureExt;
+    use std::time::Duration;
+    use twinset_proto::v1::{DaemonSet, ObjectMeta, Pod};
+
+    /// A workload that only routes: every reconcile is a no-op.
+    struct Probe;
+
+    impl Workload for Probe {
+        const KIND: Kind = Kind::DaemonSet;
+        const COMPONENT: &'static str = "probe";
+        type Set = DaemonSet;
+        fn typed(obj: &Object) -> Option<DaemonSet> {
+            obj.as_daemon_set().cloned()
+        }
+        fn on_other(&self, _: &Shell<Self>, _: &WatchEvent) {}
+        fn reconcile<'a>(
+            &'a self,
+            _: &'a Shell<Self>,
+            _: &'a Object,
+            _: DaemonSet,
+        ) -> BoxFuture<'a, Result<Requeue, StoreError>> {
+            async { Ok(Requeue::NEVER) }.boxed()
+        }
+    }
+
+    fn ds(name: &str) -> Object {
+        Object::from(DaemonSet {
+            metadata: Some(ObjectMeta {
+                name: name.into(),
+                namespace: "default".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+    }
+
+    fn pod(name: &str, owner: Option<OwnerReference>) -> Object {
+        Object::from(Pod {
+            metadata: Some(ObjectMeta {
+                name: name.into(),
+                namespace: "default".into(),
+                owner_references: owner.into_iter().collect(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+    }
+
+    fn owner(kind: &str, name: &str) -> OwnerReference {
+        OwnerReference {
+            kind: kind.into(),
+            name: name.into(),
+            uid: format!("uid-{name}"),
+            controller: Some(true),
+            ..Default::default()
+        }
+    }
+
+    async fn drained(q: &Queue) -> Vec<String> {
+        let mut out = Vec::new();
+        while let Ok(k) = tokio::time::timeout(Duration::from_millis(10), q.next()).await {
+            out.push(k.name);
+        }
+        out.sort();
+        out
+    }
+
+    fn event(r#type: EventType, object: Object) -> Observed {
+        Observed::Event(Box::new(WatchEvent {
+            r#type,
+            object,
+            rev: 1,
+        }))
+    }
+
+    #[tokio::test]
+    async fn routes_pods_to_their_owner_and_orphans_to_every_set_of_the_namespace() {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new(100));
+        store.create(ds("a")).await.unwrap();
+        store.create(ds("b")).await.unwrap();
+        let shell = Shell {
+            store: store.clone(),
+            queue: Arc::new(Queue::default()),
+            workload: Probe,
+        };
+        shell.on_change(event(
+            EventType::Modified,
+            pod("p", Some(owner("DaemonSet", "a"))),
+        ));
+        assert_eq!(drained(&shell.queue).await, ["a"]);
+        shell.on_change(event(EventType::Added, pod("p", None)));
+        assert_eq!(
+            drained(&shell.queue).await,
+            ["a", "b"],
+            "an orphan may be adopted"
+        );
+        shell.on_change(event(EventType::Deleted, pod("p", None)));
+        shell.on_change(event(
+            EventType::Added,
+            pod("p", Some(owner("StatefulSet", "s"))),
+        ));
+        assert!(drained(&shell.queue).await.is_empty(), "not ours");
+        shell.on_change(event(EventType::Modified, ds("b")));
+        shell.on_change(Observed::Resync);
+        assert_eq!(drained(&shell.queue).await, ["a", "b"]);
+    }
+
+    #[tokio::test]
+    async fn adoption_takes_an_orphan_and_leaves_a_controlled_pod_alone() {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new(100));
+        store.create(pod("orphan", None)).await.unwrap();
+        store
+            .create(pod("taken", Some(owner("StatefulSet", "s"))))
+            .await
+            .unwrap();
+        let shell = Shell {
+            store: store.clone(),
+            queue: Arc::new(Queue::default()),
+            workload: Probe,
+        };
+        shell
+            .adopt("default", "orphan", owner("DaemonSet", "a"))
+            .await
+            .unwrap();
+        shell
+            .adopt("default", "taken", owner("DaemonSet", "a"))
+            .await
+            .unwrap();
+        shell
+            .adopt("default", "gone", owner("DaemonSet", "a"))
+            .await
+            .unwrap();
+        let controller = |name: &str| {
+            store
+                .get(Kind::Pod, "default", name)
+                .and_then(|p| p.meta().controller().map(|c| c.kind.clone()))
+        };
+        assert_eq!(controller("orphan").as_deref(), Some("DaemonSet"));
+        assert_eq!(controller("taken").as_deref(), Some("StatefulSet"));
+    }
+}

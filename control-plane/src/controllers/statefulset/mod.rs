@@ -1,5 +1,6 @@
-//! The StatefulSet controller's shell: watches StatefulSets, their pods, claims and
-//! revisions, queues the affected sets and carries out what [`decide::decide`] returns.
+//! The StatefulSet controller: on the shared [`Shell`], it also watches claims and
+//! revisions, and carries out what [`decide::decide`] returns. A set's headless Service,
+//! made when an apply finds it missing, is [`service`]'s.
 //!
 //! A round's writes go out in dependency order, each group concurrently (so they share
 //! the store's group commits): revisions and adoptions, then claims (created and
@@ -72,6 +73,7 @@ impl Workload for StatefulSets {
     }
 }
 
+/// The shell this controller runs on.
 type Shl = Shell<StatefulSets>;
 
 /// One round: snapshot, decide, carry out in dependency order.
@@ -169,6 +171,7 @@ async fn round(shell: &Shl, obj: &Object, set: StatefulSet) -> Result<Requeue, S
     Ok(requeue)
 }
 
+/// Creates a replica's claim (one that exists already counts as made).
 async fn create_claim(
     shell: &Shl,
     obj: &Object,
@@ -211,6 +214,7 @@ async fn create_claim(
     }
 }
 
+/// Sets a claim's owners as the retention policy says, on the claim as the round read it.
 async fn set_claim_owners(
     store: &dyn Store,
     ns: &str,
@@ -228,6 +232,7 @@ async fn set_claim_owners(
     Ok(())
 }
 
+/// Creates a replica's pod, with an event either way.
 async fn create_pod(shell: &Shl, obj: &Object, pod: Pod) -> Result<(), StoreError> {
     let name = crate::podutil::name(&pod).to_string();
     match shell.store.create(Object::from(pod)).await {
@@ -256,6 +261,7 @@ async fn create_pod(shell: &Shl, obj: &Object, pod: Pod) -> Result<(), StoreErro
     }
 }
 
+/// Deletes a replica's pod (gracefully), with an event either way.
 async fn delete_pod(
     shell: &Shl,
     obj: &Object,
@@ -287,6 +293,7 @@ async fn delete_pod(
     Ok(())
 }
 
+/// Gives a revision a new number (a rollback made an old template current again).
 async fn renumber(
     store: &dyn Store,
     ns: &str,
