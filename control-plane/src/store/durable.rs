@@ -546,6 +546,39 @@ mod tests {
         assert_eq!(state.get(Kind::Namespace, "", "kept"), Some(&kept));
     }
 
+    /// A backend whose flush fails and whose undo fails too.
+    struct Unrecoverable;
+
+    impl Backend for Unrecoverable {
+        fn write(&self, _: &[Prepared]) -> Result<()> {
+            Ok(())
+        }
+        fn restore(&self, _: &[(Key, Option<Object>)], _: u64) -> Result<()> {
+            Err(Error::Backend("disk gone".into()))
+        }
+        fn flush(&self) -> BoxFuture<'_, Result<()>> {
+            async { Err(Error::Backend("disk gone".into())) }.boxed()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failure_that_cannot_be_undone_refuses_every_later_write() {
+        let store = DurableStore::new(
+            Arc::new(Unrecoverable),
+            State::default(),
+            Options::default(),
+        );
+        let err = store.create(ns("a", "x")).await.unwrap_err();
+        assert!(err.to_string().contains("not durable"), "{err}");
+        let err = store.create(ns("b", "x")).await.unwrap_err();
+        assert!(
+            err.to_string().contains("cannot accept writes"),
+            "the store says why it refuses: {err}"
+        );
+        assert_eq!(store.current_revision(), 0);
+        assert!(store.list(Kind::Namespace, None).0.is_empty());
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_burst_of_writers_waits_for_room_in_a_bounded_queue() {
         const WRITES: usize = 10_000;

@@ -189,8 +189,8 @@ impl Watcher {
     }
 }
 
-/// The storage engine behind the control plane. Writes return once durable; reads see
-/// every acknowledged write.
+/// The storage engine behind the control plane. Writes return once durable; reads and
+/// watches see every acknowledged write and nothing that is not (yet) durable.
 #[tonic::async_trait]
 pub trait Store: Send + Sync {
     /// The object under kind/namespace/name (namespace "" for cluster-scoped kinds).
