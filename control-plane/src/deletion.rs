@@ -2,12 +2,9 @@
 //! and then the object goes), owners with their dependents (Background) or without
 //! them (Orphan), nodes with the pods bound to them.
 
-use crate::store::{Error, Result, Store};
+use crate::store::{update_with_retry, Change, Error, Key, Result, Store};
 use twinset_proto::v1::Object;
 use twinset_proto::Kind;
-
-/// How many times a read-modify-write is retried after a conflict.
-const CAS_RETRIES: usize = 5;
 
 /// The grace period when neither the request nor the pod gives one.
 pub const DEFAULT_GRACE_SECONDS: i64 = 30;
@@ -30,44 +27,33 @@ pub async fn delete_pod(
     name: &str,
     grace: Option<i64>,
 ) -> Result<Object> {
-    for _ in 0..CAS_RETRIES {
-        let pod = store
-            .get(Kind::Pod, namespace, name)
-            .ok_or_else(|| Error::not_found(Kind::Pod, name))?;
-        let rv = pod.resource_version();
+    let key = Key::new(Kind::Pod, namespace, name);
+    let outcome = update_with_retry(store, &key, |pod: &mut Object| {
         let p = pod.as_pod().cloned().unwrap_or_default();
         let node = p.spec.as_ref().map(|s| s.node_name.as_str()).unwrap_or("");
         let node_alive = !node.is_empty() && store.get(Kind::Node, "", node).is_some();
         if !node_alive || grace == Some(0) {
-            match store.delete(Kind::Pod, namespace, name, Some(rv)).await {
-                Err(Error::Conflict { .. }) => continue,
-                other => return other,
-            }
+            return Ok(Change::Delete);
         }
         let pod_grace = p
             .spec
             .as_ref()
             .and_then(|s| s.termination_grace_period_seconds);
         let grace = grace.or(pod_grace).unwrap_or(DEFAULT_GRACE_SECONDS).max(0);
-        let mut marked = pod.clone();
-        let m = marked.meta_mut();
+        let m = pod.meta_mut();
         if !m.deletion_timestamp.is_empty() {
             // Already terminating: only a shorter grace period changes anything.
             if m.deletion_grace_period_seconds.is_some_and(|g| g <= grace) {
-                return Ok(pod);
+                return Ok(Change::Keep);
             }
         } else {
             m.deletion_timestamp = twinset_proto::time::now();
         }
         m.deletion_grace_period_seconds = Some(grace);
-        match store.update(marked, Some(rv)).await {
-            Err(Error::Conflict { .. }) => continue,
-            other => return other,
-        }
-    }
-    Err(Error::Backend(format!(
-        "pod {namespace}/{name} kept changing while being deleted; try again"
-    )))
+        Ok(Change::Write)
+    })
+    .await?;
+    Ok(outcome.into_object())
 }
 
 /// Objects in `namespace` that `owner_uid` owns (pods, controller revisions, and claims
@@ -103,26 +89,20 @@ pub async fn delete_dependent(store: &dyn Store, dep: &Object) -> Result<()> {
 
 /// Removes `owner_uid` from a dependent's owner references (read-modify-write with retries).
 pub async fn orphan(store: &dyn Store, dep: &Object, owner_uid: &str) -> Result<()> {
-    for _ in 0..CAS_RETRIES {
-        let Some(mut cur) = store.get(dep.kind(), dep.namespace(), dep.name()) else {
-            return Ok(());
-        };
+    let res = update_with_retry(store, &Key::of(dep), |cur: &mut Object| {
         if cur.meta().uid != dep.meta().uid || !cur.meta().is_owned_by(owner_uid) {
-            return Ok(());
+            return Ok(Change::Keep);
         }
-        let rv = cur.resource_version();
         cur.meta_mut()
             .owner_references
             .retain(|r| r.uid != owner_uid);
-        match store.update(cur, Some(rv)).await {
-            Err(Error::Conflict { .. }) => continue,
-            other => return other.map(drop),
-        }
+        Ok(Change::Write)
+    })
+    .await;
+    match res {
+        Ok(_) | Err(Error::NotFound { .. }) => Ok(()),
+        Err(e) => Err(e),
     }
-    Err(Error::Backend(format!(
-        "{} kept changing while being orphaned; try again",
-        dep.describe()
-    )))
 }
 
 /// Deletes an owner (a DaemonSet or StatefulSet) with the given propagation.
@@ -155,22 +135,16 @@ pub async fn delete_owner(
         Propagation::Orphan => {
             // Mark the owner as being deleted, so that its controller stops adopting; a
             // controller's status write may get in first, so re-read and try again.
-            let mut current = owner;
-            let mut attempts = 0;
-            while current.meta().deletion_timestamp.is_empty() {
-                let mut marked = current.clone();
-                marked.meta_mut().deletion_timestamp = twinset_proto::time::now();
-                match store.update(marked, Some(current.resource_version())).await {
-                    Ok(_) => break,
-                    Err(Error::Conflict { .. }) if attempts < CAS_RETRIES => {
-                        attempts += 1;
-                        current = store
-                            .get(kind, namespace, name)
-                            .ok_or_else(|| Error::not_found(kind, name))?;
-                    }
-                    Err(e) => return Err(e),
+            // (Unchanged when someone else marked it first.)
+            let _marked = update_with_retry(store, &Key::of(&owner), |cur: &mut Object| {
+                let m = cur.meta_mut();
+                if !m.deletion_timestamp.is_empty() {
+                    return Ok(Change::Keep);
                 }
-            }
+                m.deletion_timestamp = twinset_proto::time::now();
+                Ok(Change::Write)
+            })
+            .await?;
             for dep in dependents(store, namespace, &uid) {
                 orphan(store, &dep, &uid).await?;
             }

@@ -48,6 +48,8 @@ pub struct Config {
     pub node_grace: Duration,
     /// How many recent changes watches can resume across.
     pub watch_history: usize,
+    /// How many bytes (encoded objects) that watch history may hold.
+    pub watch_history_bytes: usize,
     /// How often a healthy node's heartbeat time is written into its stored status.
     pub node_status_interval: Duration,
     /// Where the cluster DNS server answers (UDP and TCP); `None` serves no DNS.
@@ -57,7 +59,8 @@ pub struct Config {
 }
 
 impl Config {
-    /// The defaults: cluster CIDR 127.128.0.0/9 in /24s, 5 s node grace, 10 000 changes of history.
+    /// The defaults: cluster CIDR 127.128.0.0/9 in /24s, 5 s node grace, 10 000 changes
+    /// (at most 64 MiB) of watch history.
     pub fn new(data_dir: impl Into<PathBuf>, listen: SocketAddr) -> Config {
         Config {
             data_dir: data_dir.into(),
@@ -66,6 +69,7 @@ impl Config {
             node_cidr_prefix: 24,
             node_grace: Duration::from_secs(5),
             watch_history: 10_000,
+            watch_history_bytes: store::hub::DEFAULT_HISTORY_BYTES,
             node_status_interval: Duration::from_secs(30),
             dns_listen: None,
             cluster_domain: "cluster.local".into(),
@@ -143,9 +147,14 @@ fn write_address(data_dir: &Path, addr: SocketAddr) -> Result<(), Error> {
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Error> {
     std::fs::create_dir_all(&config.data_dir).map_err(io_err(&config.data_dir))?;
     let ipam = ipam::Ipam::new(&config.cluster_cidr, config.node_cidr_prefix)?;
-    let store: Arc<dyn Store> = Arc::new(store::sled::SledStore::open(
+    let options = store::durable::Options {
+        history: config.watch_history,
+        history_bytes: config.watch_history_bytes,
+        ..Default::default()
+    };
+    let store: Arc<dyn Store> = Arc::new(store::sled::SledStore::open_with(
         &config.data_dir.join("store"),
-        config.watch_history,
+        options,
     )?);
     let result = serve(&config, store.clone(), ipam, shutdown).await;
     store.close().await;

@@ -2,7 +2,7 @@
 
 use super::{apply, logs, namespace_for, parse_kind, parse_rv, status, Ctx};
 use crate::deletion::{self, Propagation};
-use crate::store::{Error as StoreError, Store};
+use crate::store::{update_with_retry, Change, Error as StoreError, Key, Store, WatchStream};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
@@ -115,6 +115,21 @@ fn claim_not_in_use(store: &dyn Store, ns: &str, name: &str) -> Result<(), Statu
     }
 }
 
+/// Which changes a Cluster Watch passes on: kind, namespace and labels.
+struct WatchFilter {
+    kind: Option<Kind>,
+    namespace: String,
+    labels: Selector,
+}
+
+impl WatchFilter {
+    fn matches(&self, o: &Object) -> bool {
+        self.kind.is_none_or(|k| k == o.kind())
+            && (self.namespace.is_empty() || self.namespace == o.namespace())
+            && self.labels.matches(&o.meta().labels)
+    }
+}
+
 fn label_selector(s: &str) -> Result<Selector, Status> {
     Selector::parse(s)
         .map_err(|e| Status::invalid_argument(format!("invalid label selector {s:?}: {e}")))
@@ -190,11 +205,16 @@ impl Cluster for ClusterService {
         } else {
             Some(parse_kind(&r.kind)?)
         };
-        let labels = label_selector(&r.label_selector)?;
-        let namespace = r.namespace;
+        let filter = WatchFilter {
+            kind,
+            namespace: r.namespace,
+            labels: label_selector(&r.label_selector)?,
+        };
         let store = self.ctx.store.clone();
-        let mut last = parse_rv(&r.resource_version)?.unwrap_or_else(|| store.current_revision());
-        let mut watcher = store.watch(last).map_err(status)?;
+        let from = parse_rv(&r.resource_version)?.unwrap_or_else(|| store.current_revision());
+        let mut stream = WatchStream::watch_from(store, from);
+        // A revision the history no longer holds fails the call itself.
+        stream.open().map_err(status)?;
         let (tx, rx) = mpsc::channel(256);
         let token = self.ctx.shutdown.clone();
         tokio::spawn(async move {
@@ -202,25 +222,17 @@ impl Cluster for ClusterService {
                 let ev = tokio::select! {
                     _ = token.cancelled() => return,
                     _ = tx.closed() => return,
-                    ev = watcher.recv() => ev,
+                    ev = stream.next_event() => ev,
                 };
-                let Some(ev) = ev else {
-                    // Fell behind or the store is closing: resume, or tell the client to relist.
-                    match store.watch(last) {
-                        Ok(w) => watcher = w,
-                        Err(e) => {
-                            let _ = tx.send(Err(status(e))).await;
-                            return;
-                        }
+                let ev = match ev {
+                    Ok(ev) => ev,
+                    // The history ran out (the client relists) or the store is closing.
+                    Err(e) => {
+                        let _ = tx.send(Err(status(e))).await;
+                        return;
                     }
-                    continue;
                 };
-                last = ev.rev;
-                let o = &ev.object;
-                let wanted = kind.is_none_or(|k| k == o.kind())
-                    && (namespace.is_empty() || namespace == o.namespace())
-                    && labels.matches(&o.meta().labels);
-                if wanted {
+                if filter.matches(&ev.object) {
                     let out = WatchEvent {
                         r#type: ev.r#type.as_str().to_string(),
                         resource_version: ev.rev.to_string(),
@@ -301,9 +313,10 @@ impl Cluster for ClusterService {
             )));
         }
         let store = self.store();
-        let current = store
-            .get(kind, &ns, &name)
-            .ok_or_else(|| status(StoreError::not_found(kind, &name)))?;
+        // A missing object is NotFound before the kind is judged (as before).
+        if store.get(kind, &ns, &name).is_none() {
+            return Err(status(StoreError::not_found(kind, &name)));
+        }
         match kind {
             Kind::StatefulSet => {}
             Kind::DaemonSet => {
@@ -314,30 +327,17 @@ impl Cluster for ClusterService {
             }
             other => return Err(Status::invalid_argument(format!("{} {name:?} cannot be scaled", other.group_resource()))),
         }
-        let mut current = current;
-        for _ in 0..5 {
-            let rv = current.resource_version();
-            let mut scaled = current.clone();
-            if let Some(sts) = scaled.as_stateful_set_mut() {
+        let scaled = update_with_retry(store, &Key::new(kind, &ns, &name), |obj| {
+            if let Some(sts) = obj.as_stateful_set_mut() {
                 sts.spec.get_or_insert_with(Default::default).replicas = Some(r.replicas);
             }
-            match store.update(scaled, Some(rv)).await {
-                Ok(object) => {
-                    return Ok(Response::new(ScaleResponse {
-                        object: Some(object),
-                    }))
-                }
-                Err(StoreError::Conflict { .. }) => {
-                    current = store
-                        .get(kind, &ns, &name)
-                        .ok_or_else(|| status(StoreError::not_found(kind, &name)))?;
-                }
-                Err(e) => return Err(status(e)),
-            }
-        }
-        Err(Status::aborted(format!(
-            "statefulsets.apps {name:?} keeps changing; try again"
-        )))
+            Ok(Change::Write)
+        })
+        .await
+        .map_err(status)?;
+        Ok(Response::new(ScaleResponse {
+            object: Some(scaled.into_object()),
+        }))
     }
 
     type LogsStream = logs::LogStream;

@@ -47,6 +47,12 @@ pub fn status(e: StoreError) -> Status {
     }
 }
 
+impl From<StoreError> for Status {
+    fn from(e: StoreError) -> Status {
+        status(e)
+    }
+}
+
 /// Parses the kind a request names (any spelling users type).
 pub fn parse_kind(word: &str) -> Result<Kind, Status> {
     Kind::parse(word).ok_or_else(|| {

@@ -7,7 +7,10 @@ use crate::controllers::node_lifecycle::{mark_ready, ready_status, sync_unschedu
 use crate::events::{self, Source};
 use crate::podutil;
 use crate::scheduler::decide::SELECTED_NODE_ANNOTATION;
-use crate::store::{Error as StoreError, EventType, Store, Watcher};
+use crate::store::{
+    create_or_update, try_update_with_retry, update_with_retry, Change, Error as StoreError,
+    EventType, Key, Next, Store, WatchEvent, WatchStream,
+};
 use std::collections::BTreeSet;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -19,9 +22,6 @@ use twinset_proto::v1::{
     RegisterResponse, ReportStatusRequest, ReportStatusResponse, WatchAssignmentsRequest,
 };
 use twinset_proto::Kind;
-
-/// How many times a read-modify-write retries after a conflict.
-const RETRIES: usize = 5;
 
 /// The Nodes service.
 pub struct NodesService {
@@ -57,39 +57,9 @@ impl NodesService {
         let _lock = self.ctx.register_lock.lock().await;
         let store = self.store();
         let now = twinset_proto::time::now();
-        for _ in 0..RETRIES {
-            let existing = store
-                .get(Kind::Node, "", &name)
-                .and_then(|o| o.into_node().map(|n| (o_rv(&n), n)));
-            let mut node = match &existing {
-                Some((_, cur)) => {
-                    // The stored node keeps what users set (labels added, taints, cordon); the
-                    // agent's labels win on their own keys; status is the agent's.
-                    let mut n = cur.clone();
-                    let m = n.metadata.get_or_insert_with(Default::default);
-                    if let Some(rm) = &reported.metadata {
-                        m.labels.extend(rm.labels.clone());
-                    }
-                    n.status = reported.status.clone();
-                    let reported_cidr = reported
-                        .spec
-                        .as_ref()
-                        .map(|s| s.pod_cidr.clone())
-                        .unwrap_or_default();
-                    if !reported_cidr.is_empty() {
-                        let spec = n.spec.get_or_insert_with(Default::default);
-                        spec.pod_cidr = reported_cidr.clone();
-                        spec.pod_cidrs = vec![reported_cidr];
-                    }
-                    n
-                }
-                None => {
-                    let mut n = reported.clone();
-                    let m = n.metadata.get_or_insert_with(Default::default);
-                    m.namespace.clear();
-                    n
-                }
-            };
+        // What every registration does: a pod range when the node has none, Ready, and
+        // the cordon taint in step with spec.unschedulable.
+        let finish = |mut node: Node| -> Result<Object, Status> {
             let spec = node.spec.get_or_insert_with(Default::default);
             if spec.pod_cidr.is_empty() {
                 let used: BTreeSet<String> = store
@@ -115,40 +85,58 @@ impl NodesService {
             sync_unschedulable_taint(&mut node);
             let mut obj = Object::from(node);
             obj.set_type_meta();
-            let res = match existing {
-                Some((rv, _)) => store.update(obj, Some(rv)).await,
-                None => store.create(obj).await,
+            Ok(obj)
+        };
+        let new = || {
+            let mut n = reported.clone();
+            n.metadata
+                .get_or_insert_with(Default::default)
+                .namespace
+                .clear();
+            finish(n)
+        };
+        let merge = |obj: &mut Object| {
+            let Some(cur) = obj.as_node() else {
+                return Err(Status::internal(format!(
+                    "stored {} is not a node",
+                    obj.describe()
+                )));
             };
-            match res {
-                Ok(o) => {
-                    self.ctx.heartbeats.beat(&name);
-                    return o
-                        .into_node()
-                        .ok_or_else(|| Status::internal("stored node is not a node"));
-                }
-                Err(StoreError::Conflict { .. } | StoreError::AlreadyExists { .. }) => continue,
-                Err(e) => return Err(status(e)),
+            // The stored node keeps what users set (labels added, taints, cordon); the
+            // agent's labels win on their own keys; status is the agent's.
+            let mut n = cur.clone();
+            let m = n.metadata.get_or_insert_with(Default::default);
+            if let Some(rm) = &reported.metadata {
+                m.labels.extend(rm.labels.clone());
             }
-        }
-        Err(Status::aborted(format!(
-            "node {name:?} kept changing during registration; try again"
-        )))
+            n.status = reported.status.clone();
+            let reported_cidr = reported
+                .spec
+                .as_ref()
+                .map(|s| s.pod_cidr.clone())
+                .unwrap_or_default();
+            if !reported_cidr.is_empty() {
+                let spec = n.spec.get_or_insert_with(Default::default);
+                spec.pod_cidr = reported_cidr.clone();
+                spec.pod_cidrs = vec![reported_cidr];
+            }
+            *obj = finish(n)?;
+            Ok(Change::Write)
+        };
+        let key = Key::new(Kind::Node, "", &name);
+        let stored = create_or_update(store, &key, new, merge).await?;
+        self.ctx.heartbeats.beat(&name);
+        stored
+            .into_object()
+            .into_node()
+            .ok_or_else(|| Status::internal("stored node is not a node"))
     }
-}
-
-fn o_rv(n: &Node) -> u64 {
-    n.metadata
-        .as_ref()
-        .and_then(|m| m.resource_version.parse().ok())
-        .unwrap_or(0)
 }
 
 fn bound_to(pod: &Pod, node: &str) -> bool {
     podutil::node_name(pod) == node
 }
 
-/// The assignment stream of one node: snapshot, then changes; resumes from the agent's
-/// revision when the history still holds it, else starts with a fresh snapshot.
 /// True when `obj` is a claim whose volume lives on `node` (the scheduler records the
 /// node in the selected-node annotation when it binds the claim).
 fn claim_bound_to(obj: &Object, node: &str) -> bool {
@@ -161,105 +149,91 @@ fn claim_bound_to(obj: &Object, node: &str) -> bool {
             == Some(node)
 }
 
+/// The SNAPSHOT of the pods bound to `node` and the CLAIMS whose volumes live there, at
+/// the revision the pods were listed at.
+fn snapshot(store: &dyn Store, node: &str) -> ([Assignment; 2], u64) {
+    let (objs, at) = store.list(Kind::Pod, None);
+    let pods: Vec<Pod> = objs
+        .into_iter()
+        .filter_map(Object::into_pod)
+        .filter(|p| bound_to(p, node))
+        .collect();
+    tracing::debug!(pods = pods.len(), rev = at, "sending snapshot");
+    let snap = Assignment {
+        r#type: "SNAPSHOT".into(),
+        pods,
+        resource_version: at.to_string(),
+        claims: Vec::new(),
+    };
+    // The claims bound here: the agent keeps their volume directories and may remove
+    // the others.
+    let (claims, _) = store.list(Kind::PersistentVolumeClaim, None);
+    let claims = Assignment {
+        r#type: "CLAIMS".into(),
+        pods: Vec::new(),
+        resource_version: at.to_string(),
+        claims: claims
+            .iter()
+            .filter(|c| claim_bound_to(c, node))
+            .map(|c| format!("{}/{}", c.namespace(), c.name()))
+            .collect(),
+    };
+    ([snap, claims], at)
+}
+
+/// What one store change means to the agent of `node`, if anything.
+fn assignment(ev: WatchEvent, node: &str) -> Option<Assignment> {
+    if ev.r#type == EventType::Deleted && claim_bound_to(&ev.object, node) {
+        return Some(Assignment {
+            r#type: "CLAIM_DELETED".into(),
+            pods: Vec::new(),
+            resource_version: ev.rev.to_string(),
+            claims: vec![format!("{}/{}", ev.object.namespace(), ev.object.name())],
+        });
+    }
+    let pod = ev.object.into_pod()?;
+    if !bound_to(&pod, node) {
+        return None;
+    }
+    Some(Assignment {
+        r#type: ev.r#type.as_str().into(),
+        pods: vec![pod],
+        resource_version: ev.rev.to_string(),
+        claims: Vec::new(),
+    })
+}
+
+/// The assignment stream of one node: snapshot, then changes; resumes from the agent's
+/// revision when the history still holds it, else (and whenever the history runs out)
+/// starts with a fresh snapshot.
 async fn assignments(
     ctx: Ctx,
     node: String,
     from: Option<u64>,
     tx: mpsc::Sender<Result<Assignment, Status>>,
 ) {
-    let store = ctx.store.clone();
-    let mut rev = from;
+    let listed_node = node.clone();
+    let mut stream = WatchStream::resume(ctx.store.clone(), from, move |store| {
+        snapshot(store, &listed_node)
+    });
     loop {
-        let resumed: Option<Watcher> = match rev.map(|r| store.watch(r)) {
-            Some(Ok(w)) => Some(w),
-            Some(Err(StoreError::TooOld { .. })) | None => None,
-            Some(Err(e)) => {
+        let next = tokio::select! {
+            _ = ctx.shutdown.cancelled() => return,
+            _ = tx.closed() => return,
+            next = stream.next() => next,
+        };
+        let out: Vec<Assignment> = match next {
+            Ok(Next::Listed(snapshot)) => snapshot.into(),
+            Ok(Next::Event(ev)) => assignment(*ev, &node).into_iter().collect(),
+            Err(e) => {
                 let _ = tx.send(Err(status(e))).await;
                 return;
             }
         };
-        let mut watcher = match resumed {
-            Some(w) => w,
-            None => {
-                let (objs, at) = store.list(Kind::Pod, None);
-                let pods: Vec<Pod> = objs
-                    .into_iter()
-                    .filter_map(Object::into_pod)
-                    .filter(|p| bound_to(p, &node))
-                    .collect();
-                tracing::debug!(pods = pods.len(), rev = at, "sending snapshot");
-                let snap = Assignment {
-                    r#type: "SNAPSHOT".into(),
-                    pods,
-                    resource_version: at.to_string(),
-                    claims: Vec::new(),
-                };
-                // The claims bound here, read at the same revision: the agent keeps their
-                // volume directories and may remove the others.
-                let (claims, _) = store.list(Kind::PersistentVolumeClaim, None);
-                let claims = Assignment {
-                    r#type: "CLAIMS".into(),
-                    pods: Vec::new(),
-                    resource_version: at.to_string(),
-                    claims: claims
-                        .iter()
-                        .filter(|c| claim_bound_to(c, &node))
-                        .map(|c| format!("{}/{}", c.namespace(), c.name()))
-                        .collect(),
-                };
-                if tx.send(Ok(snap)).await.is_err() || tx.send(Ok(claims)).await.is_err() {
-                    return;
-                }
-                rev = Some(at);
-                match store.watch(at) {
-                    Ok(w) => w,
-                    Err(StoreError::TooOld { .. }) => continue,
-                    Err(e) => {
-                        let _ = tx.send(Err(status(e))).await;
-                        return;
-                    }
-                }
-            }
-        };
-        loop {
-            let ev = tokio::select! {
-                _ = ctx.shutdown.cancelled() => return,
-                _ = tx.closed() => return,
-                ev = watcher.recv() => ev,
-            };
-            // None: this watch fell behind or the store is closing; resume from `rev`.
-            let Some(ev) = ev else { break };
-            rev = Some(ev.rev);
-            if ev.r#type == EventType::Deleted && claim_bound_to(&ev.object, &node) {
-                let out = Assignment {
-                    r#type: "CLAIM_DELETED".into(),
-                    pods: Vec::new(),
-                    resource_version: ev.rev.to_string(),
-                    claims: vec![format!("{}/{}", ev.object.namespace(), ev.object.name())],
-                };
-                if tx.send(Ok(out)).await.is_err() {
-                    return;
-                }
-                continue;
-            }
-            let Some(pod) = ev.object.as_pod() else {
-                continue;
-            };
-            if !bound_to(pod, &node) {
-                continue;
-            }
-            let out = Assignment {
-                r#type: ev.r#type.as_str().into(),
-                pods: vec![pod.clone()],
-                resource_version: ev.rev.to_string(),
-                claims: Vec::new(),
-            };
-            if tx.send(Ok(out)).await.is_err() {
+        for a in out {
+            if tx.send(Ok(a)).await.is_err() {
                 return;
             }
-        }
-        if ctx.shutdown.is_cancelled() {
-            return;
         }
     }
 }
@@ -293,40 +267,40 @@ impl Nodes for NodesService {
     ) -> Result<Response<HeartbeatResponse>, Status> {
         let name = request.into_inner().node_name;
         let store = self.store();
-        for _ in 0..RETRIES {
-            let obj = store
-                .get(Kind::Node, "", &name)
-                .ok_or_else(|| Self::node_not_found(&name))?;
-            self.ctx.heartbeats.beat(&name);
-            let Some(node) = obj.as_node() else {
-                return Err(Self::node_not_found(&name));
+        if store.get(Kind::Node, "", &name).is_none() {
+            return Err(Self::node_not_found(&name));
+        }
+        self.ctx.heartbeats.beat(&name);
+        let interval = self.ctx.status_write_interval;
+        let mut was_ready = true;
+        let written = update_with_retry(store, &Key::new(Kind::Node, "", &name), |obj| {
+            let Some(node) = obj.as_node_mut() else {
+                return Err(StoreError::not_found(Kind::Node, &name));
             };
             let last_written = node
                 .status
                 .as_ref()
                 .and_then(|s| s.conditions.iter().find(|c| c.r#type == "Ready"))
                 .and_then(|c| twinset_proto::time::parse(&c.last_heartbeat_time));
-            let stale = last_written
-                .is_none_or(|t| t.elapsed().unwrap_or_default() >= self.ctx.status_write_interval);
-            if ready_status(node) == "True" && !stale {
-                return Ok(Response::new(HeartbeatResponse {}));
+            let stale = last_written.is_none_or(|t| t.elapsed().unwrap_or_default() >= interval);
+            was_ready = ready_status(node) == "True";
+            if was_ready && !stale {
+                return Ok(Change::Keep);
             }
-            let was_ready = ready_status(node) == "True";
-            let mut fresh = node.clone();
-            mark_ready(&mut fresh, &twinset_proto::time::now());
-            match store
-                .update(Object::from(fresh), Some(obj.resource_version()))
-                .await
-            {
-                Ok(_) => {
-                    if !was_ready {
-                        tracing::info!(node = %name, "node is posting status again: Ready");
-                    }
-                    return Ok(Response::new(HeartbeatResponse {}));
+            mark_ready(node, &twinset_proto::time::now());
+            Ok(Change::Write)
+        })
+        .await;
+        match written {
+            Ok(outcome) => {
+                if outcome.written() && !was_ready {
+                    tracing::info!(node = %name, "node is posting status again: Ready");
                 }
-                Err(StoreError::Conflict { .. }) => continue,
-                Err(e) => return Err(status(e)),
             }
+            Err(StoreError::NotFound { .. }) => return Err(Self::node_not_found(&name)),
+            // The node keeps changing: the heartbeat is noted; the status catches up next time.
+            Err(StoreError::Conflict { .. }) => {}
+            Err(e) => return Err(status(e)),
         }
         Ok(Response::new(HeartbeatResponse {}))
     }
@@ -362,73 +336,65 @@ impl Nodes for NodesService {
         let span =
             tracing::info_span!("report", node = %r.node_name, namespace = %ns, name = %r.pod_name);
         async {
-            let mut recorded = false;
-            for _ in 0..RETRIES {
-                let Some(obj) = store.get(Kind::Pod, &ns, &r.pod_name) else {
-                    // Already gone: a terminated report is then simply done.
-                    return if r.terminated {
-                        Ok(Response::new(ReportStatusResponse {}))
-                    } else {
-                        Err(status(StoreError::not_found(Kind::Pod, &r.pod_name)))
-                    };
+            let Some(obj) = store.get(Kind::Pod, &ns, &r.pod_name) else {
+                // Already gone: a terminated report is then simply done.
+                return if r.terminated {
+                    Ok(Response::new(ReportStatusResponse {}))
+                } else {
+                    Err(status(StoreError::not_found(Kind::Pod, &r.pod_name)))
                 };
-                if !r.pod_uid.is_empty() && obj.meta().uid != r.pod_uid {
-                    // A report about an earlier pod of the same name: nothing to do.
-                    return Ok(Response::new(ReportStatusResponse {}));
+            };
+            if !r.pod_uid.is_empty() && obj.meta().uid != r.pod_uid {
+                // A report about an earlier pod of the same name: nothing to do.
+                return Ok(Response::new(ReportStatusResponse {}));
+            }
+            let bound_elsewhere = |pod: &Object| {
+                let node = pod.as_pod().map(podutil::node_name).unwrap_or("");
+                (node != r.node_name).then(|| {
+                    Status::permission_denied(format!(
+                        "pod {ns}/{} is bound to node {node:?}, not {:?}",
+                        r.pod_name, r.node_name
+                    ))
+                })
+            };
+            if let Some(refused) = bound_elsewhere(&obj) {
+                return Err(refused);
+            }
+            let source = Source {
+                component: "kubelet".into(),
+                host: r.node_name.clone(),
+            };
+            for ev in &r.events {
+                events::record(store, &obj, &ev.r#type, &ev.reason, &ev.message, &source).await;
+            }
+            let key = Key::new(Kind::Pod, &ns, &r.pod_name);
+            let written = try_update_with_retry(store, &key, |cur: &mut Object| {
+                if !r.pod_uid.is_empty() && cur.meta().uid != r.pod_uid {
+                    return Ok(Change::Keep);
                 }
-                let pod = obj.as_pod().cloned().unwrap_or_default();
-                if podutil::node_name(&pod) != r.node_name {
-                    return Err(Status::permission_denied(format!(
-                        "pod {ns}/{} is bound to node {:?}, not {:?}",
-                        r.pod_name,
-                        podutil::node_name(&pod),
-                        r.node_name
-                    )));
-                }
-                if !recorded {
-                    let source = Source {
-                        component: "kubelet".into(),
-                        host: r.node_name.clone(),
-                    };
-                    for ev in &r.events {
-                        events::record(store, &obj, &ev.r#type, &ev.reason, &ev.message, &source)
-                            .await;
-                    }
-                    recorded = true;
+                if let Some(refused) = bound_elsewhere(cur) {
+                    return Err(refused);
                 }
                 if r.terminated {
-                    return match store
-                        .delete(Kind::Pod, &ns, &r.pod_name, Some(obj.resource_version()))
-                        .await
-                    {
-                        Ok(_) | Err(StoreError::NotFound { .. }) => {
-                            Ok(Response::new(ReportStatusResponse {}))
-                        }
-                        Err(StoreError::Conflict { .. }) => continue,
-                        Err(e) => Err(status(e)),
-                    };
+                    return Ok(Change::Delete);
                 }
-                let Some(new_status) = r.status.clone() else {
-                    return Ok(Response::new(ReportStatusResponse {}));
+                let (Some(new_status), Some(pod)) = (r.status.clone(), cur.as_pod_mut()) else {
+                    return Ok(Change::Keep);
                 };
                 if pod.status.as_ref() == Some(&new_status) {
-                    return Ok(Response::new(ReportStatusResponse {}));
+                    return Ok(Change::Keep);
                 }
-                let mut updated = pod;
-                updated.status = Some(new_status);
-                match store
-                    .update(Object::from(updated), Some(obj.resource_version()))
-                    .await
-                {
-                    Ok(_) => return Ok(Response::new(ReportStatusResponse {})),
-                    Err(StoreError::Conflict { .. }) => continue,
-                    Err(e) => return Err(status(e)),
+                pod.status = Some(new_status);
+                Ok(Change::Write)
+            })
+            .await;
+            match written {
+                Ok(_) => Ok(Response::new(ReportStatusResponse {})),
+                Err(e) if r.terminated && e.code() == tonic::Code::NotFound => {
+                    Ok(Response::new(ReportStatusResponse {}))
                 }
+                Err(e) => Err(e),
             }
-            Err(Status::aborted(format!(
-                "pod {ns}/{} kept changing; report again",
-                r.pod_name
-            )))
         }
         .instrument(span)
         .await

@@ -4,9 +4,9 @@
 //! alone. This is the safety net behind `delete`'s Background propagation: dependents
 //! it missed, or that a controller created while its owner was being deleted.
 
-use super::{follow, Change, Queue};
+use super::{follow, Observed, Queue};
 use crate::deletion;
-use crate::store::{EventType, Store};
+use crate::store::{EventType, Key, Store};
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -35,40 +35,29 @@ pub async fn run(store: Arc<dyn Store>, token: CancellationToken) {
             _ = token.cancelled() => break,
             key = queue.next() => key,
         };
-        let mut parts = key.splitn(3, '/');
-        let (Some(kind), Some(ns), Some(name)) = (parts.next(), parts.next(), parts.next()) else {
+        let Some(obj) = store.get(key.kind, &key.namespace, &key.name) else {
             continue;
         };
-        let Some(kind) = Kind::from_kind_name(kind) else {
-            continue;
-        };
-        let Some(obj) = store.get(kind, ns, name) else {
-            continue;
-        };
-        let span =
-            tracing::info_span!("collect", kind = kind.as_str(), namespace = ns, name = name);
+        let span = tracing::info_span!("collect", object = %key);
         if let Err(e) = collect(&*store, &obj).instrument(span).await {
-            tracing::warn!(object = %obj.describe(), error = %e, "garbage collection failed; retrying");
-            queue.add_after(key, std::time::Duration::from_secs(1), &token);
+            tracing::warn!(object = %key, error = %e, "garbage collection failed; retrying");
+            queue.add_after(key, std::time::Duration::from_secs(1));
         }
     }
     watcher.abort();
 }
 
-fn key(o: &Object) -> String {
-    format!("{}/{}/{}", o.kind().as_str(), o.namespace(), o.name())
-}
-
-fn on_change(store: &dyn Store, queue: &Queue, change: Change) {
+fn on_change(store: &dyn Store, queue: &Queue, change: Observed) {
+    let key = Key::of;
     match change {
-        Change::Resync => {
+        Observed::Resync => {
             for kind in DEPENDENT_KINDS {
                 for o in store.list_where(kind, None, &|o| !o.meta().owner_references.is_empty()) {
                     queue.add(key(&o));
                 }
             }
         }
-        Change::Event(ev) => {
+        Observed::Event(ev) => {
             let o = &ev.object;
             if ev.r#type == EventType::Deleted {
                 // An owner went: look at whatever it owned (tested in place: deleting

@@ -5,13 +5,13 @@
 //! spec.unschedulable (cordon).
 
 use super::placement::{taint_keys, NO_EXECUTE, NO_SCHEDULE};
-use crate::store::{Error as StoreError, Store};
+use crate::store::{update_with_retry, Change, Error as StoreError, Key, Store};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use twinset_proto::v1::{Node, NodeCondition, Object, Taint};
+use twinset_proto::v1::{Node, NodeCondition, Taint};
 use twinset_proto::Kind;
 
 /// When each node was last heard from. Nodes never heard from since the control plane
@@ -227,19 +227,27 @@ pub async fn run(
             if heartbeats.last_seen(name).elapsed() <= grace || ready_status(node) == "Unknown" {
                 continue;
             }
-            let mut lost = node.clone();
-            mark_unknown(&mut lost, &twinset_proto::time::now());
-            match store
-                .update(Object::from(lost), Some(obj.resource_version()))
-                .await
-            {
-                Ok(_) => tracing::warn!(
+            let marked = update_with_retry(&*store, &Key::of(&obj), |o| {
+                // A heartbeat may have come in meanwhile.
+                let Some(n) = o.as_node_mut() else {
+                    return Ok(Change::Keep);
+                };
+                if heartbeats.last_seen(name).elapsed() <= grace || ready_status(n) == "Unknown" {
+                    return Ok(Change::Keep);
+                }
+                mark_unknown(n, &twinset_proto::time::now());
+                Ok(Change::Write)
+            })
+            .await;
+            match marked {
+                Ok(outcome) if outcome.written() => tracing::warn!(
                     node = name,
                     ?grace,
                     "node stopped posting status: Ready=Unknown, tainted unreachable"
                 ),
-                // Changed meanwhile (maybe a heartbeat): look again next tick.
-                Err(StoreError::Conflict { .. } | StoreError::NotFound { .. }) => {}
+                Ok(_) | Err(StoreError::NotFound { .. }) => {}
+                // Still changing: look again next tick.
+                Err(StoreError::Conflict { .. }) => {}
                 Err(e) => tracing::warn!(node = name, error = %e, "cannot mark node unknown"),
             }
         }
@@ -250,7 +258,7 @@ pub async fn run(
 mod tests {
     use super::*;
     use crate::store::memory::MemoryStore;
-    use twinset_proto::v1::ObjectMeta;
+    use twinset_proto::v1::{Object, ObjectMeta};
 
     fn has_taint(node: &Node, key: &str, effect: &str) -> bool {
         node.spec

@@ -1,9 +1,9 @@
 //! Keeps the DNS [`Zone`] current: lists Services and Pods, then follows the store's
-//! watch; after each batch of changes it rebuilds only the namespaces they touched.
-//! When the watch cannot resume (history ran out), it lists again.
+//! [`WatchStream`]; after each batch of changes it rebuilds only the namespaces they
+//! touched. When the history runs out the stream lists again and the zone is rebuilt.
 
 use super::records::{NamespaceRecords, Zone};
-use crate::store::{Error as StoreError, EventType, Store, WatchEvent, Watcher};
+use crate::store::{Error as StoreError, EventType, Next, Store, WatchStream};
 use futures::FutureExt;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, RwLock};
@@ -144,28 +144,22 @@ pub(crate) fn prime(store: &dyn Store, zone: &SharedZone) -> Primed {
 }
 
 /// Follows the store from where [`prime`] left off until `token` is cancelled or the
-/// store closes, keeping `zone` current.
+/// store closes, keeping `zone` current (a relist rebuilds the whole zone).
 pub(crate) async fn follow(
     store: Arc<dyn Store>,
     zone: SharedZone,
     primed: Primed,
     token: CancellationToken,
 ) {
-    let Primed {
-        mut objects,
-        mut rev,
-    } = primed;
+    let Primed { mut objects, rev } = primed;
+    let mut stream = WatchStream::resume(store, Some(rev), Objects::list);
     loop {
-        let mut watcher = match store.watch(rev) {
-            Ok(w) => w,
-            Err(StoreError::TooOld { .. }) => {
-                tracing::info!(rev, "dns: watch history ran out; listing again");
-                let (fresh, at) = Objects::list(&*store);
-                objects = fresh;
-                rev = at;
-                objects.rebuild(&mut write(&zone));
-                continue;
-            }
+        let first = tokio::select! {
+            _ = token.cancelled() => return,
+            next = stream.next() => next,
+        };
+        let first = match first {
+            Ok(next) => next,
             Err(StoreError::Closed) => {
                 tracing::info!("dns: the store closed; records stay as they are");
                 return;
@@ -178,47 +172,47 @@ pub(crate) async fn follow(
                 }
             }
         };
-        loop {
-            let first = tokio::select! {
-                _ = token.cancelled() => return,
-                ev = watcher.recv() => ev,
-            };
-            // The watch ended (fell behind, or the store is closing): watch again from `rev`.
-            let Some(first) = first else { break };
-            let mut touched = BTreeSet::new();
-            for ev in drain(first, &mut watcher) {
-                rev = ev.rev;
-                if let Some(ns) = objects.apply(ev.r#type, ev.object, ev.rev) {
-                    touched.insert(ns);
+        let mut touched = BTreeSet::new();
+        for next in drain(first, &mut stream) {
+            match next {
+                Next::Listed(fresh) => {
+                    objects = fresh;
+                    objects.rebuild(&mut write(&zone));
+                    touched.clear();
+                }
+                Next::Event(ev) => {
+                    if let Some(ns) = objects.apply(ev.r#type, ev.object, ev.rev) {
+                        touched.insert(ns);
+                    }
                 }
             }
-            if touched.is_empty() {
-                continue;
-            }
-            let records: Vec<(String, NamespaceRecords)> = touched
-                .into_iter()
-                .map(|ns| {
-                    let r = objects.records(&ns);
-                    (ns, r)
-                })
-                .collect();
-            let mut zone = write(&zone);
-            for (ns, r) in records {
-                if zone.set_namespace(&ns, r) {
-                    tracing::debug!(namespace = %ns, serial = zone.serial(), "dns: records changed");
-                }
+        }
+        if touched.is_empty() {
+            continue;
+        }
+        let records: Vec<(String, NamespaceRecords)> = touched
+            .into_iter()
+            .map(|ns| {
+                let r = objects.records(&ns);
+                (ns, r)
+            })
+            .collect();
+        let mut zone = write(&zone);
+        for (ns, r) in records {
+            if zone.set_namespace(&ns, r) {
+                tracing::debug!(namespace = %ns, serial = zone.serial(), "dns: records changed");
             }
         }
     }
 }
 
 /// The first change and every change already waiting behind it: one rebuild per burst.
-fn drain(first: WatchEvent, watcher: &mut Watcher) -> Vec<WatchEvent> {
+fn drain(first: Next<Objects>, stream: &mut WatchStream<Objects>) -> Vec<Next<Objects>> {
     let mut batch = vec![first];
-    // `recv` is cancel-safe: a change it had not returned stays queued.
+    // `next` is cancel-safe: a change it had not returned stays queued.
     while batch.len() < 4096 {
-        match watcher.recv().now_or_never() {
-            Some(Some(ev)) => batch.push(ev),
+        match stream.next().now_or_never() {
+            Some(Ok(next)) => batch.push(next),
             _ => break,
         }
     }

@@ -17,10 +17,10 @@
 
 pub mod decide;
 
-use crate::controllers::{follow, Change};
+use crate::controllers::{follow, Observed};
 use crate::events::{self, Source};
 use crate::podutil;
-use crate::store::{Error as StoreError, EventType, Store};
+use crate::store::{update_with_retry, Change, Error as StoreError, EventType, Key, Store};
 use decide::{Decision, Snapshot, SELECTED_NODE_ANNOTATION};
 use futures::future::{BoxFuture, FutureExt};
 use std::collections::HashMap;
@@ -34,8 +34,6 @@ use twinset_proto::Kind;
 
 /// The name events show under "From".
 pub const COMPONENT: &str = decide::SCHEDULER_NAME;
-/// How many times a read-modify-write retries after a conflict.
-const RETRIES: usize = 5;
 /// First delay before retrying a pass whose writes failed; doubles up to [`RETRY_MAX`].
 const RETRY_START: Duration = Duration::from_millis(10);
 /// Longest delay before retrying a failed pass.
@@ -78,10 +76,10 @@ pub async fn run(store: Arc<dyn Store>, token: CancellationToken) {
 }
 
 /// Whether a change can alter where pods go.
-fn relevant(change: &Change) -> bool {
+fn relevant(change: &Observed) -> bool {
     let ev = match change {
-        Change::Resync => return true,
-        Change::Event(ev) => ev,
+        Observed::Resync => return true,
+        Observed::Event(ev) => ev,
     };
     match &ev.object.kind() {
         Kind::Node | Kind::PersistentVolumeClaim => true,
@@ -286,16 +284,15 @@ pub async fn bind_claim(
     name: &str,
     node: &str,
 ) -> Result<(), StoreError> {
-    for _ in 0..RETRIES {
-        let Some(obj) = store.get(Kind::PersistentVolumeClaim, ns, name) else {
-            return Ok(());
+    let key = Key::new(Kind::PersistentVolumeClaim, ns, name);
+    let written = update_with_retry(store, &key, |obj| {
+        let uid = obj.meta().uid.clone();
+        let Some(c) = obj.as_persistent_volume_claim_mut() else {
+            return Ok(Change::Keep);
         };
-        let Some(claim) = obj.as_persistent_volume_claim() else {
-            return Ok(());
-        };
-        match decide::selected_node(claim) {
+        match decide::selected_node(c) {
             "" => {}
-            n if n == node => return Ok(()),
+            n if n == node => return Ok(Change::Keep),
             other => {
                 tracing::warn!(
                     claim = name,
@@ -303,11 +300,9 @@ pub async fn bind_claim(
                     wanted = node,
                     "claim already bound to another node"
                 );
-                return Ok(());
+                return Ok(Change::Keep);
             }
         }
-        let mut c = claim.clone();
-        let uid = obj.meta().uid.clone();
         let m = c.metadata.get_or_insert_with(Default::default);
         m.annotations
             .insert(SELECTED_NODE_ANNOTATION.into(), node.to_string());
@@ -326,20 +321,17 @@ pub async fn bind_claim(
         st.phase = "Bound".into();
         st.access_modes = access_modes;
         st.capacity = capacity;
-        match store
-            .update(Object::from(c), Some(obj.resource_version()))
-            .await
-        {
-            Ok(_) => {
+        Ok(Change::Write)
+    })
+    .await;
+    match written {
+        Ok(outcome) => {
+            if outcome.written() {
                 tracing::info!(namespace = ns, claim = name, node, "bound claim");
-                return Ok(());
             }
-            Err(StoreError::Conflict { .. }) => continue,
-            Err(StoreError::NotFound { .. }) => return Ok(()),
-            Err(e) => return Err(e),
+            Ok(())
         }
+        Err(StoreError::NotFound { .. }) => Ok(()),
+        Err(e) => Err(e),
     }
-    Err(StoreError::Backend(format!(
-        "claim {ns}/{name} kept changing while being bound; retrying"
-    )))
 }

@@ -1,7 +1,8 @@
-//! Watch fan-out: a bounded history of recent changes plus the live watchers.
-//! Engines publish each durable write here in revision order.
+//! Watch fan-out: a history of recent changes, bounded in count and in encoded bytes,
+//! plus the live watchers. Engines publish each durable write here in revision order.
 
 use super::{Error, Result, WatchEvent, Watcher};
+use prost::Message;
 use std::collections::VecDeque;
 use std::sync::Mutex;
 use tokio::sync::mpsc;
@@ -10,16 +11,27 @@ use tokio::sync::mpsc;
 /// from its last revision, from the history or by relisting).
 const WATCHER_BUFFER: usize = 8192;
 
+/// The default bound on the bytes the history holds (objects as encoded protobuf).
+pub const DEFAULT_HISTORY_BYTES: usize = 64 * 1024 * 1024;
+
+/// What a kept change is counted as: its object's encoded size plus the event itself.
+fn weight(ev: &WatchEvent) -> usize {
+    ev.object.encoded_len() + std::mem::size_of::<WatchEvent>()
+}
+
 /// The history ring and the subscribers.
 #[derive(Debug)]
 pub struct Hub {
     capacity: usize,
+    max_bytes: usize,
     inner: Mutex<Inner>,
 }
 
 #[derive(Debug)]
 struct Inner {
     history: VecDeque<WatchEvent>,
+    /// The sum of [`weight`] over `history`.
+    bytes: usize,
     subscribers: Vec<mpsc::Sender<WatchEvent>>,
     /// The revision of the last published change (or the store's revision at open).
     published: u64,
@@ -27,12 +39,15 @@ struct Inner {
 }
 
 impl Hub {
-    /// A hub keeping `capacity` changes, starting at revision `rev` (nothing before is kept).
-    pub fn new(capacity: usize, rev: u64) -> Hub {
+    /// A hub keeping at most `capacity` changes and `max_bytes` of them (the oldest go
+    /// first), starting at revision `rev` (nothing before is kept).
+    pub fn new(capacity: usize, max_bytes: usize, rev: u64) -> Hub {
         Hub {
             capacity: capacity.max(1),
+            max_bytes,
             inner: Mutex::new(Inner {
                 history: VecDeque::new(),
+                bytes: 0,
                 subscribers: Vec::new(),
                 published: rev,
                 closed: false,
@@ -63,9 +78,13 @@ impl Hub {
                     }
                     Err(mpsc::error::TrySendError::Closed(_)) => false,
                 });
+            inner.bytes += weight(&ev);
             inner.history.push_back(ev);
-            if inner.history.len() > self.capacity {
-                inner.history.pop_front();
+            while inner.history.len() > self.capacity || inner.bytes > self.max_bytes {
+                let Some(old) = inner.history.pop_front() else {
+                    break;
+                };
+                inner.bytes -= weight(&old);
             }
         }
     }
@@ -77,6 +96,7 @@ impl Hub {
         if inner.closed {
             return Err(Error::Closed);
         }
+        // With nothing kept, only "from the latest published change" can be watched.
         let oldest = match inner.history.front() {
             Some(first) => first.rev - 1,
             None => inner.published,
@@ -99,10 +119,75 @@ impl Hub {
         Ok(Watcher::new(backlog, rx, from_rev))
     }
 
+    /// How many changes and bytes the history holds now.
+    pub fn held(&self) -> (usize, usize) {
+        let inner = self.lock();
+        (inner.history.len(), inner.bytes)
+    }
+
     /// Ends every watch and refuses new ones.
     pub fn close(&self) {
         let mut inner = self.lock();
         inner.closed = true;
         inner.subscribers.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::EventType;
+    use twinset_proto::v1::{Namespace, Object, ObjectMeta};
+
+    fn big(rev: u64, bytes: usize) -> WatchEvent {
+        let object = Object::from(Namespace {
+            metadata: Some(ObjectMeta {
+                name: format!("ns-{rev}"),
+                annotations: [("blob".to_string(), "x".repeat(bytes))].into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        WatchEvent {
+            r#type: EventType::Added,
+            object,
+            rev,
+        }
+    }
+
+    #[test]
+    fn history_is_bounded_in_bytes_as_well_as_count() {
+        // Room for 1000 changes by count, but only for 4 of these by size.
+        let budget = 4 * weight(&big(1, 10_000)) + 100;
+        let hub = Hub::new(1000, budget, 0);
+        for rev in 1..=20 {
+            hub.publish([big(rev, 10_000)]);
+            let (_, bytes) = hub.held();
+            assert!(bytes <= budget, "{bytes} bytes held");
+        }
+        let (count, _) = hub.held();
+        assert_eq!(count, 4, "the oldest changes went to make room");
+        assert!(matches!(hub.watch(15, 20), Err(Error::TooOld { .. })));
+        assert!(
+            hub.watch(16, 20).is_ok(),
+            "the last 4 changes can be resumed"
+        );
+
+        // Count still bounds small changes.
+        let hub = Hub::new(3, DEFAULT_HISTORY_BYTES, 0);
+        for rev in 1..=10 {
+            hub.publish([big(rev, 1)]);
+        }
+        assert_eq!(hub.held().0, 3);
+
+        // One change bigger than the whole budget is not kept at all.
+        let hub = Hub::new(10, 100, 0);
+        hub.publish([big(1, 1_000)]);
+        assert_eq!(hub.held(), (0, 0));
+        assert!(
+            hub.watch(1, 1).is_ok(),
+            "from the latest change still works"
+        );
+        assert!(matches!(hub.watch(0, 1), Err(Error::TooOld { .. })));
     }
 }

@@ -1,8 +1,8 @@
 //! An in-memory [`Store`] for unit tests: the same write rules and watch as the
 //! durable engine, without a disk.
 
-use super::state::{Key, Op, State};
-use super::{Hub, Result, Store, Watcher};
+use super::state::{Op, State};
+use super::{Hub, Key, Result, Store, Watcher};
 use std::sync::Mutex;
 use twinset_proto::v1::Object;
 use twinset_proto::Kind;
@@ -19,7 +19,7 @@ impl MemoryStore {
     pub fn new(history: usize) -> MemoryStore {
         MemoryStore {
             state: Mutex::new(State::default()),
-            hub: Hub::new(history, 0),
+            hub: Hub::new(history, super::hub::DEFAULT_HISTORY_BYTES, 0),
         }
     }
 
@@ -31,7 +31,7 @@ impl MemoryStore {
         let mut state = self.state();
         let p = state.prepare(op, &twinset_proto::time::now())?;
         state.commit(&p);
-        let out = p.value.clone().unwrap_or_else(|| p.event.object.clone());
+        let out = p.result();
         // Published under the state lock, so watchers see revisions in order.
         self.hub.publish([p.event]);
         Ok(out)
@@ -73,8 +73,7 @@ impl Store for MemoryStore {
         name: &str,
         expected_rv: Option<u64>,
     ) -> Result<Object> {
-        let key: Key = (kind, namespace.to_string(), name.to_string());
-        self.write(Op::Delete(key, expected_rv))
+        self.write(Op::Delete(Key::new(kind, namespace, name), expected_rv))
     }
 
     fn current_revision(&self) -> u64 {

@@ -2,14 +2,21 @@
 //! a global revision per write, compare-and-swap updates and a resumable watch.
 //!
 //! [`Store`] is the seam between the API/controllers and a storage engine:
-//! [`sled::SledStore`] is the durable engine, [`memory::MemoryStore`] the one unit
-//! tests use. Both share the write rules in [`state`] and the watch fan-out in [`hub`],
-//! so they cannot drift apart.
+//! [`durable::DurableStore`] over [`sled::SledBackend`] is the durable engine,
+//! [`memory::MemoryStore`] the one unit tests use. Both share the write rules in
+//! [`state`] and the watch fan-out in [`hub`], so they cannot drift apart.
+//!
+//! What every user of a store shares: [`Key`], [`retry::update_with_retry`] for
+//! read-modify-compare-and-swap, and [`stream::WatchStream`] for list-then-watch.
 
+pub mod durable;
 pub mod hub;
+mod key;
 pub mod memory;
+pub mod retry;
 pub mod sled;
 pub mod state;
+pub mod stream;
 #[cfg(test)]
 mod testing;
 
@@ -19,6 +26,9 @@ use twinset_proto::v1::Object;
 use twinset_proto::Kind;
 
 pub use hub::Hub;
+pub use key::Key;
+pub use retry::{create_or_update, try_update_with_retry, update_with_retry, Change, Outcome};
+pub use stream::{Next, WatchStream};
 
 /// Every object of a kind, unwrapped to its type (`Object::into_pod`, ...): what the
 /// controllers read their snapshots with.
@@ -179,8 +189,8 @@ impl Watcher {
     }
 }
 
-/// The storage engine behind the control plane. Writes return once durable; reads see
-/// every acknowledged write.
+/// The storage engine behind the control plane. Writes return once durable; reads and
+/// watches see every acknowledged write and nothing that is not (yet) durable.
 #[tonic::async_trait]
 pub trait Store: Send + Sync {
     /// The object under kind/namespace/name (namespace "" for cluster-scoped kinds).

@@ -1,16 +1,13 @@
 //! The write rules every engine shares: what a create, update or delete does to an
 //! object's server-managed metadata and when it is refused. Pure and synchronous:
-//! [`State::prepare`] computes a write without changing anything, [`State::commit`]
-//! applies it once the engine has persisted it.
+//! [`State::prepare`] (or a [`Batch`] of several) computes writes without changing
+//! anything, [`State::commit`] applies one once the engine has made it durable.
 
-use super::{Error, EventType, Result, WatchEvent};
+use super::{Error, EventType, Key, Result, WatchEvent};
 use prost::Message;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use twinset_proto::v1::{object::Kind as Variant, Object};
 use twinset_proto::Kind;
-
-/// The store key of an object: kind, namespace, name.
-pub type Key = (Kind, String, String);
 
 /// A write asked of the store.
 #[derive(Clone, Debug)]
@@ -34,11 +31,43 @@ pub struct Prepared {
     pub event: WatchEvent,
 }
 
+impl Prepared {
+    /// What the writer gets back: the object as written (for a delete, its last state).
+    pub fn result(&self) -> Object {
+        self.value
+            .clone()
+            .unwrap_or_else(|| self.event.object.clone())
+    }
+}
+
 /// Every object plus the revision of the last write.
 #[derive(Debug, Default)]
 pub struct State {
     objects: BTreeMap<Key, Object>,
     rev: u64,
+}
+
+/// Several writes computed in order on top of a [`State`] without changing it: each sees
+/// the ones before it (a create then an update of one key in one group commit), and the
+/// state stays as it was until the engine commits them.
+#[derive(Debug)]
+pub struct Batch<'a> {
+    base: &'a State,
+    changes: HashMap<Key, Option<Object>>,
+    rev: u64,
+}
+
+impl Batch<'_> {
+    /// Computes the next write of the batch (one revision after the previous one).
+    pub fn prepare(&mut self, op: Op, now: &str) -> Result<Prepared> {
+        let p = prepare(op, now, self.rev + 1, |k| match self.changes.get(k) {
+            Some(v) => v.as_ref(),
+            None => self.base.objects.get(k),
+        })?;
+        self.rev = p.event.rev;
+        self.changes.insert(p.key.clone(), p.value.clone());
+        Ok(p)
+    }
 }
 
 impl State {
@@ -50,7 +79,7 @@ impl State {
         };
         for o in objects {
             s.rev = s.rev.max(o.resource_version());
-            s.objects.insert(key_of(&o), o);
+            s.objects.insert(Key::of(&o), o);
         }
         s
     }
@@ -62,8 +91,12 @@ impl State {
 
     /// The object under a key.
     pub fn get(&self, kind: Kind, namespace: &str, name: &str) -> Option<&Object> {
-        self.objects
-            .get(&(kind, namespace.to_string(), name.to_string()))
+        self.objects.get(&Key::new(kind, namespace, name))
+    }
+
+    /// The object under `key`.
+    pub fn get_key(&self, key: &Key) -> Option<&Object> {
+        self.objects.get(key)
     }
 
     /// Objects of a kind, in one namespace or all, in key order.
@@ -78,10 +111,10 @@ impl State {
         namespace: Option<&str>,
         keep: &dyn Fn(&Object) -> bool,
     ) -> Vec<Object> {
-        let start = (kind, namespace.unwrap_or("").to_string(), String::new());
+        let start = Key::new(kind, namespace.unwrap_or(""), "");
         self.objects
             .range(start..)
-            .take_while(|((k, ns, _), _)| *k == kind && namespace.is_none_or(|want| want == ns))
+            .take_while(|(k, _)| k.kind == kind && namespace.is_none_or(|want| want == k.namespace))
             .filter(|(_, o)| keep(o))
             .map(|(_, o)| o.clone())
             .collect()
@@ -89,68 +122,15 @@ impl State {
 
     /// Computes the next write (revision `self.rev() + 1`) without applying it.
     pub fn prepare(&self, op: Op, now: &str) -> Result<Prepared> {
-        let rev = self.rev + 1;
-        match op {
-            Op::Create(mut obj) => {
-                let key = checked_key(&obj)?;
-                if self.objects.contains_key(&key) {
-                    return Err(Error::AlreadyExists {
-                        resource: key.0.group_resource(),
-                        name: key.2,
-                    });
-                }
-                obj.set_type_meta();
-                let m = obj.meta_mut();
-                m.uid = uuid::Uuid::new_v4().to_string();
-                m.creation_timestamp = now.to_string();
-                m.resource_version = rev.to_string();
-                m.generation = 1;
-                Ok(Prepared {
-                    key,
-                    value: Some(obj.clone()),
-                    event: WatchEvent {
-                        r#type: EventType::Added,
-                        object: obj,
-                        rev,
-                    },
-                })
-            }
-            Op::Update(mut obj, expected) => {
-                let key = checked_key(&obj)?;
-                let current = self.current(&key, expected)?;
-                obj.set_type_meta();
-                let bump = spec_bytes(current) != spec_bytes(&obj);
-                let cm = current.meta();
-                let (uid, created, generation) =
-                    (cm.uid.clone(), cm.creation_timestamp.clone(), cm.generation);
-                let m = obj.meta_mut();
-                m.uid = uid;
-                m.creation_timestamp = created;
-                m.generation = generation.max(1) + i64::from(bump);
-                m.resource_version = rev.to_string();
-                Ok(Prepared {
-                    key,
-                    value: Some(obj.clone()),
-                    event: WatchEvent {
-                        r#type: EventType::Modified,
-                        object: obj,
-                        rev,
-                    },
-                })
-            }
-            Op::Delete(key, expected) => {
-                let mut last = self.current(&key, expected)?.clone();
-                last.meta_mut().resource_version = rev.to_string();
-                Ok(Prepared {
-                    key,
-                    value: None,
-                    event: WatchEvent {
-                        r#type: EventType::Deleted,
-                        object: last,
-                        rev,
-                    },
-                })
-            }
+        prepare(op, now, self.rev + 1, |k| self.objects.get(k))
+    }
+
+    /// A batch of writes computed on top of this state (which it leaves unchanged).
+    pub fn batch(&self) -> Batch<'_> {
+        Batch {
+            base: self,
+            changes: HashMap::new(),
+            rev: self.rev,
         }
     }
 
@@ -167,30 +147,94 @@ impl State {
             }
         }
     }
+}
 
-    fn current(&self, key: &Key, expected: Option<u64>) -> Result<&Object> {
-        let current = self
-            .objects
-            .get(key)
-            .ok_or_else(|| Error::not_found(key.0, &key.2))?;
-        if let Some(expected) = expected {
-            let actual = current.resource_version();
-            if expected != actual {
-                return Err(Error::Conflict {
-                    resource: key.0.group_resource(),
-                    name: key.2.clone(),
-                    expected,
-                    actual,
+/// Computes one write at revision `rev`, reading current objects through `lookup`.
+fn prepare<'a>(
+    op: Op,
+    now: &str,
+    rev: u64,
+    lookup: impl Fn(&Key) -> Option<&'a Object>,
+) -> Result<Prepared> {
+    match op {
+        Op::Create(mut obj) => {
+            let key = checked_key(&obj)?;
+            if lookup(&key).is_some() {
+                return Err(Error::AlreadyExists {
+                    resource: key.kind.group_resource(),
+                    name: key.name,
                 });
             }
+            obj.set_type_meta();
+            let m = obj.meta_mut();
+            m.uid = uuid::Uuid::new_v4().to_string();
+            m.creation_timestamp = now.to_string();
+            m.resource_version = rev.to_string();
+            m.generation = 1;
+            Ok(Prepared {
+                key,
+                value: Some(obj.clone()),
+                event: WatchEvent {
+                    r#type: EventType::Added,
+                    object: obj,
+                    rev,
+                },
+            })
         }
-        Ok(current)
+        Op::Update(mut obj, expected) => {
+            let key = checked_key(&obj)?;
+            let current = current(lookup(&key), &key, expected)?;
+            obj.set_type_meta();
+            let bump = spec_bytes(current) != spec_bytes(&obj);
+            let cm = current.meta();
+            let (uid, created, generation) =
+                (cm.uid.clone(), cm.creation_timestamp.clone(), cm.generation);
+            let m = obj.meta_mut();
+            m.uid = uid;
+            m.creation_timestamp = created;
+            m.generation = generation.max(1) + i64::from(bump);
+            m.resource_version = rev.to_string();
+            Ok(Prepared {
+                key,
+                value: Some(obj.clone()),
+                event: WatchEvent {
+                    r#type: EventType::Modified,
+                    object: obj,
+                    rev,
+                },
+            })
+        }
+        Op::Delete(key, expected) => {
+            let mut last = current(lookup(&key), &key, expected)?.clone();
+            last.meta_mut().resource_version = rev.to_string();
+            Ok(Prepared {
+                key,
+                value: None,
+                event: WatchEvent {
+                    r#type: EventType::Deleted,
+                    object: last,
+                    rev,
+                },
+            })
+        }
     }
 }
 
-/// The key of an object as filed.
-pub fn key_of(o: &Object) -> Key {
-    (o.kind(), o.namespace().to_string(), o.name().to_string())
+/// The current object under `key`, if it is still at `expected` (when given).
+fn current<'a>(found: Option<&'a Object>, key: &Key, expected: Option<u64>) -> Result<&'a Object> {
+    let current = found.ok_or_else(|| Error::not_found(key.kind, &key.name))?;
+    if let Some(expected) = expected {
+        let actual = current.resource_version();
+        if expected != actual {
+            return Err(Error::Conflict {
+                resource: key.kind.group_resource(),
+                name: key.name.clone(),
+                expected,
+                actual,
+            });
+        }
+    }
+    Ok(current)
 }
 
 fn checked_key(o: &Object) -> Result<Key> {
@@ -217,7 +261,7 @@ fn checked_key(o: &Object) -> Result<Key> {
             o.name()
         )));
     }
-    Ok(key_of(o))
+    Ok(Key::of(o))
 }
 
 /// The encoded spec (the part whose change bumps metadata.generation).
@@ -265,7 +309,30 @@ mod tests {
     fn write(s: &mut State, op: Op) -> Result<Object> {
         let p = s.prepare(op, "2026-01-01T00:00:00Z")?;
         s.commit(&p);
-        Ok(p.value.unwrap_or(p.event.object))
+        Ok(p.result())
+    }
+
+    #[test]
+    fn a_batch_sees_its_own_writes_and_leaves_the_state_alone() {
+        let s = State::default();
+        let mut b = s.batch();
+        let a = b.prepare(Op::Create(ds("a", 0)), "t").unwrap();
+        let a2 = b
+            .prepare(Op::Update(ds("a", 3), Some(1)), "t")
+            .expect("the update sees the create before it");
+        assert_eq!((a.event.rev, a2.event.rev), (1, 2));
+        assert_eq!(a2.result().meta().generation, 2);
+        let err = b.prepare(Op::Create(ds("a", 0)), "t").unwrap_err();
+        assert!(matches!(err, Error::AlreadyExists { .. }));
+        let gone = b
+            .prepare(Op::Delete(Key::of(&ds("a", 0)), Some(2)), "t")
+            .unwrap();
+        assert_eq!(gone.event.rev, 3);
+        assert!(b
+            .prepare(Op::Delete(Key::of(&ds("a", 0)), None), "t")
+            .is_err());
+        assert_eq!(s.rev(), 0);
+        assert!(s.get(Kind::DaemonSet, "default", "a").is_none());
     }
 
     #[test]

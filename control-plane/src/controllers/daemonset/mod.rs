@@ -1,12 +1,14 @@
-//! The DaemonSet controller's shell: watches DaemonSets, Nodes and Pods, queues the
-//! affected DaemonSets and carries out what [`decide::decide`] returns.
+//! The DaemonSet controller: on the shared [`Shell`], it also watches Nodes (a change
+//! to labels, taints or cordon queues every DaemonSet) and carries out what
+//! [`decide::decide`] returns, holding back replacements of failed pods per node.
 
 pub mod decide;
 
-use super::{follow, Change, Queue};
+use super::shell::{self, Shell, Workload};
+use super::Requeue;
 use crate::deletion;
 use crate::events;
-use crate::store::{Error as StoreError, Store};
+use crate::store::{Error as StoreError, EventType, Store, WatchEvent};
 use decide::{Action, DeleteReason, Snapshot};
 use futures::future::{BoxFuture, FutureExt};
 use prost::Message;
@@ -26,37 +28,16 @@ const FAILED_BACKOFF_MAX: Duration = Duration::from_secs(300);
 
 /// Runs the controller until `token` is cancelled.
 pub async fn run(store: Arc<dyn Store>, token: CancellationToken) {
-    let ctl = Arc::new(Controller {
-        store: store.clone(),
-        queue: Arc::new(Queue::default()),
-        failed: Mutex::default(),
-    });
-    let watcher = {
-        let ctl = ctl.clone();
-        let token = token.clone();
-        tokio::spawn(async move {
-            let mut nodes: HashMap<String, Vec<u8>> = HashMap::new();
-            follow(store, token, move |change| {
-                ctl.on_change(change, &mut nodes)
-            })
-            .await;
-        })
-    };
-    let queue = ctl.queue.clone();
-    let reconciler = ctl.clone();
-    super::work("DaemonSet", queue, token, move |ns, name| {
-        let ctl = reconciler.clone();
-        async move { ctl.reconcile(&ns, &name).await }
-    })
-    .await;
-    watcher.abort();
+    shell::run(DaemonSets::default(), store, token).await;
 }
 
-struct Controller {
-    store: Arc<dyn Store>,
-    queue: Arc<Queue>,
+/// What the DaemonSet controller adds to the shared [`Shell`].
+#[derive(Default)]
+struct DaemonSets {
     /// Per (DaemonSet uid, node): when a failed pod may next be replaced, and the next delay.
     failed: Mutex<HashMap<(String, String), (Instant, Duration)>>,
+    /// Per node: what about it matters to DaemonSets, to tell relevant changes.
+    nodes: Mutex<HashMap<String, Vec<u8>>>,
 }
 
 /// What about a node matters to DaemonSets: labels, spec (taints, unschedulable).
@@ -77,135 +58,122 @@ fn node_fingerprint(node: &Node) -> Vec<u8> {
     b
 }
 
-impl Controller {
-    fn enqueue_all(&self, namespace: Option<&str>) {
-        for ds in self.store.list(Kind::DaemonSet, namespace).0 {
-            self.queue.add(format!("{}/{}", ds.namespace(), ds.name()));
+impl Workload for DaemonSets {
+    const KIND: Kind = Kind::DaemonSet;
+    const COMPONENT: &'static str = COMPONENT;
+    type Set = DaemonSet;
+
+    fn typed(obj: &Object) -> Option<DaemonSet> {
+        obj.as_daemon_set().cloned()
+    }
+
+    fn on_resync(&self, shell: &Shell<Self>) {
+        let mut nodes = self.nodes.lock().unwrap_or_else(|e| e.into_inner());
+        nodes.clear();
+        for n in shell.store.list(Kind::Node, None).0 {
+            if let Some(node) = n.as_node() {
+                nodes.insert(n.name().to_string(), node_fingerprint(node));
+            }
         }
     }
 
-    fn on_change(&self, change: Change, nodes: &mut HashMap<String, Vec<u8>>) {
-        let ev = match change {
-            Change::Resync => {
-                nodes.clear();
-                for n in self.store.list(Kind::Node, None).0 {
-                    if let Some(node) = n.as_node() {
-                        nodes.insert(n.name().to_string(), node_fingerprint(node));
-                    }
-                }
-                self.enqueue_all(None);
-                return;
-            }
-            Change::Event(ev) => ev,
-        };
+    fn on_other(&self, shell: &Shell<Self>, ev: &WatchEvent) {
         let obj = &ev.object;
-        match obj.kind() {
-            Kind::DaemonSet => self
-                .queue
-                .add(format!("{}/{}", obj.namespace(), obj.name())),
-            Kind::Node => {
-                let fp = obj.as_node().map(node_fingerprint).unwrap_or_default();
-                let changed = match ev.r#type {
-                    crate::store::EventType::Deleted => {
-                        nodes.remove(obj.name());
-                        true
-                    }
-                    _ => nodes.insert(obj.name().to_string(), fp.clone()).as_ref() != Some(&fp),
-                };
-                if changed {
-                    self.enqueue_all(None);
+        if obj.kind() != Kind::Node {
+            return;
+        }
+        let fp = obj.as_node().map(node_fingerprint).unwrap_or_default();
+        let changed = {
+            let mut nodes = self.nodes.lock().unwrap_or_else(|e| e.into_inner());
+            match ev.r#type {
+                EventType::Deleted => {
+                    nodes.remove(obj.name());
+                    true
                 }
+                _ => nodes.insert(obj.name().to_string(), fp.clone()).as_ref() != Some(&fp),
             }
-            Kind::Pod => match obj.meta().controller() {
-                Some(c) if c.kind == "DaemonSet" => {
-                    self.queue.add(format!("{}/{}", obj.namespace(), c.name))
-                }
-                Some(_) => {}
-                // A pod with no controller may be one to adopt.
-                None if ev.r#type != crate::store::EventType::Deleted => {
-                    self.enqueue_all(Some(obj.namespace()))
-                }
-                None => {}
-            },
-            _ => {}
+        };
+        if changed {
+            shell.enqueue_all(None);
         }
     }
 
-    /// One reconcile; Ok(Some(d)) asks to look again after `d`.
-    async fn reconcile(&self, ns: &str, name: &str) -> Result<Option<Duration>, StoreError> {
-        let Some(obj) = self.store.get(Kind::DaemonSet, ns, name) else {
-            return Ok(None);
-        };
-        if !obj.meta().deletion_timestamp.is_empty() {
-            return Ok(None);
-        }
-        let Some(ds) = obj.as_daemon_set().cloned() else {
-            return Ok(None);
-        };
-        let nodes: Vec<Node> =
-            crate::store::list_typed(&*self.store, Kind::Node, None, Object::into_node);
-        let pods: Vec<_> =
-            crate::store::list_typed(&*self.store, Kind::Pod, Some(ns), Object::into_pod);
+    fn reconcile<'a>(
+        &'a self,
+        shell: &'a Shell<Self>,
+        obj: &'a Object,
+        ds: DaemonSet,
+    ) -> BoxFuture<'a, Result<Requeue, StoreError>> {
+        self.round(shell, obj, ds).boxed()
+    }
+}
+
+impl DaemonSets {
+    /// One round: snapshot, decide, carry out.
+    async fn round(
+        &self,
+        shell: &Shell<Self>,
+        obj: &Object,
+        ds: DaemonSet,
+    ) -> Result<Requeue, StoreError> {
+        let store = &*shell.store;
+        let ns = obj.namespace();
+        let nodes: Vec<Node> = crate::store::list_typed(store, Kind::Node, None, Object::into_node);
+        let pods: Vec<_> = crate::store::list_typed(store, Kind::Pod, Some(ns), Object::into_pod);
         let actions = decide::decide(Snapshot {
             ds: &ds,
             nodes: &nodes,
             pods: &pods,
             now: SystemTime::now(),
         });
-        let mut requeue: Option<Duration> = None;
-        let mut sooner = |d: Duration| requeue = Some(requeue.map_or(d, |r: Duration| r.min(d)));
+        let mut requeue = Requeue::NEVER;
         let mut pod_ops: Vec<BoxFuture<'_, Result<(), StoreError>>> = Vec::new();
         let mut new_status = None;
         for action in actions {
             match action {
-                Action::AdoptPod { name: pod } => self.adopt(&ds, ns, &pod).await?,
+                Action::AdoptPod { name: pod } => {
+                    shell.adopt(ns, &pod, decide::owner_reference(&ds)).await?
+                }
                 Action::CreatePod { node } => match self.failed_wait(&ds, &node) {
-                    Some(wait) => sooner(wait),
-                    None => pod_ops.push(self.create_on(&obj, &ds, node).boxed()),
+                    Some(wait) => requeue = requeue.sooner(wait),
+                    None => pod_ops.push(self.create_on(shell, obj, &ds, node).boxed()),
                 },
                 Action::DeletePod { name: pod, reason } => {
-                    pod_ops.push(self.delete_one(&obj, &ds, pod, reason).boxed())
+                    pod_ops.push(self.delete_one(shell, obj, &ds, pod, reason).boxed())
                 }
                 Action::UpdateStatus { status } => new_status = Some(status),
             }
         }
         // Creates and deletes go out together, so they share the store's group commits.
-        let results = futures::future::join_all(pod_ops).await;
-        results
-            .into_iter()
-            .collect::<Result<Vec<()>, StoreError>>()?;
+        shell::all(pod_ops).await?;
         if let Some(status) = new_status {
-            let mut updated = obj.clone();
-            if let Some(d) = updated.as_daemon_set_mut() {
-                d.status = Some(status);
-            }
-            self.store
-                .update(updated, Some(obj.resource_version()))
+            shell
+                .write_status(obj, |o| {
+                    if let Some(d) = o.as_daemon_set_mut() {
+                        d.status = Some(status);
+                    }
+                })
                 .await?;
         }
         // Availability after minReadySeconds is a matter of time, not of a change.
         let min_ready = ds.spec.as_ref().map(|s| s.min_ready_seconds).unwrap_or(0);
         if min_ready > 0 {
-            sooner(Duration::from_secs(min_ready as u64));
+            requeue = requeue.sooner(Duration::from_secs(min_ready as u64));
         }
         Ok(requeue)
     }
 
-    /// Records an event without waiting for it (events are best effort).
-    fn event(&self, obj: &Object, r#type: &'static str, reason: &'static str, message: String) {
-        events::record_later(&self.store, obj, r#type, reason, message, COMPONENT);
-    }
-
     async fn create_on(
         &self,
+        shell: &Shell<Self>,
         obj: &Object,
         ds: &DaemonSet,
         node: String,
     ) -> Result<(), StoreError> {
-        match self.create_pod(ds, &node).await {
+        match create_pod(&*shell.store, ds, &node).await {
             Ok(pod) => {
                 tracing::info!(pod = pod.name(), node = %node, "created daemon pod");
-                self.event(
+                shell.event(
                     obj,
                     events::NORMAL,
                     "SuccessfulCreate",
@@ -214,7 +182,7 @@ impl Controller {
                 Ok(())
             }
             Err(e) => {
-                self.event(
+                shell.event(
                     obj,
                     events::WARNING,
                     "FailedCreate",
@@ -227,18 +195,19 @@ impl Controller {
 
     async fn delete_one(
         &self,
+        shell: &Shell<Self>,
         obj: &Object,
         ds: &DaemonSet,
         pod: String,
         reason: DeleteReason,
     ) -> Result<(), StoreError> {
         let ns = obj.namespace();
-        let node = self
+        let node = shell
             .store
             .get(Kind::Pod, ns, &pod)
             .and_then(|p| p.into_pod())
             .map(|p| crate::podutil::node_name(&p).to_string());
-        match deletion::delete_pod(&*self.store, ns, &pod, None).await {
+        match deletion::delete_pod(&*shell.store, ns, &pod, None).await {
             Ok(_) | Err(StoreError::NotFound { .. }) => {}
             Err(e) => return Err(e),
         }
@@ -247,7 +216,7 @@ impl Controller {
             if let Some(node) = &node {
                 self.note_failure(ds, node);
             }
-            self.event(
+            shell.event(
                 obj,
                 events::WARNING,
                 "FailedDaemonPod",
@@ -257,40 +226,12 @@ impl Controller {
                 ),
             );
         }
-        self.event(
+        shell.event(
             obj,
             events::NORMAL,
             "SuccessfulDelete",
             format!("Deleted pod: {pod}"),
         );
-        Ok(())
-    }
-
-    async fn create_pod(&self, ds: &DaemonSet, node: &str) -> Result<Object, StoreError> {
-        let mut last = None;
-        for _ in 0..3 {
-            let pod = decide::build_pod(ds, node, &super::revision::random_suffix(5));
-            match self.store.create(Object::from(pod)).await {
-                Err(e @ StoreError::AlreadyExists { .. }) => last = Some(e),
-                other => return other,
-            }
-        }
-        Err(last.unwrap_or(StoreError::Closed))
-    }
-
-    async fn adopt(&self, ds: &DaemonSet, ns: &str, pod: &str) -> Result<(), StoreError> {
-        let Some(mut obj) = self.store.get(Kind::Pod, ns, pod) else {
-            return Ok(());
-        };
-        if obj.meta().controller().is_some() {
-            return Ok(());
-        }
-        let rv = obj.resource_version();
-        obj.meta_mut()
-            .owner_references
-            .push(decide::owner_reference(ds));
-        self.store.update(obj, Some(rv)).await?;
-        tracing::info!(pod, "adopted pod");
         Ok(())
     }
 
@@ -319,4 +260,17 @@ impl Controller {
             .checked_duration_since(Instant::now())
             .filter(|d| !d.is_zero())
     }
+}
+
+/// Creates the daemon pod of `ds` on `node` (a new random suffix when the name is taken).
+async fn create_pod(store: &dyn Store, ds: &DaemonSet, node: &str) -> Result<Object, StoreError> {
+    let mut last = None;
+    for _ in 0..3 {
+        let pod = decide::build_pod(ds, node, &super::revision::random_suffix(5));
+        match store.create(Object::from(pod)).await {
+            Err(e @ StoreError::AlreadyExists { .. }) => last = Some(e),
+            other => return other,
+        }
+    }
+    Err(last.unwrap_or(StoreError::Closed))
 }

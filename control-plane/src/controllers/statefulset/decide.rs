@@ -36,6 +36,7 @@ use twinset_proto::v1::{
 
 /// One step the shell carries out.
 #[derive(Clone, Debug, PartialEq)]
+#[must_use = "an action the shell drops is never carried out"]
 pub enum Action {
     /// Store a new revision of the set's template.
     CreateRevision {
@@ -450,6 +451,7 @@ impl<'a> Plan<'a> {
 }
 
 /// The next steps for one StatefulSet.
+#[must_use = "the actions are what the round must carry out"]
 pub fn decide(snap: Snapshot<'_>) -> Vec<Action> {
     let set = snap.set;
     let m = meta(set);
