@@ -135,7 +135,7 @@ fn a_crash_loop_is_one_counted_backoff_event_that_expires_after_the_ttl() {
     assert!(
         items.unwrap_or_default().iter().all(|e| {
             let seen = str_at(e, "/lastTimestamp");
-            twinset_proto::time::parse(&seen).is_some_and(|t| {
+            twinset_proto::time::parse(seen).is_some_and(|t| {
                 std::time::SystemTime::now()
                     .duration_since(t)
                     .map_or(true, |age| age.as_secs() <= TTL_SECS + 3)
