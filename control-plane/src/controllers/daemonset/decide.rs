@@ -8,7 +8,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::SystemTime;
 use twinset_proto::selector::label_selector_matches;
 use twinset_proto::v1::{
-    DaemonSet, DaemonSetStatus, Node, ObjectMeta, OwnerReference, Pod, PodSpec, PodStatus,
+    DaemonSet, DaemonSetSpec, DaemonSetStatus, IntOrString, Node, ObjectMeta, OwnerReference, Pod,
+    PodSpec, PodStatus, RollingUpdateDaemonSet,
 };
 
 /// One step the shell carries out.
@@ -366,7 +367,7 @@ fn pod_hash(p: &Pod) -> Option<&str> {
         .map(String::as_str)
 }
 
-fn rolling_update(spec: &twinset_proto::v1::DaemonSetSpec) -> bool {
+fn rolling_update(spec: &DaemonSetSpec) -> bool {
     spec.update_strategy
         .as_ref()
         .is_none_or(|s| s.r#type.is_empty() || s.r#type == "RollingUpdate")
@@ -374,17 +375,27 @@ fn rolling_update(spec: &twinset_proto::v1::DaemonSetSpec) -> bool {
 
 /// maxSurge resolved against the desired count (percentages round up); 0 when unset or
 /// not a rolling update.
-fn max_surge(spec: &twinset_proto::v1::DaemonSetSpec, desired: i32) -> i32 {
+fn max_surge(spec: &DaemonSetSpec, desired: i32) -> i32 {
     if !rolling_update(spec) {
         return 0;
     }
+    rolling_value(spec, |r| r.max_surge.as_ref(), desired)
+        .unwrap_or(0)
+        .max(0)
+}
+
+/// One IntOrString of the rolling update, resolved against the desired count as
+/// Kubernetes does (percentages round up); `None` when unset.
+fn rolling_value(
+    spec: &DaemonSetSpec,
+    field: fn(&RollingUpdateDaemonSet) -> Option<&IntOrString>,
+    desired: i32,
+) -> Option<i32> {
     spec.update_strategy
         .as_ref()
         .and_then(|s| s.rolling_update.as_ref())
-        .and_then(|r| r.max_surge.as_ref())
+        .and_then(field)
         .and_then(|m| m.scaled(desired, true).ok())
-        .unwrap_or(0)
-        .max(0)
 }
 
 /// A node's pods while surging: the oldest outdated one and the oldest current one.
@@ -426,12 +437,8 @@ fn pair<'a>(live: &[&'a Pod], hash: &str) -> (Pair<'a>, Vec<&'a Pod>) {
 }
 
 /// maxUnavailable resolved against the desired count (percentages round up), at least 1.
-fn max_unavailable(spec: &twinset_proto::v1::DaemonSetSpec, desired: i32) -> i32 {
-    spec.update_strategy
-        .as_ref()
-        .and_then(|s| s.rolling_update.as_ref())
-        .and_then(|r| r.max_unavailable.as_ref())
-        .and_then(|m| m.scaled(desired, true).ok())
+fn max_unavailable(spec: &DaemonSetSpec, desired: i32) -> i32 {
+    rolling_value(spec, |r| r.max_unavailable.as_ref(), desired)
         .unwrap_or(1)
         .max(1)
 }
