@@ -374,6 +374,18 @@ pub struct ControlPlaneArgs {
     /// The cluster domain DNS answers for.
     #[arg(long)]
     pub cluster_domain: Option<String>,
+    /// How long an Event is kept after it was last seen (e.g. 1h, 90s; default 1h).
+    #[arg(long, value_parser = positive_duration)]
+    pub event_ttl: Option<Duration>,
+}
+
+/// A duration flag that must be longer than zero.
+fn positive_duration(s: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(s) {
+        Ok(d) if d.is_zero() => Err("must be greater than 0".into()),
+        Ok(d) => Ok(d),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 /// `agent`.

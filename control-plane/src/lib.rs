@@ -56,11 +56,13 @@ pub struct Config {
     pub dns_listen: Option<SocketAddr>,
     /// The cluster domain the DNS server answers for.
     pub cluster_domain: String,
+    /// How long an Event is kept after it was last seen (kube-apiserver's `--event-ttl`).
+    pub event_ttl: Duration,
 }
 
 impl Config {
     /// The defaults: cluster CIDR 127.128.0.0/9 in /24s, 5 s node grace, 10 000 changes
-    /// (at most 64 MiB) of watch history.
+    /// (at most 64 MiB) of watch history, events kept for an hour.
     pub fn new(data_dir: impl Into<PathBuf>, listen: SocketAddr) -> Config {
         Config {
             data_dir: data_dir.into(),
@@ -73,6 +75,7 @@ impl Config {
             node_status_interval: Duration::from_secs(30),
             dns_listen: None,
             cluster_domain: "cluster.local".into(),
+            event_ttl: events::DEFAULT_TTL,
         }
     }
 }
@@ -225,6 +228,11 @@ async fn serve(
     ));
     tasks.spawn(scheduler::run(store.clone(), controllers.clone()));
     tasks.spawn(controllers::gc::run(store.clone(), controllers.clone()));
+    tasks.spawn(events::expire(
+        store.clone(),
+        config.event_ttl,
+        controllers.clone(),
+    ));
     if let Some(dns) = dns {
         let token = controllers.clone();
         tasks.spawn(async move {

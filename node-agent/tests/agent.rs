@@ -320,6 +320,16 @@ fn is_root() -> bool {
     nix::unistd::Uid::effective().is_root()
 }
 
+/// How to leave out the tests that need root or MariaDB (README, `.config/nextest.toml`).
+const UNPRIVILEGED_HINT: &str =
+    "run as root, or leave these tests out: cargo nextest run --workspace --profile unprivileged";
+
+/// Fails the test unless it runs as root, saying what root is needed for (tests that
+/// cannot do their work fail rather than pass without it). Such tests are named `root_*`.
+fn require_root(needed_for: &str) {
+    assert!(is_root(), "needs root ({needed_for}); {UNPRIVILEGED_HINT}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pod_runs_reports_serves_logs_and_is_deleted() {
     let dir = tempfile::tempdir().unwrap();
@@ -597,13 +607,12 @@ fn memory_cgroup(uid: &str) -> PathBuf {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn root_only_memory_limit_kills_with_oomkilled() {
-    if !is_root()
-        || !Path::new("/sys/fs/cgroup/memory/cgroup.procs").exists()
-            && !Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
-    {
-        eprintln!("skipped: needs root and cgroups");
-        return;
-    }
+    require_root("memory limits are cgroups, which only root may create");
+    assert!(
+        Path::new("/sys/fs/cgroup/memory/cgroup.procs").exists()
+            || Path::new("/sys/fs/cgroup/cgroup.controllers").exists(),
+        "needs a cgroup v1 memory controller or cgroup v2 mounted at /sys/fs/cgroup; {UNPRIVILEGED_HINT}"
+    );
     let dir = tempfile::tempdir().unwrap();
     let cluster = Cluster::start().await;
     let agent = Agent::start(&cluster, dir.path(), false);
@@ -1052,10 +1061,7 @@ async fn failed_liveness_probe_restarts_the_container() {
 /// claim bind-mounted at its mountPath (empty on the node) and the pod's hostname.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn root_only_exec_probe_runs_in_the_pods_namespaces() {
-    if !is_root() {
-        eprintln!("skipped: needs root (namespaces)");
-        return;
-    }
+    require_root("pods get their own mount and UTS namespaces only as root");
     let dir = tempfile::tempdir().unwrap();
     let cluster = Cluster::start().await;
     let agent = Agent::start(&cluster, dir.path(), false);
@@ -1081,14 +1087,17 @@ async fn root_only_exec_probe_runs_in_the_pods_namespaces() {
         .fake
         .wait_report("uid-nsp", "Running", |r| phase(r) == "Running")
         .await;
-    if events_of(&cluster.fake, "uid-nsp")
-        .iter()
-        .any(|e| e.reason == "MountNotIsolated")
+    if let Some(e) = events_of(&cluster.fake, "uid-nsp")
+        .into_iter()
+        .find(|e| e.reason == "MountNotIsolated")
     {
-        eprintln!("skipped: root, but pods cannot be isolated here");
         agent.stop().await;
         cluster.stop.cancel();
-        return;
+        panic!(
+            "root, but this machine cannot give pods mount and UTS namespaces of their own \
+             (CAP_SYS_ADMIN and unshare are needed): {}; {UNPRIVILEGED_HINT}",
+            e.message
+        );
     }
     cluster
         .fake
@@ -1112,10 +1121,14 @@ fn installed(program: &str) -> bool {
 /// The guide's `mysql:8`: MariaDB initialises the claim mounted at /var/lib/mysql on
 /// first start, answers at POD_IP:3306, and stops cleanly on SIGTERM.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn mysql_image_runs_mariadb_on_the_pod_ip_with_its_data_on_the_claim() {
-    if !installed("mariadbd") || !installed("mariadb") {
-        eprintln!("skipped: mariadbd or mariadb is not installed (apt-get install mariadb-server)");
-        return;
+async fn mariadb_mysql_image_runs_on_the_pod_ip_with_its_data_on_the_claim() {
+    for program in ["mariadbd", "mariadb"] {
+        assert!(
+            installed(program),
+            "needs MariaDB: {program} is not on the containers' PATH ({}); install it with \
+             apt-get install mariadb-server mariadb-client, or {UNPRIVILEGED_HINT}",
+            twinset_node_agent::env::DEFAULT_PATH
+        );
     }
     let dir = tempfile::tempdir().unwrap();
     let cluster = Cluster::start().await;

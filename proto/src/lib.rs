@@ -13,6 +13,7 @@ pub mod v1 {
 }
 
 pub mod defaults;
+pub mod fields;
 pub mod intorstr;
 pub mod kinds;
 pub mod manifest;

@@ -170,43 +170,93 @@ fn check_daemon_set(d: &DaemonSet) -> R {
         .ok_or_else(|| ("spec".to_string(), "Required value".to_string()))?;
     check_template(spec.template.as_ref())?;
     check_selector_matches_template(spec.selector.as_ref(), spec.template.as_ref())?;
-    if spec.min_ready_seconds < 0 {
-        return bad(
-            "spec.minReadySeconds",
-            format!(
-                "Invalid value: {}: must be greater than or equal to 0",
-                spec.min_ready_seconds
-            ),
-        );
-    }
+    non_negative("spec.minReadySeconds", spec.min_ready_seconds.into())?;
     if let Some(u) = &spec.update_strategy {
-        if !matches!(u.r#type.as_str(), "" | "RollingUpdate" | "OnDelete") {
+        check_update_strategy_type(&u.r#type)?;
+        if let Some(ru) = &u.rolling_update {
+            check_daemon_set_rolling_update(&u.r#type, ru)?;
+        }
+    }
+    Ok(())
+}
+
+/// Kubernetes' ValidateRollingUpdateDaemonSet: maxUnavailable and maxSurge are integers
+/// or percentages, not negative, at most 100%, and (for a RollingUpdate set) exactly one
+/// of them is non-zero. An unset maxUnavailable counts as its default, 1, so a bare
+/// `maxSurge: 1` is refused as Kubernetes refuses it.
+fn check_daemon_set_rolling_update(r#type: &str, ru: &RollingUpdateDaemonSet) -> R {
+    const PATH: &str = "spec.updateStrategy.rollingUpdate";
+    let mut values = [0; 2];
+    for (i, (name, v)) in [
+        ("maxUnavailable", &ru.max_unavailable),
+        ("maxSurge", &ru.max_surge),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let Some(v) = v else {
+            values[i] = i32::from(name == "maxUnavailable");
+            continue;
+        };
+        let path = format!("{PATH}.{name}");
+        // Scaled against 100, a percentage is its own number: getIntOrPercentValue.
+        let n = v.scaled(100, true).map_err(|e| (path.clone(), e))?;
+        if n < 0 {
+            return bad(path, "must be greater than or equal to 0");
+        }
+        if matches!(&v.value, Some(int_or_string::Value::StrVal(_))) && n > 100 {
             return bad(
-                "spec.updateStrategy.type",
-                format!(
-                    "Unsupported value: {:?}: supported values: \"OnDelete\", \"RollingUpdate\"",
-                    u.r#type
-                ),
+                path,
+                format!("Invalid value: {}: must not be greater than 100%", shown(v)),
             );
         }
-        if let Some(ru) = &u.rolling_update {
-            for (name, v) in [
-                ("maxUnavailable", &ru.max_unavailable),
-                ("maxSurge", &ru.max_surge),
-            ] {
-                if let Some(v) = v {
-                    let n = v
-                        .scaled(100, true)
-                        .map_err(|e| (format!("spec.updateStrategy.rollingUpdate.{name}"), e))?;
-                    if n < 0 {
-                        return bad(
-                            format!("spec.updateStrategy.rollingUpdate.{name}"),
-                            "must be greater than or equal to 0",
-                        );
-                    }
-                }
-            }
-        }
+        values[i] = n;
+    }
+    if !matches!(r#type, "" | "RollingUpdate") {
+        return Ok(());
+    }
+    match (values[0] != 0, values[1] != 0) {
+        (true, true) => bad(
+            format!("{PATH}.maxSurge"),
+            format!(
+                "Invalid value: {}: may not be set when maxUnavailable is non-zero",
+                ru.max_surge.as_ref().map(shown).unwrap_or_default()
+            ),
+        ),
+        (false, false) => bad(
+            format!("{PATH}.maxUnavailable"),
+            "Required value: cannot be 0 when maxSurge is 0",
+        ),
+        _ => Ok(()),
+    }
+}
+
+/// An IntOrString as Kubernetes' messages show it: `1`, `"25%"`.
+fn shown(v: &IntOrString) -> String {
+    match &v.value {
+        Some(int_or_string::Value::StrVal(s)) => format!("{s:?}"),
+        _ => v.to_string(),
+    }
+}
+
+/// The update strategy types both workload kinds accept.
+fn check_update_strategy_type(t: &str) -> R {
+    if matches!(t, "" | "RollingUpdate" | "OnDelete") {
+        return Ok(());
+    }
+    bad(
+        "spec.updateStrategy.type",
+        format!("Unsupported value: {t:?}: supported values: \"OnDelete\", \"RollingUpdate\""),
+    )
+}
+
+/// A field that must not be negative (Kubernetes' ValidateNonnegativeField message).
+fn non_negative(path: &str, v: i64) -> R {
+    if v < 0 {
+        return bad(
+            path,
+            format!("Invalid value: {v}: must be greater than or equal to 0"),
+        );
     }
     Ok(())
 }
@@ -217,12 +267,7 @@ fn check_stateful_set(s: &StatefulSet) -> R {
         .as_ref()
         .ok_or_else(|| ("spec".to_string(), "Required value".to_string()))?;
     if let Some(r) = spec.replicas {
-        if r < 0 {
-            return bad(
-                "spec.replicas",
-                format!("Invalid value: {r}: must be greater than or equal to 0"),
-            );
-        }
+        non_negative("spec.replicas", r.into())?;
     }
     check_template(spec.template.as_ref())?;
     check_selector_matches_template(spec.selector.as_ref(), spec.template.as_ref())?;
@@ -247,43 +292,14 @@ fn check_stateful_set(s: &StatefulSet) -> R {
             ),
         );
     }
-    if spec.min_ready_seconds < 0 {
-        return bad(
-            "spec.minReadySeconds",
-            format!(
-                "Invalid value: {}: must be greater than or equal to 0",
-                spec.min_ready_seconds
-            ),
-        );
-    }
+    non_negative("spec.minReadySeconds", spec.min_ready_seconds.into())?;
     if let Some(o) = &spec.ordinals {
-        if o.start < 0 {
-            return bad(
-                "spec.ordinals.start",
-                format!(
-                    "Invalid value: {}: must be greater than or equal to 0",
-                    o.start
-                ),
-            );
-        }
+        non_negative("spec.ordinals.start", o.start.into())?;
     }
     if let Some(u) = &spec.update_strategy {
-        if !matches!(u.r#type.as_str(), "" | "RollingUpdate" | "OnDelete") {
-            return bad(
-                "spec.updateStrategy.type",
-                format!(
-                    "Unsupported value: {:?}: supported values: \"OnDelete\", \"RollingUpdate\"",
-                    u.r#type
-                ),
-            );
-        }
+        check_update_strategy_type(&u.r#type)?;
         if let Some(p) = u.rolling_update.as_ref().and_then(|r| r.partition) {
-            if p < 0 {
-                return bad(
-                    "spec.updateStrategy.rollingUpdate.partition",
-                    format!("Invalid value: {p}: must be greater than or equal to 0"),
-                );
-            }
+            non_negative("spec.updateStrategy.rollingUpdate.partition", p.into())?;
         }
     }
     if let Some(p) = &spec.persistent_volume_claim_retention_policy {
@@ -657,6 +673,73 @@ mod tests {
         assert!(mk("2", "svc", "cpu: 1")
             .unwrap_err()
             .contains("requests.storage: Required value"));
+    }
+
+    /// Kubernetes' ValidateRollingUpdateDaemonSet: exactly one of maxUnavailable and
+    /// maxSurge is non-zero (an unset maxUnavailable is its default, 1), no negative
+    /// values, percentages at most 100%; OnDelete sets only get the value checks.
+    #[test]
+    fn daemon_set_rolling_update() {
+        let base = DS.replace("NAME", "m").replace("SEL", "mon");
+        let with = |strategy: &str| {
+            decode(&format!("{base}  updateStrategy:\n{strategy}"))
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        };
+        let ru =
+            |t: &str, fields: &str| with(&format!("    type: {t}\n    rollingUpdate:\n{fields}"));
+        let ok = [
+            "      maxUnavailable: 1\n",
+            "      maxUnavailable: 0\n      maxSurge: 1\n",
+            "      maxUnavailable: \"0%\"\n      maxSurge: \"100%\"\n",
+            "      maxUnavailable: 2\n      maxSurge: 0\n",
+            "      maxUnavailable: \"100%\"\n",
+        ];
+        for fields in ok {
+            assert_eq!(ru("RollingUpdate", fields), Ok(()), "{fields}");
+        }
+        let refused = [
+            (
+                "      maxSurge: 1\n",
+                "spec.updateStrategy.rollingUpdate.maxSurge: Invalid value: 1: may not be set when maxUnavailable is non-zero",
+            ),
+            (
+                "      maxUnavailable: 1\n      maxSurge: \"10%\"\n",
+                "maxSurge: Invalid value: \"10%\": may not be set when maxUnavailable is non-zero",
+            ),
+            (
+                "      maxUnavailable: 0\n",
+                "spec.updateStrategy.rollingUpdate.maxUnavailable: Required value: cannot be 0 when maxSurge is 0",
+            ),
+            (
+                "      maxUnavailable: \"0%\"\n      maxSurge: 0\n",
+                "maxUnavailable: Required value: cannot be 0 when maxSurge is 0",
+            ),
+            (
+                "      maxUnavailable: 0\n      maxSurge: \"150%\"\n",
+                "maxSurge: Invalid value: \"150%\": must not be greater than 100%",
+            ),
+            (
+                "      maxUnavailable: -1\n",
+                "maxUnavailable: must be greater than or equal to 0",
+            ),
+            (
+                "      maxUnavailable: 0\n      maxSurge: x\n",
+                "maxSurge: invalid value \"x\": must be an integer or a percentage",
+            ),
+        ];
+        for (fields, want) in refused {
+            let e = ru("RollingUpdate", fields).unwrap_err();
+            assert!(e.contains(want), "{fields}: {e}");
+        }
+        // OnDelete ignores rollingUpdate's combination but not malformed values.
+        assert_eq!(ru("OnDelete", "      maxSurge: 1\n"), Ok(()));
+        assert!(ru("OnDelete", "      maxSurge: -1\n")
+            .unwrap_err()
+            .contains("maxSurge: must be greater than or equal to 0"));
+        assert!(with("    type: Recreate\n")
+            .unwrap_err()
+            .contains("spec.updateStrategy.type: Unsupported value: \"Recreate\""));
     }
 
     #[test]

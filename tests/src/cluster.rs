@@ -63,6 +63,8 @@ pub struct Options {
     pub dns: bool,
     /// Extra flags given to every agent started by [`Cluster::start_with`].
     pub agent_flags: Vec<String>,
+    /// Extra flags given to the control plane (each time it starts), e.g. `--event-ttl`.
+    pub control_plane_flags: Vec<String>,
 }
 
 impl Options {
@@ -95,6 +97,7 @@ pub struct Cluster {
     manifests: AtomicUsize,
     dns: Option<SocketAddr>,
     pod_range: String,
+    control_plane_flags: Vec<String>,
 }
 
 /// A pod range of the cluster's own: 127.A.B.0/24 cut into /27s (8 nodes of 29 pods).
@@ -157,6 +160,7 @@ impl Cluster {
             manifests: AtomicUsize::new(0),
             dns: options.dns.then(dns::pick_listen_addr),
             pod_range: own_pod_range(),
+            control_plane_flags: options.control_plane_flags.clone(),
         };
         c.start_control_plane(None);
         c
@@ -251,6 +255,7 @@ impl Cluster {
             args.push("--dns-listen".into());
             args.push(d.to_string());
         }
+        args.extend(self.control_plane_flags.iter().cloned());
         let name = format!("control-plane.{}", self.cp_runs);
         let d = self.spawn_daemon(&name, &args);
         // Owned by the cluster from the start, so a failed start is still cleaned up.

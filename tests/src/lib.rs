@@ -36,4 +36,18 @@ pub use procs::ProcId;
 pub use sandbox::Sandbox;
 pub use table::Table;
 pub use wait::{holds_for, timeout, wait_for};
+
+/// The filter that leaves out the tests needing root or MariaDB (the README's paragraph
+/// and `.config/nextest.toml`'s `unprivileged` profile).
+pub const UNPRIVILEGED_HINT: &str =
+    "run as root, or leave these tests out: cargo nextest run --workspace --profile unprivileged";
+
+/// Fails the test unless it runs as root, saying what root is needed for: tests that
+/// cannot do their work must fail, not pass without it. Such tests are named `root_*`.
+pub fn require_root(needed_for: &str) {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "needs root ({needed_for}); {UNPRIVILEGED_HINT}"
+    );
+}
 pub use watch::{PodEvent, PodState, PodWatch};

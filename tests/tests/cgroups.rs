@@ -3,11 +3,7 @@
 
 use twinset_e2e::json::{int_at, PodView};
 use twinset_e2e::procs::cgroup_file;
-use twinset_e2e::{timeout, wait_for, Cluster, Table};
-
-fn is_root() -> bool {
-    nix::unistd::geteuid().is_root()
-}
+use twinset_e2e::{require_root, timeout, wait_for, Cluster, Table};
 
 fn pod(name: &str, command: &str, memory: &str, cpu: &str) -> String {
     format!(
@@ -33,11 +29,8 @@ spec:
 }
 
 #[test]
-fn a_pod_with_a_128mi_limit_runs_in_a_cgroup_with_that_limit() {
-    if !is_root() {
-        eprintln!("skipped: cgroup limits are only enforced as root");
-        return;
-    }
+fn root_a_pod_with_a_128mi_limit_runs_in_a_cgroup_with_that_limit() {
+    require_root("cgroup limits are only enforced as root");
     let c = Cluster::start(1);
     let out = c.apply(&pod("limited", "exec sleep 3600", "128Mi", "100m"));
     assert_eq!(out.ok().trim(), "pod/limited created");
@@ -97,11 +90,8 @@ fn a_pod_with_a_128mi_limit_runs_in_a_cgroup_with_that_limit() {
 }
 
 #[test]
-fn a_container_allocating_past_its_memory_limit_is_oomkilled() {
-    if !is_root() {
-        eprintln!("skipped: cgroup limits are only enforced as root");
-        return;
-    }
+fn root_a_container_allocating_past_its_memory_limit_is_oomkilled() {
+    require_root("cgroup limits are only enforced as root");
     let c = Cluster::start(1);
     // dash keeps the whole command substitution in its own memory: ~300 MB in the
     // container's main process, well past 128Mi. Bounded, in case the limit is not enforced.

@@ -1,8 +1,9 @@
 //! Stable network identity through the control plane's DNS server (`--dns-listen`),
 //! with cheap pods (`twinset/sleep:latest`): `<pod>.<svc>.<ns>.svc.cluster.local` is the
 //! pod's IP while it is Running and Ready, `<svc>.<ns>.svc.cluster.local` is all of them,
-//! names follow scale-down, and, as root, each pod resolves them itself through its own
-//! `/etc/resolv.conf` and finds its own name in its `/etc/hosts` and UTS hostname.
+//! names follow scale-down, and (a test of its own, root only) each pod resolves them
+//! itself through its own `/etc/resolv.conf` and finds its own name in its `/etc/hosts`
+//! and UTS hostname.
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -12,7 +13,7 @@ use std::time::Duration;
 use twinset_e2e::cluster::run_command_with;
 use twinset_e2e::dns::{self, a_records};
 use twinset_e2e::json::{self, str_at};
-use twinset_e2e::{timeout, wait_for, Cluster, Options};
+use twinset_e2e::{require_root, timeout, wait_for, Cluster, Options};
 
 const NS: &str = "names";
 
@@ -156,66 +157,6 @@ fn pod_and_service_names_resolve_to_ready_pods() {
         }
     );
 
-    // As root, each pod resolves the names itself (its own resolv.conf points at the
-    // server) and knows its own name (hosts file and UTS hostname).
-    if dns::can_bind_port_53() {
-        for p in &pods {
-            let pid = c.wait_pod_process(NS, &p.name).pid;
-            let hostname = in_pod(pid, &["-u"], &["uname", "-n"]).unwrap_or_else(|e| panic!("{e}"));
-            assert_eq!(hostname.trim(), p.name, "hostname inside {}", p.name);
-            let resolv = in_pod(pid, &["-m"], &["cat", "/etc/resolv.conf"])
-                .unwrap_or_else(|e| panic!("{e}"));
-            assert!(
-                resolv
-                    .lines()
-                    .any(|l| l.split_whitespace().collect::<Vec<_>>()
-                        == ["nameserver", &server.ip().to_string()]),
-                "{}'s /etc/resolv.conf does not name {}:\n{resolv}",
-                p.name,
-                server.ip()
-            );
-            assert!(
-                resolv.contains(&format!("{NS}.svc.cluster.local")),
-                "{}'s /etc/resolv.conf has no search domain {NS}.svc.cluster.local:\n{resolv}",
-                p.name
-            );
-            let hosts =
-                in_pod(pid, &["-m"], &["cat", "/etc/hosts"]).unwrap_or_else(|e| panic!("{e}"));
-            assert!(
-                hosts.lines().any(|l| {
-                    let f: Vec<&str> = l.split_whitespace().collect();
-                    f.first() == Some(&p.ip.as_str()) && f.contains(&p.name.as_str())
-                }),
-                "{}'s /etc/hosts has no line `{} ... {}`:\n{hosts}",
-                p.name,
-                p.ip,
-                p.name
-            );
-            // The host's own files are untouched.
-            let host_hosts = std::fs::read_to_string("/etc/hosts").unwrap_or_default();
-            assert!(
-                !host_hosts.contains(&fqdn(&p.name)),
-                "the host's /etc/hosts changed"
-            );
-            // A neighbour's name, through the pod's resolver.
-            let other = &pods[(pods.iter().position(|q| q.name == p.name).unwrap_or(0) + 1) % 3];
-            let got = wait_for(
-                &format!("{} to resolve {} itself", p.name, other.name),
-                timeout(),
-                || in_pod(pid, &["-m"], &["getent", "ahostsv4", &fqdn(&other.name)]),
-            );
-            assert!(
-                got.lines()
-                    .any(|l| l.starts_with(&format!("{} ", other.ip))),
-                "{} resolved {} to something else:\n{got}",
-                p.name,
-                other.name
-            );
-        }
-    } else {
-        eprintln!("not root: skipping the checks inside the pods' namespaces");
-    }
-
     // Scale down: the removed pods' names go, the service keeps the rest.
     c.run_ok(&["scale", "sts", "web", "-n", NS, "--replicas=1"]);
     let left = c.wait_sts_ready(NS, "web", 1);
@@ -225,4 +166,72 @@ fn pod_and_service_names_resolve_to_ready_pods() {
     });
     wait_resolves(server, SERVICE, std::slice::from_ref(&left[0].ip));
     wait_resolves(server, &fqdn("web-0"), std::slice::from_ref(&left[0].ip));
+}
+
+/// As root, each pod resolves the names itself (its own resolv.conf points at the
+/// server) and knows its own name (hosts file and UTS hostname).
+#[test]
+fn root_pods_resolve_names_through_their_own_resolv_conf() {
+    require_root(
+        "pods get their own mount and UTS namespaces, so their own resolv.conf, /etc/hosts and hostname, only as root",
+    );
+    let c = Cluster::start_with(2, Options::with_dns());
+    let server = c.dns_addr().expect("the cluster has a DNS server");
+    c.apply(&set("web", 3, "")).ok();
+    let pods = c.wait_sts_ready(NS, "web", 3);
+    for p in &pods {
+        wait_resolves(server, &fqdn(&p.name), std::slice::from_ref(&p.ip));
+    }
+    for p in &pods {
+        let pid = c.wait_pod_process(NS, &p.name).pid;
+        let hostname = in_pod(pid, &["-u"], &["uname", "-n"]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(hostname.trim(), p.name, "hostname inside {}", p.name);
+        let resolv =
+            in_pod(pid, &["-m"], &["cat", "/etc/resolv.conf"]).unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            resolv
+                .lines()
+                .any(|l| l.split_whitespace().collect::<Vec<_>>()
+                    == ["nameserver", &server.ip().to_string()]),
+            "{}'s /etc/resolv.conf does not name {}:\n{resolv}",
+            p.name,
+            server.ip()
+        );
+        assert!(
+            resolv.contains(&format!("{NS}.svc.cluster.local")),
+            "{}'s /etc/resolv.conf has no search domain {NS}.svc.cluster.local:\n{resolv}",
+            p.name
+        );
+        let hosts = in_pod(pid, &["-m"], &["cat", "/etc/hosts"]).unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            hosts.lines().any(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                f.first() == Some(&p.ip.as_str()) && f.contains(&p.name.as_str())
+            }),
+            "{}'s /etc/hosts has no line `{} ... {}`:\n{hosts}",
+            p.name,
+            p.ip,
+            p.name
+        );
+        // The host's own files are untouched.
+        let host_hosts = std::fs::read_to_string("/etc/hosts").unwrap_or_default();
+        assert!(
+            !host_hosts.contains(&fqdn(&p.name)),
+            "the host's /etc/hosts changed"
+        );
+        // A neighbour's name, through the pod's resolver.
+        let other = &pods[(pods.iter().position(|q| q.name == p.name).unwrap_or(0) + 1) % 3];
+        let got = wait_for(
+            &format!("{} to resolve {} itself", p.name, other.name),
+            timeout(),
+            || in_pod(pid, &["-m"], &["getent", "ahostsv4", &fqdn(&other.name)]),
+        );
+        assert!(
+            got.lines()
+                .any(|l| l.starts_with(&format!("{} ", other.ip))),
+            "{} resolved {} to something else:\n{got}",
+            p.name,
+            other.name
+        );
+    }
 }

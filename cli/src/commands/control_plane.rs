@@ -20,6 +20,9 @@ pub fn config(args: ControlPlaneArgs) -> twinset_control_plane::Config {
     if let Some(d) = args.cluster_domain {
         config.cluster_domain = d;
     }
+    if let Some(ttl) = args.event_ttl {
+        config.event_ttl = ttl;
+    }
     config
 }
 

@@ -1,6 +1,6 @@
 //! `twinset describe KIND [NAME...]`: kubectl's describe layouts, with the
 //! controller's pods counted and the object's events.
-use super::{events_for, get_object, list, namespace, parse_target, Ctx};
+use super::{get_object, list, namespace, parse_target, Ctx};
 use crate::args::DescribeArgs;
 use crate::client::Client;
 use crate::print::describe::{self, PodCounts};
@@ -8,7 +8,7 @@ use crate::print::format;
 use crate::report::{self, AlreadyReported};
 use anyhow::bail;
 use twinset_proto::kinds::Kind;
-use twinset_proto::v1::{LabelSelector, Object, Pod};
+use twinset_proto::v1::{Event, LabelSelector, Object, Pod};
 
 /// Runs `describe`.
 pub async fn run(ctx: &Ctx, args: DescribeArgs) -> anyhow::Result<()> {
@@ -136,6 +136,36 @@ async fn describe_one(client: &mut Client, obj: &Object) -> anyhow::Result<Strin
     })
 }
 
+/// The events about one object, asked of the server by field selector as kubectl's
+/// describe does: only that object's events travel, not the namespace's.
+async fn events_for(client: &mut Client, obj: &Object) -> anyhow::Result<Vec<Event>> {
+    let (events, _) = list(
+        client,
+        Kind::Event,
+        obj.namespace(),
+        "",
+        &event_selector(obj),
+    )
+    .await?;
+    Ok(events.into_iter().filter_map(|o| o.into_event()).collect())
+}
+
+/// kubectl's event field selector for an object: its name, namespace ("" for a
+/// cluster-scoped object, whose events are then searched in every namespace), kind and,
+/// when it has one, uid (so an earlier object of the same name does not lend its events).
+fn event_selector(obj: &Object) -> String {
+    let m = obj.meta();
+    let mut terms = vec![
+        format!("involvedObject.name={}", m.name),
+        format!("involvedObject.namespace={}", m.namespace),
+        format!("involvedObject.kind={}", obj.kind().as_str()),
+    ];
+    if !m.uid.is_empty() {
+        terms.push(format!("involvedObject.uid={}", m.uid));
+    }
+    terms.join(",")
+}
+
 /// The pods a controller owns, as kubectl's getPodStatusForController counts them: those
 /// its selector matches in its namespace whose controller reference is the object.
 async fn controlled_pods(
@@ -174,6 +204,36 @@ fn controlled_by(pod: &Pod, uid: &str) -> bool {
 mod tests {
     use super::*;
     use twinset_proto::v1::{ObjectMeta, OwnerReference};
+
+    #[test]
+    fn events_are_selected_by_involved_object() {
+        let pod = Object::from(Pod {
+            metadata: Some(ObjectMeta {
+                name: "web-0".into(),
+                namespace: "shop".into(),
+                uid: "u1".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        assert_eq!(
+            event_selector(&pod),
+            "involvedObject.name=web-0,involvedObject.namespace=shop,involvedObject.kind=Pod,involvedObject.uid=u1"
+        );
+        let node = Object::from(twinset_proto::v1::Node {
+            metadata: Some(ObjectMeta {
+                name: "node1".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        assert_eq!(
+            event_selector(&node),
+            "involvedObject.name=node1,involvedObject.namespace=,involvedObject.kind=Node"
+        );
+        // The server accepts every term for events.
+        twinset_proto::fields::FieldSelector::parse(Kind::Event, &event_selector(&pod)).unwrap();
+    }
 
     #[test]
     fn only_controlled_pods_count() {

@@ -20,7 +20,7 @@ use crate::args::{Cli, Command};
 use crate::client::Client;
 use anyhow::bail;
 use twinset_proto::kinds::Kind;
-use twinset_proto::v1::{Event, ListRequest, Object};
+use twinset_proto::v1::{ListRequest, Object};
 
 /// The namespace used when `-n` is not given.
 pub const DEFAULT_NAMESPACE: &str = "default";
@@ -150,25 +150,6 @@ pub async fn get_object(
         Err(s) => Err(client.error_for(s, kind, name)),
     }
 }
-
-/// The events about one object (by kind and name, and uid when both sides have one).
-pub async fn events_for(client: &mut Client, obj: &Object) -> anyhow::Result<Vec<Event>> {
-    let (events, _) = list(client, Kind::Event, obj.namespace(), "", "").await?;
-    let meta = obj.meta();
-    let kind = obj.kind().as_str();
-    Ok(events
-        .into_iter()
-        .filter_map(|o| o.into_event())
-        .filter(|e| {
-            e.involved_object.as_ref().is_some_and(|r| {
-                r.kind == kind
-                    && r.name == meta.name
-                    && (r.uid.is_empty() || meta.uid.is_empty() || r.uid == meta.uid)
-            })
-        })
-        .collect())
-}
-
 /// Whether a gRPC status says a compare-and-swap lost a race (retry with a fresh read).
 pub fn is_conflict(status: &tonic::Status) -> bool {
     matches!(

@@ -6,6 +6,7 @@ use crate::store::{update_with_retry, Change, Error as StoreError, Key, Store, W
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
+use twinset_proto::fields::FieldSelector;
 use twinset_proto::selector::Selector;
 use twinset_proto::v1::cluster_server::Cluster;
 use twinset_proto::v1::{
@@ -47,50 +48,9 @@ fn key_parts(key: Option<ObjectKey>) -> Result<(Kind, String, String), Status> {
     Ok((kind, namespace_for(kind, &key.namespace), key.name))
 }
 
-/// A parsed field selector: `spec.nodeName=`, `metadata.name=`, `metadata.namespace=`.
-#[derive(Debug, Default)]
-struct FieldSelector(Vec<(String, String)>);
-
-impl FieldSelector {
-    fn parse(s: &str) -> Result<FieldSelector, Status> {
-        let mut out = Vec::new();
-        for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            let (field, value) = part
-                .split_once("==")
-                .or_else(|| part.split_once('='))
-                .ok_or_else(|| {
-                    Status::invalid_argument(format!(
-                        "invalid field selector {part:?}: expected FIELD=VALUE"
-                    ))
-                })?;
-            let field = field.trim();
-            if !matches!(
-                field,
-                "spec.nodeName" | "metadata.name" | "metadata.namespace"
-            ) {
-                return Err(Status::invalid_argument(format!(
-                    "field label not supported: {field} (supported: spec.nodeName, metadata.name, metadata.namespace)"
-                )));
-            }
-            out.push((field.to_string(), value.trim().to_string()));
-        }
-        Ok(FieldSelector(out))
-    }
-
-    fn matches(&self, o: &Object) -> bool {
-        self.0.iter().all(|(field, want)| {
-            let have = match field.as_str() {
-                "spec.nodeName" => o
-                    .as_pod()
-                    .and_then(|p| p.spec.as_ref())
-                    .map(|s| s.node_name.as_str())
-                    .unwrap_or(""),
-                "metadata.name" => o.name(),
-                _ => o.namespace(),
-            };
-            have == want
-        })
-    }
+/// The list's field selector for `kind` (unknown fields refused as Kubernetes does).
+fn field_selector(kind: Kind, s: &str) -> Result<FieldSelector, Status> {
+    FieldSelector::parse(kind, s).map_err(|e| Status::invalid_argument(e.to_string()))
 }
 
 /// Refuses to delete a claim that a pod on a node still mounts (Kubernetes keeps such a
@@ -180,7 +140,7 @@ impl Cluster for ClusterService {
         let r = request.into_inner();
         let kind = parse_kind(&r.kind)?;
         let labels = label_selector(&r.label_selector)?;
-        let fields = FieldSelector::parse(&r.field_selector)?;
+        let fields = field_selector(kind, &r.field_selector)?;
         let ns = (kind.namespaced() && !r.namespace.is_empty()).then_some(r.namespace.as_str());
         let (items, rev) = self.store().list(kind, ns);
         let items = items
@@ -395,38 +355,5 @@ impl ClusterService {
         Ok(Response::new(DeleteResponse {
             object: Some(object),
         }))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn field_selectors() {
-        let pod = Object::from(twinset_proto::v1::Pod {
-            metadata: Some(twinset_proto::v1::ObjectMeta {
-                name: "p".into(),
-                namespace: "ns".into(),
-                ..Default::default()
-            }),
-            spec: Some(twinset_proto::v1::PodSpec {
-                node_name: "n1".into(),
-                ..Default::default()
-            }),
-            ..Default::default()
-        });
-        assert!(FieldSelector::parse("spec.nodeName=n1")
-            .unwrap()
-            .matches(&pod));
-        assert!(FieldSelector::parse("spec.nodeName==n1,metadata.name=p")
-            .unwrap()
-            .matches(&pod));
-        assert!(!FieldSelector::parse("spec.nodeName=n2")
-            .unwrap()
-            .matches(&pod));
-        assert!(FieldSelector::parse("").unwrap().matches(&pod));
-        assert!(FieldSelector::parse("status.phase=Running").is_err());
-        assert!(FieldSelector::parse("spec.nodeName").is_err());
     }
 }

@@ -27,7 +27,10 @@ use twinset_proto::Kind;
 
 pub use hub::Hub;
 pub use key::Key;
-pub use retry::{create_or_update, try_update_with_retry, update_with_retry, Change, Outcome};
+pub use retry::{
+    create_or_update, create_or_update_attempts, try_update_with_retry, update_with_retry, Change,
+    Outcome,
+};
 pub use stream::{Next, WatchStream};
 
 /// Every object of a kind, unwrapped to its type (`Object::into_pod`, ...): what the

@@ -73,7 +73,14 @@ where
     E: From<Error>,
     F: FnMut(&mut Object) -> Result<Change, E> + Send,
 {
-    modify(store, key, None::<fn() -> Result<Object, E>>, edit).await
+    modify(
+        store,
+        key,
+        ATTEMPTS,
+        None::<fn() -> Result<Object, E>>,
+        edit,
+    )
+    .await
 }
 
 /// [`update_with_retry`], but a missing object is created from what `create` returns
@@ -89,12 +96,30 @@ where
     C: FnMut() -> Result<Object, E> + Send,
     F: FnMut(&mut Object) -> Result<Change, E> + Send,
 {
-    modify(store, key, Some(create), edit).await
+    modify(store, key, ATTEMPTS, Some(create), edit).await
+}
+
+/// [`create_or_update`] with a bound of its own on the attempts: for writes that many
+/// writers race on by design (an Event's count), where five conflicts are no sign of trouble.
+pub async fn create_or_update_attempts<E, C, F>(
+    store: &dyn Store,
+    key: &Key,
+    attempts: usize,
+    create: C,
+    edit: F,
+) -> Result<Outcome, E>
+where
+    E: From<Error>,
+    C: FnMut() -> Result<Object, E> + Send,
+    F: FnMut(&mut Object) -> Result<Change, E> + Send,
+{
+    modify(store, key, attempts, Some(create), edit).await
 }
 
 async fn modify<E, C, F>(
     store: &dyn Store,
     key: &Key,
+    attempts: usize,
     mut create: Option<C>,
     mut edit: F,
 ) -> Result<Outcome, E>
@@ -105,7 +130,7 @@ where
 {
     let (kind, ns, name) = (key.kind, key.namespace.as_str(), key.name.as_str());
     let mut last = None;
-    for _ in 0..ATTEMPTS {
+    for _ in 0..attempts.max(1) {
         let written = match store.get(kind, ns, name) {
             None => match create.as_mut() {
                 None => return Err(Error::not_found(kind, name).into()),
@@ -132,7 +157,7 @@ where
             Err(e) => return Err(e.into()),
         }
     }
-    tracing::debug!(object = %key, attempts = ATTEMPTS, "gave up: the object kept changing");
+    tracing::debug!(object = %key, attempts, "gave up: the object kept changing");
     Err(last.unwrap_or(Error::Closed).into())
 }
 

@@ -8,11 +8,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::SystemTime;
 use twinset_proto::selector::label_selector_matches;
 use twinset_proto::v1::{
-    DaemonSet, DaemonSetStatus, Node, ObjectMeta, OwnerReference, Pod, PodSpec, PodStatus,
+    DaemonSet, DaemonSetSpec, DaemonSetStatus, IntOrString, Node, ObjectMeta, OwnerReference, Pod,
+    PodSpec, PodStatus, RollingUpdateDaemonSet,
 };
 
 /// One step the shell carries out.
 #[derive(Clone, Debug, PartialEq)]
+#[must_use = "an action the shell drops is never carried out"]
 pub enum Action {
     /// Create a daemon pod bound to this node (see [`build_pod`]).
     CreatePod {
@@ -140,6 +142,7 @@ pub fn build_pod(ds: &DaemonSet, node: &str, suffix: &str) -> Pod {
 }
 
 /// The next steps for one DaemonSet.
+#[must_use = "the actions are what the round must carry out"]
 pub fn decide(snap: Snapshot<'_>) -> Vec<Action> {
     let ds = snap.ds;
     let uid = meta(ds).uid.as_str();
@@ -199,6 +202,12 @@ pub fn decide(snap: Snapshot<'_>) -> Vec<Action> {
             .unwrap_or_default(),
         ..Default::default()
     };
+    let rolling = rolling_update(&spec);
+    // maxSurge > 0: new pods start next to the old ones (Kubernetes' AllowsSurge).
+    let surge = rolling && max_surge(&spec, 1) > 0;
+    // Nodes whose available old pod waits for a surge slot, and nodes surging now.
+    let mut surge_candidates: Vec<String> = Vec::new();
+    let mut surging = 0;
     // Nodes whose single kept pod is outdated, split by availability (rolling update input).
     let mut outdated_unavailable = Vec::new();
     let mut outdated_available = Vec::new();
@@ -235,13 +244,38 @@ pub fn decide(snap: Snapshot<'_>) -> Vec<Action> {
             }
             live.clear();
         }
-        for extra in live.iter().skip(1) {
+        // At most one pod per node; while surging, one old and one new (see `pair`).
+        let (pair, extras) = if surge {
+            pair(&live, &hash)
+        } else {
+            (Pair::default(), live.iter().skip(1).copied().collect())
+        };
+        for extra in extras {
             actions.push(Action::DeletePod {
                 name: podutil::name(extra).to_string(),
                 reason: DeleteReason::Duplicate,
             });
         }
-        let kept = live.first().copied();
+        if let (Some(old), Some(new)) = (pair.old, pair.new) {
+            let new_available = podutil::is_available(new, spec.min_ready_seconds, snap.now);
+            if !new_available {
+                surging += 1;
+            }
+            // The old pod goes once the new one is available, or at once when it is not
+            // Ready itself.
+            if new_available || !podutil::is_ready(old) {
+                actions.push(Action::DeletePod {
+                    name: podutil::name(old).to_string(),
+                    reason: DeleteReason::Outdated,
+                });
+            }
+        }
+        // The status speaks of the oldest pod the node keeps, as Kubernetes' does.
+        let kept = if surge {
+            pair.oldest()
+        } else {
+            live.first().copied()
+        };
 
         if fit.should_run {
             status.desired_number_scheduled += 1;
@@ -264,7 +298,7 @@ pub fn decide(snap: Snapshot<'_>) -> Vec<Action> {
                     if !available {
                         unavailable_now += 1;
                     }
-                    if !updated {
+                    if !updated && !surge {
                         let name = podutil::name(p).to_string();
                         if available {
                             outdated_available.push(name);
@@ -274,13 +308,33 @@ pub fn decide(snap: Snapshot<'_>) -> Vec<Action> {
                     }
                 }
             }
+            if let (true, Some(old), None) = (surge, pair.old, pair.new) {
+                if podutil::is_available(old, spec.min_ready_seconds, snap.now) {
+                    surge_candidates.push(node_name.to_string());
+                } else {
+                    // Not serving anyway: its replacement starts at once.
+                    actions.push(Action::CreatePod {
+                        node: node_name.to_string(),
+                    });
+                }
+            }
         } else if scheduled {
             status.number_misscheduled += 1;
         }
     }
     status.number_unavailable = status.desired_number_scheduled - status.number_available;
 
-    if rolling_update(&spec) {
+    if surge {
+        // New pods on nodes whose old pod still serves, while fewer than maxSurge nodes
+        // wait for their new pod to become available.
+        let slots = max_surge(&spec, status.desired_number_scheduled) - surging;
+        for node in surge_candidates
+            .into_iter()
+            .take(usize::try_from(slots).unwrap_or(0))
+        {
+            actions.push(Action::CreatePod { node });
+        }
+    } else if rolling {
         // Old pods that are not available anyway go at once; available ones only while the
         // number of unavailable nodes stays under maxUnavailable (maxSurge 0).
         for name in outdated_unavailable {
@@ -315,19 +369,78 @@ fn pod_hash(p: &Pod) -> Option<&str> {
         .map(String::as_str)
 }
 
-fn rolling_update(spec: &twinset_proto::v1::DaemonSetSpec) -> bool {
+fn rolling_update(spec: &DaemonSetSpec) -> bool {
     spec.update_strategy
         .as_ref()
         .is_none_or(|s| s.r#type.is_empty() || s.r#type == "RollingUpdate")
 }
 
-/// maxUnavailable resolved against the desired count (percentages round up), at least 1.
-fn max_unavailable(spec: &twinset_proto::v1::DaemonSetSpec, desired: i32) -> i32 {
+/// maxSurge resolved against the desired count (percentages round up); 0 when unset or
+/// not a rolling update.
+fn max_surge(spec: &DaemonSetSpec, desired: i32) -> i32 {
+    if !rolling_update(spec) {
+        return 0;
+    }
+    rolling_value(spec, |r| r.max_surge.as_ref(), desired)
+        .unwrap_or(0)
+        .max(0)
+}
+
+/// One IntOrString of the rolling update, resolved against the desired count as
+/// Kubernetes does (percentages round up); `None` when unset.
+fn rolling_value(
+    spec: &DaemonSetSpec,
+    field: fn(&RollingUpdateDaemonSet) -> Option<&IntOrString>,
+    desired: i32,
+) -> Option<i32> {
     spec.update_strategy
         .as_ref()
         .and_then(|s| s.rolling_update.as_ref())
-        .and_then(|r| r.max_unavailable.as_ref())
+        .and_then(field)
         .and_then(|m| m.scaled(desired, true).ok())
+}
+
+/// A node's pods while surging: the oldest outdated one and the oldest current one.
+#[derive(Clone, Copy, Default)]
+struct Pair<'a> {
+    old: Option<&'a Pod>,
+    new: Option<&'a Pod>,
+}
+
+impl<'a> Pair<'a> {
+    /// The older of the two.
+    fn oldest(self) -> Option<&'a Pod> {
+        match (self.old, self.new) {
+            (Some(old), Some(new)) if podutil::by_age(new, old).is_lt() => Some(new),
+            (old, new) => old.or(new),
+        }
+    }
+}
+
+/// Splits a node's live pods (oldest first) into the [`Pair`] it keeps and the rest,
+/// which are duplicates. An old pod and a new one may run side by side only while the
+/// old one is Ready (Kubernetes' podsShouldBeOnNode with surge).
+fn pair<'a>(live: &[&'a Pod], hash: &str) -> (Pair<'a>, Vec<&'a Pod>) {
+    let mut kept = Pair::default();
+    let mut extras = Vec::new();
+    for &p in live {
+        let slot = if pod_hash(p) == Some(hash) {
+            &mut kept.new
+        } else {
+            &mut kept.old
+        };
+        if slot.is_none() {
+            *slot = Some(p);
+        } else {
+            extras.push(p);
+        }
+    }
+    (kept, extras)
+}
+
+/// maxUnavailable resolved against the desired count (percentages round up), at least 1.
+fn max_unavailable(spec: &DaemonSetSpec, desired: i32) -> i32 {
+    rolling_value(spec, |r| r.max_unavailable.as_ref(), desired)
         .unwrap_or(1)
         .max(1)
 }

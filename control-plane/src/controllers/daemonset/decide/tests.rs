@@ -535,3 +535,244 @@ fn removed_node_changes_desired_count() {
     assert_eq!(deletes(&a), vec![("b", DeleteReason::NodeGone)]);
     assert_eq!(counts(&status(&a)), (1, 1, 0, 1, 1, 1, 0));
 }
+
+/// The set with a RollingUpdate of maxUnavailable 0 and this maxSurge.
+fn surge_ds(max_surge: IntOrString) -> DaemonSet {
+    let mut d = ds();
+    d.spec.as_mut().unwrap().update_strategy = Some(DaemonSetUpdateStrategy {
+        r#type: "RollingUpdate".into(),
+        rolling_update: Some(RollingUpdateDaemonSet {
+            max_unavailable: Some(IntOrString::int(0)),
+            max_surge: Some(max_surge),
+        }),
+    });
+    d
+}
+
+/// Outdated, Running and Ready pods `old-<node>` on each node.
+fn old_pods(names: &[&str]) -> Vec<Pod> {
+    names
+        .iter()
+        .map(|n| outdated(pod(&format!("old-{n}"), n, 1)))
+        .collect()
+}
+
+#[test]
+fn surge_starts_new_pods_beside_old_ones_up_to_max_surge() {
+    let names = ["n1", "n2", "n3", "n4"];
+    let a = run(
+        &surge_ds(IntOrString::int(2)),
+        &nodes(&names),
+        &old_pods(&names),
+    );
+    assert_eq!(creates(&a), vec!["n1", "n2"]);
+    assert!(
+        deletes(&a).is_empty(),
+        "no old pod stops before its successor"
+    );
+    // The status speaks of the old pods until they are gone.
+    assert_eq!(counts(&status(&a)), (4, 4, 0, 4, 4, 0, 0));
+}
+
+#[test]
+fn surge_percent_rounds_up_against_desired_nodes() {
+    let names = ["n1", "n2", "n3"];
+    let run_with = |v: &str| {
+        creates(&run(
+            &surge_ds(IntOrString::string(v)),
+            &nodes(&names),
+            &old_pods(&names),
+        ))
+        .len()
+    };
+    assert_eq!(run_with("10%"), 1, "0.3 rounds up to 1");
+    assert_eq!(run_with("50%"), 2, "1.5 rounds up to 2");
+    assert_eq!(run_with("100%"), 3);
+}
+
+#[test]
+fn surge_waits_while_max_surge_nodes_have_unavailable_new_pods() {
+    let names = ["n1", "n2", "n3"];
+    let mut pods = old_pods(&names);
+    pods.push(phase(pod("new-n1", "n1", 5), "Pending"));
+    let a = run(&surge_ds(IntOrString::int(1)), &nodes(&names), &pods);
+    assert!(creates(&a).is_empty(), "n1 uses the one surge slot");
+    assert!(
+        deletes(&a).is_empty(),
+        "n1's old pod stays until the new one is available"
+    );
+    // With two slots, one more node starts.
+    let a = run(&surge_ds(IntOrString::int(2)), &nodes(&names), &pods);
+    assert_eq!(creates(&a), vec!["n2"]);
+}
+
+#[test]
+fn surge_deletes_the_old_pod_once_the_new_one_is_available() {
+    let names = ["n1", "n2"];
+    let mut pods = old_pods(&names);
+    pods.push(pod("new-n1", "n1", 5));
+    let a = run(&surge_ds(IntOrString::int(1)), &nodes(&names), &pods);
+    assert_eq!(deletes(&a), vec![("old-n1", DeleteReason::Outdated)]);
+    // n1 no longer holds a surge slot: n2 starts in the same step.
+    assert_eq!(creates(&a), vec!["n2"]);
+}
+
+#[test]
+fn surge_respects_min_ready_seconds() {
+    let names = ["n1", "n2"];
+    let mut d = surge_ds(IntOrString::int(1));
+    d.spec.as_mut().unwrap().min_ready_seconds = 30;
+    let mut pods = old_pods(&names);
+    let mut fresh = pod("new-n1", "n1", 5);
+    fresh.status.as_mut().unwrap().conditions[0].last_transition_time =
+        "2026-05-31T23:59:50Z".into();
+    pods.push(fresh.clone());
+    let a = run(&d, &nodes(&names), &pods);
+    assert!(
+        deletes(&a).is_empty(),
+        "Ready for 10 s of 30: not yet available"
+    );
+    assert!(creates(&a).is_empty(), "n1 still holds the slot");
+    fresh.status.as_mut().unwrap().conditions[0].last_transition_time =
+        "2026-05-31T23:59:00Z".into();
+    pods.pop();
+    pods.push(fresh);
+    let a = run(&d, &nodes(&names), &pods);
+    assert_eq!(deletes(&a), vec![("old-n1", DeleteReason::Outdated)]);
+}
+
+#[test]
+fn surge_replaces_unavailable_old_pods_at_once() {
+    let names = ["n1", "n2", "n3"];
+    let mut pods = old_pods(&names);
+    // n1 surges already (the one slot); n2's old pod is not Ready: it is replaced anyway.
+    pods.push(phase(pod("new-n1", "n1", 5), "Pending"));
+    pods[1] = phase(outdated(pod("old-n2", "n2", 1)), "Running");
+    let a = run(&surge_ds(IntOrString::int(1)), &nodes(&names), &pods);
+    assert_eq!(creates(&a), vec!["n2"]);
+    assert!(deletes(&a).is_empty());
+    // Once its successor exists, an old pod that is not Ready goes without waiting.
+    pods.push(phase(pod("new-n2", "n2", 6), "Pending"));
+    let a = run(&surge_ds(IntOrString::int(1)), &nodes(&names), &pods);
+    assert_eq!(deletes(&a), vec![("old-n2", DeleteReason::Outdated)]);
+    assert!(creates(&a).is_empty(), "two nodes surge: no slot for n3");
+}
+
+#[test]
+fn surge_keeps_one_old_and_one_new_pod_per_node() {
+    let pods = vec![
+        outdated(pod("old-a", "n1", 1)),
+        outdated(pod("old-b", "n1", 2)),
+        phase(pod("new-a", "n1", 3), "Pending"),
+        phase(pod("new-b", "n1", 4), "Pending"),
+    ];
+    let a = run(&surge_ds(IntOrString::int(1)), &nodes(&["n1"]), &pods);
+    assert_eq!(
+        deletes(&a),
+        vec![
+            ("old-b", DeleteReason::Duplicate),
+            ("new-b", DeleteReason::Duplicate)
+        ]
+    );
+    assert!(creates(&a).is_empty());
+}
+
+#[test]
+fn surge_status_and_finished_nodes() {
+    // n1: the old pod is going, the new one serves; n2: only the new pod.
+    let pods = vec![
+        terminating(outdated(pod("old-n1", "n1", 1))),
+        pod("new-n1", "n1", 5),
+        pod("new-n2", "n2", 5),
+    ];
+    let a = run(&surge_ds(IntOrString::int(1)), &nodes(&["n1", "n2"]), &pods);
+    assert!(creates(&a).is_empty() && deletes(&a).is_empty());
+    assert_eq!(counts(&status(&a)), (2, 2, 0, 2, 2, 2, 0));
+}
+
+#[test]
+fn surge_needs_a_rolling_update() {
+    let names = ["n1", "n2"];
+    let mut d = surge_ds(IntOrString::int(1));
+    d.spec
+        .as_mut()
+        .unwrap()
+        .update_strategy
+        .as_mut()
+        .unwrap()
+        .r#type = "OnDelete".into();
+    let a = run(&d, &nodes(&names), &old_pods(&names));
+    assert!(creates(&a).is_empty() && deletes(&a).is_empty());
+    // Without surge a second pod on a node is a duplicate, whatever its template.
+    let mut pods = old_pods(&["n1"]);
+    pods.push(pod("new-n1", "n1", 5));
+    let a = run(&d, &nodes(&["n1"]), &pods);
+    assert_eq!(deletes(&a), vec![("new-n1", DeleteReason::Duplicate)]);
+}
+
+/// A whole rollout, step by step: new pods become Ready one step after they are
+/// created and deleted pods vanish one step after they are marked. Every node keeps an
+/// available pod throughout, at most maxSurge nodes run two pods, and the rollout ends
+/// with one current pod per node.
+#[test]
+fn surge_rollout_keeps_every_node_serving() {
+    let names = ["n1", "n2", "n3", "n4", "n5"];
+    let ns = nodes(&names);
+    let d = surge_ds(IntOrString::int(2));
+    let mut pods = old_pods(&names);
+    let mut serial = 0u64;
+    for step in 0..20 {
+        let a = run(&d, &ns, &pods);
+        // Deleted pods are gone, pending ones turn Ready (the agent's work between steps).
+        pods.retain(|p| !podutil::is_terminating(p));
+        for p in pods.iter_mut() {
+            if podutil::phase(p) == "Pending" {
+                let name = podutil::name(p).to_string();
+                let node = podutil::node_name(p).to_string();
+                *p = pod(&name, &node, 10 + step);
+            }
+        }
+        for action in &a {
+            match action {
+                Action::CreatePod { node } => {
+                    serial += 1;
+                    pods.push(phase(
+                        pod(&format!("new-{serial}"), node, 10 + step),
+                        "Pending",
+                    ));
+                }
+                Action::DeletePod { name, .. } => {
+                    let p = pods.iter_mut().find(|p| podutil::name(p) == name).unwrap();
+                    *p = terminating(p.clone());
+                }
+                _ => {}
+            }
+        }
+        for n in names {
+            let on: Vec<&Pod> = pods.iter().filter(|p| podutil::node_name(p) == n).collect();
+            assert!(
+                on.iter()
+                    .any(|p| !podutil::is_terminating(p) && podutil::is_ready(p)),
+                "step {step}: node {n} has no serving pod"
+            );
+            assert!(on.len() <= 2, "step {step}: node {n} has {} pods", on.len());
+        }
+        let doubled = names
+            .iter()
+            .filter(|n| {
+                pods.iter()
+                    .filter(|p| podutil::node_name(p) == **n && !podutil::is_terminating(p))
+                    .count()
+                    == 2
+            })
+            .count();
+        assert!(doubled <= 2, "step {step}: {doubled} nodes surge");
+        if pods.len() == names.len() && pods.iter().all(|p| pod_hash(p) != Some("old")) {
+            let a = run(&d, &ns, &pods);
+            assert!(creates(&a).is_empty() && deletes(&a).is_empty());
+            assert_eq!(counts(&status(&a)), (5, 5, 0, 5, 5, 5, 0));
+            return;
+        }
+    }
+    panic!("the rollout did not finish in 20 steps: {pods:#?}");
+}
