@@ -330,6 +330,9 @@ impl PodWorker {
                         .adopt(&self.uid, &name, rec.pid, rec.start_ticks)
                 {
                     tracing::info!(container = %name, pid = rec.pid, "adopted running container");
+                    if let Err(e) = self.ctx.logs.resume_output(&self.dir, &name) {
+                        tracing::warn!(container = %name, error = %e, "cannot drain the adopted container's log");
+                    }
                     let gen = self.containers[i].on_adopted(
                         rec.pid,
                         rec.start_ticks,
@@ -435,6 +438,17 @@ impl PodWorker {
         };
         let argv: Vec<String> = resolved.argv.iter().map(|a| env::expand(a, &env)).collect();
         let probe_env = env.clone().into_vec();
+        // The new instance's log FIFO, held open until the runtime has started it.
+        let output = match self.ctx.logs.open_output(&self.dir, &spec.name) {
+            Ok(o) => o,
+            Err(e) => {
+                return self.wait_on(
+                    i,
+                    reason::CREATE_CONFIG_ERROR,
+                    format!("cannot set up the log of container {}: {e}", spec.name),
+                )
+            }
+        };
         let launch = Launch {
             pod_uid: self.uid.clone(),
             container: spec.name.clone(),
@@ -445,7 +459,7 @@ impl PodWorker {
             } else {
                 PathBuf::from(&spec.working_dir)
             },
-            log_path: logs::log_path(&self.dir, &spec.name),
+            log_path: output.path().to_path_buf(),
             limits,
             pod_limits: self.pod_limits(),
             sandbox,
