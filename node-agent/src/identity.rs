@@ -128,9 +128,18 @@ fn write_once(path: &Path, content: &str) -> std::io::Result<()> {
 
 /// Writes `<pod dir>/hosts` (unless hostNetwork: the pod then keeps the node's) and
 /// `<pod dir>/resolv.conf` (when `cluster_dns` is set and the pod's DNS policy uses
-/// it). Only isolated pods need them (they are bind-mounted over `/etc/hosts` and
+/// it), off the async worker ([`crate::blocking`]). Only isolated pods need them (they are bind-mounted over `/etc/hosts` and
 /// `/etc/resolv.conf` in the pod's mount namespace), so only they call this.
 pub fn write_pod_files(
+    pod_dir: &Path,
+    pod: &Pod,
+    pod_ip: &str,
+    cluster_dns: Option<IpAddr>,
+) -> std::io::Result<PodFiles> {
+    crate::blocking::file_work(|| write_pod_files_now(pod_dir, pod, pod_ip, cluster_dns))
+}
+
+fn write_pod_files_now(
     pod_dir: &Path,
     pod: &Pod,
     pod_ip: &str,

@@ -8,6 +8,7 @@
 
 #![warn(missing_docs)]
 
+pub mod blocking;
 pub mod container;
 pub mod env;
 pub mod events;

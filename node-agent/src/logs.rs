@@ -363,10 +363,14 @@ impl Registry {
         }
     }
 
-    /// Starts a new instance of `container`'s log in `pod_dir` (blocking file work:
-    /// call it off the async workers): keeps the previous instance's files, removes
+    /// Starts a new instance of `container`'s log in `pod_dir` (off the async worker,
+    /// see [`crate::blocking`]): keeps the previous instance's files, removes
     /// older ones, creates the FIFO and starts the thread that drains it.
     pub fn open_output(&self, pod_dir: &Path, container: &str) -> std::io::Result<Output> {
+        crate::blocking::file_work(|| self.open_output_now(pod_dir, container))
+    }
+
+    fn open_output_now(&self, pod_dir: &Path, container: &str) -> std::io::Result<Output> {
         let existing = list_instances(pod_dir, container)?;
         let n = existing.last().map_or(0, |last| last + 1);
         for old in existing.iter().filter(|&&i| i + 1 < n) {
@@ -389,6 +393,10 @@ impl Registry {
     /// Drains the log FIFO of an adopted container again (its output waited in the
     /// pipe while no agent ran). Returns whether there was one to drain.
     pub fn resume_output(&self, pod_dir: &Path, container: &str) -> std::io::Result<bool> {
+        crate::blocking::file_work(|| self.resume_output_now(pod_dir, container))
+    }
+
+    fn resume_output_now(&self, pod_dir: &Path, container: &str) -> std::io::Result<bool> {
         let Some(n) = list_instances(pod_dir, container)?
             .into_iter()
             .rev()

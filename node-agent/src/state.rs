@@ -291,7 +291,8 @@ impl Journal {
         inner.lines += 1;
         if inner.lines >= COMPACT_MIN_LINES && inner.lines >= COMPACT_FACTOR * inner.state.live() {
             let entries = inner.state.entries();
-            match write_compacted(&inner.path, &entries) {
+            let path = inner.path.clone();
+            match crate::blocking::file_work(|| write_compacted(&path, &entries)) {
                 Ok(f) => {
                     inner.file = f;
                     inner.lines = entries.len();
