@@ -376,6 +376,11 @@ impl Registry {
         for old in existing.iter().filter(|&&i| i + 1 < n) {
             remove_instance(pod_dir, container, *old);
         }
+        // The previous instance is over; its FIFO goes even if no writer is left to
+        // remove it (the agent restarted after the container died): followers move on.
+        if let Some(prev) = n.checked_sub(1) {
+            let _ = std::fs::remove_file(instance_fifo(pod_dir, container, prev));
+        }
         let fifo = instance_fifo(pod_dir, container, n);
         nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600))
             .map_err(std::io::Error::from)?;
@@ -971,6 +976,19 @@ mod tests {
         }
         // Only the current and the previous instance are kept.
         assert_eq!(list_instances(t.path(), "c").unwrap(), [1, 2]);
+        // A FIFO left by an instance whose writer is gone goes with the next start.
+        std::fs::write(instance_fifo(t.path(), "c", 2), "").unwrap();
+        let out = reg.open_output(t.path(), "c").unwrap();
+        assert!(!instance_fifo(t.path(), "c", 2).exists());
+        drop(out);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while instance_fifo(t.path(), "c", 3).exists() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "writer did not finish"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
         assert!(!reg.resume_output(t.path(), "c").unwrap());
     }
 
