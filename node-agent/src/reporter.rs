@@ -274,6 +274,14 @@ mod tests {
             }),
             ..Default::default()
         };
+        // When the reports of `uid` were sent.
+        let tries_of = |sent: &Mutex<Vec<(String, Instant, bool)>>, uid: &str| -> Vec<Instant> {
+            let sent = sent.lock().unwrap();
+            sent.iter()
+                .filter(|(u, _, _)| u == uid)
+                .map(|(_, t, _)| *t)
+                .collect()
+        };
         let start = Instant::now();
         handle.send(report("bad", "Pending"));
         tokio::time::sleep(Duration::from_millis(1)).await;
@@ -282,26 +290,14 @@ mod tests {
             handle.send(report("good", &format!("p{i}")));
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        let goods: Vec<Instant> = sent
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|(u, _, _)| u == "good")
-            .map(|(_, t, _)| *t)
-            .collect();
+        let goods = tries_of(&sent, "good");
         assert_eq!(goods.len(), 5, "every report of the healthy pod went out");
         for (i, t) in goods.iter().enumerate() {
             assert!(*t - start <= Duration::from_millis(1 + 10 * i as u64 + 1));
         }
         // "bad" backs off: 100 ms, 200 ms, 400 ms, ...
         tokio::time::sleep(Duration::from_millis(800)).await;
-        let bads: Vec<Instant> = sent
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|(u, _, _)| u == "bad")
-            .map(|(_, t, _)| *t)
-            .collect();
+        let bads = tries_of(&sent, "bad");
         assert!(bads.len() >= 3, "{} tries", bads.len());
         assert!(bads[1] - bads[0] >= RETRY_MIN);
         assert!(bads[2] - bads[1] >= 2 * RETRY_MIN);
