@@ -212,6 +212,9 @@ pub struct LogsArgs {
     /// Only the last N lines; -1 for all.
     #[arg(long, default_value_t = -1, allow_negative_numbers = true)]
     pub tail: i64,
+    /// The logs of the previous (terminated) instance of the container.
+    #[arg(short = 'p', long)]
+    pub previous: bool,
 }
 
 /// `label`.
@@ -416,9 +419,17 @@ pub struct AgentArgs {
     #[arg(long, value_parser = humantime::parse_duration)]
     pub restart_delay: Option<Duration>,
     /// Image table (image reference → local command). Default: $TWINSET_IMAGE_TABLE, the
-    /// checkout's deploy/images.yaml, else /etc/twinset/images.yaml.
+    /// checkout's deploy/images.yaml, /etc/twinset/images.yaml, else the table built into
+    /// this binary.
     #[arg(long)]
     pub image_table: Option<PathBuf>,
+    /// Largest size of a container log file before it is rotated (a quantity: 10Mi,
+    /// 500Ki, 1G).
+    #[arg(long, default_value = "10Mi", value_parser = parse_log_size)]
+    pub container_log_max_size: u64,
+    /// Most log files kept per container instance, the live one included (at least 2).
+    #[arg(long, default_value_t = 5)]
+    pub container_log_max_files: u32,
     /// Stop every pod when the agent exits. Without it (as the kubelet does) pods keep
     /// running and a restarted agent adopts them; `twinset up` passes it.
     #[arg(long, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
@@ -426,6 +437,16 @@ pub struct AgentArgs {
     /// The cluster DNS server's IP (port 53) for pods' /etc/resolv.conf (as root).
     #[arg(long)]
     pub cluster_dns: Option<std::net::IpAddr>,
+}
+
+/// Parses a log size: a Kubernetes quantity of bytes (`10Mi`, `1G`, `4096`), above 0.
+fn parse_log_size(s: &str) -> Result<u64, String> {
+    let q = twinset_proto::quantity::parse(s).map_err(|e| e.to_string())?;
+    let v = q.value();
+    if v <= 0 {
+        return Err(format!("{s:?} must be greater than 0"));
+    }
+    u64::try_from(v).map_err(|_| format!("{s:?} is too large"))
 }
 
 #[cfg(test)]
@@ -436,6 +457,15 @@ mod tests {
     #[test]
     fn cli_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn log_sizes_are_quantities() {
+        assert_eq!(parse_log_size("10Mi"), Ok(10 * 1024 * 1024));
+        assert_eq!(parse_log_size("1k"), Ok(1000));
+        assert_eq!(parse_log_size("4096"), Ok(4096));
+        assert!(parse_log_size("0").is_err());
+        assert!(parse_log_size("lots").is_err());
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! spec.podCIDR, so it stays with the node for as long as the node exists.
 
 use std::collections::BTreeSet;
-use std::net::Ipv4Addr;
+
+use twinset_proto::Cidr;
 
 /// IPAM errors.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -27,60 +28,38 @@ pub enum Error {
 /// The allocator for one cluster CIDR.
 #[derive(Clone, Debug)]
 pub struct Ipam {
-    base: u32,
-    cluster_prefix: u8,
+    cluster: Cidr,
     node_prefix: u8,
-}
-
-/// Parses "A.B.C.D/N" into (network address, prefix length).
-pub fn parse_cidr(s: &str) -> Option<(u32, u8)> {
-    let (addr, len) = s.trim().split_once('/')?;
-    let addr: Ipv4Addr = addr.parse().ok()?;
-    let len: u8 = len.parse().ok()?;
-    if len > 32 {
-        return None;
-    }
-    let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
-    Some((u32::from(addr) & mask, len))
 }
 
 impl Ipam {
     /// An allocator cutting `cluster_cidr` into `/node_prefix` blocks.
     pub fn new(cluster_cidr: &str, node_prefix: u8) -> Result<Ipam, Error> {
-        let (base, cluster_prefix) =
-            parse_cidr(cluster_cidr).ok_or_else(|| Error::BadCidr(cluster_cidr.into()))?;
-        if node_prefix < cluster_prefix || node_prefix > 30 {
+        let cluster = Cidr::parse(cluster_cidr).map_err(|_| Error::BadCidr(cluster_cidr.into()))?;
+        if node_prefix < cluster.prefix() || node_prefix > 30 {
             return Err(Error::BadPrefix {
-                cluster: cluster_prefix,
+                cluster: cluster.prefix(),
                 node: node_prefix,
             });
         }
         Ok(Ipam {
-            base,
-            cluster_prefix,
+            cluster,
             node_prefix,
         })
     }
 
-    fn cidr(&self) -> String {
-        format!("{}/{}", Ipv4Addr::from(self.base), self.cluster_prefix)
-    }
-
     /// The lowest block not in `used` (CIDR strings as stored in nodes).
     pub fn allocate(&self, used: &BTreeSet<String>) -> Result<String, Error> {
-        let used: BTreeSet<u32> = used
+        let used: BTreeSet<Cidr> = used
             .iter()
-            .filter_map(|c| parse_cidr(c))
-            .filter(|(_, len)| *len == self.node_prefix)
-            .map(|(addr, _)| addr)
+            .filter_map(|c| Cidr::parse(c).ok())
+            .filter(|c| c.prefix() == self.node_prefix)
             .collect();
-        let blocks: u64 = 1u64 << (self.node_prefix - self.cluster_prefix);
-        let size: u64 = 1u64 << (32 - self.node_prefix);
-        (0..blocks)
-            .map(|i| (u64::from(self.base) + i * size) as u32)
-            .find(|addr| !used.contains(addr))
-            .map(|addr| format!("{}/{}", Ipv4Addr::from(addr), self.node_prefix))
-            .ok_or_else(|| Error::Exhausted(self.cidr()))
+        self.cluster
+            .subnets(self.node_prefix)
+            .find(|block| !used.contains(block))
+            .map(|block| block.to_string())
+            .ok_or_else(|| Error::Exhausted(self.cluster.to_string()))
     }
 }
 
@@ -114,9 +93,8 @@ mod tests {
             ipam.allocate(&used).unwrap_err().to_string(),
             "no free pod range left in 10.0.0.0/23: every block is assigned to a node"
         );
-        assert_eq!(
-            parse_cidr("10.1.2.3/8"),
-            Some((u32::from(Ipv4Addr::new(10, 0, 0, 0)), 8))
-        );
+        // Host bits of the cluster CIDR are cleared.
+        let ipam = Ipam::new("10.1.2.3/8", 24).unwrap();
+        assert_eq!(ipam.allocate(&BTreeSet::new()).unwrap(), "10.0.0.0/24");
     }
 }

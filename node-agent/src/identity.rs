@@ -4,6 +4,7 @@
 //! pod's own `/etc/hosts` and `/etc/resolv.conf` (the latter only when the agent knows
 //! the cluster DNS address).
 
+use std::io::Write as _;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
@@ -100,40 +101,69 @@ pub struct PodFiles {
     pub resolv_conf: Option<PathBuf>,
 }
 
-/// Writes `<pod dir>/etc/hosts` (unless hostNetwork: the pod then keeps the node's)
-/// and `<pod dir>/etc/resolv.conf` (when `cluster_dns` is set and the pod's DNS policy
-/// uses it).
+/// Writes `content` to `path` unless a complete copy is there already (the files of a
+/// pod never change while it lives: its IP, hostname and DNS are fixed), so a pod's
+/// later containers and restarts cost one `openat` each, and no temporary file.
+fn write_once(path: &Path, content: &str) -> std::io::Result<()> {
+    let mut f = match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            if std::fs::metadata(path)?.len() == content.len() as u64 {
+                return Ok(());
+            }
+            // Torn by a crash mid-write: write it again.
+            std::fs::OpenOptions::new()
+                .write(true)
+                .truncate(true)
+                .open(path)?
+        }
+        Err(e) => return Err(e),
+    };
+    f.write_all(content.as_bytes())
+}
+
+/// Writes `<pod dir>/hosts` (unless hostNetwork: the pod then keeps the node's) and
+/// `<pod dir>/resolv.conf` (when `cluster_dns` is set and the pod's DNS policy uses
+/// it), off the async worker ([`crate::blocking`]). Only isolated pods need them (they are bind-mounted over `/etc/hosts` and
+/// `/etc/resolv.conf` in the pod's mount namespace), so only they call this.
 pub fn write_pod_files(
     pod_dir: &Path,
     pod: &Pod,
     pod_ip: &str,
     cluster_dns: Option<IpAddr>,
 ) -> std::io::Result<PodFiles> {
+    crate::blocking::file_work(|| write_pod_files_now(pod_dir, pod, pod_ip, cluster_dns))
+}
+
+fn write_pod_files_now(
+    pod_dir: &Path,
+    pod: &Pod,
+    pod_ip: &str,
+    cluster_dns: Option<IpAddr>,
+) -> std::io::Result<PodFiles> {
     let spec = pod.spec.clone().unwrap_or_default();
-    let dir = pod_dir.join("etc");
     let mut files = PodFiles {
         hosts: None,
         resolv_conf: None,
     };
     if !spec.host_network {
-        std::fs::create_dir_all(&dir)?;
         let h = hostname(pod);
-        let path = dir.join("hosts");
-        crate::state::write_atomic(
-            &path,
-            hosts_file(pod_ip, &h, fqdn(pod, &h).as_deref()).as_bytes(),
-        )?;
+        let path = pod_dir.join("hosts");
+        write_once(&path, &hosts_file(pod_ip, &h, fqdn(pod, &h).as_deref()))?;
         files.hosts = Some(path);
     }
     if let Some(dns) = cluster_dns.filter(|_| uses_cluster_dns(&spec)) {
-        std::fs::create_dir_all(&dir)?;
         let ns = pod
             .metadata
             .as_ref()
             .map(|m| m.namespace.as_str())
             .unwrap_or("default");
-        let path = dir.join("resolv.conf");
-        crate::state::write_atomic(&path, resolv_conf(dns, ns).as_bytes())?;
+        let path = pod_dir.join("resolv.conf");
+        write_once(&path, &resolv_conf(dns, ns))?;
         files.resolv_conf = Some(path);
     }
     Ok(files)

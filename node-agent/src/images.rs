@@ -93,6 +93,47 @@ pub struct NotRunnable {
     pub message: String,
 }
 
+/// The default table, built into the binary (`deploy/images.yaml`), for an agent that
+/// finds no table file (an installed `twinset` outside the checkout).
+pub const BUILTIN_TABLE: &str = include_str!("../../deploy/images.yaml");
+
+/// The helper scripts the built-in table runs (`./images/...`), by their path relative
+/// to the table.
+pub const BUILTIN_SCRIPTS: &[(&str, &str)] = &[
+    (
+        "images/mysql.sh",
+        include_str!("../../deploy/images/mysql.sh"),
+    ),
+    (
+        "images/mysql-ready.sh",
+        include_str!("../../deploy/images/mysql-ready.sh"),
+    ),
+    (
+        "images/mysql-socket.sh",
+        include_str!("../../deploy/images/mysql-socket.sh"),
+    ),
+];
+
+/// Where the built-in table's scripts are written under an agent's data dir.
+pub fn builtin_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("builtin-images")
+}
+
+/// Writes `content` to `path` (mode 0755) unless it is already there.
+fn materialise(path: &Path, content: &str) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    if std::fs::read(path).is_ok_and(|b| b == content.as_bytes()) {
+        return Ok(());
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, content)?;
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755))?;
+    std::fs::rename(&tmp, path)
+}
+
 /// Normalises an image reference so `busybox`, `busybox:latest`,
 /// `docker.io/library/busybox` and `docker.io/library/busybox:latest` are one key.
 pub fn normalize(image: &str) -> String {
@@ -197,6 +238,24 @@ impl ImageTable {
                 }
             }
         }
+    }
+
+    /// The built-in table ([`BUILTIN_TABLE`]), its scripts written under `dir` (the
+    /// agent's [`builtin_dir`]) so that its `./images/...` elements name files the
+    /// agent can run. Its path (in messages) is `<dir>/images.yaml`, written too.
+    pub fn builtin(dir: &Path) -> Result<ImageTable, ImageTableError> {
+        let path = dir.join("images.yaml");
+        let files = [("images.yaml", BUILTIN_TABLE)]
+            .into_iter()
+            .chain(BUILTIN_SCRIPTS.iter().copied());
+        for (rel, content) in files {
+            let target = dir.join(rel);
+            materialise(&target, content).map_err(|source| ImageTableError::Read {
+                path: target,
+                source,
+            })?;
+        }
+        Self::parse(BUILTIN_TABLE, &path)
     }
 
     /// The table file.
@@ -428,5 +487,27 @@ images:
         for image in ["datadog/agent:latest", "twinset/sleep"] {
             assert!(t.get(image).unwrap().readiness_probe.is_none(), "{image}");
         }
+    }
+
+    #[test]
+    fn builtin_table_runs_its_scripts_from_the_data_dir() {
+        let t = tempfile::tempdir().unwrap();
+        let dir = builtin_dir(t.path());
+        let table = ImageTable::builtin(&dir).unwrap();
+        assert_eq!(table.path(), dir.join("images.yaml"));
+        let mysql = table.get("mysql:8").unwrap();
+        let script = dir.join("images/mysql.sh");
+        assert_eq!(mysql.command, ["/bin/sh", script.to_str().unwrap()]);
+        assert_eq!(
+            std::fs::read_to_string(&script).unwrap(),
+            BUILTIN_SCRIPTS[0].1
+        );
+        assert!(table.get("datadog/agent:latest").is_some());
+        // Every script the table names is written.
+        for (rel, _) in BUILTIN_SCRIPTS {
+            assert!(dir.join(rel).is_file(), "{rel}");
+        }
+        // Again: nothing changes, nothing fails.
+        ImageTable::builtin(&dir).unwrap();
     }
 }

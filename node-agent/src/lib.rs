@@ -8,6 +8,7 @@
 
 #![warn(missing_docs)]
 
+pub mod blocking;
 pub mod container;
 pub mod env;
 pub mod events;
@@ -101,8 +102,11 @@ pub struct Config {
     pub heartbeat: Duration,
     /// Base delay before a dead container restarts (doubles per crash, capped).
     pub restart_delay: Duration,
-    /// The image table file.
-    pub image_table: PathBuf,
+    /// The image table file; None: the table built into the binary
+    /// ([`images::BUILTIN_TABLE`]), its scripts written under `<data_dir>/builtin-images`.
+    pub image_table: Option<PathBuf>,
+    /// How container logs rotate (`--container-log-max-size`, `--container-log-max-files`).
+    pub log_rotation: logs::Rotation,
     /// Stop the pods when the agent stops, or (false, the default, as the kubelet does)
     /// leave them running for a restarted agent to adopt. `twinset up` sets it.
     pub stop_pods_on_shutdown: bool,
@@ -113,8 +117,9 @@ pub struct Config {
 
 impl Config {
     /// Defaults: no extra labels or taints, listen 127.0.0.1:0, heartbeat 1 s,
-    /// restart delay 1 s, image table `/etc/twinset/images.yaml`, pods left running on
-    /// shutdown (a restarted agent adopts them), no cluster DNS.
+    /// restart delay 1 s, the built-in image table, logs rotated at 10 MiB keeping 5
+    /// files, pods left running on shutdown (a restarted agent adopts them), no cluster
+    /// DNS.
     pub fn new(
         server: impl Into<String>,
         node_name: impl Into<String>,
@@ -130,7 +135,8 @@ impl Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             heartbeat: Duration::from_secs(1),
             restart_delay: Duration::from_secs(1),
-            image_table: PathBuf::from("/etc/twinset/images.yaml"),
+            image_table: None,
+            log_rotation: logs::Rotation::default(),
             stop_pods_on_shutdown: false,
             cluster_dns: None,
         }
@@ -155,7 +161,18 @@ async fn run_agent(config: Config, shutdown: CancellationToken) -> Result<(), Er
     mkdir(&config.data_dir)?;
     mkdir(&config.data_dir.join("pods"))?;
 
-    let images = images::ImageTable::load_or_empty(&config.image_table);
+    let images = match &config.image_table {
+        Some(path) => images::ImageTable::load_or_empty(path),
+        None => {
+            let dir = images::builtin_dir(&config.data_dir);
+            let table = images::ImageTable::builtin(&dir).map_err(|e| Error::Io {
+                path: dir.clone(),
+                source: std::io::Error::other(e.to_string()),
+            })?;
+            tracing::info!(dir = %dir.display(), "using the image table built into this binary");
+            table
+        }
+    };
     let cgroups: Arc<dyn runtime::cgroup::Cgroups> =
         Arc::from(runtime::cgroup::detect(Path::new("/sys/fs/cgroup")));
     if cgroups.available() {
@@ -205,7 +222,7 @@ async fn run_agent(config: Config, shutdown: CancellationToken) -> Result<(), Er
     let tracker = TaskTracker::new();
     let workers = TaskTracker::new();
     let reapers_stop = CancellationToken::new();
-    let registry = logs::Registry::default();
+    let registry = logs::Registry::new(config.log_rotation);
 
     let log_service = logs::LogService::new(registry.clone(), tracker.clone(), shutdown.clone());
     let serve_shutdown = shutdown.clone();
@@ -282,8 +299,8 @@ async fn serve_node(
     reapers_stop: &CancellationToken,
     shutdown: &CancellationToken,
 ) -> Result<(), Error> {
-    let mut ipam = ipam::Ipam::open(&config.data_dir.join("ipam.json"))?;
-    let state = state::StateDir::open(&config.data_dir.join("state"))?;
+    let state = state::Journal::open(&config.data_dir)?;
+    let mut ipam = ipam::Ipam::open(state.clone())?;
 
     let node = node::build(&node::NodeInput {
         name: &config.node_name,

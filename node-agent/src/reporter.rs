@@ -2,11 +2,13 @@
 //! over every change without waiting; the reporter sends at once, one call in flight
 //! per pod, several pods in parallel, and coalesces: while a call is in flight or
 //! the control plane is unreachable only the newest status of a pod is kept (events
-//! accumulate). Failed calls are retried with a capped backoff.
+//! accumulate). A failed call is retried with a capped backoff of that pod's own:
+//! the other pods' reports go on meanwhile.
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
+use futures::future::BoxFuture;
 use futures::stream::{FuturesUnordered, StreamExt};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -74,56 +76,85 @@ pub fn reporter(
     shutdown: CancellationToken,
 ) -> (ReporterHandle, impl std::future::Future<Output = ()>) {
     let (handle, rx) = ReporterHandle::channel();
-    (handle, run(client, node_name, rx, shutdown))
-}
-
-async fn send_one(
-    mut client: NodesClient<Channel>,
-    node: String,
-    r: Report,
-) -> (Report, Result<(), tonic::Status>) {
-    let req = v1::ReportStatusRequest {
-        node_name: node,
-        namespace: r.namespace.clone(),
-        pod_name: r.name.clone(),
-        pod_uid: r.uid.clone(),
-        status: r.status.clone(),
-        terminated: r.terminated,
-        events: r.events.clone(),
+    let send = move |r: Report| -> SendFuture {
+        let mut client = client.clone();
+        let req = v1::ReportStatusRequest {
+            node_name: node_name.clone(),
+            namespace: r.namespace.clone(),
+            pod_name: r.name.clone(),
+            pod_uid: r.uid.clone(),
+            status: r.status.clone(),
+            terminated: r.terminated,
+            events: r.events.clone(),
+        };
+        Box::pin(async move {
+            let res = client.report_status(req).await.map(|_| ());
+            (r, res)
+        })
     };
-    let res = client.report_status(req).await.map(|_| ());
-    (r, res)
+    (handle, run(send, rx, shutdown))
 }
 
-async fn run(
-    client: NodesClient<Channel>,
-    node: String,
-    mut rx: mpsc::UnboundedReceiver<Report>,
-    shutdown: CancellationToken,
-) {
-    let mut pending: HashMap<String, Report> = HashMap::new();
+/// One call in flight: it hands the report back with the outcome.
+type SendFuture = BoxFuture<'static, (Report, Result<(), tonic::Status>)>;
+
+/// A pod's report waiting to go.
+struct Pending {
+    report: Report,
+    /// Not before this (after a failed call).
+    not_before: Option<Instant>,
+}
+
+/// Each pod's retry state: its next backoff after a failure.
+#[derive(Default)]
+struct Backoffs(HashMap<String, Duration>);
+
+impl Backoffs {
+    /// The delay before the pod's next try; doubles per failure, capped.
+    fn next(&mut self, uid: &str) -> Duration {
+        let b = self.0.entry(uid.to_string()).or_insert(RETRY_MIN);
+        let now = *b;
+        *b = (*b * 2).min(RETRY_MAX);
+        now
+    }
+
+    fn reset(&mut self, uid: &str) {
+        self.0.remove(uid);
+    }
+}
+
+/// The reporter's loop, over `send` (the `ReportStatus` call; a fake in tests). Each
+/// pod is retried on its own schedule: one pod's failing report never holds back the
+/// others.
+async fn run<F>(send: F, mut rx: mpsc::UnboundedReceiver<Report>, shutdown: CancellationToken)
+where
+    F: Fn(Report) -> SendFuture,
+{
+    let mut pending: HashMap<String, Pending> = HashMap::new();
     let mut in_flight: HashSet<String> = HashSet::new();
     let mut calls = FuturesUnordered::new();
-    let mut retry_at: Option<Instant> = None;
-    let mut backoff = RETRY_MIN;
+    let mut backoffs = Backoffs::default();
     loop {
         // Dispatch whatever may go now.
-        if retry_at.is_none_or(|t| t <= Instant::now()) {
-            retry_at = None;
-            let ready: Vec<String> = pending
-                .keys()
-                .filter(|k| !in_flight.contains(*k))
-                .cloned()
-                .collect();
-            for uid in ready {
-                if let Some(r) = pending.remove(&uid) {
-                    in_flight.insert(uid);
-                    calls.push(send_one(client.clone(), node.clone(), r));
-                }
+        let now = Instant::now();
+        let ready: Vec<String> = pending
+            .iter()
+            .filter(|(uid, p)| !in_flight.contains(*uid) && p.not_before.is_none_or(|t| t <= now))
+            .map(|(uid, _)| uid.clone())
+            .collect();
+        for uid in ready {
+            if let Some(p) = pending.remove(&uid) {
+                in_flight.insert(uid);
+                calls.push(send(p.report));
             }
         }
+        let next_retry = pending
+            .iter()
+            .filter(|(uid, _)| !in_flight.contains(*uid))
+            .filter_map(|(_, p)| p.not_before)
+            .min();
         let wake = async {
-            match retry_at {
+            match next_retry {
                 Some(t) => tokio::time::sleep_until(t).await,
                 None => std::future::pending().await,
             }
@@ -132,16 +163,19 @@ async fn run(
             _ = shutdown.cancelled() => return,
             msg = rx.recv() => match msg {
                 Some(r) => match pending.get_mut(&r.uid) {
-                    Some(p) => p.absorb(r),
-                    None => { pending.insert(r.uid.clone(), r); }
+                    Some(p) => p.report.absorb(r),
+                    None => {
+                        pending.insert(r.uid.clone(), Pending { report: r, not_before: None });
+                    }
                 },
                 None => return,
             },
             Some((r, res)) = calls.next(), if !calls.is_empty() => {
                 in_flight.remove(&r.uid);
                 match res {
-                    Ok(()) => backoff = RETRY_MIN,
+                    Ok(()) => backoffs.reset(&r.uid),
                     Err(s) if matches!(s.code(), Code::NotFound | Code::FailedPrecondition) => {
+                        backoffs.reset(&r.uid);
                         tracing::debug!(namespace = %r.namespace, pod = %r.name, status = %s, "pod gone; report dropped");
                     }
                     Err(s) => {
@@ -149,11 +183,13 @@ async fn run(
                         let uid = r.uid.clone();
                         let mut older = r;
                         if let Some(newer) = pending.remove(&uid) {
-                            older.absorb(newer);
+                            older.absorb(newer.report);
                         }
-                        pending.insert(uid, older);
-                        retry_at = Some(Instant::now() + backoff);
-                        backoff = (backoff * 2).min(RETRY_MAX);
+                        let delay = backoffs.next(&uid);
+                        pending.insert(uid, Pending {
+                            report: older,
+                            not_before: Some(Instant::now() + delay),
+                        });
                     }
                 }
             }
@@ -205,5 +241,78 @@ mod tests {
                 .collect::<Vec<_>>(),
             ["a", "b"]
         );
+    }
+
+    /// A pod whose reports fail keeps backing off while another pod's reports go out
+    /// at once; the failing pod's report goes once the control plane takes it.
+    #[tokio::test(start_paused = true)]
+    async fn one_failing_pod_does_not_hold_back_the_others() {
+        use std::sync::{Arc, Mutex};
+        let sent: Arc<Mutex<Vec<(String, Instant, bool)>>> = Arc::default();
+        let failing = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let (s, f) = (Arc::clone(&sent), Arc::clone(&failing));
+        let send = move |r: Report| -> SendFuture {
+            let ok = r.uid != "bad" || !f.load(std::sync::atomic::Ordering::SeqCst);
+            s.lock().unwrap().push((r.uid.clone(), Instant::now(), ok));
+            Box::pin(async move {
+                let res = if ok {
+                    Ok(())
+                } else {
+                    Err(tonic::Status::unavailable("control plane away"))
+                };
+                (r, res)
+            })
+        };
+        let (handle, rx) = ReporterHandle::channel();
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(run(send, rx, shutdown.clone()));
+        let report = |uid: &str, phase: &str| Report {
+            uid: uid.into(),
+            status: Some(v1::PodStatus {
+                phase: phase.into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        // When the reports of `uid` were sent.
+        let tries_of = |sent: &Mutex<Vec<(String, Instant, bool)>>, uid: &str| -> Vec<Instant> {
+            let sent = sent.lock().unwrap();
+            sent.iter()
+                .filter(|(u, _, _)| u == uid)
+                .map(|(_, t, _)| *t)
+                .collect()
+        };
+        let start = Instant::now();
+        handle.send(report("bad", "Pending"));
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        // "bad" has failed and waits for its retry; "good" goes at once, each time.
+        for i in 0..5 {
+            handle.send(report("good", &format!("p{i}")));
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let goods = tries_of(&sent, "good");
+        assert_eq!(goods.len(), 5, "every report of the healthy pod went out");
+        for (i, t) in goods.iter().enumerate() {
+            assert!(*t - start <= Duration::from_millis(1 + 10 * i as u64 + 1));
+        }
+        // "bad" backs off: 100 ms, 200 ms, 400 ms, ...
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        let bads = tries_of(&sent, "bad");
+        assert!(bads.len() >= 3, "{} tries", bads.len());
+        assert!(bads[1] - bads[0] >= RETRY_MIN);
+        assert!(bads[2] - bads[1] >= 2 * RETRY_MIN);
+        failing.store(false, std::sync::atomic::Ordering::SeqCst);
+        tokio::time::sleep(RETRY_MAX * 2).await;
+        let last = sent.lock().unwrap().last().cloned().unwrap();
+        assert_eq!((last.0.as_str(), last.2), ("bad", true));
+        let tries = sent.lock().unwrap().len();
+        tokio::time::sleep(RETRY_MAX * 2).await;
+        assert_eq!(
+            sent.lock().unwrap().len(),
+            tries,
+            "nothing more once delivered"
+        );
+        shutdown.cancel();
+        task.await.unwrap();
     }
 }

@@ -271,8 +271,12 @@ fn create_dir(volume: &str, path: &Path) -> Result<(), VolumeError> {
 /// Makes sure every planned mount's source exists: claim and emptyDir folders (and
 /// subPath folders) are created; a hostPath is created as a directory when missing
 /// and its type allows it (`""`, `DirectoryOrCreate`; `FileOrCreate` makes an empty
-/// file), else it must exist.
+/// file), else it must exist. Runs off the async worker ([`crate::blocking`]).
 pub fn prepare(mounts: &[PlannedMount]) -> Result<(), VolumeError> {
+    crate::blocking::file_work(|| prepare_now(mounts))
+}
+
+fn prepare_now(mounts: &[PlannedMount]) -> Result<(), VolumeError> {
     for m in mounts {
         match &m.backing {
             Backing::Claim(_) | Backing::EmptyDir => create_dir(&m.volume, &m.volume_path)?,

@@ -228,7 +228,8 @@ struct Agent {
 impl Agent {
     fn start(cluster: &Cluster, data_dir: &Path, keep_pods: bool) -> Agent {
         let mut config = twinset_node_agent::Config::new(cluster.addr.clone(), "n1", data_dir);
-        config.image_table = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/images.yaml");
+        config.image_table =
+            Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/images.yaml"));
         config.restart_delay = Duration::from_millis(50);
         config.heartbeat = Duration::from_millis(200);
         config.stop_pods_on_shutdown = !keep_pods;
@@ -296,9 +297,8 @@ fn container_status(r: &ReportStatusRequest) -> v1::ContainerStatus {
 }
 
 fn recorded_pid(data_dir: &Path, uid: &str, container: &str) -> Option<u32> {
-    let text = std::fs::read_to_string(data_dir.join("state").join(format!("{uid}.json"))).ok()?;
-    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
-    v["containers"][container]["pid"].as_u64().map(|p| p as u32)
+    let snap = twinset_node_agent::state::read(data_dir).ok()?;
+    snap.pods.get(uid)?.containers.get(container).map(|c| c.pid)
 }
 
 fn alive(pid: u32) -> bool {
@@ -540,11 +540,9 @@ async fn image_missing_from_table_waits_and_crashing_container_restarts() {
         .fake
         .wait_report("uid-mon", "Running", |r| phase(r) == "Running")
         .await;
-    let log = dir.path().join("pods/default_mon_uid-mon/c.log");
     wait_until("a monitor line", || {
-        std::fs::read_to_string(&log).is_ok_and(|t| {
-            t.starts_with("node-monitor node=n1 pod=mon load=") && t.contains("mem_available_kb=")
-        })
+        let t = log_of(dir.path(), "mon", "uid-mon", "c");
+        t.starts_with("node-monitor node=n1 pod=mon load=") && t.contains("mem_available_kb=")
     })
     .await;
 
@@ -746,13 +744,10 @@ fn with_claim(mut p: Pod, name: &str, claim: &str, path: &str) -> Pod {
 }
 
 fn log_of(data_dir: &Path, pod: &str, uid: &str, container: &str) -> String {
-    std::fs::read_to_string(
-        data_dir
-            .join("pods")
-            .join(format!("default_{pod}_{uid}"))
-            .join(format!("{container}.log")),
-    )
-    .unwrap_or_default()
+    let dir = data_dir.join("pods").join(format!("default_{pod}_{uid}"));
+    twinset_node_agent::logs::read_kept(&dir, container)
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default()
 }
 
 /// Whether the report's pod has condition Ready=True.

@@ -12,6 +12,7 @@ pub mod v1 {
     tonic::include_proto!("twinset.v1");
 }
 
+pub mod cidr;
 pub mod defaults;
 pub mod fields;
 pub mod intorstr;
@@ -24,6 +25,7 @@ pub mod serde_support;
 pub mod time;
 pub mod validate;
 
+pub use cidr::Cidr;
 pub use kinds::Kind;
 pub use v1::IntOrString;
 

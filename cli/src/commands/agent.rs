@@ -10,17 +10,29 @@ use twinset_proto::v1::Taint;
 pub const SYSTEM_IMAGE_TABLE: &str = "/etc/twinset/images.yaml";
 
 /// The default image table: `$TWINSET_IMAGE_TABLE`, else `deploy/images.yaml` in an
-/// ancestor of the executable (a repo checkout: target/debug/twinset), else /etc/twinset/images.yaml.
-pub fn default_image_table() -> PathBuf {
+/// ancestor of the executable (a repo checkout: target/debug/twinset), else
+/// /etc/twinset/images.yaml when it exists, else None: the table built into the binary.
+pub fn default_image_table() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("TWINSET_IMAGE_TABLE").filter(|p| !p.is_empty()) {
-        return PathBuf::from(p);
+        return Some(PathBuf::from(p));
     }
     if let Ok(exe) = std::env::current_exe() {
         if let Some(p) = image_table_near(&exe) {
-            return p;
+            return Some(p);
         }
     }
-    PathBuf::from(SYSTEM_IMAGE_TABLE)
+    Some(PathBuf::from(SYSTEM_IMAGE_TABLE)).filter(|p| p.is_file())
+}
+
+/// How `up` and the agent name the table in use.
+pub fn describe_image_table(table: Option<&Path>) -> String {
+    match table {
+        Some(p) => p.display().to_string(),
+        None => format!(
+            "built into this binary (deploy/images.yaml of twinset {}; scripts under <node data dir>/builtin-images)",
+            env!("CARGO_PKG_VERSION")
+        ),
+    }
 }
 
 fn image_table_near(exe: &Path) -> Option<PathBuf> {
@@ -85,7 +97,15 @@ pub async fn run(ctx: &Ctx, args: AgentArgs) -> anyhow::Result<()> {
     if let Some(d) = args.restart_delay {
         config.restart_delay = d;
     }
-    config.image_table = args.image_table.unwrap_or_else(default_image_table);
+    config.image_table = args.image_table.or_else(default_image_table);
+    tracing::info!(
+        table = %describe_image_table(config.image_table.as_deref()),
+        "image table"
+    );
+    config.log_rotation = twinset_node_agent::logs::Rotation::new(
+        args.container_log_max_size,
+        args.container_log_max_files,
+    )?;
     if let Some(stop) = args.stop_pods_on_exit {
         config.stop_pods_on_shutdown = stop;
     }

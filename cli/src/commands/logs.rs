@@ -1,4 +1,5 @@
-//! `twinset logs POD [-c C] [-f]`: streams a container's log through the control plane.
+//! `twinset logs POD [-c C] [-f] [-p]`: streams a container's log (or, with
+//! `--previous`, its last terminated instance's) through the control plane.
 use super::{namespace, Ctx};
 use crate::args::LogsArgs;
 use crate::client::not_found;
@@ -25,6 +26,7 @@ pub async fn run(ctx: &Ctx, args: LogsArgs) -> anyhow::Result<()> {
         container: args.container.clone().unwrap_or_default(),
         follow: args.follow,
         tail_lines: (args.tail >= 0).then_some(args.tail),
+        previous: args.previous,
     };
     let mut client = ctx.client().await?;
     let mut stream = match client.cluster.logs(req).await {

@@ -40,8 +40,22 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let signals = crate::signals::install()?;
     let shutdown = signals.shutdown.clone();
 
+    // One table for every agent, chosen here so that `up` can say which.
+    let table = args
+        .image_table
+        .clone()
+        .or_else(super::agent::default_image_table);
     let mut members: Vec<Member> = Vec::new();
-    let result = start(&args, &exe, &data_dir, &logs, &shutdown, &mut members).await;
+    let result = start(
+        &args,
+        table.as_deref(),
+        &exe,
+        &data_dir,
+        &logs,
+        &shutdown,
+        &mut members,
+    )
+    .await;
     let server = match result {
         Ok(server) => server,
         Err(e) => {
@@ -52,7 +66,14 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     };
 
     let config_path = cluster_files::write_client_config(&server)?;
-    print_usage(&server, &data_dir, &config_path, &members, args.detach);
+    print_usage(
+        &server,
+        &data_dir,
+        &config_path,
+        &members,
+        args.detach,
+        table.as_deref(),
+    );
     if args.detach {
         // The children run on in their own process groups; `twinset down` stops them.
         return Ok(());
@@ -103,6 +124,7 @@ fn refuse_running_cluster(data_dir: &Path) -> anyhow::Result<()> {
 /// Starts every process and waits until all nodes are Ready; returns the server address.
 async fn start(
     args: &UpArgs,
+    table: Option<&Path>,
     exe: &Path,
     data_dir: &Path,
     logs: &Path,
@@ -173,7 +195,7 @@ async fn start(
             a.push("--restart-delay".into());
             a.push(humantime::format_duration(d).to_string());
         }
-        if let Some(t) = &args.image_table {
+        if let Some(t) = table {
             a.push("--image-table".into());
             a.push(t.display().to_string());
         }
@@ -408,7 +430,14 @@ fn dns_address(flag: Option<&str>, api_port: u16) -> anyhow::Result<Option<std::
     Ok(Some(std::net::SocketAddr::from(([127, 53, hi, lo], port))))
 }
 
-fn print_usage(server: &str, data_dir: &Path, config: &Path, members: &[Member], detached: bool) {
+fn print_usage(
+    server: &str,
+    data_dir: &Path,
+    config: &Path,
+    members: &[Member],
+    detached: bool,
+    table: Option<&Path>,
+) {
     let nodes: Vec<&str> = members
         .iter()
         .filter(|m| m.name != CONTROL_PLANE)
@@ -438,6 +467,7 @@ fn print_usage(server: &str, data_dir: &Path, config: &Path, members: &[Member],
         "Twinset cluster is up: {} node(s) Ready ({}).\n\
          \n  Server:      {server}   (saved in {})\n  \
          Data, logs:  {}   (logs in {})\n  \
+         Image table: {}\n  \
          Try:         twinset get nodes\n               \
          twinset apply -f deploy/examples/daemonset.yaml\n               \
          twinset get pods -n kube-system -o wide\n  \
@@ -447,6 +477,7 @@ fn print_usage(server: &str, data_dir: &Path, config: &Path, members: &[Member],
         config.display(),
         data_dir.display(),
         data_dir.join("logs").display(),
+        super::agent::describe_image_table(table),
     );
     crate::report::out(&text);
 }

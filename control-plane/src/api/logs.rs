@@ -110,6 +110,8 @@ pub async fn proxy(
                 spec.node_name
             ))
         })?;
+    // The request goes on as the client sent it (follow, tailLines, previous); the
+    // agent answers for the instance and says when there is no previous one.
     let stream = NodeAgentClient::new(channel).logs(req).await?.into_inner();
     Ok(Box::pin(stream.take_until(shutdown.cancelled_owned())))
 }

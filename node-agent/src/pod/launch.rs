@@ -13,7 +13,6 @@ use crate::env::{self, Placement};
 use crate::events;
 use crate::identity::PodFiles;
 use crate::images::ImageTable;
-use crate::logs;
 use crate::runtime::{BindMount, Launch, Limits, Sandbox};
 use crate::volumes::{self, PlannedMount};
 
@@ -187,7 +186,8 @@ pub fn plan(
             argv,
             env: env.into_vec(),
             working_dir: working_dir(spec),
-            log_path: logs::log_path(pod.dir, &spec.name),
+            // The run's log output is opened (I/O) only once the plan holds: see set_output.
+            log_path: PathBuf::new(),
             limits,
             pod_limits: pod_limits(pod.pod),
             sandbox,
@@ -195,6 +195,12 @@ pub fn plan(
         mounts,
         tmp_dir,
     })
+}
+
+/// Points the launch at the output of its run (the FIFO [`crate::logs`] drains into
+/// rotated files), once the worker has opened it.
+pub fn set_output(plan: &mut LaunchPlan, output: &Path) {
+    plan.launch.log_path = output.to_path_buf();
 }
 
 /// Adds the pod's `/etc/hosts` and `/etc/resolv.conf` (as written) to `sandbox`,
@@ -378,7 +384,8 @@ mod tests {
         assert_eq!(l.working_dir, Path::new("/"));
         assert_eq!(
             l.log_path,
-            crate::logs::log_path(Path::new("/data/pods/shop_web-0_u-1"), "app")
+            Path::new(""),
+            "the worker sets the run's output"
         );
         assert!(l.limits.is_empty() && l.pod_limits.is_empty());
         assert!(l.sandbox.is_none(), "not isolated");

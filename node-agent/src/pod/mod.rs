@@ -40,7 +40,7 @@ use crate::events::{self, pod_event, Severity};
 use crate::identity;
 use crate::images::{self, ImageTable};
 use crate::ipam::Ipam;
-use crate::logs::Registry;
+use crate::logs::{self, Registry};
 use crate::prober::ExecTarget;
 use crate::probes::{self, Effect, ProbeSet};
 use crate::reporter::{Report, ReporterHandle};
@@ -365,6 +365,7 @@ impl PodWorker {
             return false;
         };
         tracing::info!(container = %name, pid = rec.pid, "adopted running container");
+        records::resume_output(&self.ctx, &self.dir, &name);
         let gen = idle.adopted(
             rec.pid,
             rec.start_ticks,
@@ -403,8 +404,9 @@ impl PodWorker {
         }
     }
 
-    /// Plans container `i`'s start and does the file-system work it needs.
-    fn prepare(&mut self, i: usize) -> Result<LaunchPlan, NotStarted> {
+    /// Plans container `i`'s start and does the file-system work it needs; the run's
+    /// output comes last, so a start that cannot happen leaves no run behind.
+    fn prepare(&mut self, i: usize) -> Result<(LaunchPlan, logs::Output), NotStarted> {
         let isolated = self.ctx.runtime.isolation().available();
         let node = NodeFacts {
             node_name: &self.ctx.node_name,
@@ -438,11 +440,20 @@ impl PodWorker {
             std::fs::create_dir_all(tmp)
                 .map_err(|e| NotStarted::config(format!("cannot create {}: {e}", tmp.display())))?;
         }
-        Ok(plan)
+        let output =
+            records::open_output(&self.ctx, &self.dir, &plan.launch.container).map_err(|e| {
+                NotStarted::config(format!(
+                    "cannot set up the log of container {}: {e}",
+                    plan.launch.container
+                ))
+            })?;
+        launch::set_output(&mut plan, output.path());
+        Ok((plan, output))
     }
 
     fn start_container(&mut self, i: usize) {
-        let plan = match self.prepare(i) {
+        // `_output` holds the run's log FIFO open until the runtime has started it.
+        let (plan, _output) = match self.prepare(i) {
             Ok(p) => p,
             Err(why) => return self.cannot_start(i, why),
         };

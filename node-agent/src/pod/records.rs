@@ -3,7 +3,7 @@
 //! ([`crate::state`]) and the registry of readable logs ([`crate::logs`]). Kept in
 //! one place so a change of those stores touches only this file.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use tokio_util::sync::CancellationToken;
 
@@ -74,4 +74,17 @@ pub fn register_logs(
 /// The pod is gone: its logs are no longer served.
 pub fn unregister_logs(ctx: &Shared, namespace: &str, name: &str, uid: &str) {
     ctx.logs.remove(namespace, name, uid);
+}
+
+/// Opens the output of a new run of `container` (its log FIFO, drained into rotated
+/// files); hold it until the runtime has started the process.
+pub fn open_output(ctx: &Shared, dir: &Path, container: &str) -> std::io::Result<logs::Output> {
+    ctx.logs.open_output(dir, container)
+}
+
+/// Drains an adopted container's output again (its FIFO outlived the earlier agent).
+pub fn resume_output(ctx: &Shared, dir: &Path, container: &str) {
+    if let Err(e) = ctx.logs.resume_output(dir, container) {
+        tracing::warn!(container, error = %e, "cannot drain the adopted container's log");
+    }
 }

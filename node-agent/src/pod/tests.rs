@@ -40,7 +40,8 @@ fn setup() -> Setup {
     let rt = Arc::new(FakeRuntime::new());
     let (reporter, reports) = ReporterHandle::channel();
     // The agent's stores, as the agent opens them (see lib.rs).
-    let mut ipam = Ipam::open(&data.join("ipam.json")).unwrap();
+    let journal = StateDir::open(data).unwrap();
+    let mut ipam = Ipam::open(journal.clone()).unwrap();
     ipam.set_cidr("10.9.0.0/24").unwrap();
     let ctx = Arc::new(Shared {
         node_name: "n1".into(),
@@ -50,7 +51,7 @@ fn setup() -> Setup {
         runtime: rt.clone(),
         images: ImageTable::load_or_empty(&data.join("no-images.yaml")),
         ipam: Mutex::new(ipam),
-        state: StateDir::open(&data.join("state")).unwrap(),
+        state: journal,
         reporter,
         logs: Registry::default(),
         restart_delay: RESTART_DELAY,

@@ -73,7 +73,8 @@ pub struct Launch {
     pub env: Vec<(String, String)>,
     /// Working directory.
     pub working_dir: PathBuf,
-    /// stdout and stderr are appended here.
+    /// stdout and stderr go here, opened read-write and appending: the container's
+    /// log FIFO ([`crate::logs::Registry::open_output`]).
     pub log_path: PathBuf,
     /// The container's own limits.
     pub limits: Limits,

@@ -92,7 +92,10 @@ impl Runtime for ProcessRuntime {
             .argv
             .first()
             .ok_or_else(|| RuntimeError::NoCommand(l.container.clone()))?;
+        // Read-write: on the log FIFO the container is a reader too, so it never gets
+        // SIGPIPE while no agent drains it (see logs.rs).
         let log = OpenOptions::new()
+            .read(true)
             .create(true)
             .append(true)
             .open(&l.log_path)
