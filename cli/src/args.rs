@@ -371,6 +371,10 @@ pub struct ControlPlaneArgs {
     /// How many recent changes watchers can resume from.
     #[arg(long)]
     pub watch_history: Option<usize>,
+    /// The most bytes that history may hold (a quantity: 64Mi, 512Ki); the oldest
+    /// changes go first when either bound is reached.
+    #[arg(long, value_parser = parse_size)]
+    pub watch_history_bytes: Option<u64>,
     /// Serve cluster DNS (`<pod>.<service>.<ns>.svc.cluster.local`) on this address (UDP and TCP).
     #[arg(long)]
     pub dns_listen: Option<SocketAddr>,
@@ -425,7 +429,7 @@ pub struct AgentArgs {
     pub image_table: Option<PathBuf>,
     /// Largest size of a container log file before it is rotated (a quantity: 10Mi,
     /// 500Ki, 1G).
-    #[arg(long, default_value = "10Mi", value_parser = parse_log_size)]
+    #[arg(long, default_value = "10Mi", value_parser = parse_size)]
     pub container_log_max_size: u64,
     /// Most log files kept per container instance, the live one included (at least 2).
     #[arg(long, default_value_t = 5)]
@@ -440,7 +444,8 @@ pub struct AgentArgs {
 }
 
 /// Parses a log size: a Kubernetes quantity of bytes (`10Mi`, `1G`, `4096`), above 0.
-fn parse_log_size(s: &str) -> Result<u64, String> {
+/// A positive byte size given as a Kubernetes quantity.
+fn parse_size(s: &str) -> Result<u64, String> {
     let q = twinset_proto::quantity::parse(s).map_err(|e| e.to_string())?;
     let v = q.value();
     if v <= 0 {
@@ -461,11 +466,11 @@ mod tests {
 
     #[test]
     fn log_sizes_are_quantities() {
-        assert_eq!(parse_log_size("10Mi"), Ok(10 * 1024 * 1024));
-        assert_eq!(parse_log_size("1k"), Ok(1000));
-        assert_eq!(parse_log_size("4096"), Ok(4096));
-        assert!(parse_log_size("0").is_err());
-        assert!(parse_log_size("lots").is_err());
+        assert_eq!(parse_size("10Mi"), Ok(10 * 1024 * 1024));
+        assert_eq!(parse_size("1k"), Ok(1000));
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert!(parse_size("0").is_err());
+        assert!(parse_size("lots").is_err());
     }
 
     #[test]

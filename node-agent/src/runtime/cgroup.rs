@@ -363,9 +363,11 @@ impl Cgroups for CgroupFs {
                     })
                 }
             };
+            // The entry's type from the directory listing: no stat of each of the
+            // cgroup's control files.
             for e in entries.flatten() {
-                let p = e.path();
-                if p.is_dir() {
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    let p = e.path();
                     fs::remove_dir(&p).map_err(io_err(&p))?;
                 }
             }
