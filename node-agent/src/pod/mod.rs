@@ -453,7 +453,9 @@ impl PodWorker {
 
     fn start_container(&mut self, i: usize) {
         // `_output` holds the run's log FIFO open until the runtime has started it.
-        let (plan, _output) = match self.prepare(i) {
+        // One hop off the async workers for all of the start's file work (the helpers it
+        // calls then run inline), not one per step.
+        let (plan, _output) = match crate::blocking::file_work(|| self.prepare(i)) {
             Ok(p) => p,
             Err(why) => return self.cannot_start(i, why),
         };

@@ -337,7 +337,8 @@ impl Cgroups for CgroupFs {
             dirs.extend(
                 entries
                     .flatten()
-                    .filter(|e| e.path().is_dir())
+                    // The type from the listing: no stat of each control file.
+                    .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
                     .map(|e| e.path()),
             );
             for d in dirs {
