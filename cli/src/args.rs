@@ -375,6 +375,10 @@ pub struct ControlPlaneArgs {
     /// changes go first when either bound is reached.
     #[arg(long, value_parser = parse_size)]
     pub watch_history_bytes: Option<u64>,
+    /// The largest object a client may apply or update (a quantity; default 1536Ki, etcd's
+    /// request limit); larger ones are refused as "Request entity too large".
+    #[arg(long, value_parser = parse_size)]
+    pub max_request_bytes: Option<u64>,
     /// Serve cluster DNS (`<pod>.<service>.<ns>.svc.cluster.local`) on this address (UDP and TCP).
     #[arg(long)]
     pub dns_listen: Option<SocketAddr>,

@@ -146,12 +146,15 @@ pub fn status_error(status: &tonic::Status, server: &str) -> anyhow::Error {
     {
         return connection_refused(server);
     }
-    Printed(format!(
-        "Error from server ({}): {}",
-        reason(status.code()),
-        message
-    ))
-    .into()
+    // gRPC has no code of its own for an oversize request; the API server's message says it.
+    let why = if status.code() == tonic::Code::ResourceExhausted
+        && message.starts_with(twinset_control_plane::api::REQUEST_TOO_LARGE)
+    {
+        "RequestEntityTooLarge"
+    } else {
+        reason(status.code())
+    };
+    Printed(format!("Error from server ({why}): {message}")).into()
 }
 
 /// Joins a multi-line message into one line.

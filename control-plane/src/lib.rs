@@ -50,6 +50,8 @@ pub struct Config {
     pub watch_history: usize,
     /// How many bytes (encoded objects) that watch history may hold.
     pub watch_history_bytes: usize,
+    /// The largest object a client may apply or update, in encoded bytes (default 1.5 MiB).
+    pub max_request_bytes: usize,
     /// How often a healthy node's heartbeat time is written into its stored status.
     pub node_status_interval: Duration,
     /// Where the cluster DNS server answers (UDP and TCP); `None` serves no DNS.
@@ -72,6 +74,7 @@ impl Config {
             node_grace: Duration::from_secs(5),
             watch_history: 10_000,
             watch_history_bytes: store::hub::DEFAULT_HISTORY_BYTES,
+            max_request_bytes: api::DEFAULT_MAX_REQUEST_BYTES,
             node_status_interval: Duration::from_secs(30),
             dns_listen: None,
             cluster_domain: "cluster.local".into(),
@@ -114,6 +117,11 @@ pub enum Error {
     /// The DNS server could not start.
     #[error(transparent)]
     Dns(#[from] dns::Error),
+}
+
+/// How large a Cluster request may be to reach the service's own size check.
+fn decode_limit(max_request_bytes: usize) -> usize {
+    max_request_bytes.saturating_mul(2).max(4 * 1024 * 1024)
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
@@ -203,6 +211,7 @@ async fn serve(
         ipam,
         register_lock: Arc::default(),
         status_write_interval: config.node_status_interval,
+        max_request_bytes: config.max_request_bytes,
     };
 
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -255,7 +264,12 @@ async fn serve(
     let served = tonic::transport::Server::builder()
         .add_service(health_service)
         .add_service(reflection)
-        .add_service(ClusterServer::new(ClusterService::new(ctx.clone())))
+        .add_service(
+            // Requests up to the limit and a little over it decode, so that the service
+            // refuses them with the API server's message rather than the transport's.
+            ClusterServer::new(ClusterService::new(ctx.clone()))
+                .max_decoding_message_size(decode_limit(config.max_request_bytes)),
+        )
         .add_service(NodesServer::new(NodesService::new(ctx)))
         .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
         .await;

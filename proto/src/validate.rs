@@ -63,22 +63,47 @@ pub fn validate(obj: &Object) -> Result<(), ValidationError> {
     })
 }
 
+/// Kubernetes' bound on the total size of an object's annotations (keys and values).
+pub const MAX_ANNOTATIONS_BYTES: usize = 256 * 1024;
+
+/// A value as an error message shows it: whole when short, cut after 100 bytes when not
+/// (a refused 2 MiB field must not come back as a 2 MiB message).
+fn shown_value(v: &str) -> String {
+    const SHOWN: usize = 100;
+    if v.len() <= SHOWN {
+        return format!("{v:?}");
+    }
+    let mut cut = SHOWN;
+    while !v.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("\"{}...\" ({} bytes)", v[..cut].escape_debug(), v.len())
+}
+
+/// The reason a name of at most `max` characters matching `valid` is refused: its
+/// length (naming the limit) or its form (`form`).
+fn name_reason(v: &str, max: usize, valid: fn(&str) -> bool, form: &str) -> Option<String> {
+    if v.len() > max {
+        return Some(format!(
+            "Invalid value: {}: must be no more than {max} characters",
+            shown_value(v)
+        ));
+    }
+    (!valid(v)).then(|| format!("Invalid value: {}: {form}", shown_value(v)))
+}
+
 fn check_meta(kind: Kind, m: &ObjectMeta) -> R {
     if m.name.is_empty() {
         return bad("metadata.name", "Required value: name is required");
     }
     let label_only = matches!(kind, Kind::Namespace | Kind::Service);
-    if label_only && !is_dns1123_label(&m.name) {
-        return bad(
-            "metadata.name",
-            format!("Invalid value: {:?}: {DNS1123_LABEL_MSG}", m.name),
-        );
-    }
-    if !label_only && !is_dns1123_subdomain(&m.name) {
-        return bad(
-            "metadata.name",
-            format!("Invalid value: {:?}: {DNS1123_SUBDOMAIN_MSG}", m.name),
-        );
+    let name = if label_only {
+        name_reason(&m.name, 63, is_dns1123_label, DNS1123_LABEL_MSG)
+    } else {
+        name_reason(&m.name, 253, is_dns1123_subdomain, DNS1123_SUBDOMAIN_MSG)
+    };
+    if let Some(reason) = name {
+        return bad("metadata.name", reason);
     }
     if !m.namespace.is_empty() {
         if !kind.namespaced() {
@@ -94,15 +119,64 @@ fn check_meta(kind: Kind, m: &ObjectMeta) -> R {
             );
         }
     }
-    check_labels("metadata.labels", &m.labels)
+    check_labels("metadata.labels", &m.labels)?;
+    check_annotations(&m.annotations)
 }
 
-fn is_qualified_name(s: &str) -> bool {
+/// Annotation keys are qualified names; keys and values together hold at most
+/// [`MAX_ANNOTATIONS_BYTES`].
+fn check_annotations(annotations: &BTreeMap<String, String>) -> R {
+    let mut total = 0usize;
+    for (k, v) in annotations {
+        if let Some(reason) = qualified_name_reason(&k.to_ascii_lowercase()) {
+            return bad("metadata.annotations", reason);
+        }
+        total = total.saturating_add(k.len()).saturating_add(v.len());
+    }
+    if total > MAX_ANNOTATIONS_BYTES {
+        return bad(
+            "metadata.annotations",
+            format!("Too long: must have at most {MAX_ANNOTATIONS_BYTES} bytes"),
+        );
+    }
+    Ok(())
+}
+
+/// Why `s` is not a qualified name (`[prefix/]name`, the name part a label value of
+/// 1 to 63 characters, the prefix a DNS subdomain), with Kubernetes' wording.
+fn qualified_name_reason(s: &str) -> Option<String> {
     let (prefix, name) = match s.rsplit_once('/') {
         Some((p, n)) => (Some(p), n),
         None => (None, s),
     };
-    prefix.is_none_or(is_dns1123_subdomain) && is_label_value(name) && !name.is_empty()
+    if let Some(p) = prefix {
+        if p.len() > 253 {
+            return Some(format!(
+                "Invalid value: {}: prefix part must be no more than 253 characters",
+                shown_value(s)
+            ));
+        }
+        if !is_dns1123_subdomain(p) {
+            return Some(format!(
+                "Invalid value: {}: prefix part {DNS1123_SUBDOMAIN_MSG}",
+                shown_value(s)
+            ));
+        }
+    }
+    if name.len() > 63 {
+        return Some(format!(
+            "Invalid value: {}: name part must be no more than 63 characters",
+            shown_value(s)
+        ));
+    }
+    if name.is_empty() || !is_label_value(name) {
+        return Some(format!("Invalid value: {}: name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character", shown_value(s)));
+    }
+    None
+}
+
+fn is_qualified_name(s: &str) -> bool {
+    qualified_name_reason(s).is_none()
 }
 
 fn is_label_value(v: &str) -> bool {
@@ -115,8 +189,17 @@ fn is_label_value(v: &str) -> bool {
 
 fn check_labels(field: &str, labels: &BTreeMap<String, String>) -> R {
     for (k, v) in labels {
-        if !is_qualified_name(k) {
-            return bad(field, format!("Invalid value: {k:?}: name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (at most 63)"));
+        if let Some(reason) = qualified_name_reason(k) {
+            return bad(field, reason);
+        }
+        if v.len() > 63 {
+            return bad(
+                field,
+                format!(
+                    "Invalid value: {}: must be no more than 63 characters",
+                    shown_value(v)
+                ),
+            );
         }
         if !is_label_value(v) {
             return bad(field, format!("Invalid value: {v:?}: a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (at most 63)"));
@@ -634,6 +717,77 @@ mod tests {
         assert!(!is_dns1123_label(&"a".repeat(64)));
         assert!(is_dns1123_subdomain("a.b-c"));
         assert!(!is_dns1123_subdomain("a..b"));
+    }
+
+    fn ns_with(meta: ObjectMeta) -> Result<(), String> {
+        let obj = Object::from(Namespace {
+            api_version: "v1".into(),
+            kind: "Namespace".into(),
+            metadata: Some(meta),
+            ..Default::default()
+        });
+        validate(&obj).map_err(|e| format!("{}: {}", e.field, e.reason))
+    }
+
+    fn meta(name: &str) -> ObjectMeta {
+        ObjectMeta {
+            name: name.into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn name_and_label_lengths_name_the_limit() {
+        let long = "a".repeat(64);
+        assert_eq!(
+            ns_with(meta(&long)).unwrap_err(),
+            format!("metadata.name: Invalid value: \"{long}\": must be no more than 63 characters")
+        );
+        let label = "a".repeat(63);
+        let longest = format!("{label}.{label}.{label}.{}", "a".repeat(61));
+        assert_eq!(longest.len(), 253);
+        let sub = format!("{longest}a");
+        let e = ds(&sub, "mon").unwrap_err();
+        assert!(
+            e.contains("metadata.name: Invalid value: \"aaaa")
+                && e.ends_with("(254 bytes): must be no more than 253 characters"),
+            "{e}"
+        );
+        assert_eq!(ds(&longest, "mon"), Ok(()));
+        let mut m = meta("ok");
+        m.labels.insert("app".into(), "v".repeat(64));
+        assert_eq!(
+            ns_with(m).unwrap_err(),
+            format!(
+                "metadata.labels: Invalid value: \"{}\": must be no more than 63 characters",
+                "v".repeat(64)
+            )
+        );
+        let mut m = meta("ok");
+        m.labels
+            .insert(format!("example.com/{}", "k".repeat(64)), "v".into());
+        assert!(ns_with(m)
+            .unwrap_err()
+            .ends_with("name part must be no more than 63 characters"));
+    }
+
+    #[test]
+    fn annotations_hold_at_most_256_kib() {
+        let mut m = meta("ok");
+        m.annotations.insert("big".into(), "x".repeat(300 * 1024));
+        assert_eq!(
+            ns_with(m).unwrap_err(),
+            "metadata.annotations: Too long: must have at most 262144 bytes"
+        );
+        let mut m = meta("ok");
+        m.annotations
+            .insert("big".into(), "x".repeat(MAX_ANNOTATIONS_BYTES - 3));
+        assert!(ns_with(m).is_ok(), "exactly the limit is allowed");
+        let mut m = meta("ok");
+        m.annotations.insert("not a key".into(), String::new());
+        assert!(ns_with(m).unwrap_err().starts_with(
+            "metadata.annotations: Invalid value: \"not a key\": name part must consist"
+        ));
     }
 
     #[test]

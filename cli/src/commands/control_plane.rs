@@ -16,6 +16,9 @@ pub fn config(args: ControlPlaneArgs) -> twinset_control_plane::Config {
     if let Some(h) = args.watch_history {
         config.watch_history = h;
     }
+    if let Some(b) = args.max_request_bytes {
+        config.max_request_bytes = usize::try_from(b).unwrap_or(usize::MAX);
+    }
     if let Some(b) = args.watch_history_bytes {
         config.watch_history_bytes = usize::try_from(b).unwrap_or(usize::MAX);
     }

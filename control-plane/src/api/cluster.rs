@@ -101,6 +101,7 @@ impl Cluster for ClusterService {
         &self,
         request: Request<ApplyRequest>,
     ) -> Result<Response<ApplyResponse>, Status> {
+        super::check_request_size(request.get_ref(), self.ctx.max_request_bytes)?;
         let r = request.into_inner();
         let obj = required(r.object, "object")?;
         let span = tracing::info_span!("apply", kind = %obj.kind(), namespace = obj.namespace(), name = obj.name());
@@ -118,6 +119,7 @@ impl Cluster for ClusterService {
         &self,
         request: Request<UpdateRequest>,
     ) -> Result<Response<UpdateResponse>, Status> {
+        super::check_request_size(request.get_ref(), self.ctx.max_request_bytes)?;
         let obj = required(request.into_inner().object, "object")?;
         let object = apply::update(self.store(), obj).await?;
         Ok(Response::new(UpdateResponse {

@@ -31,7 +31,26 @@ pub struct Ctx {
     pub register_lock: Arc<tokio::sync::Mutex<()>>,
     /// How often a healthy node's heartbeat time is written to its stored status.
     pub status_write_interval: Duration,
+    /// The largest write request (an object to apply or update), in encoded bytes.
+    pub max_request_bytes: usize,
 }
+
+/// etcd's request limit, which Kubernetes objects live within: 1.5 MiB.
+pub const DEFAULT_MAX_REQUEST_BYTES: usize = 1536 * 1024;
+
+/// Refuses a write request larger than `limit` with the API server's 413 message
+/// (`Request entity too large: limit is N`), before anything is decoded further or stored.
+pub fn check_request_size(request: &impl prost::Message, limit: usize) -> Result<(), Status> {
+    if request.encoded_len() > limit {
+        return Err(Status::resource_exhausted(format!(
+            "{REQUEST_TOO_LARGE}: limit is {limit}"
+        )));
+    }
+    Ok(())
+}
+
+/// The start of the message of an oversize request (clients map it to RequestEntityTooLarge).
+pub const REQUEST_TOO_LARGE: &str = "Request entity too large";
 
 /// Maps a store error onto the gRPC code clients expect.
 pub fn status(e: StoreError) -> Status {

@@ -419,6 +419,7 @@ mod tests {
             ipam: crate::ipam::Ipam::new("10.0.0.0/16", 24).unwrap(),
             register_lock: Arc::default(),
             status_write_interval: Duration::from_secs(30),
+            max_request_bytes: crate::api::DEFAULT_MAX_REQUEST_BYTES,
         })
     }
 
