@@ -262,6 +262,9 @@ async fn serve(
         .with_nodelay(Some(true))
         .with_keepalive(Some(Duration::from_secs(60)));
     let served = tonic::transport::Server::builder()
+        .layer(api::refusals::RefusalsLayer {
+            max_request_bytes: config.max_request_bytes,
+        })
         .add_service(health_service)
         .add_service(reflection)
         .add_service(

@@ -142,3 +142,101 @@ fn a_name_over_253_characters_names_the_limit() {
         status.message()
     );
 }
+
+/// Bytes sent and received as they are: a client that speaks gRPC but not twinset.v1.
+#[derive(Clone, Copy, Default)]
+struct Raw;
+
+impl tonic::codec::Encoder for Raw {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+    fn encode(
+        &mut self,
+        item: Vec<u8>,
+        dst: &mut tonic::codec::EncodeBuf<'_>,
+    ) -> Result<(), tonic::Status> {
+        prost::bytes::BufMut::put_slice(dst, &item);
+        Ok(())
+    }
+}
+
+impl tonic::codec::Decoder for Raw {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+    fn decode(
+        &mut self,
+        src: &mut tonic::codec::DecodeBuf<'_>,
+    ) -> Result<Option<Vec<u8>>, tonic::Status> {
+        use prost::bytes::Buf;
+        Ok(Some(src.copy_to_bytes(src.remaining()).to_vec()))
+    }
+}
+
+impl tonic::codec::Codec for Raw {
+    type Encode = Vec<u8>;
+    type Decode = Vec<u8>;
+    type Encoder = Raw;
+    type Decoder = Raw;
+    fn encoder(&mut self) -> Raw {
+        Raw
+    }
+    fn decoder(&mut self) -> Raw {
+        Raw
+    }
+}
+
+/// Sends `body` as a Cluster.Apply request and returns the refusal.
+fn raw_apply(c: &Cluster, body: Vec<u8>) -> tonic::Status {
+    let server = c.server();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    rt.block_on(async move {
+        let channel = tonic::transport::Endpoint::from_shared(server.clone())
+            .expect("endpoint")
+            .connect()
+            .await
+            .unwrap_or_else(|e| panic!("connect to {server}: {e}"));
+        let mut grpc = tonic::client::Grpc::new(channel).max_encoding_message_size(usize::MAX);
+        grpc.ready().await.expect("channel ready");
+        let path =
+            tonic::codegen::http::uri::PathAndQuery::from_static("/twinset.v1.Cluster/Apply");
+        grpc.unary(tonic::Request::new(body), path, Raw)
+            .await
+            .expect_err("the request is refused")
+    })
+}
+
+#[test]
+fn undecodable_and_oversize_requests_are_refused_in_the_apis_words() {
+    let c = Cluster::start(0);
+    let before = c.store_revision();
+    // Field 1 (the object) says 5 bytes follow; one does.
+    let status = raw_apply(&c, vec![0x0a, 0x05, 0x01]);
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    assert!(
+        status
+            .message()
+            .starts_with("the request is not a valid twinset.v1 message"),
+        "{}",
+        status.message()
+    );
+    // Over the transport's own limit (4 MiB): still the API server's 413, not the
+    // library's words.
+    let big = prost::Message::encode_to_vec(&v1::ApplyRequest {
+        object: Some(object(|o| {
+            o.meta_mut()
+                .annotations
+                .insert("note".into(), "a".repeat(5 * 1024 * 1024));
+        })),
+        dry_run: false,
+    });
+    let status = raw_apply(&c, big);
+    assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
+    assert_eq!(
+        status.message(),
+        "Request entity too large: limit is 1572864"
+    );
+    assert_eq!(c.store_revision(), before, "the store moved");
+}

@@ -6,6 +6,7 @@ pub mod apply;
 pub mod cluster;
 pub mod logs;
 pub mod nodes;
+pub mod refusals;
 
 use crate::controllers::node_lifecycle::Heartbeats;
 use crate::ipam::Ipam;
