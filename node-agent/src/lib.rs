@@ -150,6 +150,9 @@ fn mkdir(path: &Path) -> Result<(), Error> {
     })
 }
 
+/// The largest message the agent accepts from the control plane (assignments, replies).
+pub const RECEIVE_LIMIT: usize = 64 * 1024 * 1024;
+
 /// Runs the agent until `shutdown` is cancelled, then stops its pods (unless
 /// configured to leave them) and every task it started.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Error> {
@@ -215,7 +218,9 @@ async fn run_agent(config: Config, shutdown: CancellationToken) -> Result<(), Er
         .keep_alive_while_idle(true)
         .tcp_nodelay(true)
         .connect_lazy();
-    let client = NodesClient::new(channel);
+    // Snapshots come in parts of about 1 MiB, but one pod may be as large as the largest
+    // object the control plane accepts (a few MiB): leave room for it.
+    let client = NodesClient::new(channel).max_decoding_message_size(RECEIVE_LIMIT);
 
     // Tasks: `tracker` holds everything; `workers` the pod workers, drained first so
     // pods stop before the reapers are told to give up.

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
-use tonic::Code;
+use tonic::{Code, Status};
 use twinset_proto::v1::{self, nodes_client::NodesClient};
 
 use crate::supervisor::Supervisor;
@@ -146,6 +146,36 @@ pub async fn heartbeats(
     }
 }
 
+/// Joins the parts of a SNAPSHOT (each but the last has `more` set) into one assignment;
+/// every other message passes through. A stream that breaks mid-snapshot starts a new
+/// one, so the parts never outlive their stream.
+#[derive(Debug, Default)]
+pub struct SnapshotParts {
+    pods: Vec<v1::Pod>,
+}
+
+impl SnapshotParts {
+    /// The assignment to apply now, or None while a snapshot's parts are still arriving.
+    pub fn take(&mut self, mut a: v1::Assignment) -> Option<v1::Assignment> {
+        if a.r#type != "SNAPSHOT" {
+            return Some(a);
+        }
+        self.pods.append(&mut a.pods);
+        if a.more {
+            return None;
+        }
+        a.pods = std::mem::take(&mut self.pods);
+        Some(a)
+    }
+}
+
+/// True when the control plane ended the stream because the revision asked for is older
+/// than its history (relist), as opposed to any other out-of-range failure such as a
+/// message over a size limit, which a fresh snapshot would not cure.
+pub fn is_too_old(s: &Status) -> bool {
+    s.code() == Code::OutOfRange && s.message().starts_with("too old resource version")
+}
+
 /// Applies one assignment message to the supervisor.
 pub fn apply(supervisor: &mut Supervisor, a: v1::Assignment) {
     match a.r#type.as_str() {
@@ -251,6 +281,7 @@ pub async fn watch_assignments(
                 tracing::info!(from = %revision, "watching assignments");
                 drop(_enter);
                 let mut stream = resp.into_inner();
+                let mut parts = SnapshotParts::default();
                 loop {
                     let msg = tokio::select! {
                         _ = shutdown.cancelled() => return,
@@ -260,6 +291,11 @@ pub async fn watch_assignments(
                         Ok(Some(a)) => {
                             backoff.reset();
                             failures = 0;
+                            // The revision moves only once a whole snapshot is here, so
+                            // a stream that breaks mid-snapshot resumes with a new one.
+                            let Some(a) = parts.take(a) else {
+                                continue;
+                            };
                             if !a.resource_version.is_empty() {
                                 revision = a.resource_version.clone();
                             }
@@ -271,7 +307,7 @@ pub async fn watch_assignments(
                             break;
                         }
                         Err(s) => {
-                            if s.code() == Code::OutOfRange {
+                            if is_too_old(&s) {
                                 tracing::info!(
                                     "revision {revision} too old; asking for a fresh snapshot"
                                 );
@@ -285,7 +321,7 @@ pub async fn watch_assignments(
                 }
             }
             Err(s) => {
-                if s.code() == Code::OutOfRange {
+                if is_too_old(&s) {
                     revision.clear();
                     continue;
                 }
@@ -304,6 +340,59 @@ pub async fn watch_assignments(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn part(kind: &str, pods: &[&str], more: bool) -> v1::Assignment {
+        v1::Assignment {
+            r#type: kind.into(),
+            pods: pods
+                .iter()
+                .map(|n| v1::Pod {
+                    metadata: Some(v1::ObjectMeta {
+                        name: (*n).into(),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                })
+                .collect(),
+            resource_version: "7".into(),
+            claims: Vec::new(),
+            more,
+        }
+    }
+
+    fn names(a: &v1::Assignment) -> Vec<&str> {
+        a.pods
+            .iter()
+            .map(|p| p.metadata.as_ref().map_or("", |m| m.name.as_str()))
+            .collect()
+    }
+
+    #[test]
+    fn snapshot_parts_are_joined_before_they_apply() {
+        let mut parts = SnapshotParts::default();
+        assert!(parts.take(part("SNAPSHOT", &["a", "b"], true)).is_none());
+        assert!(parts.take(part("SNAPSHOT", &["c"], true)).is_none());
+        let whole = parts.take(part("SNAPSHOT", &["d"], false)).unwrap();
+        assert_eq!(names(&whole), ["a", "b", "c", "d"]);
+        // The next snapshot starts empty; changes pass through untouched.
+        let next = parts.take(part("SNAPSHOT", &[], false)).unwrap();
+        assert!(next.pods.is_empty());
+        let change = parts.take(part("MODIFIED", &["x"], false)).unwrap();
+        assert_eq!(names(&change), ["x"]);
+    }
+
+    #[test]
+    fn only_the_history_running_out_is_too_old() {
+        assert!(is_too_old(&Status::out_of_range(
+            "too old resource version: 3 (oldest available is 9, current is 12); relist and watch again"
+        )));
+        assert!(!is_too_old(&Status::out_of_range(
+            "Error, decoded message length too large: found 5000000 bytes, the limit is: 4194304 bytes"
+        )));
+        assert!(!is_too_old(&Status::unavailable(
+            "too old resource version"
+        )));
+    }
 
     #[test]
     fn claim_assignments() {

@@ -137,6 +137,7 @@ impl Nodes for Fake {
                 pods,
                 resource_version: "1".into(),
                 claims: Vec::new(),
+                more: false,
             };
             Some((Ok(a), (rx, false)))
         });

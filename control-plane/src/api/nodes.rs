@@ -149,9 +149,31 @@ fn claim_bound_to(obj: &Object, node: &str) -> bool {
             == Some(node)
 }
 
-/// The SNAPSHOT of the pods bound to `node` and the CLAIMS whose volumes live there, at
-/// the revision the pods were listed at.
-fn snapshot(store: &dyn Store, node: &str) -> ([Assignment; 2], u64) {
+/// The most encoded bytes of pods one SNAPSHOT part carries (a part holds at least one
+/// pod); far below any client's receive limit, so a node with many large pods resyncs.
+pub const SNAPSHOT_PART_BYTES: usize = 1024 * 1024;
+
+/// Splits `pods` into parts of at most `budget` encoded bytes (one pod per part when a
+/// pod alone is larger); never no part, so an empty snapshot is still one message.
+pub fn snapshot_parts(pods: Vec<Pod>, budget: usize) -> Vec<Vec<Pod>> {
+    let mut parts = vec![Vec::new()];
+    let mut bytes = 0usize;
+    for pod in pods {
+        let size = prost::Message::encoded_len(&pod);
+        let current = parts.last_mut().expect("parts is never empty");
+        if !current.is_empty() && bytes.saturating_add(size) > budget {
+            parts.push(Vec::new());
+            bytes = 0;
+        }
+        bytes = bytes.saturating_add(size);
+        parts.last_mut().expect("parts is never empty").push(pod);
+    }
+    parts
+}
+
+/// The SNAPSHOT of the pods bound to `node` (in parts, see [`snapshot_parts`]) and the
+/// CLAIMS whose volumes live there, at the revision the pods were listed at.
+fn snapshot(store: &dyn Store, node: &str) -> (Vec<Assignment>, u64) {
     let (objs, at) = store.list(Kind::Pod, None);
     let pods: Vec<Pod> = objs
         .into_iter()
@@ -159,12 +181,19 @@ fn snapshot(store: &dyn Store, node: &str) -> ([Assignment; 2], u64) {
         .filter(|p| bound_to(p, node))
         .collect();
     tracing::debug!(pods = pods.len(), rev = at, "sending snapshot");
-    let snap = Assignment {
-        r#type: "SNAPSHOT".into(),
-        pods,
-        resource_version: at.to_string(),
-        claims: Vec::new(),
-    };
+    let parts = snapshot_parts(pods, SNAPSHOT_PART_BYTES);
+    let last = parts.len() - 1;
+    let mut out: Vec<Assignment> = parts
+        .into_iter()
+        .enumerate()
+        .map(|(i, pods)| Assignment {
+            r#type: "SNAPSHOT".into(),
+            pods,
+            resource_version: at.to_string(),
+            claims: Vec::new(),
+            more: i < last,
+        })
+        .collect();
     // The claims bound here: the agent keeps their volume directories and may remove
     // the others.
     let (claims, _) = store.list(Kind::PersistentVolumeClaim, None);
@@ -177,8 +206,10 @@ fn snapshot(store: &dyn Store, node: &str) -> ([Assignment; 2], u64) {
             .filter(|c| claim_bound_to(c, node))
             .map(|c| format!("{}/{}", c.namespace(), c.name()))
             .collect(),
+        more: false,
     };
-    ([snap, claims], at)
+    out.push(claims);
+    (out, at)
 }
 
 /// What one store change means to the agent of `node`, if anything.
@@ -189,6 +220,7 @@ fn assignment(ev: WatchEvent, node: &str) -> Option<Assignment> {
             pods: Vec::new(),
             resource_version: ev.rev.to_string(),
             claims: vec![format!("{}/{}", ev.object.namespace(), ev.object.name())],
+            more: false,
         });
     }
     let pod = ev.object.into_pod()?;
@@ -200,6 +232,7 @@ fn assignment(ev: WatchEvent, node: &str) -> Option<Assignment> {
         pods: vec![pod],
         resource_version: ev.rev.to_string(),
         claims: Vec::new(),
+        more: false,
     })
 }
 
@@ -223,7 +256,7 @@ async fn assignments(
             next = stream.next() => next,
         };
         let out: Vec<Assignment> = match next {
-            Ok(Next::Listed(snapshot)) => snapshot.into(),
+            Ok(Next::Listed(snapshot)) => snapshot,
             Ok(Next::Event(ev)) => assignment(*ev, &node).into_iter().collect(),
             Err(e) => {
                 let _ = tx.send(Err(status(e))).await;
@@ -410,6 +443,34 @@ mod tests {
     use std::time::Duration;
     use tokio_util::sync::CancellationToken;
     use twinset_proto::v1::{NodeSpec, ObjectMeta, Taint};
+
+    fn pod_of(bytes: usize) -> Pod {
+        Pod {
+            metadata: Some(ObjectMeta {
+                name: "p".into(),
+                annotations: [("a".to_string(), "x".repeat(bytes))].into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn snapshots_split_into_parts_within_the_budget() {
+        use prost::Message;
+        let pods: Vec<Pod> = (0..10).map(|_| pod_of(300)).collect();
+        let one = pods[0].encoded_len();
+        let parts = snapshot_parts(pods, 3 * one);
+        assert_eq!(parts.iter().map(Vec::len).collect::<Vec<_>>(), [3, 3, 3, 1]);
+        for p in &parts {
+            assert!(p.iter().map(Message::encoded_len).sum::<usize>() <= 3 * one);
+        }
+        // A pod larger than the budget goes alone; nothing is dropped.
+        let parts = snapshot_parts(vec![pod_of(10), pod_of(5000), pod_of(10)], 1000);
+        assert_eq!(parts.iter().map(Vec::len).collect::<Vec<_>>(), [1, 1, 1]);
+        // No pods: still one (empty) part, so the agent hears of the empty node.
+        assert_eq!(snapshot_parts(Vec::new(), 1000), vec![Vec::<Pod>::new()]);
+    }
 
     fn service() -> NodesService {
         NodesService::new(Ctx {
