@@ -1,15 +1,27 @@
 //! Watch fan-out: a history of recent changes, bounded in count and in encoded bytes,
 //! plus the live watchers. Engines publish each durable write here in revision order.
+//!
+//! Each change is one reference-counted value shared by the history and every watcher's
+//! queue: publishing costs a pointer per watcher, never a copy (a watcher copies the
+//! change out when it reads it). Each watcher's queue is bounded in changes and in
+//! bytes; a watcher that falls behind either bound is dropped and watches again from its
+//! last revision (from the history, or "too old" and a relist), so a client that stops
+//! reading holds at most its bound, not the store's traffic.
 
 use super::{Error, Result, WatchEvent, Watcher};
 use prost::Message;
 use std::collections::VecDeque;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 
-/// How many unread changes a watcher may hold before it is dropped (it then re-watches
-/// from its last revision, from the history or by relisting).
-const WATCHER_BUFFER: usize = 8192;
+/// How many unread changes a watcher may hold before it is dropped.
+const WATCHER_BUFFER: usize = 1024;
+/// How many bytes (by [`weight`]) of unread changes a watcher may hold before it is dropped.
+pub const WATCHER_BYTES: usize = 16 * 1024 * 1024;
+
+/// One published change as the history and the queues hold it, with its [`weight`].
+pub type Shared = (Arc<WatchEvent>, usize);
 
 /// The default bound on the bytes the history holds (objects as encoded protobuf).
 pub const DEFAULT_HISTORY_BYTES: usize = 64 * 1024 * 1024;
@@ -27,12 +39,20 @@ pub struct Hub {
     inner: Mutex<Inner>,
 }
 
+/// A live watcher as the hub sees it: its queue and the bytes waiting in it.
+#[derive(Debug)]
+struct Subscriber {
+    tx: mpsc::Sender<Shared>,
+    /// The weight of the changes queued and not yet read (the watcher subtracts on read).
+    queued: Arc<AtomicUsize>,
+}
+
 #[derive(Debug)]
 struct Inner {
-    history: VecDeque<WatchEvent>,
+    history: VecDeque<Shared>,
     /// The sum of [`weight`] over `history`.
     bytes: usize,
-    subscribers: Vec<mpsc::Sender<WatchEvent>>,
+    subscribers: Vec<Subscriber>,
     /// The revision of the last published change (or the store's revision at open).
     published: u64,
     closed: bool,
@@ -64,27 +84,44 @@ impl Hub {
     pub fn publish(&self, events: impl IntoIterator<Item = WatchEvent>) {
         let mut inner = self.lock();
         for ev in events {
-            inner.published = inner.published.max(ev.rev);
-            inner
-                .subscribers
-                .retain(|tx| match tx.try_send(ev.clone()) {
+            let w = weight(&ev);
+            let rev = ev.rev;
+            let ev = Arc::new(ev);
+            inner.published = inner.published.max(rev);
+            inner.subscribers.retain(|s| {
+                // Counted before the send, so the reader's subtraction never comes first;
+                // taken back when the change is not queued after all.
+                if s.queued.fetch_add(w, Ordering::AcqRel) + w > WATCHER_BYTES {
+                    s.queued.fetch_sub(w, Ordering::AcqRel);
+                    tracing::warn!(
+                        rev,
+                        "a watcher fell {WATCHER_BYTES} bytes behind; ending its watch"
+                    );
+                    return false;
+                }
+                let sent = s.tx.try_send((ev.clone(), w));
+                if sent.is_err() {
+                    s.queued.fetch_sub(w, Ordering::AcqRel);
+                }
+                match sent {
                     Ok(()) => true,
                     Err(mpsc::error::TrySendError::Full(_)) => {
                         tracing::warn!(
-                            rev = ev.rev,
+                            rev,
                             "a watcher fell {WATCHER_BUFFER} changes behind; ending its watch"
                         );
                         false
                     }
                     Err(mpsc::error::TrySendError::Closed(_)) => false,
-                });
-            inner.bytes += weight(&ev);
-            inner.history.push_back(ev);
+                }
+            });
+            inner.bytes += w;
+            inner.history.push_back((ev, w));
             while inner.history.len() > self.capacity || inner.bytes > self.max_bytes {
-                let Some(old) = inner.history.pop_front() else {
+                let Some((_, old)) = inner.history.pop_front() else {
                     break;
                 };
-                inner.bytes -= weight(&old);
+                inner.bytes -= old;
             }
         }
     }
@@ -98,7 +135,7 @@ impl Hub {
         }
         // With nothing kept, only "from the latest published change" can be watched.
         let oldest = match inner.history.front() {
-            Some(first) => first.rev - 1,
+            Some((first, _)) => first.rev - 1,
             None => inner.published,
         };
         if from_rev < oldest || from_rev > applied {
@@ -108,15 +145,24 @@ impl Hub {
                 current: applied,
             });
         }
-        let backlog: VecDeque<WatchEvent> = inner
+        let backlog: VecDeque<Arc<WatchEvent>> = inner
             .history
             .iter()
-            .filter(|e| e.rev > from_rev)
-            .cloned()
+            .filter(|(e, _)| e.rev > from_rev)
+            .map(|(e, _)| e.clone())
             .collect();
         let (tx, rx) = mpsc::channel(WATCHER_BUFFER);
-        inner.subscribers.push(tx);
-        Ok(Watcher::new(backlog, rx, from_rev))
+        let queued = Arc::new(AtomicUsize::new(0));
+        inner.subscribers.push(Subscriber {
+            tx,
+            queued: queued.clone(),
+        });
+        Ok(Watcher::new(backlog, rx, queued, from_rev))
+    }
+
+    /// How many watchers are subscribed now.
+    pub fn watchers(&self) -> usize {
+        self.lock().subscribers.len()
     }
 
     /// How many changes and bytes the history holds now.
@@ -189,5 +235,52 @@ mod tests {
             "from the latest change still works"
         );
         assert!(matches!(hub.watch(0, 1), Err(Error::TooOld { .. })));
+    }
+
+    #[tokio::test]
+    async fn a_watcher_that_stops_reading_is_dropped_at_its_count_bound() {
+        let hub = Hub::new(10, DEFAULT_HISTORY_BYTES, 0);
+        let mut stalled = hub.watch(0, 0).unwrap();
+        let mut reading = hub.watch(0, 0).unwrap();
+        for rev in 1..=WATCHER_BUFFER as u64 {
+            hub.publish([big(rev, 1)]);
+            assert_eq!(reading.recv().await.unwrap().rev, rev);
+        }
+        assert_eq!(hub.watchers(), 2, "a full queue is still within its bound");
+        hub.publish([big(WATCHER_BUFFER as u64 + 1, 1)]);
+        assert_eq!(
+            hub.watchers(),
+            1,
+            "the stalled watcher went, the reading one stays"
+        );
+        assert_eq!(reading.recv().await.unwrap().rev, WATCHER_BUFFER as u64 + 1);
+        // The stalled one still reads what it was given, then ends (and watches again).
+        for rev in 1..=WATCHER_BUFFER as u64 {
+            assert_eq!(stalled.recv().await.unwrap().rev, rev);
+        }
+        assert!(stalled.recv().await.is_none());
+        assert_eq!(
+            stalled.queued.load(Ordering::Acquire),
+            0,
+            "every byte read is counted off"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_watcher_that_stops_reading_is_dropped_at_its_byte_bound() {
+        let hub = Hub::new(4, DEFAULT_HISTORY_BYTES, 0);
+        let stalled = hub.watch(0, 0).unwrap();
+        let each = weight(&big(1, 1024 * 1024));
+        let fit = (WATCHER_BYTES / each) as u64;
+        for rev in 1..=fit {
+            hub.publish([big(rev, 1024 * 1024)]);
+        }
+        assert_eq!(hub.watchers(), 1);
+        assert!(stalled.queued.load(Ordering::Acquire) <= WATCHER_BYTES);
+        hub.publish([big(fit + 1, 1024 * 1024)]);
+        assert_eq!(hub.watchers(), 0, "over its bytes, the watcher is dropped");
+        // The history keeps only its 4 changes; the dropped watcher's queue is the rest.
+        assert_eq!(hub.held().0, 4);
+        drop(stalled);
     }
 }

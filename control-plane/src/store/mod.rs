@@ -21,6 +21,8 @@ pub mod stream;
 mod testing;
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use tokio::sync::mpsc;
 use twinset_proto::v1::Object;
 use twinset_proto::Kind;
@@ -160,18 +162,26 @@ pub struct WatchEvent {
 /// change in revision order.
 #[derive(Debug)]
 pub struct Watcher {
-    backlog: VecDeque<WatchEvent>,
-    rx: mpsc::Receiver<WatchEvent>,
+    backlog: VecDeque<Arc<WatchEvent>>,
+    rx: mpsc::Receiver<hub::Shared>,
+    /// The bytes queued for this watcher and not yet read (shared with the hub).
+    queued: Arc<AtomicUsize>,
     after: u64,
 }
 
 impl Watcher {
     pub(crate) fn new(
-        backlog: VecDeque<WatchEvent>,
-        rx: mpsc::Receiver<WatchEvent>,
+        backlog: VecDeque<Arc<WatchEvent>>,
+        rx: mpsc::Receiver<hub::Shared>,
+        queued: Arc<AtomicUsize>,
         after: u64,
     ) -> Self {
-        Watcher { backlog, rx, after }
+        Watcher {
+            backlog,
+            rx,
+            queued,
+            after,
+        }
     }
 
     /// The next change. `None` means the watch ended (the store closed, or this watcher
@@ -179,14 +189,16 @@ impl Watcher {
     pub async fn recv(&mut self) -> Option<WatchEvent> {
         if let Some(ev) = self.backlog.pop_front() {
             self.after = ev.rev;
-            return Some(ev);
+            return Some(Arc::unwrap_or_clone(ev));
         }
         loop {
-            let ev = self.rx.recv().await?;
+            let (ev, weight) = self.rx.recv().await?;
+            self.queued.fetch_sub(weight, Ordering::AcqRel);
             // Changes applied before the watch started but published after it are skipped.
             if ev.rev > self.after {
                 self.after = ev.rev;
-                return Some(ev);
+                // The copy is made here, by the reader, never by the store's writer.
+                return Some(Arc::unwrap_or_clone(ev));
             }
         }
     }
