@@ -22,7 +22,9 @@ pub struct Applied {
     pub notes: Vec<String>,
 }
 
-/// Validates, fills namespace and defaults. Returns the kind.
+/// Fills namespace and defaults, then validates what would be stored, with the same
+/// checks (and messages) as the CLI's, so a client that skips them gains nothing.
+/// Returns the kind.
 pub fn prepare(obj: &mut Object) -> Result<Kind, Status> {
     let kind = obj
         .kind_opt()
@@ -30,8 +32,8 @@ pub fn prepare(obj: &mut Object) -> Result<Kind, Status> {
     if kind.namespaced() && obj.namespace().is_empty() {
         obj.meta_mut().namespace = "default".into();
     }
-    twinset_proto::validate::validate(obj).map_err(|e| Status::invalid_argument(e.to_string()))?;
     twinset_proto::defaults::apply(obj);
+    twinset_proto::validate::validate(obj).map_err(|e| Status::invalid_argument(e.to_string()))?;
     obj.set_type_meta();
     match &mut obj.kind {
         Some(Variant::Node(n)) => sync_unschedulable_taint(n),
