@@ -147,4 +147,29 @@ fn every_bad_manifest_is_refused_alike_over_grpc_and_through_the_cli() {
         over_grpc_count += 1;
     }
     assert_eq!(over_grpc_count, 12, "cases sent over gRPC");
+
+    // An apiVersion the kind is not served in can be put in a message, too.
+    let before = c.store_revision();
+    let text = edit(DS, "apiVersion: apps/v1", "apiVersion: apps/v2");
+    let cli_err = c.apply(&text).failed().trim().to_string();
+    let mut obj = manifest::decode(DS)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .remove(0);
+    if let Some(ds) = obj.as_daemon_set_mut() {
+        ds.api_version = "apps/v2".into();
+    }
+    let (apply, update) = over_grpc(&c, obj);
+    for (rpc, status) in [("Apply", &apply), ("Update", &update)] {
+        assert_eq!(
+            status.code(),
+            tonic::Code::InvalidArgument,
+            "{rpc}: {status:?}"
+        );
+        assert!(
+            cli_err.ends_with(status.message()),
+            "apps/v2: {rpc}'s message {:?} is not the CLI's {cli_err:?}",
+            status.message()
+        );
+    }
+    assert_eq!(c.store_revision(), before, "apps/v2: the store changed");
 }
