@@ -32,6 +32,16 @@ fn err(document: usize, message: impl Into<String>) -> ManifestError {
 /// Decodes every object in a YAML or JSON text (documents separated by `---`, or a
 /// `kind: List`), checks apiVersion and kind, and validates each object.
 pub fn decode(text: &str) -> Result<Vec<Object>, ManifestError> {
+    decode_with(text, true)
+}
+
+/// As [`decode`], without [`validate`]: the objects as a client that leaves validation
+/// to the server would send them (shape, apiVersion and kind are still checked).
+pub fn decode_unvalidated(text: &str) -> Result<Vec<Object>, ManifestError> {
+    decode_with(text, false)
+}
+
+fn decode_with(text: &str, validated: bool) -> Result<Vec<Object>, ManifestError> {
     let docs = parse_documents(text)?;
     let multi = docs.len() > 1;
     let mut out = Vec::new();
@@ -51,11 +61,12 @@ pub fn decode(text: &str) -> Result<Vec<Object>, ManifestError> {
                 Some(_) => return Err(prefix("items: must be a list".into())),
             };
             for (j, item) in items.into_iter().enumerate() {
-                let obj = decode_value(item).map_err(|m| prefix(format!("items[{j}]: {m}")))?;
+                let obj = decode_value(item, validated)
+                    .map_err(|m| prefix(format!("items[{j}]: {m}")))?;
                 out.push(obj);
             }
         } else {
-            out.push(decode_value(doc).map_err(prefix)?);
+            out.push(decode_value(doc, validated).map_err(prefix)?);
         }
     }
     if out.is_empty() {
@@ -90,7 +101,7 @@ fn one_line(s: &str) -> String {
 }
 
 /// Decodes one document that is already a generic value.
-fn decode_value(doc: Value) -> Result<Object, String> {
+fn decode_value(doc: Value, validated: bool) -> Result<Object, String> {
     let map = doc
         .as_object()
         .ok_or("a manifest must be a mapping of fields (apiVersion, kind, metadata, ...)")?;
@@ -135,7 +146,9 @@ fn decode_value(doc: Value) -> Result<Object, String> {
         Kind::Event => typed::<v1::Event>(doc)?,
     };
     obj.set_type_meta();
-    validate::validate(&obj).map_err(|e| e.to_string())?;
+    if validated {
+        validate::validate(&obj).map_err(|e| e.to_string())?;
+    }
     Ok(obj)
 }
 

@@ -187,7 +187,8 @@ impl fmt::Display for Quantity {
 }
 
 /// Deserializes a `{name: quantity}` map, accepting numbers as Kubernetes does
-/// (`cpu: 1`) and refusing anything that is not a valid quantity.
+/// (`cpu: 1`). Whether each value is a valid quantity is [`crate::validate`]'s to
+/// say, so a manifest and the same object sent over gRPC are refused alike.
 pub fn deserialize_map<'de, D: Deserializer<'de>>(
     d: D,
 ) -> Result<BTreeMap<String, String>, D::Error> {
@@ -199,22 +200,17 @@ pub fn deserialize_map<'de, D: Deserializer<'de>>(
         F(f64),
     }
     let raw = BTreeMap::<String, Raw>::deserialize(d)?;
-    let mut out = BTreeMap::new();
-    for (k, v) in raw {
-        let text = match v {
-            Raw::S(s) => s,
-            Raw::I(i) => i.to_string(),
-            Raw::F(x) => x.to_string(),
-        };
-        let q = parse(&text).map_err(|e| serde::de::Error::custom(format!("{k}: {e}")))?;
-        if q.is_negative() {
-            return Err(serde::de::Error::custom(format!(
-                "{k}: quantity {text:?} must not be negative"
-            )));
-        }
-        out.insert(k, text);
-    }
-    Ok(out)
+    Ok(raw
+        .into_iter()
+        .map(|(k, v)| {
+            let text = match v {
+                Raw::S(s) => s,
+                Raw::I(i) => i.to_string(),
+                Raw::F(x) => x.to_string(),
+            };
+            (k, text)
+        })
+        .collect())
 }
 
 #[cfg(test)]

@@ -344,13 +344,28 @@ fn non_negative(path: &str, v: i64) -> R {
     Ok(())
 }
 
+fn check_replicas(replicas: i32) -> R {
+    non_negative("spec.replicas", replicas.into())
+}
+
+/// Checks a replica count as a Scale request sets it, with the message a whole-object
+/// validation gives (`StatefulSet "x" is invalid: spec.replicas: Invalid value: -1: ...`).
+pub fn validate_replicas(kind: Kind, name: &str, replicas: i32) -> Result<(), ValidationError> {
+    check_replicas(replicas).map_err(|(field, reason)| ValidationError {
+        kind: kind.as_str(),
+        name: name.to_string(),
+        field,
+        reason,
+    })
+}
+
 fn check_stateful_set(s: &StatefulSet) -> R {
     let spec = s
         .spec
         .as_ref()
         .ok_or_else(|| ("spec".to_string(), "Required value".to_string()))?;
     if let Some(r) = spec.replicas {
-        non_negative("spec.replicas", r.into())?;
+        check_replicas(r)?;
     }
     check_template(spec.template.as_ref())?;
     check_selector_matches_template(spec.selector.as_ref(), spec.template.as_ref())?;
@@ -439,6 +454,22 @@ fn check_claim_spec(field: &str, spec: Option<&PersistentVolumeClaimSpec>) -> R 
             return bad(format!("{field}.accessModes"), format!("Unsupported value: {m:?}: supported values: \"ReadOnlyMany\", \"ReadWriteMany\", \"ReadWriteOnce\", \"ReadWriteOncePod\""));
         }
     }
+    if !matches!(spec.volume_mode.as_str(), "" | "Filesystem" | "Block") {
+        return bad(
+            format!("{field}.volumeMode"),
+            format!(
+                "Unsupported value: {:?}: supported values: \"Block\", \"Filesystem\"",
+                spec.volume_mode
+            ),
+        );
+    }
+    if let Some(r) = &spec.resources {
+        for (part, map) in [("limits", &r.limits), ("requests", &r.requests)] {
+            for (name, q) in map {
+                check_quantity(&format!("{field}.resources.{part}[{name}]"), q)?;
+            }
+        }
+    }
     let storage = spec
         .resources
         .as_ref()
@@ -492,6 +523,18 @@ fn check_pod_spec(field: &str, spec: Option<&PodSpec>, in_set: bool) -> R {
             );
         }
     }
+    if !matches!(
+        spec.dns_policy.as_str(),
+        "" | "ClusterFirstWithHostNet" | "ClusterFirst" | "Default" | "None"
+    ) {
+        return bad(
+            format!("{field}.dnsPolicy"),
+            format!(
+                "Unsupported value: {:?}: supported values: \"ClusterFirstWithHostNet\", \"ClusterFirst\", \"Default\", \"None\"",
+                spec.dns_policy
+            ),
+        );
+    }
     let mut volumes = HashSet::new();
     for (i, v) in spec.volumes.iter().enumerate() {
         if !is_dns1123_label(&v.name) {
@@ -500,6 +543,7 @@ fn check_pod_spec(field: &str, spec: Option<&PodSpec>, in_set: bool) -> R {
                 format!("Invalid value: {:?}: {DNS1123_LABEL_MSG}", v.name),
             );
         }
+        check_volume_source(&format!("{field}.volumes[{i}]"), v)?;
         volumes.insert(v.name.as_str());
     }
     let mut names = HashSet::new();
@@ -582,16 +626,35 @@ fn check_pod_spec(field: &str, spec: Option<&PodSpec>, in_set: bool) -> R {
                 );
             }
         }
+        if !matches!(
+            c.image_pull_policy.as_str(),
+            "" | "Always" | "IfNotPresent" | "Never"
+        ) {
+            return bad(
+                format!("{f}.imagePullPolicy"),
+                format!(
+                    "Unsupported value: {:?}: supported values: \"Always\", \"IfNotPresent\", \"Never\"",
+                    c.image_pull_policy
+                ),
+            );
+        }
         if let Some(r) = &c.resources {
-            for (name, q) in &r.requests {
-                let req = quantity::parse(q)
-                    .map_err(|e| (format!("{f}.resources.requests"), e.to_string()))?;
-                if let Some(lim) = r.limits.get(name) {
-                    let lim = quantity::parse(lim)
-                        .map_err(|e| (format!("{f}.resources.limits"), e.to_string()))?;
-                    if req > lim {
-                        return bad(format!("{f}.resources.requests"), format!("Invalid value: {q:?}: must be less than or equal to {name} limit of {}", r.limits[name]));
-                    }
+            check_resources(&format!("{f}.resources"), r)?;
+        }
+        for (name, p) in [
+            ("livenessProbe", &c.liveness_probe),
+            ("readinessProbe", &c.readiness_probe),
+            ("startupProbe", &c.startup_probe),
+        ] {
+            if let Some(h) = p.as_ref().and_then(|p| p.http_get.as_ref()) {
+                if !matches!(h.scheme.as_str(), "" | "HTTP" | "HTTPS") {
+                    return bad(
+                        format!("{f}.{name}.httpGet.scheme"),
+                        format!(
+                            "Unsupported value: {:?}: supported values: \"HTTP\", \"HTTPS\"",
+                            h.scheme
+                        ),
+                    );
                 }
             }
         }
@@ -616,6 +679,97 @@ fn check_pod_spec(field: &str, spec: Option<&PodSpec>, in_set: bool) -> R {
                     check_node_selector_requirement(&f, e)?;
                 }
             }
+        }
+    }
+    Ok(())
+}
+
+/// Kubernetes' standard container resources; anything else must be an extended
+/// resource, a domain-qualified name (`example.com/gpu`).
+fn is_container_resource_name(name: &str) -> bool {
+    matches!(name, "cpu" | "memory" | "ephemeral-storage")
+        || name.starts_with("hugepages-")
+        || (name.contains('/') && is_qualified_name(name) && !name.starts_with("kubernetes.io/"))
+}
+
+/// One quantity of a container's resources: parsed and not negative
+/// (`resources.limits[memory]: Invalid value: "12Qi": ...`).
+fn check_quantity(path: &str, q: &str) -> Result<quantity::Quantity, (String, String)> {
+    let parsed = quantity::parse(q).map_err(|e| {
+        (
+            path.to_string(),
+            format!("Invalid value: {q:?}: {}", e.reason),
+        )
+    })?;
+    if parsed < quantity::Quantity::default() {
+        return Err((
+            path.to_string(),
+            format!("Invalid value: {q:?}: must be greater than or equal to 0"),
+        ));
+    }
+    Ok(parsed)
+}
+
+/// Every quantity in limits and in requests (limits first: the server's defaults copy
+/// a limit into a missing request, so the limit is what the user wrote), the names,
+/// and no request above its limit.
+fn check_resources(f: &str, r: &ResourceRequirements) -> R {
+    for (part, map) in [("limits", &r.limits), ("requests", &r.requests)] {
+        for (name, q) in map {
+            let path = format!("{f}.{part}[{name}]");
+            if !is_container_resource_name(name) {
+                return bad(
+                    path,
+                    format!("Invalid value: {name:?}: must be a standard resource for containers"),
+                );
+            }
+            check_quantity(&path, q)?;
+        }
+    }
+    for (name, q) in &r.requests {
+        if let Some(lim) = r.limits.get(name) {
+            let (req, limit) = (check_quantity("", q)?, check_quantity("", lim)?);
+            if req > limit {
+                return bad(
+                    format!("{f}.requests"),
+                    format!(
+                        "Invalid value: {q:?}: must be less than or equal to {name} limit of {lim}"
+                    ),
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A pod volume's source: an emptyDir's size limit is a quantity, a hostPath's type
+/// one of Kubernetes' closed set.
+fn check_volume_source(f: &str, v: &Volume) -> R {
+    if let Some(e) = &v.empty_dir {
+        if !e.size_limit.is_empty() {
+            check_quantity(&format!("{f}.emptyDir.sizeLimit"), &e.size_limit)?;
+        }
+    }
+    if let Some(h) = &v.host_path {
+        const TYPES: [&str; 8] = [
+            "",
+            "DirectoryOrCreate",
+            "Directory",
+            "FileOrCreate",
+            "File",
+            "Socket",
+            "CharDevice",
+            "BlockDevice",
+        ];
+        if !TYPES.contains(&h.r#type.as_str()) {
+            return bad(
+                format!("{f}.hostPath.type"),
+                format!(
+                    "Unsupported value: {:?}: supported values: {}",
+                    h.r#type,
+                    TYPES.map(|t| format!("{t:?}")).join(", ")
+                ),
+            );
         }
     }
     Ok(())
@@ -681,7 +835,28 @@ fn check_node(n: &Node) -> R {
 
 fn check_service(s: &Service) -> R {
     if let Some(spec) = &s.spec {
+        if !matches!(
+            spec.r#type.as_str(),
+            "" | "ClusterIP" | "NodePort" | "LoadBalancer" | "ExternalName"
+        ) {
+            return bad(
+                "spec.type",
+                format!(
+                    "Unsupported value: {:?}: supported values: \"ClusterIP\", \"ExternalName\", \"LoadBalancer\", \"NodePort\"",
+                    spec.r#type
+                ),
+            );
+        }
         for (i, p) in spec.ports.iter().enumerate() {
+            if !matches!(p.protocol.as_str(), "" | "TCP" | "UDP" | "SCTP") {
+                return bad(
+                    format!("spec.ports[{i}].protocol"),
+                    format!(
+                        "Unsupported value: {:?}: supported values: \"SCTP\", \"TCP\", \"UDP\"",
+                        p.protocol
+                    ),
+                );
+            }
             if !(1..=65535).contains(&p.port) {
                 return bad(
                     format!("spec.ports[{i}].port"),
@@ -909,5 +1084,142 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("restartPolicy: Unsupported value"));
+    }
+
+    /// Every quantity in requests and in limits is parsed, whether or not the other
+    /// side names the same resource; names outside Kubernetes' set are refused.
+    #[test]
+    fn every_quantity_is_checked() {
+        let base = DS.replace("NAME", "m").replace("SEL", "mon");
+        let with = |resources: &str| {
+            decode(&format!("{base}        resources:\n{resources}"))
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        };
+        assert_eq!(
+            with("          limits:\n            memory: 1Gi\n          requests:\n            cpu: 100m\n"),
+            Ok(())
+        );
+        let c = "DaemonSet \"m\" is invalid: spec.template.spec.containers[0].resources";
+        let refused = [
+            (
+                "          limits:\n            memory: 12Qi\n",
+                format!("{c}.limits[memory]: Invalid value: \"12Qi\": unknown suffix"),
+            ),
+            (
+                "          requests:\n            cpu: lots\n",
+                format!("{c}.requests[cpu]: Invalid value: \"lots\": expected a number"),
+            ),
+            (
+                "          requests:\n            memory: 1Gi\n          limits:\n            cpu: lots\n",
+                format!("{c}.limits[cpu]: Invalid value: \"lots\""),
+            ),
+            (
+                "          limits:\n            cpu: \"-1\"\n",
+                format!("{c}.limits[cpu]: Invalid value: \"-1\": must be greater than or equal to 0"),
+            ),
+            (
+                "          limits:\n            bananas: \"1\"\n",
+                format!("{c}.limits[bananas]: Invalid value: \"bananas\": must be a standard resource for containers"),
+            ),
+            (
+                "          limits:\n            memory: 1Gi\n          requests:\n            memory: 2Gi\n",
+                format!("{c}.requests: Invalid value: \"2Gi\": must be less than or equal to memory limit of 1Gi"),
+            ),
+        ];
+        for (resources, want) in refused {
+            let e = with(resources).unwrap_err();
+            assert!(e.starts_with(&want), "{resources}: {e}");
+        }
+        assert_eq!(
+            with("          limits:\n            example.com/gpu: \"1\"\n            hugepages-2Mi: 2Mi\n"),
+            Ok(())
+        );
+    }
+
+    /// A limit copied into the request by the server's defaults is refused with the
+    /// same message before and after defaults.
+    #[test]
+    fn same_message_before_and_after_defaults() {
+        let m = DS.replace("NAME", "m").replace("SEL", "mon")
+            + "        resources:\n          limits:\n            memory: 12Qi\n";
+        let before = decode(&m).unwrap_err().to_string();
+        let text = m.replace("12Qi", "1Gi");
+        let mut o = decode(&text).unwrap().remove(0);
+        crate::defaults::apply(&mut o);
+        let c = &mut o.as_daemon_set_mut().unwrap().spec.as_mut().unwrap();
+        let r = c
+            .template
+            .as_mut()
+            .unwrap()
+            .spec
+            .as_mut()
+            .unwrap()
+            .containers[0]
+            .resources
+            .as_mut()
+            .unwrap();
+        r.limits.insert("memory".into(), "12Qi".into());
+        r.requests.insert("memory".into(), "12Qi".into());
+        assert_eq!(validate(&o).unwrap_err().to_string(), before);
+    }
+
+    /// Every string field with a closed set of values in Kubernetes.
+    #[test]
+    fn bad_enums_are_refused() {
+        let base = DS.replace("NAME", "m").replace("SEL", "mon");
+        let pod_spec = |extra: &str| {
+            decode(&format!("{base}{extra}"))
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        };
+        let cases = [
+            ("      dnsPolicy: Sometimes\n", "spec.template.spec.dnsPolicy: Unsupported value: \"Sometimes\""),
+            ("        imagePullPolicy: Maybe\n", "spec.template.spec.containers[0].imagePullPolicy: Unsupported value: \"Maybe\": supported values: \"Always\", \"IfNotPresent\", \"Never\""),
+            ("        ports:\n        - containerPort: 80\n          protocol: ICMP\n", "containers[0].ports[0].protocol: Unsupported value: \"ICMP\""),
+            ("        readinessProbe:\n          httpGet:\n            port: 80\n            scheme: FTP\n", "containers[0].readinessProbe.httpGet.scheme: Unsupported value: \"FTP\""),
+            ("      restartPolicy: Never\n", "spec.template.spec.restartPolicy: Unsupported value: \"Never\""),
+            ("      volumes:\n      - name: v\n        hostPath:\n          path: /x\n          type: Pipe\n", "spec.template.spec.volumes[0].hostPath.type: Unsupported value: \"Pipe\""),
+            ("      volumes:\n      - name: v\n        emptyDir:\n          sizeLimit: big\n", "spec.template.spec.volumes[0].emptyDir.sizeLimit: Invalid value: \"big\""),
+        ];
+        for (extra, want) in cases {
+            let e = pod_spec(extra).unwrap_err();
+            assert!(e.contains(want), "{extra}: {e}");
+        }
+        assert!(pod_spec("      dnsPolicy: ClusterFirstWithHostNet\n").is_ok());
+        let strategy = |t: &str| {
+            decode(&format!("{base}  updateStrategy:\n    type: {t}\n")).map_err(|e| e.to_string())
+        };
+        assert!(strategy("Recreate")
+            .unwrap_err()
+            .contains("spec.updateStrategy.type: Unsupported value"));
+
+        let svc = |extra: &str| {
+            decode(&format!(
+                "apiVersion: v1\nkind: Service\nmetadata:\n  name: s\nspec:\n{extra}"
+            ))
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+        };
+        assert!(svc("  type: Magic\n")
+            .unwrap_err()
+            .contains("spec.type: Unsupported value: \"Magic\""));
+        assert!(svc("  ports:\n  - port: 53\n    protocol: udp\n")
+            .unwrap_err()
+            .contains("spec.ports[0].protocol: Unsupported value: \"udp\""));
+        let pvc = "apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata:\n  name: c\nspec:\n  accessModes: [ReadWriteOnce]\n  volumeMode: Raw\n  resources:\n    requests:\n      storage: 1Gi\n";
+        assert!(decode(pvc)
+            .unwrap_err()
+            .to_string()
+            .contains("spec.volumeMode: Unsupported value: \"Raw\""));
+        let sts = "apiVersion: apps/v1\nkind: StatefulSet\nmetadata:\n  name: s\nspec:\n  podManagementPolicy: Random\n  selector:\n    matchLabels:\n      app: a\n  template:\n    metadata:\n      labels:\n        app: a\n    spec:\n      containers:\n      - name: c\n        image: busybox\n";
+        assert!(decode(sts)
+            .unwrap_err()
+            .to_string()
+            .contains("spec.podManagementPolicy: Unsupported value: \"Random\""));
+        assert_eq!(
+            validate_replicas(Kind::StatefulSet, "s", -2).unwrap_err().to_string(),
+            "StatefulSet \"s\" is invalid: spec.replicas: Invalid value: -2: must be greater than or equal to 0"
+        );
     }
 }

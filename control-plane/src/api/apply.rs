@@ -22,7 +22,9 @@ pub struct Applied {
     pub notes: Vec<String>,
 }
 
-/// Validates, fills namespace and defaults. Returns the kind.
+/// Fills namespace and defaults, then validates what would be stored, with the same
+/// checks (and messages) as the CLI's, so a client that skips them gains nothing.
+/// Returns the kind.
 pub fn prepare(obj: &mut Object) -> Result<Kind, Status> {
     let kind = obj
         .kind_opt()
@@ -30,8 +32,9 @@ pub fn prepare(obj: &mut Object) -> Result<Kind, Status> {
     if kind.namespaced() && obj.namespace().is_empty() {
         obj.meta_mut().namespace = "default".into();
     }
-    twinset_proto::validate::validate(obj).map_err(|e| Status::invalid_argument(e.to_string()))?;
+    check_type_meta(obj, kind)?;
     twinset_proto::defaults::apply(obj);
+    twinset_proto::validate::validate(obj).map_err(|e| Status::invalid_argument(e.to_string()))?;
     obj.set_type_meta();
     match &mut obj.kind {
         Some(Variant::Node(n)) => sync_unschedulable_taint(n),
@@ -44,6 +47,41 @@ pub fn prepare(obj: &mut Object) -> Result<Kind, Status> {
         _ => {}
     }
     Ok(kind)
+}
+
+/// Refuses an apiVersion or kind string the object's variant does not serve, as a
+/// manifest with them is refused (a client that leaves them empty gets them filled).
+fn check_type_meta(obj: &Object, kind: Kind) -> Result<(), Status> {
+    let (api_version, kind_name) = match &obj.kind {
+        Some(Variant::Namespace(o)) => (&o.api_version, &o.kind),
+        Some(Variant::Node(o)) => (&o.api_version, &o.kind),
+        Some(Variant::Pod(o)) => (&o.api_version, &o.kind),
+        Some(Variant::DaemonSet(o)) => (&o.api_version, &o.kind),
+        Some(Variant::StatefulSet(o)) => (&o.api_version, &o.kind),
+        Some(Variant::Service(o)) => (&o.api_version, &o.kind),
+        Some(Variant::PersistentVolumeClaim(o)) => (&o.api_version, &o.kind),
+        Some(Variant::ControllerRevision(o)) => (&o.api_version, &o.kind),
+        Some(Variant::Event(o)) => (&o.api_version, &o.kind),
+        None => return Ok(()),
+    };
+    let kind_name = if kind_name.is_empty() {
+        kind.as_str()
+    } else {
+        kind_name.as_str()
+    };
+    if kind_name != kind.as_str() {
+        return Err(Status::invalid_argument(format!(
+            "kind {kind_name:?} does not match the object's type {}",
+            kind.as_str()
+        )));
+    }
+    if !api_version.is_empty() && api_version != kind.api_version() {
+        return Err(Status::invalid_argument(format!(
+            "no matches for kind {kind_name:?} in version {api_version:?} (use apiVersion: {})",
+            kind.api_version()
+        )));
+    }
+    Ok(())
 }
 
 /// Creates namespace `ns` when missing; true when it was (or, dry, would be) created.
@@ -509,5 +547,37 @@ mod tests {
             (err.code(), err.message()),
             (Code::NotFound, "daemonsets.apps \"nope\" not found")
         );
+    }
+
+    /// What a gRPC client sends unchecked is validated after the defaults: a limit the
+    /// defaults copy into the request, and an apiVersion the kind is not served in.
+    #[tokio::test]
+    async fn apply_validates_what_would_be_stored() {
+        let store = MemoryStore::new(100);
+        let mut obj = manifest(DS);
+        let ds = obj.as_daemon_set_mut().unwrap();
+        let c = &mut ds.spec.as_mut().unwrap().template.as_mut().unwrap();
+        let r = c.spec.as_mut().unwrap().containers[0]
+            .resources
+            .as_mut()
+            .unwrap();
+        r.limits.insert("memory".into(), "12Qi".into());
+        let err = apply(&store, obj.clone(), false).await.unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument);
+        assert!(
+            err.message().starts_with("DaemonSet \"node-monitor\" is invalid: spec.template.spec.containers[0].resources.limits[memory]: Invalid value: \"12Qi\""),
+            "{}",
+            err.message()
+        );
+        let err = update(&store, obj).await.unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+        let mut obj = manifest(DS);
+        obj.as_daemon_set_mut().unwrap().api_version = "apps/v2".into();
+        let err = apply(&store, obj, false).await.unwrap_err();
+        assert_eq!(
+            err.message(),
+            "no matches for kind \"DaemonSet\" in version \"apps/v2\" (use apiVersion: apps/v1)"
+        );
+        assert_eq!(store.current_revision(), 0, "nothing written");
     }
 }

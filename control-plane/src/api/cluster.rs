@@ -2,7 +2,7 @@
 
 use super::{apply, logs, namespace_for, parse_kind, parse_rv, status, Ctx};
 use crate::deletion::{self, Propagation};
-use crate::store::{update_with_retry, Change, Error as StoreError, Key, Store, WatchStream};
+use crate::store::{try_update_with_retry, Change, Error as StoreError, Key, Store, WatchStream};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
@@ -267,13 +267,8 @@ impl Cluster for ClusterService {
     ) -> Result<Response<ScaleResponse>, Status> {
         let r = request.into_inner();
         let (kind, ns, name) = key_parts(r.key)?;
-        if r.replicas < 0 {
-            return Err(Status::invalid_argument(format!(
-                "{} {name:?} is invalid: spec.replicas: Invalid value: {}: must be greater than or equal to 0",
-                kind.as_str(),
-                r.replicas
-            )));
-        }
+        twinset_proto::validate::validate_replicas(kind, &name, r.replicas)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
         let store = self.store();
         // A missing object is NotFound before the kind is judged (as before).
         if store.get(kind, &ns, &name).is_none() {
@@ -289,14 +284,16 @@ impl Cluster for ClusterService {
             }
             other => return Err(Status::invalid_argument(format!("{} {name:?} cannot be scaled", other.group_resource()))),
         }
-        let scaled = update_with_retry(store, &Key::new(kind, &ns, &name), |obj| {
+        let scaled = try_update_with_retry(store, &Key::new(kind, &ns, &name), |obj| {
             if let Some(sts) = obj.as_stateful_set_mut() {
                 sts.spec.get_or_insert_with(Default::default).replicas = Some(r.replicas);
             }
-            Ok(Change::Write)
+            // The scaled object passes the same validation as an applied one.
+            twinset_proto::validate::validate(obj)
+                .map_err(|e| Status::invalid_argument(e.to_string()))?;
+            Ok::<_, Status>(Change::Write)
         })
-        .await
-        .map_err(status)?;
+        .await?;
         Ok(Response::new(ScaleResponse {
             object: Some(scaled.into_object()),
         }))
