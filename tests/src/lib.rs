@@ -51,3 +51,26 @@ pub fn require_root(needed_for: &str) {
     );
 }
 pub use watch::{PodEvent, PodState, PodWatch};
+
+/// The guide's StatefulSet reduced to what validation looks at (no claims, no probes):
+/// the base the bad-input tests edit.
+pub const MINIMAL_STS: &str = "apiVersion: apps/v1
+kind: StatefulSet
+metadata:
+  name: mysql-db
+  namespace: database
+spec:
+  serviceName: \"mysql\"
+  replicas: 3
+  selector:
+    matchLabels:
+      app: mysql
+  template:
+    metadata:
+      labels:
+        app: mysql
+    spec:
+      containers:
+      - name: mysql
+        image: mysql:8
+";

@@ -5,26 +5,8 @@ use twinset_e2e::Cluster;
 
 const DS: &str = include_str!("../../deploy/examples/daemonset.yaml");
 
-const STS: &str = "apiVersion: apps/v1
-kind: StatefulSet
-metadata:
-  name: mysql-db
-  namespace: database
-spec:
-  serviceName: \"mysql\"
-  replicas: 3
-  selector:
-    matchLabels:
-      app: mysql
-  template:
-    metadata:
-      labels:
-        app: mysql
-    spec:
-      containers:
-      - name: mysql
-        image: mysql:8
-";
+/// The guide's StatefulSet without claims or probes, the base of the bad-input cases.
+const STS: &str = twinset_e2e::MINIMAL_STS;
 
 /// Applies `manifest` (from a file, or stdin when `stdin`), expects a refusal whose
 /// single stderr line contains every string of `mentions` (case-insensitive), and

@@ -6,17 +6,8 @@ use twinset_e2e::{timeout, wait_for, Cluster};
 
 const NS: &str = "kube-system";
 
-/// A DaemonSet whose pod template carries 14 environment values of 100 KiB each
-/// (~1.4 MiB: under the 1.5 MiB request limit; each value under the kernel's 128 KiB
-/// per-string bound of exec).
-fn big_daemonset(name: &str) -> String {
-    let mut env = String::new();
-    for i in 0..14 {
-        env.push_str(&format!(
-            "        - name: PAD_{i}\n          value: \"{}\"\n",
-            "p".repeat(100 * 1024)
-        ));
-    }
+/// A DaemonSet of `twinset/sleep` pods whose container has `env` (YAML list items).
+fn daemonset(name: &str, env: &str) -> String {
     format!(
         "apiVersion: apps/v1
 kind: DaemonSet
@@ -40,27 +31,22 @@ spec:
     )
 }
 
+/// A DaemonSet whose pod template carries 14 environment values of 100 KiB each
+/// (~1.4 MiB: under the 1.5 MiB request limit; each value under the kernel's 128 KiB
+/// per-string bound of exec).
+fn big_daemonset(name: &str) -> String {
+    let mut env = String::new();
+    for i in 0..14 {
+        env.push_str(&format!(
+            "        - name: PAD_{i}\n          value: \"{}\"\n",
+            "p".repeat(100 * 1024)
+        ));
+    }
+    daemonset(name, &env)
+}
+
 fn small_daemonset(name: &str) -> String {
-    format!(
-        "apiVersion: apps/v1
-kind: DaemonSet
-metadata:
-  name: {name}
-  namespace: {NS}
-spec:
-  selector:
-    matchLabels:
-      app: {name}
-  template:
-    metadata:
-      labels:
-        app: {name}
-    spec:
-      containers:
-      - name: main
-        image: twinset/sleep:latest
-"
-    )
+    daemonset(name, "        - name: SMALL\n          value: \"1\"\n")
 }
 
 #[test]

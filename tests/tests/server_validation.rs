@@ -11,27 +11,8 @@ use twinset_proto::v1::{self, Object};
 const DS: &str = include_str!("../../deploy/examples/daemonset.yaml");
 const GUIDE_STS: &str = include_str!("../../deploy/examples/statefulset.yaml");
 
-/// bad_input.rs's StatefulSet.
-const STS: &str = "apiVersion: apps/v1
-kind: StatefulSet
-metadata:
-  name: mysql-db
-  namespace: database
-spec:
-  serviceName: \"mysql\"
-  replicas: 3
-  selector:
-    matchLabels:
-      app: mysql
-  template:
-    metadata:
-      labels:
-        app: mysql
-    spec:
-      containers:
-      - name: mysql
-        image: mysql:8
-";
+/// The guide's StatefulSet without claims or probes, the base of the bad-input cases.
+const STS: &str = twinset_e2e::MINIMAL_STS;
 
 /// `from` replaced by `to` in `text`, checking the fixture changed.
 fn edit(text: &str, from: &str, to: &str) -> String {
