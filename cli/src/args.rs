@@ -379,6 +379,13 @@ pub struct ControlPlaneArgs {
     /// request limit); larger ones are refused as "Request entity too large".
     #[arg(long, value_parser = parse_size)]
     pub max_request_bytes: Option<u64>,
+    /// Watch streams one client connection may hold at once (default 1000); more are
+    /// refused with RESOURCE_EXHAUSTED.
+    #[arg(long)]
+    pub max_watches_per_connection: Option<usize>,
+    /// Watch streams the control plane serves at once (default 10000).
+    #[arg(long)]
+    pub max_watches: Option<usize>,
     /// Serve cluster DNS (`<pod>.<service>.<ns>.svc.cluster.local`) on this address (UDP and TCP).
     #[arg(long)]
     pub dns_listen: Option<SocketAddr>,

@@ -52,6 +52,10 @@ pub struct Config {
     pub watch_history_bytes: usize,
     /// The largest object a client may apply or update, in encoded bytes (default 1.5 MiB).
     pub max_request_bytes: usize,
+    /// Watch streams one connection may hold at once.
+    pub max_watches_per_connection: usize,
+    /// Watch streams the control plane serves at once.
+    pub max_watches: usize,
     /// How often a healthy node's heartbeat time is written into its stored status.
     pub node_status_interval: Duration,
     /// Where the cluster DNS server answers (UDP and TCP); `None` serves no DNS.
@@ -75,6 +79,8 @@ impl Config {
             watch_history: 10_000,
             watch_history_bytes: store::hub::DEFAULT_HISTORY_BYTES,
             max_request_bytes: api::DEFAULT_MAX_REQUEST_BYTES,
+            max_watches_per_connection: api::slots::DEFAULT_PER_CONNECTION,
+            max_watches: api::slots::DEFAULT_TOTAL,
             node_status_interval: Duration::from_secs(30),
             dns_listen: None,
             cluster_domain: "cluster.local".into(),
@@ -212,6 +218,10 @@ async fn serve(
         register_lock: Arc::default(),
         status_write_interval: config.node_status_interval,
         max_request_bytes: config.max_request_bytes,
+        watch_slots: api::slots::WatchSlots::new(
+            config.max_watches_per_connection,
+            config.max_watches,
+        ),
     };
 
     let (health, health_service) = tonic_health::server::health_reporter();

@@ -16,6 +16,12 @@ pub fn config(args: ControlPlaneArgs) -> twinset_control_plane::Config {
     if let Some(h) = args.watch_history {
         config.watch_history = h;
     }
+    if let Some(n) = args.max_watches_per_connection {
+        config.max_watches_per_connection = n;
+    }
+    if let Some(n) = args.max_watches {
+        config.max_watches = n;
+    }
     if let Some(b) = args.max_request_bytes {
         config.max_request_bytes = usize::try_from(b).unwrap_or(usize::MAX);
     }

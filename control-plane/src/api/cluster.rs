@@ -161,6 +161,8 @@ impl Cluster for ClusterService {
         &self,
         request: Request<WatchRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
+        // The stream holds its slot for as long as it lives.
+        let slot = self.ctx.watch_slots.acquire(request.remote_addr())?;
         let r = request.into_inner();
         let kind = if r.kind.is_empty() {
             None
@@ -180,6 +182,7 @@ impl Cluster for ClusterService {
         let (tx, rx) = mpsc::channel(256);
         let token = self.ctx.shutdown.clone();
         tokio::spawn(async move {
+            let _slot = slot;
             loop {
                 let ev = tokio::select! {
                     _ = token.cancelled() => return,

@@ -7,6 +7,7 @@ pub mod cluster;
 pub mod logs;
 pub mod nodes;
 pub mod refusals;
+pub mod slots;
 
 use crate::controllers::node_lifecycle::Heartbeats;
 use crate::ipam::Ipam;
@@ -34,6 +35,8 @@ pub struct Ctx {
     pub status_write_interval: Duration,
     /// The largest write request (an object to apply or update), in encoded bytes.
     pub max_request_bytes: usize,
+    /// Bounds on concurrent Watch streams.
+    pub watch_slots: Arc<slots::WatchSlots>,
 }
 
 /// etcd's request limit, which Kubernetes objects live within: 1.5 MiB.
