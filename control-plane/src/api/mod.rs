@@ -63,7 +63,7 @@ pub fn status(e: StoreError) -> Status {
         StoreError::NotFound { .. } => Status::not_found(msg),
         StoreError::AlreadyExists { .. } => Status::already_exists(msg),
         StoreError::Conflict { .. } => Status::aborted(msg),
-        StoreError::TooOld { .. } => Status::out_of_range(msg),
+        StoreError::TooOld { .. } | StoreError::FellBehind { .. } => Status::out_of_range(msg),
         StoreError::Invalid(_) => Status::invalid_argument(msg),
         StoreError::Backend(_) => Status::internal(msg),
         StoreError::Closed => Status::unavailable(msg),

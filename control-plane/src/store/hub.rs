@@ -11,7 +11,7 @@
 use super::{Error, Result, WatchEvent, Watcher};
 use prost::Message;
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 
@@ -45,6 +45,8 @@ struct Subscriber {
     tx: mpsc::Sender<Shared>,
     /// The weight of the changes queued and not yet read (the watcher subtracts on read).
     queued: Arc<AtomicUsize>,
+    /// Told to the watcher when it is dropped for falling behind.
+    fell_behind: Arc<AtomicBool>,
 }
 
 #[derive(Debug)]
@@ -93,6 +95,7 @@ impl Hub {
                 // taken back when the change is not queued after all.
                 if s.queued.fetch_add(w, Ordering::AcqRel) + w > WATCHER_BYTES {
                     s.queued.fetch_sub(w, Ordering::AcqRel);
+                    s.fell_behind.store(true, Ordering::Release);
                     tracing::warn!(
                         rev,
                         "a watcher fell {WATCHER_BYTES} bytes behind; ending its watch"
@@ -106,6 +109,7 @@ impl Hub {
                 match sent {
                     Ok(()) => true,
                     Err(mpsc::error::TrySendError::Full(_)) => {
+                        s.fell_behind.store(true, Ordering::Release);
                         tracing::warn!(
                             rev,
                             "a watcher fell {WATCHER_BUFFER} changes behind; ending its watch"
@@ -153,11 +157,13 @@ impl Hub {
             .collect();
         let (tx, rx) = mpsc::channel(WATCHER_BUFFER);
         let queued = Arc::new(AtomicUsize::new(0));
+        let fell_behind = Arc::new(AtomicBool::new(false));
         inner.subscribers.push(Subscriber {
             tx,
             queued: queued.clone(),
+            fell_behind: fell_behind.clone(),
         });
-        Ok(Watcher::new(backlog, rx, queued, from_rev))
+        Ok(Watcher::new(backlog, rx, queued, fell_behind, from_rev))
     }
 
     /// How many watchers are subscribed now.
@@ -259,6 +265,8 @@ mod tests {
             assert_eq!(stalled.recv().await.unwrap().rev, rev);
         }
         assert!(stalled.recv().await.is_none());
+        assert!(stalled.fell_behind(), "it ended for falling behind");
+        assert!(!reading.fell_behind());
         assert_eq!(
             stalled.queued.load(Ordering::Acquire),
             0,

@@ -21,7 +21,7 @@ pub mod stream;
 mod testing;
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use tokio::sync::mpsc;
 use twinset_proto::v1::Object;
@@ -98,6 +98,12 @@ pub enum Error {
         /// The current revision.
         current: u64,
     },
+    /// A watch that fell behind its queue's bound was ended: watch again from a fresh list.
+    #[error("too old resource version: {rev} (this watch fell behind the changes); relist and watch again")]
+    FellBehind {
+        /// The revision of the last change the watch delivered.
+        rev: u64,
+    },
     /// The object handed to a write is not usable (empty object, missing name).
     #[error("invalid object: {0}")]
     Invalid(String),
@@ -166,6 +172,8 @@ pub struct Watcher {
     rx: mpsc::Receiver<hub::Shared>,
     /// The bytes queued for this watcher and not yet read (shared with the hub).
     queued: Arc<AtomicUsize>,
+    /// Set by the hub when it dropped this watcher for falling behind.
+    fell_behind: Arc<AtomicBool>,
     after: u64,
 }
 
@@ -174,14 +182,22 @@ impl Watcher {
         backlog: VecDeque<Arc<WatchEvent>>,
         rx: mpsc::Receiver<hub::Shared>,
         queued: Arc<AtomicUsize>,
+        fell_behind: Arc<AtomicBool>,
         after: u64,
     ) -> Self {
         Watcher {
             backlog,
             rx,
             queued,
+            fell_behind,
             after,
         }
+    }
+
+    /// True once the watch ended because it fell behind its queue's bound (rather than
+    /// because the store closed).
+    pub fn fell_behind(&self) -> bool {
+        self.fell_behind.load(Ordering::Acquire)
     }
 
     /// The next change. `None` means the watch ended (the store closed, or this watcher

@@ -94,7 +94,15 @@ impl<L> WatchStream<L> {
                     self.rev = Some(ev.rev);
                     return Ok(Next::Event(Box::new(ev)));
                 }
-                // The watcher fell behind (or the store is closing): watch again from `rev`.
+                // A client's watch that fell behind ends "too old" (the client relists);
+                // an internal follower, or any watch when the store is closing, watches
+                // again from `rev` (from the history, or by listing).
+                None if self.lister.is_none() && watcher.fell_behind() => {
+                    self.watcher = None;
+                    return Err(Error::FellBehind {
+                        rev: self.rev.unwrap_or_default(),
+                    });
+                }
                 None => self.watcher = None,
             }
         }
@@ -171,6 +179,33 @@ mod tests {
             .await
             .expect("in time")
             .expect("open")
+    }
+
+    #[tokio::test]
+    async fn a_clients_watch_that_falls_behind_ends_too_old() {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new(10_000));
+        let mut s = WatchStream::watch_from(store.clone(), 0);
+        s.open().unwrap();
+        // The client reads nothing while 1 100 changes land: more than its queue holds.
+        for i in 0..1100 {
+            store.create(ns(&format!("n{i}"))).await.unwrap();
+        }
+        let mut delivered = 0u64;
+        let end = loop {
+            match s.next_event().await {
+                Ok(ev) => {
+                    delivered += 1;
+                    assert_eq!(ev.rev, delivered, "in order, none skipped");
+                }
+                Err(e) => break e,
+            }
+        };
+        assert!(delivered < 1100, "the queue was bounded: {delivered}");
+        assert!(
+            matches!(end, Error::FellBehind { rev } if rev == delivered),
+            "{end:?}"
+        );
+        assert!(end.to_string().starts_with("too old resource version"));
     }
 
     #[tokio::test]
