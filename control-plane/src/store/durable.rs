@@ -535,7 +535,7 @@ mod tests {
         h.verdict.send(true).unwrap();
         closing.await.unwrap();
         drop((store, h));
-        let (_, state) = SledBackend::open(dir.path()).unwrap();
+        let (_, state) = crate::store::testing::reopen(|| SledBackend::open(dir.path())).await;
         assert_eq!(state.rev(), 2);
         let names: Vec<String> = state
             .list(Kind::Namespace, None)

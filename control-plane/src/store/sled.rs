@@ -178,7 +178,7 @@ mod tests {
         store.close().await;
         drop(store);
 
-        let store = SledStore::open(dir.path(), 100).unwrap();
+        let store = crate::store::testing::reopen(|| SledStore::open(dir.path(), 100)).await;
         assert_eq!(
             store.current_revision(),
             3,

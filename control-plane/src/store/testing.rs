@@ -6,6 +6,25 @@ use std::time::Duration;
 use twinset_proto::v1::{Namespace, Object, ObjectMeta, Pod, PodSpec};
 use twinset_proto::Kind;
 
+/// Opens a sled directory again once the store that had it is gone: sled's own
+/// background threads let go of the directory's lock a moment after the last handle is
+/// dropped, so the open is retried until it succeeds or a deadline passes.
+pub async fn reopen<T>(open: impl Fn() -> Result<T, Error>) -> T {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match open() {
+            Ok(v) => return v,
+            Err(Error::Backend(e))
+                if e.contains("could not acquire lock")
+                    && tokio::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            Err(e) => panic!("reopen: {e}"),
+        }
+    }
+}
+
 fn pod(name: &str, node: &str) -> Object {
     Object::from(Pod {
         metadata: Some(ObjectMeta {
