@@ -336,18 +336,8 @@ mod tests {
     use futures::FutureExt;
     use std::time::Duration;
     use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
-    use twinset_proto::v1::{Namespace, ObjectMeta};
 
-    fn ns(name: &str, label: &str) -> Object {
-        Object::from(Namespace {
-            metadata: Some(ObjectMeta {
-                name: name.into(),
-                labels: [("l".to_string(), label.to_string())].into(),
-                ..Default::default()
-            }),
-            ..Default::default()
-        })
-    }
+    use crate::store::testing::labelled_ns as ns;
 
     /// The sled backend with every flush held until the test says how it ends.
     struct Gated {

@@ -96,7 +96,7 @@ where
     C: FnMut() -> Result<Object, E> + Send,
     F: FnMut(&mut Object) -> Result<Change, E> + Send,
 {
-    modify(store, key, ATTEMPTS, Some(create), edit).await
+    create_or_update_attempts(store, key, ATTEMPTS, create, edit).await
 }
 
 /// [`create_or_update`] with a bound of its own on the attempts: for writes that many
@@ -166,19 +166,9 @@ mod tests {
     use super::*;
     use crate::store::memory::MemoryStore;
     use std::sync::atomic::{AtomicUsize, Ordering};
-    use twinset_proto::v1::{Namespace, ObjectMeta};
     use twinset_proto::Kind;
 
-    fn ns(name: &str, label: &str) -> Object {
-        Object::from(Namespace {
-            metadata: Some(ObjectMeta {
-                name: name.into(),
-                labels: [("l".to_string(), label.to_string())].into(),
-                ..Default::default()
-            }),
-            ..Default::default()
-        })
-    }
+    use crate::store::testing::labelled_ns as ns;
 
     fn label(o: &Object) -> &str {
         o.meta().labels.get("l").map(String::as_str).unwrap_or("")

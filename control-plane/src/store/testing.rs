@@ -25,6 +25,18 @@ pub async fn reopen<T>(open: impl Fn() -> Result<T, Error>) -> T {
     }
 }
 
+/// A Namespace with the label `l=<label>`: the object the store tests write.
+pub fn labelled_ns(name: &str, label: &str) -> Object {
+    Object::from(Namespace {
+        metadata: Some(ObjectMeta {
+            name: name.into(),
+            labels: [("l".to_string(), label.to_string())].into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    })
+}
+
 fn pod(name: &str, node: &str) -> Object {
     Object::from(Pod {
         metadata: Some(ObjectMeta {
