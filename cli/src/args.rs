@@ -60,7 +60,8 @@ pub enum Command {
 pub struct BenchArgs {
     /// The scenario: `daemonset` (apply -> every daemon pod Running and Ready),
     /// `sts-ordered` (OrderedReady per-ordinal step: pod i Ready -> pod i+1 Running) or
-    /// `sts-parallel` (Parallel StatefulSet: apply -> every pod Running, pods/s).
+    /// `sts-parallel` (Parallel StatefulSet: apply -> every pod Running, pods/s) or
+    /// `writes` (durable writes/s at 1, 8, 64 clients; none, idle, stalled watchers).
     pub scenario: String,
     /// How many runs (default: 10 for daemonset, 1 for the StatefulSet scenarios).
     #[arg(long)]
@@ -81,6 +82,15 @@ pub struct BenchArgs {
     /// Give up a StatefulSet run that has not finished after this long.
     #[arg(long, default_value = "300s", value_parser = humantime::parse_duration)]
     pub timeout: Duration,
+    /// Concurrent writers of the writes scenario, one row each (comma-separated).
+    #[arg(long, default_value = "1,8,64")]
+    pub clients: String,
+    /// How long each row of the writes scenario writes.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    pub duration: Duration,
+    /// Idle, then stalled, Watch streams open during the writes scenario's rows.
+    #[arg(long, default_value_t = 2000)]
+    pub watchers: usize,
 }
 
 impl Command {

@@ -157,6 +157,12 @@ pub fn parse_environ(bytes: &[u8]) -> Vec<(String, String)> {
         .collect()
 }
 
+/// A `Key: <n> kB` line of `/proc/<pid>/status` (`VmRSS:`, `VmHWM:` ...), in KiB.
+pub fn status_kib(pid: i32, key: &str) -> Option<u64> {
+    let t = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    machine::parse_meminfo(&t, key)
+}
+
 /// Machine facts from `/proc` used for the node's capacity.
 pub mod machine {
     /// Number of CPUs listed in `/proc/cpuinfo` (falls back to the scheduler's view).

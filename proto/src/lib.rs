@@ -22,6 +22,8 @@ pub mod object;
 pub mod quantity;
 pub mod selector;
 pub mod serde_support;
+#[cfg(feature = "stalled")]
+pub mod stalled;
 pub mod time;
 pub mod validate;
 

@@ -3,8 +3,9 @@
 use super::{apply, logs, namespace_for, parse_kind, parse_rv, status, Ctx};
 use crate::deletion::{self, Propagation};
 use crate::store::{try_update_with_retry, Change, Error as StoreError, Key, Store, WatchStream};
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
+use futures::Stream;
+use std::pin::Pin;
+use std::sync::Arc;
 use tonic::{Request, Response, Status};
 use twinset_proto::fields::FieldSelector;
 use twinset_proto::selector::Selector;
@@ -155,7 +156,7 @@ impl Cluster for ClusterService {
         }))
     }
 
-    type WatchStream = ReceiverStream<Result<WatchEvent, Status>>;
+    type WatchStream = Pin<Box<dyn Stream<Item = Result<WatchEvent, Status>> + Send>>;
 
     async fn watch(
         &self,
@@ -169,47 +170,52 @@ impl Cluster for ClusterService {
         } else {
             Some(parse_kind(&r.kind)?)
         };
-        let filter = WatchFilter {
+        let filter = Arc::new(WatchFilter {
             kind,
             namespace: r.namespace,
             labels: label_selector(&r.label_selector)?,
-        };
+        });
         let store = self.ctx.store.clone();
         let from = parse_rv(&r.resource_version)?.unwrap_or_else(|| store.current_revision());
-        let mut stream = WatchStream::watch_from(store, from);
+        // The store tests the filter before it queues a change for this stream.
+        let mut stream = WatchStream::watch_from(store, from)
+            .filtered(Arc::new(move |ev| filter.matches(&ev.object)));
         // A revision the history no longer holds fails the call itself.
         stream.open().map_err(status)?;
-        let (tx, rx) = mpsc::channel(256);
+        // Pulled, not pushed: the transport asks for the next change only when the client
+        // has room for it (HTTP/2 flow control), so a client that stops reading leaves its
+        // changes in the store's bounded, shared queue and nothing is copied for it.
+        // One change per poll: after each change the stream is Pending once, so the
+        // encoder hands each message to the transport on its own instead of batching
+        // up to its 32 KiB threshold (which a stalled stream would then hold, per stream).
         let token = self.ctx.shutdown.clone();
-        tokio::spawn(async move {
-            let _slot = slot;
-            loop {
+        let events = futures::stream::unfold(Some((stream, slot, false)), move |state| {
+            let token = token.clone();
+            async move {
+                let (mut stream, slot, sent) = state?;
+                if sent {
+                    tokio::task::yield_now().await;
+                }
                 let ev = tokio::select! {
-                    _ = token.cancelled() => return,
-                    _ = tx.closed() => return,
+                    _ = token.cancelled() => return None,
                     ev = stream.next_event() => ev,
                 };
-                let ev = match ev {
-                    Ok(ev) => ev,
-                    // The history ran out (the client relists) or the store is closing.
-                    Err(e) => {
-                        let _ = tx.send(Err(status(e))).await;
-                        return;
+                match ev {
+                    Ok(ev) => {
+                        let out = WatchEvent {
+                            r#type: ev.r#type.as_str().to_string(),
+                            resource_version: ev.rev.to_string(),
+                            object: Some(ev.object),
+                        };
+                        Some((Ok(out), Some((stream, slot, true))))
                     }
-                };
-                if filter.matches(&ev.object) {
-                    let out = WatchEvent {
-                        r#type: ev.r#type.as_str().to_string(),
-                        resource_version: ev.rev.to_string(),
-                        object: Some(ev.object),
-                    };
-                    if tx.send(Ok(out)).await.is_err() {
-                        return;
-                    }
+                    // The stream fell behind or the history ran out (the client relists),
+                    // or the store is closing: the last item, then the end.
+                    Err(e) => Some((Err(status(e)), None)),
                 }
             }
         });
-        Ok(Response::new(ReceiverStream::new(rx)))
+        Ok(Response::new(Box::pin(events)))
     }
 
     async fn delete(

@@ -15,7 +15,7 @@
 //! and its memory may disagree), saying why.
 
 use super::state::{Op, Prepared, State};
-use super::{Error, Hub, Key, Result, Store, Watcher};
+use super::{Error, Hub, Keep, Key, Result, Store, Watcher};
 use futures::future::BoxFuture;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -309,9 +309,9 @@ impl Store for DurableStore {
         self.inner.read().rev()
     }
 
-    fn watch(&self, from_rev: u64) -> Result<Watcher> {
+    fn watch_where(&self, from_rev: u64, keep: Option<Keep>) -> Result<Watcher> {
         let state = self.inner.read();
-        self.inner.hub.watch(from_rev, state.rev())
+        self.inner.hub.watch(from_rev, state.rev(), keep)
     }
 
     async fn close(&self) {

@@ -6,14 +6,16 @@
 //! change out when it reads it). Each watcher's queue is bounded in changes and in
 //! bytes; a watcher that falls behind either bound is dropped and watches again from its
 //! last revision (from the history, or "too old" and a relist), so a client that stops
-//! reading holds at most its bound, not the store's traffic.
+//! reading holds at most its bound, not the store's traffic. A watcher's filter ([`Keep`])
+//! is tested here, before anything is queued for it: a watcher pays only for the changes
+//! it asked for.
 
-use super::{Error, Result, WatchEvent, Watcher};
+use super::{Error, Keep, Result, WatchEvent, Watcher};
 use prost::Message;
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use tokio::sync::mpsc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use tokio::sync::Notify;
 
 /// How many unread changes a watcher may hold before it is dropped.
 const WATCHER_BUFFER: usize = 1024;
@@ -31,6 +33,117 @@ fn weight(ev: &WatchEvent) -> usize {
     ev.object.encoded_len() + std::mem::size_of::<WatchEvent>()
 }
 
+/// Why a watcher's queue takes no more changes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum End {
+    /// It fell behind its bound: the hub let go of its changes.
+    FellBehind,
+    /// The store closed.
+    Closed,
+    /// The watcher went away.
+    Dropped,
+}
+
+/// One watcher's queue of changes, shared by the hub (which pushes) and the watcher
+/// (which pops). The hub can end it and let go of everything in it at once, so a
+/// watcher that stops reading holds nothing once it is dropped.
+#[derive(Debug, Default)]
+pub struct Queue {
+    state: Mutex<QueueState>,
+    ready: Notify,
+    /// Set once it ended: what the hub checks for watchers a change does not concern.
+    over: AtomicBool,
+}
+
+#[derive(Debug, Default)]
+struct QueueState {
+    changes: VecDeque<Shared>,
+    /// The sum of [`weight`] over `changes`.
+    bytes: usize,
+    ended: Option<End>,
+}
+
+impl Queue {
+    fn lock(&self) -> MutexGuard<'_, QueueState> {
+        // Every step under the lock is one push, pop or clear: consistent after a panic.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Adds a change unless the queue is over a bound (then ends it, lets go of its
+    /// changes and says so) or already ended. False: drop this subscriber.
+    fn push(&self, change: &Shared) -> bool {
+        let mut st = self.lock();
+        if st.ended.is_some() {
+            return false;
+        }
+        if st.changes.len() >= WATCHER_BUFFER || st.bytes + change.1 > WATCHER_BYTES {
+            tracing::warn!(
+                rev = change.0.rev,
+                queued = st.changes.len(),
+                bytes = st.bytes,
+                "a watcher fell behind ({WATCHER_BUFFER} changes or {WATCHER_BYTES} bytes); ending its watch"
+            );
+            st.changes = VecDeque::new();
+            st.bytes = 0;
+            st.ended = Some(End::FellBehind);
+            self.over.store(true, Ordering::Release);
+            drop(st);
+            self.ready.notify_one();
+            return false;
+        }
+        st.bytes += change.1;
+        st.changes.push_back(change.clone());
+        drop(st);
+        self.ready.notify_one();
+        true
+    }
+
+    /// Ends the queue (unless it already ended) and lets go of what it holds.
+    pub fn end(&self, why: End) {
+        let mut st = self.lock();
+        st.ended.get_or_insert(why);
+        self.over.store(true, Ordering::Release);
+        st.changes = VecDeque::new();
+        st.bytes = 0;
+        drop(st);
+        self.ready.notify_one();
+    }
+
+    /// The next change, or why there will be none.
+    pub async fn pop(&self) -> Result<Arc<WatchEvent>, End> {
+        loop {
+            {
+                let mut st = self.lock();
+                if let Some(end) = st.ended {
+                    return Err(end);
+                }
+                if let Some((ev, w)) = st.changes.pop_front() {
+                    st.bytes -= w;
+                    return Ok(ev);
+                }
+            }
+            // One reader: a notification sent while it was not waiting is kept for it.
+            self.ready.notified().await;
+        }
+    }
+
+    /// Why the queue ended, if it did.
+    pub fn ended(&self) -> Option<End> {
+        self.lock().ended
+    }
+
+    /// Whether it ended (without taking the lock).
+    fn is_over(&self) -> bool {
+        self.over.load(Ordering::Acquire)
+    }
+
+    /// The changes and bytes waiting in it.
+    pub fn held(&self) -> (usize, usize) {
+        let st = self.lock();
+        (st.changes.len(), st.bytes)
+    }
+}
+
 /// The history ring and the subscribers.
 #[derive(Debug)]
 pub struct Hub {
@@ -39,14 +152,20 @@ pub struct Hub {
     inner: Mutex<Inner>,
 }
 
-/// A live watcher as the hub sees it: its queue and the bytes waiting in it.
-#[derive(Debug)]
+/// A live watcher as the hub sees it: its queue and its filter.
 struct Subscriber {
-    tx: mpsc::Sender<Shared>,
-    /// The weight of the changes queued and not yet read (the watcher subtracts on read).
-    queued: Arc<AtomicUsize>,
-    /// Told to the watcher when it is dropped for falling behind.
-    fell_behind: Arc<AtomicBool>,
+    queue: Arc<Queue>,
+    /// Which changes it wants (None: all).
+    keep: Option<Keep>,
+}
+
+impl std::fmt::Debug for Subscriber {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Subscriber")
+            .field("queue", &self.queue)
+            .field("filtered", &self.keep.is_some())
+            .finish()
+    }
 }
 
 #[derive(Debug)]
@@ -90,35 +209,15 @@ impl Hub {
             let rev = ev.rev;
             let ev = Arc::new(ev);
             inner.published = inner.published.max(rev);
+            let change = (ev, w);
             inner.subscribers.retain(|s| {
-                // Counted before the send, so the reader's subtraction never comes first;
-                // taken back when the change is not queued after all.
-                if s.queued.fetch_add(w, Ordering::AcqRel) + w > WATCHER_BYTES {
-                    s.queued.fetch_sub(w, Ordering::AcqRel);
-                    s.fell_behind.store(true, Ordering::Release);
-                    tracing::warn!(
-                        rev,
-                        "a watcher fell {WATCHER_BYTES} bytes behind; ending its watch"
-                    );
-                    return false;
+                if s.keep.as_ref().is_some_and(|keep| !keep(&change.0)) {
+                    // Not wanted: nothing queued, but a watcher that went away still goes.
+                    return !s.queue.is_over();
                 }
-                let sent = s.tx.try_send((ev.clone(), w));
-                if sent.is_err() {
-                    s.queued.fetch_sub(w, Ordering::AcqRel);
-                }
-                match sent {
-                    Ok(()) => true,
-                    Err(mpsc::error::TrySendError::Full(_)) => {
-                        s.fell_behind.store(true, Ordering::Release);
-                        tracing::warn!(
-                            rev,
-                            "a watcher fell {WATCHER_BUFFER} changes behind; ending its watch"
-                        );
-                        false
-                    }
-                    Err(mpsc::error::TrySendError::Closed(_)) => false,
-                }
+                s.queue.push(&change)
             });
+            let (ev, w) = change;
             inner.bytes += w;
             inner.history.push_back((ev, w));
             while inner.history.len() > self.capacity || inner.bytes > self.max_bytes {
@@ -130,9 +229,9 @@ impl Hub {
         }
     }
 
-    /// A watcher for changes after `from_rev`; `applied` is the engine's latest revision
-    /// (possibly not yet published).
-    pub fn watch(&self, from_rev: u64, applied: u64) -> Result<Watcher> {
+    /// A watcher for the changes after `from_rev` that `keep` wants (None: all);
+    /// `applied` is the engine's latest revision (possibly not yet published).
+    pub fn watch(&self, from_rev: u64, applied: u64, keep: Option<Keep>) -> Result<Watcher> {
         let mut inner = self.lock();
         if inner.closed {
             return Err(Error::Closed);
@@ -152,18 +251,15 @@ impl Hub {
         let backlog: VecDeque<Arc<WatchEvent>> = inner
             .history
             .iter()
-            .filter(|(e, _)| e.rev > from_rev)
+            .filter(|(e, _)| e.rev > from_rev && keep.as_ref().is_none_or(|keep| keep(e)))
             .map(|(e, _)| e.clone())
             .collect();
-        let (tx, rx) = mpsc::channel(WATCHER_BUFFER);
-        let queued = Arc::new(AtomicUsize::new(0));
-        let fell_behind = Arc::new(AtomicBool::new(false));
+        let queue = Arc::new(Queue::default());
         inner.subscribers.push(Subscriber {
-            tx,
-            queued: queued.clone(),
-            fell_behind: fell_behind.clone(),
+            queue: queue.clone(),
+            keep,
         });
-        Ok(Watcher::new(backlog, rx, queued, fell_behind, from_rev))
+        Ok(Watcher::new(backlog, queue, from_rev))
     }
 
     /// How many watchers are subscribed now.
@@ -181,7 +277,9 @@ impl Hub {
     pub fn close(&self) {
         let mut inner = self.lock();
         inner.closed = true;
-        inner.subscribers.clear();
+        for s in inner.subscribers.drain(..) {
+            s.queue.end(End::Closed);
+        }
     }
 }
 
@@ -219,9 +317,9 @@ mod tests {
         }
         let (count, _) = hub.held();
         assert_eq!(count, 4, "the oldest changes went to make room");
-        assert!(matches!(hub.watch(15, 20), Err(Error::TooOld { .. })));
+        assert!(matches!(hub.watch(15, 20, None), Err(Error::TooOld { .. })));
         assert!(
-            hub.watch(16, 20).is_ok(),
+            hub.watch(16, 20, None).is_ok(),
             "the last 4 changes can be resumed"
         );
 
@@ -237,17 +335,17 @@ mod tests {
         hub.publish([big(1, 1_000)]);
         assert_eq!(hub.held(), (0, 0));
         assert!(
-            hub.watch(1, 1).is_ok(),
+            hub.watch(1, 1, None).is_ok(),
             "from the latest change still works"
         );
-        assert!(matches!(hub.watch(0, 1), Err(Error::TooOld { .. })));
+        assert!(matches!(hub.watch(0, 1, None), Err(Error::TooOld { .. })));
     }
 
     #[tokio::test]
     async fn a_watcher_that_stops_reading_is_dropped_at_its_count_bound() {
         let hub = Hub::new(10, DEFAULT_HISTORY_BYTES, 0);
-        let mut stalled = hub.watch(0, 0).unwrap();
-        let mut reading = hub.watch(0, 0).unwrap();
+        let mut stalled = hub.watch(0, 0, None).unwrap();
+        let mut reading = hub.watch(0, 0, None).unwrap();
         for rev in 1..=WATCHER_BUFFER as u64 {
             hub.publish([big(rev, 1)]);
             assert_eq!(reading.recv().await.unwrap().rev, rev);
@@ -260,33 +358,67 @@ mod tests {
             "the stalled watcher went, the reading one stays"
         );
         assert_eq!(reading.recv().await.unwrap().rev, WATCHER_BUFFER as u64 + 1);
-        // The stalled one still reads what it was given, then ends (and watches again).
-        for rev in 1..=WATCHER_BUFFER as u64 {
-            assert_eq!(stalled.recv().await.unwrap().rev, rev);
-        }
+        // The hub let go of the stalled one's queue when it dropped it; it ends (and
+        // watches again or relists).
+        assert_eq!(stalled.queue.held(), (0, 0), "nothing held for it any more");
         assert!(stalled.recv().await.is_none());
         assert!(stalled.fell_behind(), "it ended for falling behind");
         assert!(!reading.fell_behind());
-        assert_eq!(
-            stalled.queued.load(Ordering::Acquire),
-            0,
-            "every byte read is counted off"
-        );
+        assert_eq!(stalled.queue.held(), (0, 0), "everything queued is let go");
+    }
+
+    #[test]
+    fn a_watcher_that_goes_away_is_forgotten_even_when_nothing_concerns_it() {
+        let hub = Hub::new(10, DEFAULT_HISTORY_BYTES, 0);
+        let nothing: Keep = Arc::new(|_: &WatchEvent| false);
+        for _ in 0..100 {
+            drop(hub.watch(0, 0, Some(nothing.clone())).unwrap());
+        }
+        assert_eq!(hub.watchers(), 100);
+        hub.publish([big(1, 1)]);
+        assert_eq!(hub.watchers(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_watchers_filter_is_tested_before_anything_is_queued() {
+        let hub = Hub::new(10, DEFAULT_HISTORY_BYTES, 0);
+        let odd: Keep = Arc::new(|ev: &WatchEvent| ev.rev % 2 == 1);
+        let nothing: Keep = Arc::new(|_: &WatchEvent| false);
+        let mut odd = hub.watch(0, 0, Some(odd)).unwrap();
+        let quiet = hub.watch(0, 0, Some(nothing)).unwrap();
+        // Far more changes than a queue holds: the filtered-out ones cost the quiet
+        // watcher nothing, so it never falls behind.
+        let total = 3 * WATCHER_BUFFER as u64;
+        for rev in 1..=total {
+            hub.publish([big(rev, 1)]);
+            if rev % 2 == 1 {
+                assert_eq!(odd.recv().await.unwrap().rev, rev);
+            }
+        }
+        assert_eq!(hub.watchers(), 2);
+        assert_eq!(quiet.queue.held(), (0, 0));
+        assert!(!quiet.fell_behind());
+        // The history a new watcher starts from is filtered too.
+        let even: Keep = Arc::new(|ev: &WatchEvent| ev.rev.is_multiple_of(2));
+        let mut late = hub.watch(total - 4, total, Some(even)).unwrap();
+        assert_eq!(late.recv().await.unwrap().rev, total - 2);
+        assert_eq!(late.recv().await.unwrap().rev, total);
     }
 
     #[tokio::test]
     async fn a_watcher_that_stops_reading_is_dropped_at_its_byte_bound() {
         let hub = Hub::new(4, DEFAULT_HISTORY_BYTES, 0);
-        let stalled = hub.watch(0, 0).unwrap();
+        let stalled = hub.watch(0, 0, None).unwrap();
         let each = weight(&big(1, 1024 * 1024));
         let fit = (WATCHER_BYTES / each) as u64;
         for rev in 1..=fit {
             hub.publish([big(rev, 1024 * 1024)]);
         }
         assert_eq!(hub.watchers(), 1);
-        assert!(stalled.queued.load(Ordering::Acquire) <= WATCHER_BYTES);
+        assert!(stalled.queue.held().1 <= WATCHER_BYTES);
         hub.publish([big(fit + 1, 1024 * 1024)]);
         assert_eq!(hub.watchers(), 0, "over its bytes, the watcher is dropped");
+        assert_eq!(stalled.queue.held(), (0, 0));
         // The history keeps only its 4 changes; the dropped watcher's queue is the rest.
         assert_eq!(hub.held().0, 4);
         drop(stalled);

@@ -2,7 +2,7 @@
 //! durable engine, without a disk.
 
 use super::state::{Op, State};
-use super::{Hub, Key, Result, Store, Watcher};
+use super::{Hub, Keep, Key, Result, Store, Watcher};
 use std::sync::Mutex;
 use twinset_proto::v1::Object;
 use twinset_proto::Kind;
@@ -80,9 +80,9 @@ impl Store for MemoryStore {
         self.state().rev()
     }
 
-    fn watch(&self, from_rev: u64) -> Result<Watcher> {
+    fn watch_where(&self, from_rev: u64, keep: Option<Keep>) -> Result<Watcher> {
         let state = self.state();
-        self.hub.watch(from_rev, state.rev())
+        self.hub.watch(from_rev, state.rev(), keep)
     }
 
     async fn close(&self) {

@@ -21,9 +21,7 @@ pub mod stream;
 mod testing;
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
-use tokio::sync::mpsc;
 use twinset_proto::v1::Object;
 use twinset_proto::Kind;
 
@@ -153,6 +151,10 @@ impl EventType {
     }
 }
 
+/// A watcher's filter: which changes it wants. The hub calls it once per change under its
+/// lock, so it must be cheap and must not block.
+pub type Keep = Arc<dyn Fn(&WatchEvent) -> bool + Send + Sync>;
+
 /// One change, tagged with the revision of the write that made it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct WatchEvent {
@@ -169,27 +171,20 @@ pub struct WatchEvent {
 #[derive(Debug)]
 pub struct Watcher {
     backlog: VecDeque<Arc<WatchEvent>>,
-    rx: mpsc::Receiver<hub::Shared>,
-    /// The bytes queued for this watcher and not yet read (shared with the hub).
-    queued: Arc<AtomicUsize>,
-    /// Set by the hub when it dropped this watcher for falling behind.
-    fell_behind: Arc<AtomicBool>,
+    /// The changes the hub queued for this watcher (shared with the hub).
+    queue: Arc<hub::Queue>,
     after: u64,
 }
 
 impl Watcher {
     pub(crate) fn new(
         backlog: VecDeque<Arc<WatchEvent>>,
-        rx: mpsc::Receiver<hub::Shared>,
-        queued: Arc<AtomicUsize>,
-        fell_behind: Arc<AtomicBool>,
+        queue: Arc<hub::Queue>,
         after: u64,
     ) -> Self {
         Watcher {
             backlog,
-            rx,
-            queued,
-            fell_behind,
+            queue,
             after,
         }
     }
@@ -197,19 +192,23 @@ impl Watcher {
     /// True once the watch ended because it fell behind its queue's bound (rather than
     /// because the store closed).
     pub fn fell_behind(&self) -> bool {
-        self.fell_behind.load(Ordering::Acquire)
+        self.queue.ended() == Some(hub::End::FellBehind)
     }
 
     /// The next change. `None` means the watch ended (the store closed, or this watcher
-    /// fell too far behind): watch again from the last revision seen.
+    /// fell too far behind and the hub let go of its queue): watch again from the last
+    /// revision seen.
     pub async fn recv(&mut self) -> Option<WatchEvent> {
+        if self.fell_behind() {
+            self.backlog.clear();
+            return None;
+        }
         if let Some(ev) = self.backlog.pop_front() {
             self.after = ev.rev;
             return Some(Arc::unwrap_or_clone(ev));
         }
         loop {
-            let (ev, weight) = self.rx.recv().await?;
-            self.queued.fetch_sub(weight, Ordering::AcqRel);
+            let ev = self.queue.pop().await.ok()?;
             // Changes applied before the watch started but published after it are skipped.
             if ev.rev > self.after {
                 self.after = ev.rev;
@@ -217,6 +216,13 @@ impl Watcher {
                 return Some(Arc::unwrap_or_clone(ev));
             }
         }
+    }
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        // The hub stops queueing for it and forgets it at its next change.
+        self.queue.end(hub::End::Dropped);
     }
 }
 
@@ -266,7 +272,13 @@ pub trait Store: Send + Sync {
     fn current_revision(&self) -> u64;
 
     /// Changes after `from_rev`; [`Error::TooOld`] when the history no longer reaches back there.
-    fn watch(&self, from_rev: u64) -> Result<Watcher>;
+    fn watch(&self, from_rev: u64) -> Result<Watcher> {
+        self.watch_where(from_rev, None)
+    }
+
+    /// The changes after `from_rev` that `keep` wants (None: all), filtered before they
+    /// are queued for the watcher; errors as [`Store::watch`].
+    fn watch_where(&self, from_rev: u64, keep: Option<Keep>) -> Result<Watcher>;
 
     /// Stops accepting writes, waits for pending ones to be durable and ends every watch.
     async fn close(&self);

@@ -3,10 +3,13 @@
 //! figures are the cluster's latency and not the client's. Scenarios:
 //! - `daemonset`: apply → every daemon pod Running and Ready ([`daemonset`]);
 //! - `sts-ordered`: the OrderedReady per-ordinal step of a StatefulSet ([`statefulset`]);
-//! - `sts-parallel`: a Parallel StatefulSet, apply → every pod Running ([`statefulset`]).
+//! - `sts-parallel`: a Parallel StatefulSet, apply → every pod Running ([`statefulset`]);
+//! - `writes`: durable writes/s and latency by client count, with and without idle and
+//!   stalled watchers ([`writes`]).
 
 mod daemonset;
 mod statefulset;
+mod writes;
 
 use crate::args::BenchArgs;
 use crate::client::Client;
@@ -16,7 +19,7 @@ use std::time::{Duration, Instant};
 use twinset_proto::v1::{ListRequest, Pod};
 
 /// The scenarios `bench` knows, as the user names them.
-pub const SCENARIOS: &[&str] = &["daemonset", "sts-ordered", "sts-parallel"];
+pub const SCENARIOS: &[&str] = &["daemonset", "sts-ordered", "sts-parallel", "writes"];
 
 /// Runs the chosen scenario and prints one line per run and a summary.
 pub async fn run(ctx: &Ctx, args: BenchArgs) -> anyhow::Result<()> {
@@ -31,6 +34,7 @@ pub async fn run(ctx: &Ctx, args: BenchArgs) -> anyhow::Result<()> {
     match args.scenario.as_str() {
         "daemonset" => daemonset::run(&mut client, &args).await,
         "sts-ordered" => statefulset::ordered(&mut client, &args).await,
+        "writes" => writes::run(&mut client, &args).await,
         _ => statefulset::parallel(&mut client, &args).await,
     }
 }
