@@ -207,6 +207,7 @@ fn nodes_stay_ready_while_clients_flood_the_cluster_service() {
     watcher.join().expect("node watch thread");
 
     let t = tally.lock().expect("tally");
+    eprintln!("flood of {CLIENTS} clients: {t:?}");
     assert!(
         t.failures.is_empty(),
         "flood calls failed: {:?}",
