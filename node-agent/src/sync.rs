@@ -109,8 +109,8 @@ pub const RESUMED_SETTLE: Duration = Duration::from_secs(1);
 /// What the agent knows about its assignments being in sync with the control plane.
 /// They are in sync once a whole snapshot or a change has been applied from the current
 /// stream, or once a resumed stream has stayed open for [`RESUMED_SETTLE`]; out of sync
-/// from the first failure after that (its time kept across reconnects that fail again)
-/// with the latest failure's text. Decisions take `now`; nothing here reads a clock.
+/// from the first failure after that (its time kept across reconnects that fail again,
+/// restarted while heartbeats fail too) with the latest failure's text. Decisions take `now`; nothing here reads a clock.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SyncState {
     /// Since when and why the assignments are out of sync; None while in sync.
@@ -146,6 +146,15 @@ impl SyncState {
             None => now,
         };
         self.broken = Some((since, error));
+    }
+
+    /// A heartbeat failed at `now`: the control plane is away, which the node shows as
+    /// Unknown, so time out of sync counts again from when it answers (a stream that
+    /// resumes soon after an outage never shows as NotReady).
+    pub fn unreachable(&mut self, now: Instant) {
+        if let Some((since, _)) = &mut self.broken {
+            *since = now;
+        }
     }
 
     /// What the heartbeat reports at `now`: the error, once the assignments have been out
@@ -249,6 +258,9 @@ pub async fn heartbeats(
             _ = shutdown.cancelled() => return,
             r = tokio::time::timeout(call_timeout, client.heartbeat(req)) => r,
         };
+        if !matches!(res, Ok(Ok(_))) {
+            sync.with(|s| s.unreachable(Instant::now()));
+        }
         match res {
             Ok(Ok(_)) => {
                 if failing {
@@ -604,6 +616,23 @@ mod tests {
         // Then a change is applied: in sync for good.
         st.applied();
         assert_eq!(st.not_synced(at(100), grace), None);
+
+        // The control plane goes away for longer than the grace (heartbeats fail too):
+        // out of sync counts from its return, so a prompt resume never shows.
+        st.failed(at(200), "Unavailable: connection refused".into());
+        for s in 201..=230 {
+            st.unreachable(at(s));
+        }
+        st.failed(at(231), "Unavailable: connection refused".into());
+        assert_eq!(st.not_synced(at(233), grace), None);
+        st.opened(at(233));
+        assert_eq!(st.not_synced(at(235), grace), None);
+        // But a sync that keeps failing while heartbeats get through does show.
+        st.failed(at(236), "still failing".into());
+        assert_eq!(
+            st.not_synced(at(241), grace).as_deref(),
+            Some("still failing")
+        );
     }
 
     #[test]
