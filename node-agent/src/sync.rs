@@ -110,7 +110,8 @@ pub const RESUMED_SETTLE: Duration = Duration::from_secs(1);
 /// They are in sync once a whole snapshot or a change has been applied from the current
 /// stream, or once a resumed stream has stayed open for [`RESUMED_SETTLE`]; out of sync
 /// from the first failure after that (its time kept across reconnects that fail again,
-/// restarted while heartbeats fail too) with the latest failure's text. Decisions take `now`; nothing here reads a clock.
+/// restarted while heartbeats fail too) with the latest failure's text. Decisions take
+/// `now`; nothing here reads a clock.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SyncState {
     /// Since when and why the assignments are out of sync; None while in sync.

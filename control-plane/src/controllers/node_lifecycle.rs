@@ -151,12 +151,20 @@ pub fn heartbeat_ready(assignments_not_synced: &str) -> Readiness {
     if error.is_empty() {
         return Readiness::ready();
     }
+    // The agent's text is stored in the node: keep it to a bounded length.
+    let error = match error.char_indices().nth(MAX_SYNC_ERROR_CHARS) {
+        Some((cut, _)) => format!("{}…", &error[..cut]),
+        None => error.to_string(),
+    };
     Readiness {
         status: "False",
         reason: NOT_SYNCED_REASON,
         message: format!("node agent cannot sync its pod assignments: {error}"),
     }
 }
+
+/// The most characters of an agent's sync error kept in the node's Ready message.
+pub const MAX_SYNC_ERROR_CHARS: usize = 1024;
 
 /// Ready=True with the pressure conditions False, the unreachable taints removed and
 /// every heartbeat time set to `now`.
@@ -356,6 +364,12 @@ mod tests {
     fn a_node_that_cannot_sync_is_not_ready_saying_why() {
         assert_eq!(heartbeat_ready(""), Readiness::ready());
         assert_eq!(heartbeat_ready("  "), Readiness::ready());
+        let long = heartbeat_ready(&"é".repeat(5000)).message;
+        assert_eq!(
+            long.chars().count(),
+            "node agent cannot sync its pod assignments: ".len() + MAX_SYNC_ERROR_CHARS + 1
+        );
+        assert!(long.ends_with("é…"));
         let not_synced = heartbeat_ready("message too large");
         assert_eq!(
             not_synced,
