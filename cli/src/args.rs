@@ -396,6 +396,14 @@ pub struct ControlPlaneArgs {
     /// Watch streams the control plane serves at once (default 10000).
     #[arg(long)]
     pub max_watches: Option<usize>,
+    /// Client reads (get, list) in flight at once (default 400); more are refused with
+    /// "Too many requests, please try again later." Agents are never counted.
+    #[arg(long, value_parser = positive_count)]
+    pub max_requests_inflight: Option<usize>,
+    /// Client writes (apply, update, delete, scale) in flight at once (default 200);
+    /// more are refused as above. Agents are never counted.
+    #[arg(long, value_parser = positive_count)]
+    pub max_mutating_requests_inflight: Option<usize>,
     /// Serve cluster DNS (`<pod>.<service>.<ns>.svc.cluster.local`) on this address (UDP and TCP).
     #[arg(long)]
     pub dns_listen: Option<SocketAddr>,
@@ -405,6 +413,15 @@ pub struct ControlPlaneArgs {
     /// How long an Event is kept after it was last seen (e.g. 1h, 90s; default 1h).
     #[arg(long, value_parser = positive_duration)]
     pub event_ttl: Option<Duration>,
+}
+
+/// A count flag that must be at least 1.
+fn positive_count(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 /// A duration flag that must be longer than zero.
@@ -462,6 +479,15 @@ pub struct AgentArgs {
     /// The cluster DNS server's IP (port 53) for pods' /etc/resolv.conf (as root).
     #[arg(long)]
     pub cluster_dns: Option<std::net::IpAddr>,
+    /// How long the pod assignments may stay out of sync with the control plane before
+    /// the node shows NotReady (reason AssignmentsNotSynced; default 10s).
+    #[arg(long, value_parser = positive_duration)]
+    pub sync_grace: Option<Duration>,
+    /// The largest message accepted from the control plane (a quantity; default 64Mi).
+    /// For tests and constrained environments only: a pod larger than it cannot be
+    /// received, and the node then shows NotReady.
+    #[arg(long, hide = true, value_parser = parse_size)]
+    pub assignment_receive_limit: Option<u64>,
 }
 
 /// Parses a log size: a Kubernetes quantity of bytes (`10Mi`, `1G`, `4096`), above 0.

@@ -56,6 +56,11 @@ pub struct Config {
     pub max_watches_per_connection: usize,
     /// Watch streams the control plane serves at once.
     pub max_watches: usize,
+    /// Cluster-service reads (Get, List) in flight at once (`--max-requests-inflight`).
+    pub max_requests_inflight: usize,
+    /// Cluster-service writes (Apply, Update, Delete, Scale) in flight at once
+    /// (`--max-mutating-requests-inflight`); agents' calls are never counted.
+    pub max_mutating_requests_inflight: usize,
     /// How often a healthy node's heartbeat time is written into its stored status.
     pub node_status_interval: Duration,
     /// Where the cluster DNS server answers (UDP and TCP); `None` serves no DNS.
@@ -68,7 +73,8 @@ pub struct Config {
 
 impl Config {
     /// The defaults: cluster CIDR 127.128.0.0/9 in /24s, 5 s node grace, 10 000 changes
-    /// (at most 64 MiB) of watch history, events kept for an hour.
+    /// (at most 64 MiB) of watch history, events kept for an hour, 400 reads and 200
+    /// writes of clients in flight.
     pub fn new(data_dir: impl Into<PathBuf>, listen: SocketAddr) -> Config {
         Config {
             data_dir: data_dir.into(),
@@ -81,6 +87,8 @@ impl Config {
             max_request_bytes: api::DEFAULT_MAX_REQUEST_BYTES,
             max_watches_per_connection: api::slots::DEFAULT_PER_CONNECTION,
             max_watches: api::slots::DEFAULT_TOTAL,
+            max_requests_inflight: api::inflight::DEFAULT_MAX_REQUESTS_INFLIGHT,
+            max_mutating_requests_inflight: api::inflight::DEFAULT_MAX_MUTATING_REQUESTS_INFLIGHT,
             node_status_interval: Duration::from_secs(30),
             dns_listen: None,
             cluster_domain: "cluster.local".into(),
@@ -278,10 +286,18 @@ async fn serve(
         .add_service(health_service)
         .add_service(reflection)
         .add_service(
-            // Requests up to the limit and a little over it decode, so that the service
-            // refuses them with the API server's message rather than the transport's.
-            ClusterServer::new(ClusterService::new(ctx.clone()))
-                .max_decoding_message_size(decode_limit(config.max_request_bytes)),
+            // Clients' calls only (not the agents' Nodes service) count against the
+            // in-flight bounds: see `api::inflight` for why that keeps agents heard.
+            api::inflight::InFlight::new(
+                config.max_requests_inflight,
+                config.max_mutating_requests_inflight,
+            )
+            .wrap(
+                // Requests up to the limit and a little over it decode, so that the service
+                // refuses them with the API server's message rather than the transport's.
+                ClusterServer::new(ClusterService::new(ctx.clone()))
+                    .max_decoding_message_size(decode_limit(config.max_request_bytes)),
+            ),
         )
         .add_service(NodesServer::new(NodesService::new(ctx)))
         .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())

@@ -160,6 +160,7 @@ async fn guide_daemonset_on_three_nodes() {
         nodes
             .heartbeat(HeartbeatRequest {
                 node_name: name.into(),
+                ..Default::default()
             })
             .await
             .unwrap();
@@ -319,6 +320,7 @@ async fn guide_daemonset_on_three_nodes() {
     let err = nodes
         .heartbeat(HeartbeatRequest {
             node_name: "node2".into(),
+            ..Default::default()
         })
         .await
         .unwrap_err();

@@ -113,13 +113,21 @@ pub struct Config {
     /// The cluster DNS server's address (flag `--cluster-dns IP`): isolated pods get an
     /// `/etc/resolv.conf` naming it. None: pods use the node's resolver.
     pub cluster_dns: Option<IpAddr>,
+    /// How long the assignments may stay out of sync (a reconnect, a stream that keeps
+    /// breaking) before heartbeats report it and the node shows NotReady
+    /// (`--sync-grace`, default 10 s).
+    pub sync_grace: Duration,
+    /// The largest message the agent accepts from the control plane
+    /// (`--assignment-receive-limit`, default [`RECEIVE_LIMIT`]); lower only for tests and
+    /// constrained environments: a pod larger than it can never be received.
+    pub receive_limit: usize,
 }
 
 impl Config {
     /// Defaults: no extra labels or taints, listen 127.0.0.1:0, heartbeat 1 s,
     /// restart delay 1 s, the built-in image table, logs rotated at 10 MiB keeping 5
     /// files, pods left running on shutdown (a restarted agent adopts them), no cluster
-    /// DNS.
+    /// DNS, a sync grace of 10 s, the full receive limit.
     pub fn new(
         server: impl Into<String>,
         node_name: impl Into<String>,
@@ -139,6 +147,8 @@ impl Config {
             log_rotation: logs::Rotation::default(),
             stop_pods_on_shutdown: false,
             cluster_dns: None,
+            sync_grace: DEFAULT_SYNC_GRACE,
+            receive_limit: RECEIVE_LIMIT,
         }
     }
 }
@@ -152,6 +162,11 @@ fn mkdir(path: &Path) -> Result<(), Error> {
 
 /// The largest message the agent accepts from the control plane (assignments, replies).
 pub const RECEIVE_LIMIT: usize = 64 * 1024 * 1024;
+
+/// How long the assignments may stay out of sync before the node shows NotReady: longer
+/// than the stream's longest reconnect backoff (3 s), so a control-plane restart or a
+/// dropped connection that heals does not flap the node.
+pub const DEFAULT_SYNC_GRACE: Duration = Duration::from_secs(10);
 
 /// Runs the agent until `shutdown` is cancelled, then stops its pods (unless
 /// configured to leave them) and every task it started.
@@ -220,7 +235,7 @@ async fn run_agent(config: Config, shutdown: CancellationToken) -> Result<(), Er
         .connect_lazy();
     // Snapshots come in parts of about 1 MiB, but one pod may be as large as the largest
     // object the control plane accepts (a few MiB): leave room for it.
-    let client = NodesClient::new(channel).max_decoding_message_size(RECEIVE_LIMIT);
+    let client = NodesClient::new(channel).max_decoding_message_size(config.receive_limit);
 
     // Tasks: `tracker` holds everything; `workers` the pod workers, drained first so
     // pods stop before the reapers are told to give up.
@@ -333,10 +348,13 @@ async fn serve_node(
     }
     tracing::info!(pod_cidr = %cidr, "registered");
 
+    let sync_health = sync::SyncHealth::new();
     tracker.spawn(sync::heartbeats(
         client.clone(),
         config.node_name.clone(),
         config.heartbeat,
+        sync_health.clone(),
+        config.sync_grace,
         shutdown.clone(),
     ));
 
@@ -370,6 +388,7 @@ async fn serve_node(
         client,
         config.node_name.clone(),
         &mut supervisor,
+        sync_health,
         shutdown.clone(),
     )
     .await;

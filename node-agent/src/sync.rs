@@ -2,10 +2,14 @@
 //! succeeds), heartbeats, and the one `WatchAssignments` stream, reconnected with a
 //! capped exponential backoff and resumed from the last applied revision (a fresh
 //! snapshot when the control plane no longer has that revision). While the control
-//! plane is away, pods keep running.
+//! plane is away, pods keep running. Whether the assignments are in sync ([`SyncState`])
+//! goes out with every heartbeat, so a node that cannot sync shows NotReady saying why.
 
 use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use tokio::time::Instant;
 
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
@@ -97,11 +101,145 @@ pub async fn register(
     }
 }
 
-/// Heartbeats every `every` until shutdown.
+/// How long a resumed stream must stay open without failing to count as in sync: a
+/// resumed stream sends nothing until something changes, and a change it cannot deliver
+/// (over the receive limit) breaks it within moments of opening.
+pub const RESUMED_SETTLE: Duration = Duration::from_secs(1);
+
+/// What the agent knows about its assignments being in sync with the control plane.
+/// They are in sync once a whole snapshot or a change has been applied from the current
+/// stream, or once a resumed stream has stayed open for [`RESUMED_SETTLE`]; out of sync
+/// from the first failure after that (its time kept across reconnects that fail again,
+/// restarted while heartbeats fail too) with the latest failure's text. Decisions take
+/// `now`; nothing here reads a clock.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SyncState {
+    /// Since when and why the assignments are out of sync; None while in sync.
+    broken: Option<(Instant, String)>,
+    /// When the current stream opened, while it is open.
+    open_since: Option<Instant>,
+}
+
+impl SyncState {
+    /// Out of sync since `now`: nothing has been received yet.
+    pub fn new(now: Instant) -> SyncState {
+        SyncState {
+            broken: Some((now, "no snapshot of its assignments received yet".into())),
+            open_since: None,
+        }
+    }
+
+    /// A stream opened at `now`.
+    pub fn opened(&mut self, now: Instant) {
+        self.open_since = Some(now);
+    }
+
+    /// A whole snapshot or a change was applied: in sync.
+    pub fn applied(&mut self) {
+        self.broken = None;
+    }
+
+    /// The stream failed (or could not open) at `now` with `error`.
+    pub fn failed(&mut self, now: Instant, error: String) {
+        self.open_since = None;
+        let since = match &self.broken {
+            Some((since, _)) => *since,
+            None => now,
+        };
+        self.broken = Some((since, error));
+    }
+
+    /// A heartbeat failed at `now`: the control plane is away, which the node shows as
+    /// Unknown, so time out of sync counts again from when it answers (a stream that
+    /// resumes soon after an outage never shows as NotReady).
+    pub fn unreachable(&mut self, now: Instant) {
+        if let Some((since, _)) = &mut self.broken {
+            *since = now;
+        }
+    }
+
+    /// What the heartbeat reports at `now`: the error, once the assignments have been out
+    /// of sync for longer than `grace` (so a reconnect that succeeds soon never shows),
+    /// and None while in sync or within the grace.
+    pub fn not_synced(&self, now: Instant, grace: Duration) -> Option<String> {
+        let (since, error) = self.broken.as_ref()?;
+        let resumed = self
+            .open_since
+            .is_some_and(|t| now.saturating_duration_since(t) >= RESUMED_SETTLE.min(grace));
+        (!resumed && now.saturating_duration_since(*since) > grace).then(|| error.clone())
+    }
+}
+
+/// The [`SyncState`] shared by the assignment stream (which moves it) and the heartbeats
+/// (which report it).
+#[derive(Clone, Debug)]
+pub struct SyncHealth(Arc<Mutex<SyncState>>);
+
+impl SyncHealth {
+    /// Out of sync since now (nothing received yet).
+    pub fn new() -> SyncHealth {
+        SyncHealth(Arc::new(Mutex::new(SyncState::new(Instant::now()))))
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut SyncState) -> T) -> T {
+        f(&mut self.0.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// See [`SyncState::not_synced`], now.
+    pub fn not_synced(&self, grace: Duration) -> Option<String> {
+        self.with(|s| s.not_synced(Instant::now(), grace))
+    }
+}
+
+impl Default for SyncHealth {
+    fn default() -> Self {
+        SyncHealth::new()
+    }
+}
+
+/// How tonic's framing words a message over the receive limit.
+const OVERSIZE: &str = "Error, decoded message length too large";
+
+/// True when the stream broke because a message was over the agent's receive limit.
+/// Resuming would replay that same message, so the agent asks for a fresh snapshot
+/// (sent in parts) instead, which no longer holds a pod deleted meanwhile.
+pub fn is_over_receive_limit(s: &Status) -> bool {
+    s.code() == Code::OutOfRange && s.message().starts_with(OVERSIZE)
+}
+
+/// The text a failed assignment stream is reported with (the node's NotReady message).
+pub fn sync_error(s: &Status) -> String {
+    if is_over_receive_limit(s) {
+        // ": found N bytes, the limit is: M bytes"
+        let numbers: Vec<&str> = s.message()[OVERSIZE.len()..]
+            .split(|c: char| !c.is_ascii_digit())
+            .filter(|w| !w.is_empty())
+            .collect();
+        if let [found, limit] = numbers[..] {
+            return format!(
+                "an assignment of {found} bytes is over the agent's receive limit of {limit} bytes"
+            );
+        }
+    }
+    if s.message().is_empty() {
+        format!("the assignment stream failed: {:?}", s.code())
+    } else {
+        format!(
+            "the assignment stream failed: {:?}: {}",
+            s.code(),
+            s.message()
+        )
+    }
+}
+
+/// Heartbeats every `every` until shutdown, each saying whether the assignments are in
+/// sync (out of sync for longer than `sync_grace`: the error; see [`SyncState`]).
 pub async fn heartbeats(
     mut client: NodesClient<Channel>,
     node_name: String,
     every: Duration,
+    sync: SyncHealth,
+    sync_grace: Duration,
     shutdown: CancellationToken,
 ) {
     let mut tick = tokio::time::interval(every);
@@ -115,11 +253,15 @@ pub async fn heartbeats(
         }
         let req = v1::HeartbeatRequest {
             node_name: node_name.clone(),
+            assignments_not_synced: sync.not_synced(sync_grace).unwrap_or_default(),
         };
         let res = tokio::select! {
             _ = shutdown.cancelled() => return,
             r = tokio::time::timeout(call_timeout, client.heartbeat(req)) => r,
         };
+        if !matches!(res, Ok(Ok(_))) {
+            sync.with(|s| s.unreachable(Instant::now()));
+        }
         match res {
             Ok(Ok(_)) => {
                 if failing {
@@ -255,11 +397,13 @@ pub fn apply_claims(supervisor: &mut Supervisor, kind: &str, claims: &[String]) 
     }
 }
 
-/// Keeps one WatchAssignments stream open until shutdown and feeds the supervisor.
+/// Keeps one WatchAssignments stream open until shutdown and feeds the supervisor,
+/// recording in `sync` whether the assignments are in sync.
 pub async fn watch_assignments(
     mut client: NodesClient<Channel>,
     node_name: String,
     supervisor: &mut Supervisor,
+    sync: SyncHealth,
     shutdown: CancellationToken,
 ) {
     let mut revision = String::new();
@@ -280,6 +424,7 @@ pub async fn watch_assignments(
                 let _enter = span.enter();
                 tracing::info!(from = %revision, "watching assignments");
                 drop(_enter);
+                sync.with(|s| s.opened(Instant::now()));
                 let mut stream = resp.into_inner();
                 let mut parts = SnapshotParts::default();
                 loop {
@@ -301,9 +446,16 @@ pub async fn watch_assignments(
                             }
                             tracing::debug!(kind = %a.r#type, pods = a.pods.len(), revision = %revision, "assignment");
                             apply(supervisor, a);
+                            sync.with(SyncState::applied);
                         }
                         Ok(None) => {
                             tracing::info!("assignment stream closed by the control plane");
+                            sync.with(|st| {
+                                st.failed(
+                                    Instant::now(),
+                                    "the control plane closed the assignment stream".into(),
+                                )
+                            });
                             break;
                         }
                         Err(s) => {
@@ -312,15 +464,20 @@ pub async fn watch_assignments(
                                     "revision {revision} too old; asking for a fresh snapshot"
                                 );
                                 revision.clear();
+                            } else if is_over_receive_limit(&s) {
+                                tracing::warn!(status = %s, "an assignment is over the receive limit; asking for a fresh snapshot");
+                                revision.clear();
                             } else {
                                 tracing::warn!(status = %s, "assignment stream broke; reconnecting");
                             }
+                            sync.with(|st| st.failed(Instant::now(), sync_error(&s)));
                             break;
                         }
                     }
                 }
             }
             Err(s) => {
+                sync.with(|st| st.failed(Instant::now(), sync_error(&s)));
                 if is_too_old(&s) {
                     revision.clear();
                     continue;
@@ -418,6 +575,83 @@ mod tests {
             Some(ClaimAction::Delete(vec![k("database/data-1")]))
         );
         assert_eq!(claim_action("SNAPSHOT", &[]), None);
+    }
+
+    #[test]
+    fn sync_is_reported_only_once_it_has_failed_for_longer_than_the_grace() {
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        let grace = Duration::from_secs(10);
+        let mut st = SyncState::new(t0);
+        assert_eq!(st.not_synced(at(5), grace), None, "within the grace");
+        assert_eq!(
+            st.not_synced(at(11), grace).as_deref(),
+            Some("no snapshot of its assignments received yet")
+        );
+        st.opened(at(11));
+        st.applied();
+        assert_eq!(st.not_synced(at(12), grace), None);
+
+        // A break that heals within the grace never shows.
+        st.failed(at(20), "Unavailable: connection refused".into());
+        assert_eq!(st.not_synced(at(25), grace), None);
+        st.opened(at(26));
+        st.applied();
+        assert_eq!(st.not_synced(at(40), grace), None);
+
+        // A stream that keeps breaking right after it opens: out of sync since the first
+        // failure, with the latest error.
+        st.failed(at(50), "first".into());
+        for s in [51, 53, 57, 60] {
+            st.opened(at(s));
+            st.failed(at(s), format!("over the limit at {s}"));
+        }
+        assert_eq!(
+            st.not_synced(at(61), grace).as_deref(),
+            Some("over the limit at 60")
+        );
+        // A resumed stream that stays quiet and open counts as in sync once settled.
+        st.opened(at(62));
+        assert!(st.not_synced(at(62), grace).is_some());
+        assert_eq!(st.not_synced(at(63), grace), None);
+        // Then a change is applied: in sync for good.
+        st.applied();
+        assert_eq!(st.not_synced(at(100), grace), None);
+
+        // The control plane goes away for longer than the grace (heartbeats fail too):
+        // out of sync counts from its return, so a prompt resume never shows.
+        st.failed(at(200), "Unavailable: connection refused".into());
+        for s in 201..=230 {
+            st.unreachable(at(s));
+        }
+        st.failed(at(231), "Unavailable: connection refused".into());
+        assert_eq!(st.not_synced(at(233), grace), None);
+        st.opened(at(233));
+        assert_eq!(st.not_synced(at(235), grace), None);
+        // But a sync that keeps failing while heartbeats get through does show.
+        st.failed(at(236), "still failing".into());
+        assert_eq!(
+            st.not_synced(at(241), grace).as_deref(),
+            Some("still failing")
+        );
+    }
+
+    #[test]
+    fn receive_limit_errors_are_told_apart_and_said_plainly() {
+        let over = Status::out_of_range(
+            "Error, decoded message length too large: found 300123 bytes, the limit is: 65536 bytes",
+        );
+        assert!(is_over_receive_limit(&over) && !is_too_old(&over));
+        assert_eq!(
+            sync_error(&over),
+            "an assignment of 300123 bytes is over the agent's receive limit of 65536 bytes"
+        );
+        let gone = Status::unavailable("connection refused");
+        assert!(!is_over_receive_limit(&gone));
+        assert_eq!(
+            sync_error(&gone),
+            "the assignment stream failed: Unavailable: connection refused"
+        );
     }
 
     #[test]

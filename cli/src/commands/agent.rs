@@ -110,6 +110,12 @@ pub async fn run(ctx: &Ctx, args: AgentArgs) -> anyhow::Result<()> {
         config.stop_pods_on_shutdown = stop;
     }
     config.cluster_dns = args.cluster_dns;
+    if let Some(g) = args.sync_grace {
+        config.sync_grace = g;
+    }
+    if let Some(limit) = args.assignment_receive_limit {
+        config.receive_limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    }
     let shutdown = crate::signals::shutdown_token()?;
     twinset_node_agent::run(config, shutdown)
         .await

@@ -22,6 +22,12 @@ pub fn config(args: ControlPlaneArgs) -> twinset_control_plane::Config {
     if let Some(n) = args.max_watches {
         config.max_watches = n;
     }
+    if let Some(n) = args.max_requests_inflight {
+        config.max_requests_inflight = n;
+    }
+    if let Some(n) = args.max_mutating_requests_inflight {
+        config.max_mutating_requests_inflight = n;
+    }
     if let Some(b) = args.max_request_bytes {
         config.max_request_bytes = usize::try_from(b).unwrap_or(usize::MAX);
     }

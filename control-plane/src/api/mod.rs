@@ -4,6 +4,7 @@
 
 pub mod apply;
 pub mod cluster;
+pub mod inflight;
 pub mod logs;
 pub mod nodes;
 pub mod refusals;

@@ -3,7 +3,9 @@
 //! then every change, tagged with store revisions) and ReportStatus.
 
 use super::{parse_rv, status, Ctx};
-use crate::controllers::node_lifecycle::{mark_ready, ready_status, sync_unschedulable_taint};
+use crate::controllers::node_lifecycle::{
+    heartbeat_ready, mark_posting, mark_ready, ready_status, sync_unschedulable_taint,
+};
 use crate::events::{self, Source};
 use crate::podutil;
 use crate::scheduler::decide::SELECTED_NODE_ANNOTATION;
@@ -298,14 +300,19 @@ impl Nodes for NodesService {
         &self,
         request: Request<HeartbeatRequest>,
     ) -> Result<Response<HeartbeatResponse>, Status> {
-        let name = request.into_inner().node_name;
+        let HeartbeatRequest {
+            node_name: name,
+            assignments_not_synced,
+        } = request.into_inner();
         let store = self.store();
         if store.get(Kind::Node, "", &name).is_none() {
             return Err(Self::node_not_found(&name));
         }
         self.ctx.heartbeats.beat(&name);
         let interval = self.ctx.status_write_interval;
+        let ready = heartbeat_ready(&assignments_not_synced);
         let mut was_ready = true;
+        let mut was_shown = true;
         let written = update_with_retry(store, &Key::new(Kind::Node, "", &name), |obj| {
             let Some(node) = obj.as_node_mut() else {
                 return Err(StoreError::not_found(Kind::Node, &name));
@@ -317,19 +324,25 @@ impl Nodes for NodesService {
                 .and_then(|c| twinset_proto::time::parse(&c.last_heartbeat_time));
             let stale = last_written.is_none_or(|t| t.elapsed().unwrap_or_default() >= interval);
             was_ready = ready_status(node) == "True";
-            if was_ready && !stale {
+            was_shown = ready.is_stored_in(node);
+            if was_shown && !stale {
                 return Ok(Change::Keep);
             }
-            mark_ready(node, &twinset_proto::time::now());
+            mark_posting(node, &twinset_proto::time::now(), &ready);
             Ok(Change::Write)
         })
         .await;
         match written {
-            Ok(outcome) => {
-                if outcome.written() && !was_ready {
-                    tracing::info!(node = %name, "node is posting status again: Ready");
+            Ok(outcome) if outcome.written() && !was_shown => {
+                if ready.status == "True" {
+                    if !was_ready {
+                        tracing::info!(node = %name, "node is posting status again: Ready");
+                    }
+                } else {
+                    tracing::warn!(node = %name, reason = ready.reason, message = %ready.message, "node is NotReady");
                 }
             }
+            Ok(_) => {}
             Err(StoreError::NotFound { .. }) => return Err(Self::node_not_found(&name)),
             // The node keeps changing: the heartbeat is noted; the status catches up next time.
             Err(StoreError::Conflict { .. }) => {}
@@ -574,9 +587,52 @@ mod tests {
         let err = svc
             .heartbeat(Request::new(HeartbeatRequest {
                 node_name: "nope".into(),
+                ..Default::default()
             }))
             .await
             .unwrap_err();
         assert_eq!(err.code(), tonic::Code::NotFound);
+    }
+
+    #[tokio::test]
+    async fn heartbeats_say_whether_the_agent_can_sync() {
+        let svc = service();
+        register(&svc, node("n1", ("a", "1"))).await;
+        let beat = |error: &str| {
+            svc.heartbeat(Request::new(HeartbeatRequest {
+                node_name: "n1".into(),
+                assignments_not_synced: error.into(),
+            }))
+        };
+        let ready = || {
+            let n = svc
+                .store()
+                .get(Kind::Node, "", "n1")
+                .and_then(Object::into_node)
+                .unwrap();
+            let c = n
+                .status
+                .unwrap()
+                .conditions
+                .into_iter()
+                .find(|c| c.r#type == "Ready")
+                .unwrap();
+            (c.status, c.reason, c.message)
+        };
+        beat("").await.unwrap();
+        assert_eq!(ready().0, "True");
+        beat("decoded message length too large").await.unwrap();
+        assert_eq!(
+            ready(),
+            (
+                "False".to_string(),
+                "AssignmentsNotSynced".to_string(),
+                "node agent cannot sync its pod assignments: decoded message length too large"
+                    .to_string()
+            )
+        );
+        beat("").await.unwrap();
+        assert_eq!(ready().0, "True");
+        assert_eq!(ready().1, "KubeletReady");
     }
 }

@@ -1,8 +1,9 @@
 //! Node health: heartbeats are kept in memory ([`Heartbeats`]); a node silent for longer
 //! than the grace period gets Ready=Unknown ("Kubelet stopped posting node status.")
 //! and the unreachable taints. A heartbeat from it makes it Ready again (the Nodes
-//! service calls [`mark_ready`]). Also keeps the unschedulable taint in step with
-//! spec.unschedulable (cordon).
+//! service calls [`mark_posting`] with [`heartbeat_ready`]), or Ready=False with reason
+//! `AssignmentsNotSynced` when its agent says it cannot sync its pod assignments. Also
+//! keeps the unschedulable taint in step with spec.unschedulable (cordon).
 
 use super::placement::{taint_keys, NO_EXECUTE, NO_SCHEDULE};
 use crate::store::{update_with_retry, Change, Error as StoreError, Key, Store};
@@ -106,9 +107,75 @@ fn add_taint(node: &mut Node, key: &str, effect: &str, now: &str) {
     }
 }
 
+/// The reason of Ready=False while the agent cannot sync its pod assignments.
+pub const NOT_SYNCED_REASON: &str = "AssignmentsNotSynced";
+
+/// The Ready condition a posting agent stands for (status, reason, message).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Readiness {
+    /// `True` or `False`.
+    pub status: &'static str,
+    /// Kubernetes-style CamelCase reason.
+    pub reason: &'static str,
+    /// What `describe node` shows.
+    pub message: String,
+}
+
+impl Readiness {
+    /// The kubelet's Ready=True.
+    pub fn ready() -> Readiness {
+        Readiness {
+            status: "True",
+            reason: "KubeletReady",
+            message: "kubelet is posting ready status".into(),
+        }
+    }
+
+    /// True when `node`'s stored Ready condition already says this.
+    pub fn is_stored_in(&self, node: &Node) -> bool {
+        node.status
+            .as_ref()
+            .and_then(|s| s.conditions.iter().find(|c| c.r#type == "Ready"))
+            .is_some_and(|c| {
+                c.status == self.status && c.reason == self.reason && c.message == self.message
+            })
+    }
+}
+
+/// What a heartbeat says of the node: Ready, or — when the agent reports that it cannot
+/// sync its pod assignments (`assignments_not_synced`, its error, non-empty only once
+/// that has lasted longer than the agent's grace) — NotReady saying why, since new pods
+/// would stay Pending and deleted ones Terminating there.
+pub fn heartbeat_ready(assignments_not_synced: &str) -> Readiness {
+    let error = assignments_not_synced.trim();
+    if error.is_empty() {
+        return Readiness::ready();
+    }
+    // The agent's text is stored in the node: keep it to a bounded length.
+    let error = match error.char_indices().nth(MAX_SYNC_ERROR_CHARS) {
+        Some((cut, _)) => format!("{}…", &error[..cut]),
+        None => error.to_string(),
+    };
+    Readiness {
+        status: "False",
+        reason: NOT_SYNCED_REASON,
+        message: format!("node agent cannot sync its pod assignments: {error}"),
+    }
+}
+
+/// The most characters of an agent's sync error kept in the node's Ready message.
+pub const MAX_SYNC_ERROR_CHARS: usize = 1024;
+
 /// Ready=True with the pressure conditions False, the unreachable taints removed and
 /// every heartbeat time set to `now`.
 pub fn mark_ready(node: &mut Node, now: &str) {
+    mark_posting(node, now, &Readiness::ready());
+}
+
+/// What a posting agent's node shows: the pressure conditions False, Ready as `ready`
+/// says (its transition time kept while its status stays), the unreachable taints
+/// removed and every heartbeat time set to `now`.
+pub fn mark_posting(node: &mut Node, now: &str, ready: &Readiness) {
     let cond = |t: &str, s: &str, reason: &str, message: &str| NodeCondition {
         r#type: t.into(),
         status: s.into(),
@@ -146,12 +213,7 @@ pub fn mark_ready(node: &mut Node, now: &str) {
     );
     set_condition(
         node,
-        cond(
-            "Ready",
-            "True",
-            "KubeletReady",
-            "kubelet is posting ready status",
-        ),
+        cond("Ready", ready.status, ready.reason, &ready.message),
     );
     taints(node).retain(|t| t.key != taint_keys::UNREACHABLE && t.key != taint_keys::NOT_READY);
 }
@@ -296,6 +358,76 @@ mod tests {
         mark_ready(&mut n, "t4");
         assert_eq!(ready_status(&n), "True");
         assert!(n.spec.as_ref().unwrap().taints.is_empty());
+    }
+
+    #[test]
+    fn a_node_that_cannot_sync_is_not_ready_saying_why() {
+        assert_eq!(heartbeat_ready(""), Readiness::ready());
+        assert_eq!(heartbeat_ready("  "), Readiness::ready());
+        let long = heartbeat_ready(&"é".repeat(5000)).message;
+        assert_eq!(
+            long.chars().count(),
+            "node agent cannot sync its pod assignments: ".len() + MAX_SYNC_ERROR_CHARS + 1
+        );
+        assert!(long.ends_with("é…"));
+        let not_synced = heartbeat_ready("message too large");
+        assert_eq!(
+            not_synced,
+            Readiness {
+                status: "False",
+                reason: NOT_SYNCED_REASON,
+                message: "node agent cannot sync its pod assignments: message too large".into(),
+            }
+        );
+
+        let mut n = Node::default();
+        mark_ready(&mut n, "t1");
+        assert!(Readiness::ready().is_stored_in(&n));
+        assert!(!not_synced.is_stored_in(&n));
+        mark_posting(&mut n, "t2", &not_synced);
+        assert_eq!(ready_status(&n), "False");
+        assert!(not_synced.is_stored_in(&n));
+        let ready = |n: &Node| {
+            n.status
+                .as_ref()
+                .unwrap()
+                .conditions
+                .iter()
+                .find(|c| c.r#type == "Ready")
+                .cloned()
+                .unwrap()
+        };
+        assert_eq!(ready(&n).last_transition_time, "t2");
+        // Still not synced: the heartbeat time moves, the transition does not.
+        mark_posting(&mut n, "t3", &not_synced);
+        assert_eq!(
+            (
+                ready(&n).last_heartbeat_time.as_str(),
+                ready(&n).last_transition_time.as_str()
+            ),
+            ("t3", "t2")
+        );
+        // A different error is a new message, not a new transition.
+        let other = heartbeat_ready("connection refused");
+        assert!(!other.is_stored_in(&n));
+        mark_posting(&mut n, "t4", &other);
+        assert_eq!(ready(&n).last_transition_time, "t2");
+        assert_eq!(
+            ready(&n).message,
+            "node agent cannot sync its pod assignments: connection refused"
+        );
+        // The pressure conditions stay False throughout; synced again is Ready again.
+        assert!(n
+            .status
+            .as_ref()
+            .unwrap()
+            .conditions
+            .iter()
+            .all(|c| c.r#type == "Ready" || c.status == "False"));
+        mark_posting(&mut n, "t5", &heartbeat_ready(""));
+        assert_eq!(ready_status(&n), "True");
+        assert_eq!(ready(&n).reason, "KubeletReady");
+        assert_eq!(ready(&n).last_transition_time, "t5");
     }
 
     #[test]
