@@ -3,7 +3,8 @@
 # loopback), run the guide's DaemonSet (deploy/examples/daemonset.yaml) and then its
 # StatefulSet (deploy/examples/statefulset.yaml: three MariaDB replicas standing in for
 # mysql:8) with the guide's commands, then tear everything down. Exits non-zero if any
-# step fails. Installs Debian's mariadb-server first when mariadbd is missing.
+# step fails. Installs Debian's mariadb-server first when mariadbd is missing, and make
+# (jemalloc's build needs it) when it is missing.
 #
 # Environment (all optional):
 #   TWINSET_BIN        use this binary instead of building target/release/twinset
@@ -16,9 +17,25 @@ set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
 
+sudo=""
+if [[ "$(id -u)" != 0 ]]; then
+  sudo="sudo"
+fi
+# apt-get install PACKAGE... (once an update has run).
+apt_updated=""
+apt_install() {
+  echo "==> apt-get install $*"
+  if [[ -z "$apt_updated" ]]; then
+    $sudo apt-get update
+    apt_updated=1
+  fi
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y --no-install-recommends "$@"
+}
+
 if [[ -n "${TWINSET_BIN:-}" ]]; then
   twinset="$TWINSET_BIN"
 else
+  command -v make >/dev/null 2>&1 || apt_install make
   echo "==> cargo build --release -p twinset"
   cargo build --release -p twinset
   target_dir="${CARGO_TARGET_DIR:-$repo/target}"
@@ -29,13 +46,7 @@ fi
 
 # The guide's mysql:8 runs as MariaDB (deploy/images.yaml): install it where it is missing.
 if ! command -v mariadbd >/dev/null 2>&1 && [[ ! -x /usr/sbin/mariadbd ]]; then
-  sudo=""
-  if [[ "$(id -u)" != 0 ]]; then
-    sudo="sudo"
-  fi
-  echo "==> apt-get install mariadb-server (the guide's mysql:8 runs as MariaDB)"
-  $sudo apt-get update
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y --no-install-recommends mariadb-server
+  apt_install mariadb-server
 fi
 
 up_args=(--nodes 3)

@@ -180,6 +180,9 @@ mod tests {
 
     #[test]
     fn unknown_scenario_names_the_known_ones() {
-        assert_eq!(SCENARIOS.join(", "), "daemonset, sts-ordered, sts-parallel");
+        assert_eq!(
+            SCENARIOS.join(", "),
+            "daemonset, sts-ordered, sts-parallel, writes"
+        );
     }
 }
