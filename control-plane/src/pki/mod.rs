@@ -1,0 +1,406 @@
+//! The cluster's certificate authority (issue 9, first step; not wired into the servers
+//! yet): a CA made on first start (ECDSA P-256, 10 years) and kept under `<data>/pki/`
+//! with its key readable by the owner only, and the certificates it signs — the server's,
+//! the admin's and the nodes'. A node's certificate is built from the CSR's public key
+//! alone: nothing else the CSR asks for (subject, SANs, CA flag, usages, lifetime) is
+//! taken.
+
+use rcgen::{
+    BasicConstraints, CertificateParams, CertificateSigningRequestParams, DistinguishedName,
+    DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType, SerialNumber,
+    PKCS_ECDSA_P256_SHA256,
+};
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use time::OffsetDateTime;
+
+/// How long the cluster CA is valid.
+pub const CA_LIFETIME: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+/// The organisation every node certificate carries (Kubernetes' node group).
+pub const NODES_GROUP: &str = "system:nodes";
+/// The organisation of the admin certificate.
+pub const ADMINS_GROUP: &str = "system:masters";
+
+/// What can go wrong making, loading or using the CA.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A file under the pki directory could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A certificate or key could not be made, parsed or signed.
+    #[error("{what}: {source}")]
+    Cert {
+        /// What was being done.
+        what: String,
+        /// Why.
+        source: rcgen::Error,
+    },
+    /// The CSR does not name the key it was signed with, or is not a CSR.
+    #[error("invalid certificate signing request: {0}")]
+    Csr(String),
+    /// A stored certificate is not valid PEM.
+    #[error("{0}")]
+    Pem(String),
+}
+
+fn cert_err(what: impl Into<String>) -> impl FnOnce(rcgen::Error) -> Error {
+    let what = what.into();
+    move |source| Error::Cert { what, source }
+}
+
+/// A certificate and its key, PEM-encoded.
+#[derive(Clone, Debug)]
+pub struct Issued {
+    /// The certificate (PEM).
+    pub cert_pem: String,
+    /// The private key (PEM); empty for a certificate made from a CSR (the node keeps it).
+    pub key_pem: String,
+    /// When it stops being valid.
+    pub not_after: OffsetDateTime,
+}
+
+/// The cluster CA: its certificate and the issuer that signs with its key.
+pub struct ClusterCa {
+    cert_pem: String,
+    cert_der: Vec<u8>,
+    issuer: Issuer<'static, KeyPair>,
+}
+
+impl std::fmt::Debug for ClusterCa {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterCa")
+            .field("hash", &self.hash())
+            .finish()
+    }
+}
+
+impl ClusterCa {
+    /// The CA under `dir` (`ca.crt`, `ca.key`), made there on first use.
+    pub fn load_or_create(dir: &Path) -> Result<ClusterCa, Error> {
+        let (crt, key) = (dir.join("ca.crt"), dir.join("ca.key"));
+        if crt.exists() && key.exists() {
+            let cert_pem = read(&crt)?;
+            let key = KeyPair::from_pem(&read(&key)?).map_err(cert_err("reading ca.key"))?;
+            return Self::from_pem(cert_pem, key);
+        }
+        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)
+            .map_err(cert_err("generating the CA key"))?;
+        let mut params = CertificateParams::default();
+        params.distinguished_name = name("twinset-ca", None);
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        let now = OffsetDateTime::now_utc();
+        params.not_before = now - time::Duration::minutes(5);
+        params.not_after = now + CA_LIFETIME;
+        params.serial_number = Some(serial());
+        let cert = params
+            .self_signed(&key)
+            .map_err(cert_err("making the CA certificate"))?;
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        write_private(&key_path(dir), &key.serialize_pem())?;
+        write_public(&crt, &cert.pem())?;
+        Self::from_pem(cert.pem(), key)
+    }
+
+    fn from_pem(cert_pem: String, key: KeyPair) -> Result<ClusterCa, Error> {
+        let cert_der = pem_to_der(&cert_pem)?;
+        let issuer =
+            Issuer::from_ca_cert_pem(&cert_pem, key).map_err(cert_err("reading ca.crt"))?;
+        Ok(ClusterCa {
+            cert_pem,
+            cert_der,
+            issuer,
+        })
+    }
+
+    /// The CA certificate (PEM), what clients trust.
+    pub fn cert_pem(&self) -> &str {
+        &self.cert_pem
+    }
+
+    /// SHA-256 of the CA certificate's DER, lower-case hex: what a join token pins.
+    pub fn hash(&self) -> String {
+        hex(&Sha256::digest(&self.cert_der))
+    }
+
+    /// A server certificate for `sans` (DNS names or IP addresses), valid for `ttl`.
+    pub fn issue_server(&self, sans: &[String], ttl: Duration) -> Result<Issued, Error> {
+        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)
+            .map_err(cert_err("generating the server key"))?;
+        let mut params = leaf("twinset-control-plane", None, ttl);
+        params.subject_alt_names = sans
+            .iter()
+            .map(|s| match s.parse::<std::net::IpAddr>() {
+                Ok(ip) => Ok(SanType::IpAddress(ip)),
+                Err(_) => s
+                    .clone()
+                    .try_into()
+                    .map(SanType::DnsName)
+                    .map_err(cert_err(format!("subject alternative name {s:?}"))),
+            })
+            .collect::<Result<_, _>>()?;
+        params.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            // The control plane also dials the agents with it.
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        self.sign(params, key, "the server certificate")
+    }
+
+    /// The admin client certificate (`admin`, group `system:masters`), valid for `ttl`.
+    pub fn issue_admin(&self, ttl: Duration) -> Result<Issued, Error> {
+        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)
+            .map_err(cert_err("generating the admin key"))?;
+        let mut params = leaf("admin", Some(ADMINS_GROUP), ttl);
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        self.sign(params, key, "the admin certificate")
+    }
+
+    /// A node's client certificate (`system:node:<node>`, group `system:nodes`, client
+    /// auth only, valid for `ttl`) for the public key of `csr_der`; everything else the
+    /// CSR asks for is ignored.
+    pub fn sign_node_csr(
+        &self,
+        csr_der: &[u8],
+        node: &str,
+        ttl: Duration,
+    ) -> Result<Issued, Error> {
+        let csr = CertificateSigningRequestParams::from_der(&csr_der.to_vec().into())
+            .map_err(|e| Error::Csr(e.to_string()))?;
+        let mut params = leaf(&format!("system:node:{node}"), Some(NODES_GROUP), ttl);
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let cert = params
+            .signed_by(&csr.public_key, &self.issuer)
+            .map_err(cert_err(format!("signing node {node}'s certificate")))?;
+        Ok(Issued {
+            cert_pem: cert.pem(),
+            key_pem: String::new(),
+            not_after: params.not_after,
+        })
+    }
+
+    fn sign(&self, params: CertificateParams, key: KeyPair, what: &str) -> Result<Issued, Error> {
+        let cert = params
+            .signed_by(&key, &self.issuer)
+            .map_err(cert_err(format!("signing {what}")))?;
+        Ok(Issued {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+            not_after: params.not_after,
+        })
+    }
+}
+
+/// Leaf parameters: subject, not a CA, digital signature, a random serial, now - 5 min
+/// (clock skew) to now + `ttl`.
+fn leaf(cn: &str, org: Option<&str>, ttl: Duration) -> CertificateParams {
+    let mut params = CertificateParams::default();
+    params.distinguished_name = name(cn, org);
+    params.is_ca = IsCa::ExplicitNoCa;
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    let now = OffsetDateTime::now_utc();
+    params.not_before = now - time::Duration::minutes(5);
+    params.not_after = now + ttl;
+    params.serial_number = Some(serial());
+    params
+}
+
+fn name(cn: &str, org: Option<&str>) -> DistinguishedName {
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, cn);
+    if let Some(o) = org {
+        dn.push(DnType::OrganizationName, o);
+    }
+    dn
+}
+
+/// 16 random bytes, first bit clear (a positive serial).
+fn serial() -> SerialNumber {
+    let mut b: [u8; 16] = rand::random();
+    b[0] &= 0x7f;
+    SerialNumber::from_slice(&b)
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// The DER inside a PEM certificate.
+fn pem_to_der(pem: &str) -> Result<Vec<u8>, Error> {
+    use rustls::pki_types::pem::PemObject;
+    rustls::pki_types::CertificateDer::from_pem_slice(pem.as_bytes())
+        .map(|c| c.to_vec())
+        .map_err(|e| Error::Pem(format!("the CA certificate is not valid PEM: {e}")))
+}
+
+fn key_path(dir: &Path) -> PathBuf {
+    dir.join("ca.key")
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+    move |source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn read(path: &Path) -> Result<String, Error> {
+    std::fs::read_to_string(path).map_err(io(path))
+}
+
+/// Writes a key: created with mode 0600, never readable by others even for a moment.
+fn write_private(path: &Path, text: &str) -> Result<(), Error> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(io(path))?;
+    f.write_all(text.as_bytes()).map_err(io(path))?;
+    f.sync_all().map_err(io(path))
+}
+
+fn write_public(path: &Path, text: &str) -> Result<(), Error> {
+    std::fs::write(path, text).map_err(io(path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    const DAY: Duration = Duration::from_secs(24 * 3600);
+
+    /// What a certificate says about itself, read back from its PEM.
+    struct Seen {
+        cn: String,
+        org: Option<String>,
+        is_ca: bool,
+        client_auth: bool,
+        server_auth: bool,
+        sans: Vec<String>,
+        not_after: i64,
+    }
+
+    fn read_back(pem: &str) -> Seen {
+        let der = pem_to_der(pem).unwrap();
+        let (_, cert) = x509_parser::parse_x509_certificate(&der).expect("a certificate");
+        let subject = cert.subject();
+        let cn = subject
+            .iter_common_name()
+            .next()
+            .and_then(|a| a.as_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        let org = subject
+            .iter_organization()
+            .next()
+            .and_then(|a| a.as_str().ok())
+            .map(str::to_string);
+        let eku = cert
+            .extended_key_usage()
+            .ok()
+            .flatten()
+            .map(|e| e.value.clone());
+        let sans = cert
+            .subject_alternative_name()
+            .ok()
+            .flatten()
+            .map(|s| {
+                s.value
+                    .general_names
+                    .iter()
+                    .map(|n| n.to_string())
+                    .collect()
+            })
+            .unwrap_or_default();
+        Seen {
+            cn,
+            org,
+            is_ca: cert.is_ca(),
+            client_auth: eku.as_ref().is_some_and(|e| e.client_auth),
+            server_auth: eku.as_ref().is_some_and(|e| e.server_auth),
+            sans,
+            not_after: cert.validity().not_after.timestamp(),
+        }
+    }
+
+    fn days_left(s: &Seen) -> i64 {
+        (s.not_after - OffsetDateTime::now_utc().unix_timestamp()) / 86_400
+    }
+
+    #[test]
+    fn the_ca_is_made_once_and_its_key_is_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = dir.path().join("pki");
+        let first = ClusterCa::load_or_create(&pki).unwrap();
+        let again = ClusterCa::load_or_create(&pki).unwrap();
+        assert_eq!(first.hash(), again.hash(), "loaded, not made again");
+        assert_eq!(first.hash().len(), 64);
+        let mode = std::fs::metadata(pki.join("ca.key"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let ca = read_back(first.cert_pem());
+        assert!(ca.is_ca);
+        assert!(days_left(&ca) >= 3649, "ten years");
+    }
+
+    #[test]
+    fn a_node_certificate_takes_only_the_public_key_from_the_csr() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = ClusterCa::load_or_create(dir.path()).unwrap();
+        // A CSR that asks for everything it must not get.
+        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
+        let mut greedy = CertificateParams::new(vec!["control-plane.example".to_string()]).unwrap();
+        greedy.distinguished_name = name("admin", Some(ADMINS_GROUP));
+        greedy.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        greedy.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let csr = greedy.serialize_request(&key).unwrap();
+
+        let issued = ca.sign_node_csr(csr.der(), "node1", 30 * DAY).unwrap();
+        let got = read_back(&issued.cert_pem);
+        assert_eq!(got.cn, "system:node:node1");
+        assert_eq!(got.org.as_deref(), Some(NODES_GROUP));
+        assert!(!got.is_ca, "never a CA");
+        assert!(got.client_auth && !got.server_auth, "client auth only");
+        assert!(got.sans.is_empty(), "no names from the CSR: {:?}", got.sans);
+        assert!((29..=30).contains(&days_left(&got)));
+        assert!(issued.key_pem.is_empty(), "the node keeps its key");
+
+        assert!(matches!(
+            ca.sign_node_csr(b"not a csr", "node1", DAY),
+            Err(Error::Csr(_))
+        ));
+    }
+
+    #[test]
+    fn server_and_admin_certificates_say_who_they_are() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = ClusterCa::load_or_create(dir.path()).unwrap();
+        let server = ca
+            .issue_server(&["localhost".into(), "127.0.0.1".into()], DAY)
+            .unwrap();
+        let got = read_back(&server.cert_pem);
+        assert_eq!(got.sans, ["DNSName(localhost)", "IPAddress(7f:00:00:01)"]);
+        assert!(got.server_auth && !got.is_ca);
+        assert!(!server.key_pem.is_empty());
+        let admin = read_back(&ca.issue_admin(DAY).unwrap().cert_pem);
+        assert_eq!(admin.cn, "admin");
+        assert_eq!(admin.org.as_deref(), Some(ADMINS_GROUP));
+        assert!(admin.client_auth && !admin.server_auth);
+    }
+}
