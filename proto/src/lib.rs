@@ -17,6 +17,7 @@ pub mod defaults;
 pub mod fields;
 pub mod intorstr;
 pub mod kinds;
+pub mod kubeconfig;
 pub mod manifest;
 pub mod object;
 pub mod quantity;
@@ -25,6 +26,7 @@ pub mod serde_support;
 #[cfg(feature = "stalled")]
 pub mod stalled;
 pub mod time;
+pub mod tls;
 pub mod validate;
 
 pub use cidr::Cidr;
