@@ -18,6 +18,7 @@ pub mod pki;
 pub mod podutil;
 pub mod scheduler;
 pub mod store;
+pub mod tls;
 
 use api::cluster::{ClusterService, SYSTEM_NAMESPACES};
 use api::nodes::NodesService;

@@ -3,6 +3,7 @@
 //! the mapping of store errors onto gRPC status codes.
 
 pub mod apply;
+pub mod authz;
 pub mod cluster;
 pub mod inflight;
 pub mod logs;

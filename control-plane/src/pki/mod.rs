@@ -19,6 +19,8 @@ use time::OffsetDateTime;
 pub const CA_LIFETIME: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 /// The organisation every node certificate carries (Kubernetes' node group).
 pub const NODES_GROUP: &str = "system:nodes";
+/// The common name of the control plane's certificate.
+pub const SERVER_CN: &str = "twinset-control-plane";
 /// The organisation of the admin certificate.
 pub const ADMINS_GROUP: &str = "system:masters";
 
@@ -137,7 +139,7 @@ impl ClusterCa {
     pub fn issue_server(&self, sans: &[String], ttl: Duration) -> Result<Issued, Error> {
         let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)
             .map_err(cert_err("generating the server key"))?;
-        let mut params = leaf("twinset-control-plane", None, ttl);
+        let mut params = leaf(SERVER_CN, None, ttl);
         params.subject_alt_names = sans
             .iter()
             .map(|s| match s.parse::<std::net::IpAddr>() {

@@ -1,0 +1,283 @@
+//! The control plane's TLS listener: every connection is TLS 1.3 (rustls, ring), the
+//! server's certificate comes from a swappable cell (so a renewed certificate is used by
+//! the next handshake, with no restart), and a client certificate, when presented, must
+//! chain to the cluster CA. Each connection carries the caller's identity, read once from
+//! its verified certificate, to every request ([`PeerInfo`] in the request extensions).
+
+use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
+use rustls::sign::CertifiedKey;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, RwLock};
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, Semaphore};
+use tokio_rustls::server::TlsStream;
+use tokio_util::sync::CancellationToken;
+use twinset_proto::tls::{certs, key, provider, roots, TlsError};
+
+/// How long a client has to finish its handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Handshakes in progress at once; more connections wait to be accepted.
+const MAX_HANDSHAKES: usize = 256;
+
+/// Who is calling, from the verified client certificate.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Identity {
+    /// No client certificate (only joining and health checks are open to it).
+    Anonymous,
+    /// An administrator (organisation `system:masters`): the common name.
+    Admin(String),
+    /// A node (`system:node:<name>`, organisation `system:nodes`): its name.
+    Node(String),
+    /// The control plane itself (its server certificate, used to dial agents).
+    ControlPlane,
+    /// A certificate of the cluster CA that is none of the above: its common name.
+    Other(String),
+}
+
+impl Identity {
+    /// The identity of a certificate's subject (common name and organisations).
+    pub fn of(cn: &str, orgs: &[String]) -> Identity {
+        let has = |o: &str| orgs.iter().any(|x| x == o);
+        if let Some(node) = cn.strip_prefix("system:node:") {
+            if has(crate::pki::NODES_GROUP) && !node.is_empty() {
+                return Identity::Node(node.to_string());
+            }
+        }
+        if has(crate::pki::ADMINS_GROUP) {
+            return Identity::Admin(cn.to_string());
+        }
+        if cn == crate::pki::SERVER_CN {
+            return Identity::ControlPlane;
+        }
+        Identity::Other(cn.to_string())
+    }
+
+    /// The user name as Kubernetes would say it in a refusal.
+    pub fn user(&self) -> String {
+        match self {
+            Identity::Anonymous => "system:anonymous".into(),
+            Identity::Admin(cn) | Identity::Other(cn) => cn.clone(),
+            Identity::Node(n) => format!("system:node:{n}"),
+            Identity::ControlPlane => crate::pki::SERVER_CN.into(),
+        }
+    }
+}
+
+/// What every request on a connection knows about its caller.
+#[derive(Clone, Debug)]
+pub struct PeerInfo {
+    /// The remote address.
+    pub remote: SocketAddr,
+    /// Who it is.
+    pub identity: Identity,
+}
+
+/// The identity in a verified certificate (DER).
+pub fn identity_of(der: &[u8]) -> Identity {
+    let Ok((_, cert)) = x509_parser::parse_x509_certificate(der) else {
+        return Identity::Other(String::new());
+    };
+    let subject = cert.subject();
+    let cn = subject
+        .iter_common_name()
+        .next()
+        .and_then(|a| a.as_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let orgs: Vec<String> = subject
+        .iter_organization()
+        .filter_map(|a| a.as_str().ok())
+        .map(str::to_string)
+        .collect();
+    Identity::of(&cn, &orgs)
+}
+
+/// The server's certificate and key, swappable while the server runs.
+#[derive(Debug)]
+pub struct ServerCert {
+    current: RwLock<Arc<CertifiedKey>>,
+}
+
+impl ServerCert {
+    /// A cell holding the certificate chain and key (PEM).
+    pub fn new(cert_pem: &str, key_pem: &str) -> Result<Arc<ServerCert>, TlsError> {
+        Ok(Arc::new(ServerCert {
+            current: RwLock::new(certified(cert_pem, key_pem)?),
+        }))
+    }
+
+    /// Uses this certificate and key from the next handshake on.
+    pub fn replace(&self, cert_pem: &str, key_pem: &str) -> Result<(), TlsError> {
+        let new = certified(cert_pem, key_pem)?;
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = new;
+        Ok(())
+    }
+
+    fn get(&self) -> Arc<CertifiedKey> {
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
+
+fn certified(cert_pem: &str, key_pem: &str) -> Result<Arc<CertifiedKey>, TlsError> {
+    let chain = certs(cert_pem, "the server certificate")?;
+    let key = key(key_pem, "the server key")?;
+    let signing = provider()
+        .key_provider
+        .load_private_key(key)
+        .map_err(TlsError::Config)?;
+    Ok(Arc::new(CertifiedKey::new(chain, signing)))
+}
+
+#[derive(Debug)]
+struct Resolver(Arc<ServerCert>);
+
+impl ResolvesServerCert for Resolver {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.0.get())
+    }
+}
+
+/// The server configuration: TLS 1.3, h2, the server certificate from `cert`, client
+/// certificates optional but verified against the CA when presented.
+pub fn server_config(
+    ca_pem: &str,
+    cert: Arc<ServerCert>,
+) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    let verifier =
+        WebPkiClientVerifier::builder_with_provider(Arc::new(roots(ca_pem)?), provider())
+            .allow_unauthenticated()
+            .build()
+            .map_err(|e| TlsError::Pem {
+                what: "the cluster CA".into(),
+                reason: e.to_string(),
+            })?;
+    let mut config = rustls::ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_client_cert_verifier(verifier)
+        .with_cert_resolver(Arc::new(Resolver(cert)));
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// One accepted TLS connection and what its requests know about the caller.
+#[derive(Debug)]
+pub struct TlsConn {
+    inner: TlsStream<TcpStream>,
+    info: PeerInfo,
+}
+
+impl tonic::transport::server::Connected for TlsConn {
+    type ConnectInfo = PeerInfo;
+
+    fn connect_info(&self) -> PeerInfo {
+        self.info.clone()
+    }
+}
+
+impl AsyncRead for TlsConn {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for TlsConn {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+/// The connections of `listener` that completed a TLS handshake, for tonic's
+/// `serve_with_incoming`. Handshakes run beside each other (at most
+/// [`MAX_HANDSHAKES`], each within [`HANDSHAKE_TIMEOUT`]) so a slow or plain-text client
+/// holds up no one; a failed one is logged and dropped. The accept loop ends with `token`.
+pub fn incoming(
+    listener: TcpListener,
+    config: Arc<rustls::ServerConfig>,
+    token: CancellationToken,
+) -> tokio_stream::wrappers::ReceiverStream<std::io::Result<TlsConn>> {
+    let (tx, rx) = mpsc::channel(64);
+    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+    let handshakes = Arc::new(Semaphore::new(MAX_HANDSHAKES));
+    tokio::spawn(async move {
+        loop {
+            let permit = tokio::select! {
+                _ = token.cancelled() => return,
+                p = handshakes.clone().acquire_owned() => match p {
+                    Ok(p) => p,
+                    Err(_) => return,
+                },
+            };
+            let (tcp, remote) = tokio::select! {
+                _ = token.cancelled() => return,
+                accepted = listener.accept() => match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        continue;
+                    }
+                },
+            };
+            let _ = tcp.set_nodelay(true);
+            let (acceptor, tx) = (acceptor.clone(), tx.clone());
+            tokio::spawn(async move {
+                let _permit = permit;
+                let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await
+                {
+                    Ok(Ok(tls)) => tls,
+                    Ok(Err(e)) => {
+                        tracing::info!(%remote, error = %e, "TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::info!(%remote, "TLS handshake timed out");
+                        return;
+                    }
+                };
+                let identity = tls
+                    .get_ref()
+                    .1
+                    .peer_certificates()
+                    .and_then(|c| c.first())
+                    .map_or(Identity::Anonymous, |c| identity_of(c));
+                let info = PeerInfo { remote, identity };
+                let _ = tx.send(Ok(TlsConn { inner: tls, info })).await;
+            });
+        }
+    });
+    tokio_stream::wrappers::ReceiverStream::new(rx)
+}
