@@ -8,10 +8,16 @@ use std::time::Duration;
 #[derive(Debug, Parser)]
 #[command(name = "twinset", version, about, long_about = None)]
 pub struct Cli {
-    /// Control plane address (`http://HOST:PORT` or `HOST:PORT`). Default: the one in
-    /// `$TWINSET_CONFIG` or `~/.twinset/config` (written by `twinset up`), else http://127.0.0.1:6443.
+    /// Control plane address (`https://HOST:PORT` or `HOST:PORT`). Default: the one in
+    /// the client config.
     #[arg(long, global = true, env = "TWINSET_SERVER")]
     pub server: Option<String>,
+
+    /// The client config, a kubeconfig with the server, the cluster CA and a client
+    /// certificate (a control plane's `<data-dir>/admin.kubeconfig`). Default:
+    /// `$TWINSET_CONFIG`, else `~/.twinset/config` (written by `twinset up`).
+    #[arg(long, global = true)]
+    pub config: Option<std::path::PathBuf>,
 
     /// What to do.
     #[command(subcommand)]
@@ -413,6 +419,16 @@ pub struct ControlPlaneArgs {
     /// How long an Event is kept after it was last seen (e.g. 1h, 90s; default 1h).
     #[arg(long, value_parser = positive_duration)]
     pub event_ttl: Option<Duration>,
+    /// Another DNS name or IP address the server certificate covers (repeatable): the
+    /// names agents and clients on other machines dial.
+    #[arg(long = "tls-san", value_name = "NAME|IP")]
+    pub tls_san: Vec<String>,
+    /// Lifetime of the server certificate (made afresh at every start).
+    #[arg(long, value_parser = positive_duration)]
+    pub server_cert_ttl: Option<Duration>,
+    /// Lifetime of the node certificates signed when agents join.
+    #[arg(long, value_parser = positive_duration)]
+    pub node_cert_ttl: Option<Duration>,
 }
 
 /// A count flag that must be at least 1.

@@ -2,60 +2,84 @@
 //! server is (flag, env, config file, default), connecting, and turning gRPC
 //! statuses into kubectl's one-line error messages.
 use anyhow::Context as _;
-use std::path::PathBuf;
-use std::time::Duration;
-use tonic::transport::{Channel, Endpoint};
+use std::path::{Path, PathBuf};
+use tonic::transport::Channel;
 use twinset_proto::kinds::Kind;
+use twinset_proto::kubeconfig::Kubeconfig;
+use twinset_proto::tls::ClientCredentials;
 use twinset_proto::v1::cluster_client::ClusterClient;
 
 use crate::report::Printed;
 
-/// The address used when nothing else names a server: `twinset up`'s default.
-pub const DEFAULT_SERVER: &str = "http://127.0.0.1:6443";
-
-/// A connected Cluster client and the address it talks to.
+/// A connected Cluster client and where it talks to.
 pub struct Client {
     /// The generated gRPC client.
     pub cluster: ClusterClient<Channel>,
-    /// The server address, `http://HOST:PORT`.
+    /// The server address, `https://HOST:PORT`.
     pub server: String,
+    /// What it connected with (to open more connections like it).
+    pub target: Target,
 }
 
-/// The client config file: `$TWINSET_CONFIG`, else `$HOME/.twinset/config`.
-pub fn config_path() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("TWINSET_CONFIG") {
+/// The client config file: `--config`, else `$TWINSET_CONFIG`, else
+/// `$HOME/.twinset/config` (a kubeconfig).
+pub fn config_path(flag: Option<&Path>) -> Option<PathBuf> {
+    if let Some(p) = flag {
+        return Some(p.to_path_buf());
+    }
+    if let Some(p) = std::env::var_os("TWINSET_CONFIG").filter(|p| !p.is_empty()) {
         return Some(PathBuf::from(p));
     }
     std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".twinset").join("config"))
 }
 
-/// The client config file's contents (`{"server": "http://127.0.0.1:6443"}`).
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct ClientConfig {
-    /// The control plane address.
+/// Where to connect and with which credentials.
+#[derive(Clone, Debug)]
+pub struct Target {
+    /// The server URL, `https://HOST:PORT`.
     pub server: String,
+    /// The CA to trust and the client's certificate.
+    pub credentials: ClientCredentials,
 }
 
-/// The server to talk to: the `--server` flag or `TWINSET_SERVER`, else the config
-/// file that `twinset up` wrote, else the default local address.
-pub fn resolve_server(flag: Option<&str>) -> anyhow::Result<String> {
-    if let Some(s) = flag.filter(|s| !s.trim().is_empty()) {
-        return Ok(twinset_proto::endpoint(s.trim()));
+/// Reads a kubeconfig file.
+pub fn read_kubeconfig(path: &Path) -> anyhow::Result<Kubeconfig> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading client config {}", path.display()))?;
+    Kubeconfig::parse(&text).with_context(|| format!("reading client config {}", path.display()))
+}
+
+/// The server and credentials to use: the kubeconfig (`--config`, `TWINSET_CONFIG` or
+/// the one `twinset up` wrote), its server replaced by `--server`/`TWINSET_SERVER`.
+pub fn resolve(server_flag: Option<&str>, config_flag: Option<&Path>) -> anyhow::Result<Target> {
+    let path = config_path(config_flag).context("HOME is not set; pass --config")?;
+    if !path.exists() {
+        return Err(Printed(format!(
+            "error: no client configuration at {}: start a local cluster with `twinset up`, or \
+             point --config (or TWINSET_CONFIG) at a control plane's admin.kubeconfig",
+            path.display()
+        ))
+        .into());
     }
-    if let Some(path) = config_path() {
-        match std::fs::read_to_string(&path) {
-            Ok(text) => {
-                let cfg: ClientConfig = serde_json::from_str(&text)
-                    .with_context(|| format!("reading client config {}", path.display()))?;
-                return Ok(twinset_proto::endpoint(&cfg.server));
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => {
-                return Err(e).with_context(|| format!("reading client config {}", path.display()))
-            }
-        }
-    }
-    Ok(DEFAULT_SERVER.to_string())
+    let k = read_kubeconfig(&path)?;
+    let server = match server_flag.map(str::trim).filter(|s| !s.is_empty()) {
+        Some(s) => https(s),
+        None => https(&k.server),
+    };
+    Ok(Target {
+        server,
+        credentials: k.credentials,
+    })
+}
+
+/// `HOST:PORT` or `http(s)://HOST:PORT` → `https://HOST:PORT` (every connection is TLS).
+pub fn https(server: &str) -> String {
+    let s = server.trim().trim_end_matches('/');
+    let bare = s
+        .strip_prefix("https://")
+        .or_else(|| s.strip_prefix("http://"))
+        .unwrap_or(s);
+    format!("https://{bare}")
 }
 
 /// `HOST:PORT` of a server URL, as kubectl names the server in connection errors.
@@ -64,6 +88,23 @@ pub fn host_port(server: &str) -> &str {
         .trim_start_matches("http://")
         .trim_start_matches("https://")
         .trim_end_matches('/')
+}
+
+/// kubectl's line for a connection that failed: refused, or a certificate it cannot trust.
+fn connection_failed(server: &str, e: &tonic::transport::Error) -> anyhow::Error {
+    let mut why = String::new();
+    let mut source: Option<&dyn std::error::Error> = Some(e);
+    while let Some(s) = source {
+        why = s.to_string();
+        source = s.source();
+    }
+    if why.contains("certificate") || why.contains("Certificate") {
+        return Printed(format!(
+            "Unable to connect to the server: tls: failed to verify certificate: {why}"
+        ))
+        .into();
+    }
+    connection_refused(server)
 }
 
 fn connection_refused(server: &str) -> anyhow::Error {
@@ -75,20 +116,30 @@ fn connection_refused(server: &str) -> anyhow::Error {
 }
 
 impl Client {
-    /// Connects to `server` (already resolved), failing with kubectl's connection line.
-    pub async fn connect(server: String) -> anyhow::Result<Self> {
-        let endpoint = Endpoint::from_shared(server.clone())
-            .map_err(|e| anyhow::anyhow!("invalid server address {server:?}: {e}"))?
-            .connect_timeout(Duration::from_secs(5))
-            .tcp_nodelay(true);
-        let channel = endpoint.connect().await.map_err(|e| {
-            tracing::debug!(error = %e, server = %server, "connect failed");
-            connection_refused(&server)
-        })?;
+    /// Connects to the target over TLS, failing with kubectl's connection line.
+    pub async fn connect(target: Target) -> anyhow::Result<Self> {
+        let server = target.server.clone();
+        let channel = twinset_proto::tls::connect(&server, &target.credentials)
+            .await
+            .map_err(|e| {
+                tracing::debug!(error = %e, server = %server, "connect failed");
+                match e {
+                    twinset_proto::tls::ConnectError::Tls(e) => {
+                        anyhow::anyhow!("error: client configuration: {e}")
+                    }
+                    twinset_proto::tls::ConnectError::Transport(e) => {
+                        connection_failed(&server, &e)
+                    }
+                }
+            })?;
         let cluster = ClusterClient::new(channel)
             .max_decoding_message_size(256 * 1024 * 1024)
             .max_encoding_message_size(256 * 1024 * 1024);
-        Ok(Self { cluster, server })
+        Ok(Self {
+            cluster,
+            server,
+            target,
+        })
     }
 
     /// A gRPC status as kubectl's one-line error.
@@ -170,6 +221,15 @@ pub fn one_line(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const DEFAULT_SERVER: &str = "https://127.0.0.1:6443";
+
+    #[test]
+    fn every_server_address_is_dialled_over_tls() {
+        assert_eq!(https("127.0.0.1:6443"), "https://127.0.0.1:6443");
+        assert_eq!(https("http://h:1/"), "https://h:1");
+        assert_eq!(https("https://h:1"), "https://h:1");
+    }
 
     #[test]
     fn status_lines() {

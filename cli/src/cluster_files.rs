@@ -71,29 +71,45 @@ pub fn read_cluster_file(data_dir: &Path) -> anyhow::Result<Option<ClusterFile>>
     }
 }
 
-/// Writes the client config so that client verbs find this cluster; returns its path.
-pub fn write_client_config(server: &str) -> anyhow::Result<PathBuf> {
-    let path = crate::client::config_path().context("HOME is not set")?;
-    let cfg = crate::client::ClientConfig {
-        server: server.to_string(),
-    };
-    write_atomic(&path, &format!("{}\n", serde_json::to_string(&cfg)?))?;
+/// Writes the client config (a kubeconfig with the admin certificate, mode 0600) so that
+/// client verbs find this cluster; returns its path.
+pub fn write_client_config(target: &crate::client::Target) -> anyhow::Result<PathBuf> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let path = crate::client::config_path(None).context("HOME is not set")?;
+    let text = twinset_proto::kubeconfig::Kubeconfig {
+        server: target.server.clone(),
+        credentials: target.credentials.clone(),
+    }
+    .to_yaml("twinset");
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let tmp = path.with_extension("tmp");
+    let _ = std::fs::remove_file(&tmp);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    f.write_all(text.as_bytes())
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))?;
     Ok(path)
 }
 
 /// Removes the client config if it still points at `server`.
 pub fn remove_client_config_for(server: &str) {
-    let Some(path) = crate::client::config_path() else {
+    let Some(path) = crate::client::config_path(None) else {
         return;
     };
-    let Ok(text) = std::fs::read_to_string(&path) else {
+    let Ok(k) = crate::client::read_kubeconfig(&path) else {
         return;
     };
-    if let Ok(cfg) = serde_json::from_str::<crate::client::ClientConfig>(&text) {
-        if twinset_proto::endpoint(&cfg.server) == server {
-            if let Err(e) = std::fs::remove_file(&path) {
-                tracing::warn!(path = %path.display(), error = %e, "removing client config");
-            }
+    if crate::client::https(&k.server) == crate::client::https(server) {
+        if let Err(e) = std::fs::remove_file(&path) {
+            tracing::warn!(path = %path.display(), error = %e, "removing client config");
         }
     }
 }

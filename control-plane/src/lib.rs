@@ -20,6 +20,7 @@ pub mod scheduler;
 pub mod store;
 pub mod tls;
 
+use api::authz::{Audience, Authorized};
 use api::cluster::{ClusterService, SYSTEM_NAMESPACES};
 use api::nodes::NodesService;
 use api::Ctx;
@@ -31,9 +32,15 @@ use std::time::Duration;
 use store::Store;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::server::TcpIncoming;
 use twinset_proto::v1::cluster_server::ClusterServer;
 use twinset_proto::v1::nodes_server::NodesServer;
+
+/// Default lifetime of the server certificate (renewed at every start).
+pub const DEFAULT_SERVER_CERT_TTL: Duration = Duration::from_secs(365 * 24 * 3600);
+/// Default lifetime of the admin certificate.
+pub const DEFAULT_ADMIN_CERT_TTL: Duration = Duration::from_secs(365 * 24 * 3600);
+/// Default lifetime of a node certificate.
+pub const DEFAULT_NODE_CERT_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
 
 /// How the control plane runs.
 #[derive(Clone, Debug)]
@@ -71,6 +78,14 @@ pub struct Config {
     pub cluster_domain: String,
     /// How long an Event is kept after it was last seen (kube-apiserver's `--event-ttl`).
     pub event_ttl: Duration,
+    /// Extra names and addresses the server certificate covers (`--tls-san`).
+    pub tls_san: Vec<String>,
+    /// Lifetime of the server certificate made at each start.
+    pub server_cert_ttl: Duration,
+    /// Lifetime of the admin certificate in `admin.kubeconfig`.
+    pub admin_cert_ttl: Duration,
+    /// Lifetime of the node certificates signed at join.
+    pub node_cert_ttl: Duration,
 }
 
 impl Config {
@@ -95,6 +110,10 @@ impl Config {
             dns_listen: None,
             cluster_domain: "cluster.local".into(),
             event_ttl: events::DEFAULT_TTL,
+            tls_san: Vec::new(),
+            server_cert_ttl: DEFAULT_SERVER_CERT_TTL,
+            admin_cert_ttl: DEFAULT_ADMIN_CERT_TTL,
+            node_cert_ttl: DEFAULT_NODE_CERT_TTL,
         }
     }
 }
@@ -133,6 +152,12 @@ pub enum Error {
     /// The DNS server could not start.
     #[error(transparent)]
     Dns(#[from] dns::Error),
+    /// The cluster CA or a certificate could not be made or stored.
+    #[error("cluster CA: {0}")]
+    Pki(#[from] pki::Error),
+    /// The TLS configuration was refused.
+    #[error(transparent)]
+    Tls(#[from] twinset_proto::tls::TlsError),
 }
 
 /// How large a Cluster request may be to reach the service's own size check.
@@ -163,6 +188,47 @@ pub async fn ensure_system_namespaces(store: &dyn Store) -> Result<(), Error> {
 }
 
 /// Writes `<data_dir>/address` (atomically: a reader never sees half an address).
+/// The cluster CA (made on first start under `<data>/pki/`), a fresh server certificate
+/// for `addr` and the `--tls-san` names, and `<data>/admin.kubeconfig` (mode 0600) with a
+/// fresh admin certificate and the server's `https://` URL.
+fn tls_setup(
+    config: &Config,
+    addr: SocketAddr,
+) -> Result<(Arc<rustls::ServerConfig>, Arc<pki::ClusterCa>), Error> {
+    let ca = Arc::new(pki::ClusterCa::load_or_create(
+        &config.data_dir.join("pki"),
+    )?);
+    let mut sans = vec!["localhost".to_string(), "127.0.0.1".to_string()];
+    if !addr.ip().is_unspecified() {
+        sans.push(addr.ip().to_string());
+    }
+    for s in &config.tls_san {
+        if !sans.contains(s) {
+            sans.push(s.clone());
+        }
+    }
+    let server = ca.issue_server(&sans, config.server_cert_ttl)?;
+    let cert = tls::ServerCert::new(&server.cert_pem, &server.key_pem)?;
+    let admin = ca.issue_admin(config.admin_cert_ttl)?;
+    let host = if addr.ip().is_unspecified() {
+        std::net::IpAddr::from([127, 0, 0, 1])
+    } else {
+        addr.ip()
+    };
+    let kubeconfig = twinset_proto::kubeconfig::Kubeconfig {
+        server: format!("https://{}", SocketAddr::new(host, addr.port())),
+        credentials: twinset_proto::tls::ClientCredentials {
+            ca_pem: ca.cert_pem().to_string(),
+            identity: Some((admin.cert_pem, admin.key_pem)),
+        },
+    };
+    pki::write_private_atomic(
+        &config.data_dir.join("admin.kubeconfig"),
+        &kubeconfig.to_yaml("twinset"),
+    )?;
+    Ok((tls::server_config(ca.cert_pem(), cert)?, ca))
+}
+
 fn write_address(data_dir: &Path, addr: SocketAddr) -> Result<(), Error> {
     let tmp = data_dir.join("address.tmp");
     let path = data_dir.join("address");
@@ -216,8 +282,9 @@ async fn serve(
         let path = config.data_dir.join("dns-address");
         std::fs::write(&path, at.to_string()).map_err(io_err(&path))?;
     }
+    let (tls_config, ca) = tls_setup(config, addr)?;
     write_address(&config.data_dir, addr)?;
-    tracing::info!(%addr, data_dir = %config.data_dir.display(), "control plane listening");
+    tracing::info!(%addr, data_dir = %config.data_dir.display(), ca_sha256 = %ca.hash(), "control plane listening (TLS)");
 
     let heartbeats = Arc::new(Heartbeats::default());
     let ctx = Ctx {
@@ -277,17 +344,18 @@ async fn serve(
         controllers.clone(),
     ));
 
-    // No Nagle: small responses must not wait for a delayed ACK (40 ms per round trip).
-    let incoming = TcpIncoming::from(listener)
-        .with_nodelay(Some(true))
-        .with_keepalive(Some(Duration::from_secs(60)));
+    // Every connection is TLS; each request carries its caller's identity.
+    let incoming = tls::incoming(listener, tls_config, shutdown.clone());
+    let _ = &ca;
     let served = tonic::transport::Server::builder()
         .layer(api::refusals::RefusalsLayer {
             max_request_bytes: config.max_request_bytes,
         })
-        .add_service(health_service)
-        .add_service(reflection)
-        .add_service(
+        // Health is open to anyone (load balancers); reflection to administrators.
+        .add_service(Authorized::new(Audience::Anyone, health_service))
+        .add_service(Authorized::new(Audience::Admins, reflection))
+        .add_service(Authorized::new(
+            Audience::Admins,
             // Clients' calls only (not the agents' Nodes service) count against the
             // in-flight bounds: see `api::inflight` for why that keeps agents heard.
             api::inflight::InFlight::new(
@@ -300,8 +368,11 @@ async fn serve(
                 ClusterServer::new(ClusterService::new(ctx.clone()))
                     .max_decoding_message_size(decode_limit(config.max_request_bytes)),
             ),
-        )
-        .add_service(NodesServer::new(NodesService::new(ctx)))
+        ))
+        .add_service(Authorized::new(
+            Audience::Nodes,
+            NodesServer::new(NodesService::new(ctx)),
+        ))
         .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
         .await;
     controllers.cancel();

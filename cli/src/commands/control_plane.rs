@@ -41,6 +41,13 @@ pub fn config(args: ControlPlaneArgs) -> twinset_control_plane::Config {
     if let Some(ttl) = args.event_ttl {
         config.event_ttl = ttl;
     }
+    config.tls_san = args.tls_san;
+    if let Some(ttl) = args.server_cert_ttl {
+        config.server_cert_ttl = ttl;
+    }
+    if let Some(ttl) = args.node_cert_ttl {
+        config.node_cert_ttl = ttl;
+    }
     config
 }
 

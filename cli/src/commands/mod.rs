@@ -28,13 +28,16 @@ pub const DEFAULT_NAMESPACE: &str = "default";
 /// What every client verb needs: how to reach the server.
 pub struct Ctx {
     server_flag: Option<String>,
+    config_flag: Option<std::path::PathBuf>,
 }
 
 impl Ctx {
-    /// Connects to the server named by `--server`, `TWINSET_SERVER`, the config file or the default.
+    /// Connects to the server of the kubeconfig (`--config`, `TWINSET_CONFIG`, or the one
+    /// `twinset up` wrote), or the one named by `--server` / `TWINSET_SERVER`, over TLS.
     pub async fn client(&self) -> anyhow::Result<Client> {
-        let server = crate::client::resolve_server(self.server_flag.as_deref())?;
-        Client::connect(server).await
+        let target =
+            crate::client::resolve(self.server_flag.as_deref(), self.config_flag.as_deref())?;
+        Client::connect(target).await
     }
 
     /// The raw `--server` / `TWINSET_SERVER` value, if any.
@@ -47,6 +50,7 @@ impl Ctx {
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let ctx = Ctx {
         server_flag: cli.server,
+        config_flag: cli.config,
     };
     match cli.command {
         Command::Apply(a) => apply::run(&ctx, a).await,

@@ -3,7 +3,7 @@
 //! data dir and log file. Waits until every node is Ready, writes the client
 //! config and cluster.json, and (unless `-d`) stops everything on Ctrl-C/SIGTERM.
 use crate::args::UpArgs;
-use crate::client::Client;
+use crate::client::{Client, Target};
 use crate::cluster_files::{self, ClusterFile, ProcessEntry, CONTROL_PLANE};
 use crate::print::status::node_status;
 use crate::procs::{self, Member};
@@ -56,8 +56,8 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         &mut members,
     )
     .await;
-    let server = match result {
-        Ok(server) => server,
+    let target = match result {
+        Ok(target) => target,
         Err(e) => {
             procs::stop_cluster(&mut members, STOP_GRACE, &signals.force).await;
             let _ = std::fs::remove_file(cluster_files::cluster_file_path(&data_dir));
@@ -65,7 +65,8 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         }
     };
 
-    let config_path = cluster_files::write_client_config(&server)?;
+    let server = target.server.clone();
+    let config_path = cluster_files::write_client_config(&target)?;
     print_usage(
         &server,
         &data_dir,
@@ -121,7 +122,8 @@ fn refuse_running_cluster(data_dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Starts every process and waits until all nodes are Ready; returns the server address.
+/// Starts every process and waits until all nodes are Ready; returns the server address
+/// and the admin credentials.
 async fn start(
     args: &UpArgs,
     table: Option<&Path>,
@@ -130,7 +132,7 @@ async fn start(
     logs: &Path,
     shutdown: &CancellationToken,
     members: &mut Vec<Member>,
-) -> anyhow::Result<String> {
+) -> anyhow::Result<Target> {
     let deadline = Instant::now() + args.timeout;
     let cp_dir = data_dir.join(CONTROL_PLANE);
     std::fs::create_dir_all(&cp_dir).with_context(|| format!("creating {}", cp_dir.display()))?;
@@ -167,11 +169,15 @@ async fn start(
     members.push(spawn(exe, CONTROL_PLANE, &cp_args, logs)?);
 
     let addr = wait_for_address(&address_file, members, deadline, shutdown).await?;
-    let server = if args.port == 0 {
-        twinset_proto::endpoint(&addr)
-    } else {
-        format!("http://127.0.0.1:{}", args.port)
+    // The control plane wrote its admin kubeconfig before its address.
+    let admin = crate::client::read_kubeconfig(&cp_dir.join("admin.kubeconfig"))?;
+    let target = Target {
+        server: crate::client::https(&addr),
+        credentials: admin.credentials,
     };
+    let server = target.server.clone();
+    // One token for this cluster's own agents, used only while `up` starts them.
+    let token = join_token(&target, args.nodes).await?;
 
     let names: Vec<String> = (1..=args.nodes).map(|i| format!("node{i}")).collect();
     for name in &names {
@@ -179,6 +185,8 @@ async fn start(
             "agent".into(),
             "--server".into(),
             server.clone(),
+            "--token".into(),
+            token.clone(),
             "--node-name".into(),
             name.clone(),
             "--data-dir".into(),
@@ -219,8 +227,24 @@ async fn start(
             })
             .collect(),
     })?;
-    wait_ready(&server, &names, members, deadline, shutdown, logs).await?;
-    Ok(server)
+    wait_ready(&target, &names, members, deadline, shutdown, logs).await?;
+    Ok(target)
+}
+
+/// A join token for `nodes` agents, valid for an hour (`up` starts them right away).
+async fn join_token(target: &Target, nodes: usize) -> anyhow::Result<String> {
+    let mut client = Client::connect(target.clone()).await?;
+    let created = client
+        .cluster
+        .create_token(twinset_proto::v1::CreateTokenRequest {
+            ttl_seconds: 3600,
+            uses: u32::try_from(nodes).unwrap_or(u32::MAX),
+            description: "twinset up: this cluster's own agents".into(),
+            ..Default::default()
+        })
+        .await
+        .map_err(|s| client.error(s))?;
+    Ok(created.into_inner().token)
 }
 
 /// Starts `exe args` as the leader of a new process group, output to `<logs>/<name>.log`.
@@ -319,7 +343,7 @@ async fn wait_for_address(
 }
 
 async fn wait_ready(
-    server: &str,
+    target: &Target,
     names: &[String],
     members: &mut [Member],
     deadline: Instant,
@@ -334,7 +358,7 @@ async fn wait_ready(
             bail!("interrupted");
         }
         if client.is_none() {
-            client = Client::connect(server.to_string()).await.ok();
+            client = Client::connect(target.clone()).await.ok();
         }
         if let Some(c) = client.as_mut() {
             match super::list(c, Kind::Node, "", "", "").await {

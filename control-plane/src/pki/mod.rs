@@ -274,6 +274,15 @@ fn write_private(path: &Path, text: &str) -> Result<(), Error> {
     f.sync_all().map_err(io(path))
 }
 
+/// Replaces a file that holds a key (a kubeconfig): written to a temporary file created
+/// 0600, then renamed over `path`.
+pub fn write_private_atomic(path: &Path, text: &str) -> Result<(), Error> {
+    let tmp = path.with_extension("tmp");
+    let _ = std::fs::remove_file(&tmp);
+    write_private(&tmp, text)?;
+    std::fs::rename(&tmp, path).map_err(io(path))
+}
+
 fn write_public(path: &Path, text: &str) -> Result<(), Error> {
     std::fs::write(path, text).map_err(io(path))
 }

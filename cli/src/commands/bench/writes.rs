@@ -83,7 +83,7 @@ pub async fn run(client: &mut Client, args: &BenchArgs) -> anyhow::Result<()> {
                 ),
                 None => None,
             };
-            let (n, samples) = drive(&client.server, clients, args.duration).await?;
+            let (n, samples) = drive(&client.target, clients, args.duration).await?;
             let stats = Stats::of(&samples).context("no write finished")?;
             println!(
                 "{:>7}  {:>13}  {:>9.0}  {:>8.2}  {:>8.2}",
@@ -123,14 +123,14 @@ async fn report_endings(open: StalledWatches) -> anyhow::Result<()> {
 /// `clients` concurrent writers for `duration`: how many writes were acknowledged and
 /// each one's latency.
 async fn drive(
-    server: &str,
+    target: &crate::client::Target,
     clients: usize,
     duration: Duration,
 ) -> anyhow::Result<(usize, Vec<Duration>)> {
     let end = Instant::now() + duration;
     let mut tasks = tokio::task::JoinSet::new();
     for k in 0..clients {
-        let mut c = Client::connect(server.to_string()).await?;
+        let mut c = Client::connect(target.clone()).await?;
         tasks.spawn(async move {
             let mut samples = Vec::new();
             let mut i = 0u64;
