@@ -25,6 +25,7 @@ pub mod serde_support;
 #[cfg(feature = "stalled")]
 pub mod stalled;
 pub mod time;
+pub mod token;
 pub mod validate;
 
 pub use cidr::Cidr;
