@@ -14,6 +14,7 @@ pub mod deletion;
 pub mod dns;
 pub mod events;
 pub mod ipam;
+pub mod join;
 pub mod pki;
 pub mod podutil;
 pub mod scheduler;

@@ -14,6 +14,9 @@ pub enum Kind {
     PersistentVolumeClaim,
     ControllerRevision,
     Event,
+    /// A join token's record: stored like the others, never served by the generic
+    /// Cluster calls (see [`Kind::served`]).
+    BootstrapToken,
 }
 
 /// (kind, apiVersion, plural resource, qualified name, namespaced, extra names users type)
@@ -71,10 +74,18 @@ const TABLE: &[Row] = &[
         &[],
     ),
     (Kind::Event, "v1", "events", "event", true, &["ev"]),
+    (
+        Kind::BootstrapToken,
+        "bootstrap.twinset.io/v1",
+        "bootstraptokens",
+        "bootstraptoken.bootstrap.twinset.io",
+        false,
+        &[],
+    ),
 ];
 
 impl Kind {
-    /// Every kind, in a stable order.
+    /// Every kind the API serves, in a stable order (the internal ones are left out).
     pub const ALL: [Kind; 9] = [
         Kind::Namespace,
         Kind::Node,
@@ -86,6 +97,15 @@ impl Kind {
         Kind::ControllerRevision,
         Kind::Event,
     ];
+
+    /// Kinds the store holds but the generic Cluster calls never serve (Get, List,
+    /// Watch, Apply, Update, Delete refuse them; manifests cannot name them).
+    pub const INTERNAL: [Kind; 1] = [Kind::BootstrapToken];
+
+    /// True for the kinds clients may read and write through the generic calls.
+    pub fn served(self) -> bool {
+        !Kind::INTERNAL.contains(&self)
+    }
 
     fn row(self) -> &'static Row {
         TABLE
@@ -106,6 +126,7 @@ impl Kind {
             Kind::PersistentVolumeClaim => "PersistentVolumeClaim",
             Kind::ControllerRevision => "ControllerRevision",
             Kind::Event => "Event",
+            Kind::BootstrapToken => "BootstrapToken",
         }
     }
 
@@ -137,7 +158,8 @@ impl Kind {
         self.row().4
     }
 
-    /// Parses what a user types: kind, singular, plural, short name or qualified name, any case.
+    /// Parses what a user types: kind, singular, plural, short name or qualified name, any
+    /// case. Internal kinds are not found.
     pub fn parse(word: &str) -> Option<Kind> {
         let w = word.to_ascii_lowercase();
         let w = w
@@ -146,13 +168,14 @@ impl Kind {
             .unwrap_or(w);
         TABLE
             .iter()
+            .filter(|row| row.0.served())
             .find_map(|(k, _, plural, qualified, _, short)| {
                 let singular = qualified.split('.').next().unwrap_or(qualified);
                 (w == *singular || w == *plural || short.contains(&w.as_str())).then_some(*k)
             })
     }
 
-    /// The kind named exactly as in a manifest's `kind:` field.
+    /// The served kind named exactly as in a manifest's `kind:` field.
     pub fn from_kind_name(name: &str) -> Option<Kind> {
         Kind::ALL.into_iter().find(|k| k.as_str() == name)
     }
@@ -188,6 +211,11 @@ mod tests {
             assert_eq!(Kind::parse(w), Some(k), "{w}");
         }
         assert_eq!(Kind::parse("deployment"), None);
+        for internal in ["bootstraptoken", "bootstraptokens", "BootstrapToken"] {
+            assert_eq!(Kind::parse(internal), None, "{internal} is not served");
+        }
+        assert_eq!(Kind::from_kind_name("BootstrapToken"), None);
+        assert!(!Kind::BootstrapToken.served() && Kind::Pod.served());
     }
 
     #[test]

@@ -27,6 +27,7 @@ pub mod serde_support;
 pub mod stalled;
 pub mod time;
 pub mod tls;
+pub mod token;
 pub mod validate;
 
 pub use cidr::Cidr;

@@ -81,6 +81,7 @@ kinds! {
     PersistentVolumeClaim, PersistentVolumeClaim, as_persistent_volume_claim, as_persistent_volume_claim_mut, into_persistent_volume_claim;
     ControllerRevision, ControllerRevision, as_controller_revision, as_controller_revision_mut, into_controller_revision;
     Event, Event, as_event, as_event_mut, into_event;
+    BootstrapToken, BootstrapToken, as_bootstrap_token, as_bootstrap_token_mut, into_bootstrap_token;
 }
 
 impl Object {

@@ -29,6 +29,9 @@ pub fn prepare(obj: &mut Object) -> Result<Kind, Status> {
     let kind = obj
         .kind_opt()
         .ok_or_else(|| Status::invalid_argument("the object has no kind"))?;
+    if !kind.served() {
+        return Err(super::not_served(kind.as_str()));
+    }
     if kind.namespaced() && obj.namespace().is_empty() {
         obj.meta_mut().namespace = "default".into();
     }
@@ -62,6 +65,7 @@ fn check_type_meta(obj: &Object, kind: Kind) -> Result<(), Status> {
         Some(Variant::PersistentVolumeClaim(o)) => (&o.api_version, &o.kind),
         Some(Variant::ControllerRevision(o)) => (&o.api_version, &o.kind),
         Some(Variant::Event(o)) => (&o.api_version, &o.kind),
+        Some(Variant::BootstrapToken(o)) => (&o.api_version, &o.kind),
         None => return Ok(()),
     };
     let kind_name = if kind_name.is_empty() {

@@ -1,6 +1,6 @@
 //! The `twinset.v1.Cluster` service: what `twinset` (and any gRPC client) calls.
 
-use super::{apply, logs, namespace_for, parse_kind, parse_rv, status, Ctx};
+use super::{apply, logs, namespace_for, parse_kind, parse_rv, status, tokens, Ctx};
 use crate::deletion::{self, Propagation};
 use crate::store::{try_update_with_retry, Change, Error as StoreError, Key, Store, WatchStream};
 use futures::Stream;
@@ -11,9 +11,10 @@ use twinset_proto::fields::FieldSelector;
 use twinset_proto::selector::Selector;
 use twinset_proto::v1::cluster_server::Cluster;
 use twinset_proto::v1::{
-    ApplyRequest, ApplyResponse, DeleteRequest, DeleteResponse, GetRequest, GetResponse,
-    ListRequest, ListResponse, LogsRequest, Object, ObjectKey, ScaleRequest, ScaleResponse,
-    UpdateRequest, UpdateResponse, WatchEvent, WatchRequest,
+    ApplyRequest, ApplyResponse, CreateTokenRequest, CreateTokenResponse, DeleteRequest,
+    DeleteResponse, DeleteTokenRequest, DeleteTokenResponse, GetRequest, GetResponse, ListRequest,
+    ListResponse, ListTokensRequest, ListTokensResponse, LogsRequest, Object, ObjectKey,
+    ScaleRequest, ScaleResponse, UpdateRequest, UpdateResponse, WatchEvent, WatchRequest,
 };
 use twinset_proto::Kind;
 
@@ -23,12 +24,21 @@ pub const SYSTEM_NAMESPACES: [&str; 2] = ["default", "kube-system"];
 /// The Cluster service.
 pub struct ClusterService {
     ctx: Ctx,
+    /// The SHA-256 of the cluster CA that new join tokens pin (None: no CA, so no tokens).
+    ca_hash: Option<String>,
 }
 
 impl ClusterService {
     /// A service over the shared context.
     pub fn new(ctx: Ctx) -> Self {
-        ClusterService { ctx }
+        ClusterService { ctx, ca_hash: None }
+    }
+
+    /// The same service making join tokens for the CA whose hash is `ca_hash`
+    /// ([`crate::pki::ClusterCa::hash`]); without it CreateToken is refused.
+    pub fn with_ca_hash(mut self, ca_hash: String) -> Self {
+        self.ca_hash = Some(ca_hash);
+        self
     }
 
     fn store(&self) -> &dyn Store {
@@ -84,8 +94,10 @@ struct WatchFilter {
 }
 
 impl WatchFilter {
+    /// Internal kinds (join tokens) never pass, whatever the filter names.
     fn matches(&self, o: &Object) -> bool {
-        self.kind.is_none_or(|k| k == o.kind())
+        o.kind().served()
+            && self.kind.is_none_or(|k| k == o.kind())
             && (self.namespace.is_empty() || self.namespace == o.namespace())
             && self.labels.matches(&o.meta().labels)
     }
@@ -321,6 +333,42 @@ impl Cluster for ClusterService {
         )
         .await?;
         Ok(Response::new(stream))
+    }
+
+    // ---- join tokens (issue 9): see api/tokens.rs
+
+    async fn create_token(
+        &self,
+        request: Request<CreateTokenRequest>,
+    ) -> Result<Response<CreateTokenResponse>, Status> {
+        let ca_hash = self.ca_hash.as_deref().ok_or_else(|| {
+            Status::failed_precondition(
+                "this control plane has no cluster CA, so it cannot make join tokens",
+            )
+        })?;
+        let r = request.into_inner();
+        tokens::create_token(self.store(), ca_hash, r, std::time::SystemTime::now())
+            .await
+            .map(Response::new)
+    }
+
+    async fn list_tokens(
+        &self,
+        request: Request<ListTokensRequest>,
+    ) -> Result<Response<ListTokensResponse>, Status> {
+        Ok(Response::new(tokens::list_tokens(
+            self.store(),
+            request.into_inner(),
+        )))
+    }
+
+    async fn delete_token(
+        &self,
+        request: Request<DeleteTokenRequest>,
+    ) -> Result<Response<DeleteTokenResponse>, Status> {
+        tokens::delete_token(self.store(), request.into_inner())
+            .await
+            .map(Response::new)
     }
 }
 

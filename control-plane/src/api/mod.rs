@@ -3,13 +3,18 @@
 //! the mapping of store errors onto gRPC status codes.
 
 pub mod apply;
+<<<<<<< HEAD
 pub mod authz;
+=======
+pub mod bootstrap;
+>>>>>>> join
 pub mod cluster;
 pub mod inflight;
 pub mod logs;
 pub mod nodes;
 pub mod refusals;
 pub mod slots;
+pub mod tokens;
 
 use crate::controllers::node_lifecycle::Heartbeats;
 use crate::ipam::Ipam;
@@ -78,11 +83,15 @@ impl From<StoreError> for Status {
     }
 }
 
-/// Parses the kind a request names (any spelling users type).
+/// Parses the kind a request names (any spelling users type). Internal kinds
+/// ([`Kind::served`]) are refused as if they did not exist.
 pub fn parse_kind(word: &str) -> Result<Kind, Status> {
-    Kind::parse(word).ok_or_else(|| {
-        Status::invalid_argument(format!("the server doesn't have a resource type {word:?}"))
-    })
+    Kind::parse(word).ok_or_else(|| not_served(word))
+}
+
+/// The refusal of a kind the generic calls do not serve (unknown or internal).
+pub fn not_served(word: &str) -> Status {
+    Status::invalid_argument(format!("the server doesn't have a resource type {word:?}"))
 }
 
 /// The namespace a request addresses: "default" when empty for namespaced kinds, "" otherwise.

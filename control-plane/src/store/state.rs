@@ -282,6 +282,7 @@ pub fn spec_bytes(o: &Object) -> Vec<u8> {
             b.extend(x.revision.to_le_bytes());
             b
         }
+        Some(Variant::BootstrapToken(x)) => enc(&x.spec),
         Some(Variant::Event(_)) | None => Vec::new(),
     }
 }
