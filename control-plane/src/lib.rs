@@ -34,6 +34,7 @@ use store::Store;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use twinset_proto::v1::cluster_server::ClusterServer;
+use twinset_proto::v1::bootstrap_server::BootstrapServer;
 use twinset_proto::v1::nodes_server::NodesServer;
 
 /// Default lifetime of the server certificate (renewed at every start).
@@ -347,7 +348,11 @@ async fn serve(
 
     // Every connection is TLS; each request carries its caller's identity.
     let incoming = tls::incoming(listener, tls_config, shutdown.clone());
-    let _ = &ca;
+    let bootstrap = api::bootstrap::BootstrapService::new(
+        store.clone(),
+        ca.clone(),
+        config.node_cert_ttl,
+    );
     let served = tonic::transport::Server::builder()
         .layer(api::refusals::RefusalsLayer {
             max_request_bytes: config.max_request_bytes,
@@ -366,13 +371,18 @@ async fn serve(
             .wrap(
                 // Requests up to the limit and a little over it decode, so that the service
                 // refuses them with the API server's message rather than the transport's.
-                ClusterServer::new(ClusterService::new(ctx.clone()))
+                ClusterServer::new(ClusterService::new(ctx.clone()).with_ca_hash(ca.hash()))
                     .max_decoding_message_size(decode_limit(config.max_request_bytes)),
             ),
         ))
         .add_service(Authorized::new(
             Audience::Nodes,
             NodesServer::new(NodesService::new(ctx)),
+        ))
+        // Joining is open to callers without a certificate: the token is the credential.
+        .add_service(Authorized::new(
+            Audience::Anyone,
+            BootstrapServer::new(bootstrap),
         ))
         .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
         .await;

@@ -6,6 +6,7 @@
 //! every stream to its end, giving back flow-control credit as it goes, and reports how
 //! each one ended (its gRPC status).
 
+use crate::tls::ClientCredentials;
 use crate::v1::WatchRequest;
 use bytes::{Buf, Bytes, BytesMut};
 use prost::Message;
@@ -28,6 +29,9 @@ pub enum Error {
         /// Why.
         source: std::io::Error,
     },
+    /// The TLS setup or handshake failed.
+    #[error("TLS: {0}")]
+    Tls(String),
     /// The HTTP/2 layer failed.
     #[error("HTTP/2: {0}")]
     H2(#[from] h2::Error),
@@ -58,17 +62,25 @@ pub struct StalledWatches {
 }
 
 impl StalledWatches {
-    /// Opens `count` Watch calls for `request` to the server at `addr`, at most
-    /// `per_connection` on each HTTP/2 connection, and waits for every response's
-    /// headers. A call the server refuses at once (trailers only) still counts: its
-    /// status is what [`StalledWatches::finish`] reports.
+    /// Opens `count` Watch calls for `request` to the server at `addr` (over TLS with
+    /// `credentials`, naming the server `host`), at most `per_connection` on each HTTP/2
+    /// connection, and waits for every response's headers. A call the server refuses at
+    /// once (trailers only) still counts: its status is what [`StalledWatches::finish`]
+    /// reports.
     pub async fn open(
         addr: SocketAddr,
+        host: &str,
+        credentials: &ClientCredentials,
         request: &WatchRequest,
         count: usize,
         per_connection: usize,
     ) -> Result<StalledWatches, Error> {
         let body = grpc_frame(request);
+        let config = credentials
+            .config()
+            .map_err(|e| Error::Tls(e.to_string()))?;
+        let name = rustls::pki_types::ServerName::try_from(host.to_string())
+            .map_err(|e| Error::Tls(format!("server name {host:?}: {e}")))?;
         let mut out = StalledWatches {
             streams: Vec::with_capacity(count),
             drivers: Vec::new(),
@@ -82,12 +94,16 @@ impl StalledWatches {
                 .map_err(|source| Error::Connect { addr, source })?;
             tcp.set_nodelay(true)
                 .map_err(|source| Error::Connect { addr, source })?;
+            let tls = tokio_rustls::TlsConnector::from(config.clone())
+                .connect(name.clone(), tcp)
+                .await
+                .map_err(|e| Error::Tls(e.to_string()))?;
             let (mut client, conn) = h2::client::Builder::new()
                 .initial_window_size(WINDOW)
                 .initial_connection_window_size(WINDOW)
                 // What is unread piles up here on purpose, in frames of any size.
                 .data_frame_budget(usize::MAX / 2)
-                .handshake::<_, Bytes>(tcp)
+                .handshake::<_, Bytes>(tls)
                 .await?;
             out.drivers.push(tokio::spawn(async move {
                 // Ends when the connection does (or the streams are dropped).
@@ -98,7 +114,7 @@ impl StalledWatches {
                 client = client.ready().await?;
                 let req = http::Request::builder()
                     .method("POST")
-                    .uri(format!("http://{addr}/twinset.v1.Cluster/Watch"))
+                    .uri(format!("https://{addr}/twinset.v1.Cluster/Watch"))
                     .header("content-type", "application/grpc")
                     .header("te", "trailers")
                     .body(())?;

@@ -98,6 +98,8 @@ pub struct Cluster {
     dns: Option<SocketAddr>,
     pod_range: String,
     control_plane_flags: Vec<String>,
+    /// The join token agents start with, once made.
+    token: Option<String>,
 }
 
 /// A pod range of the cluster's own: 127.A.B.0/24 cut into /27s (8 nodes of 29 pods).
@@ -161,6 +163,7 @@ impl Cluster {
             dns: options.dns.then(dns::pick_listen_addr),
             pod_range: own_pod_range(),
             control_plane_flags: options.control_plane_flags.clone(),
+            token: None,
         };
         c.start_control_plane(None);
         c
@@ -176,9 +179,47 @@ impl Cluster {
         &self.addr
     }
 
-    /// The control plane's address as `http://HOST:PORT` (what TWINSET_SERVER holds).
+    /// The control plane's address as `https://HOST:PORT` (what TWINSET_SERVER holds).
     pub fn server(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("https://{}", self.addr)
+    }
+
+    /// The control plane's admin kubeconfig (what TWINSET_CONFIG holds for the CLI).
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.dir.join("cp").join("admin.kubeconfig")
+    }
+
+    /// The server and the admin credentials, for gRPC clients of the test.
+    pub fn target(&self) -> crate::Target {
+        let path = self.kubeconfig();
+        let text = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let k = twinset_proto::kubeconfig::Kubeconfig::parse(&text)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        crate::Target {
+            server: self.server(),
+            credentials: k.credentials,
+        }
+    }
+
+    /// The join token this cluster's agents start with (made on first use: no expiry,
+    /// no limit on uses).
+    pub fn join_token(&mut self) -> String {
+        if let Some(t) = &self.token {
+            return t.clone();
+        }
+        let token = self.grpc(|mut c| async move {
+            c.create_token(twinset_proto::v1::CreateTokenRequest {
+                description: "e2e harness".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap_or_else(|e| panic!("create a join token: {e:?}"))
+            .into_inner()
+            .token
+        });
+        self.token = Some(token.clone());
+        token
     }
 
     /// The cluster DNS server's address (`--dns-listen`), when started with one.
@@ -269,7 +310,7 @@ impl Cluster {
             }
             let text = std::fs::read_to_string(&addr_file)
                 .map_err(|e| format!("{}: {e}", addr_file.display()))?;
-            let a = text.trim().trim_start_matches("http://").to_string();
+            let a = text.trim().to_string();
             a.parse::<std::net::SocketAddr>()
                 .map_err(|e| format!("address file holds {text:?}: {e}"))?;
             Ok(Ok(a))
@@ -287,10 +328,13 @@ impl Cluster {
     /// Starts an agent process for `node` (no waiting). `extra` adds flags such as
     /// `--labels a=b` or `--taints k=v:NoSchedule`.
     pub fn spawn_agent(&mut self, node: &str, extra: &[&str]) {
+        let token = self.join_token();
         let mut args: Vec<String> = vec![
             "agent".into(),
             "--server".into(),
             self.server(),
+            "--token".into(),
+            token,
             "--node-name".into(),
             node.into(),
             "--data-dir".into(),
@@ -368,7 +412,9 @@ impl Cluster {
     /// Runs `twinset ARGS` with `stdin` fed to it.
     pub fn run_with_stdin(&self, args: &[&str], stdin: Option<&str>) -> Output {
         let mut cmd = self.command();
-        cmd.env("TWINSET_SERVER", self.server()).args(args);
+        cmd.env("TWINSET_SERVER", self.server())
+            .env("TWINSET_CONFIG", self.kubeconfig())
+            .args(args);
         run_command(cmd, args, stdin)
     }
 
@@ -622,18 +668,16 @@ impl Cluster {
             .enable_all()
             .build()
             .expect("tokio runtime");
-        let server = self.server();
+        let target = self.target();
         rt.block_on(async move {
-            let client = ClusterClient::connect(server.clone())
-                .await
-                .unwrap_or_else(|e| panic!("connect to {server}: {e}"));
+            let client = target.cluster().await.unwrap_or_else(|e| panic!("{e}"));
             f(client).await
         })
     }
 
     /// Starts a [`PodWatch`] following every pod event of this cluster from now on.
     pub fn watch_pods(&self) -> PodWatch {
-        PodWatch::start(&self.server())
+        PodWatch::start(&self.target())
     }
 
     /// The store's current revision, read through `List` (its `resource_version`).

@@ -24,6 +24,7 @@ pub mod procs;
 pub mod sandbox;
 pub mod sql;
 pub mod table;
+pub mod target;
 pub mod wait;
 pub mod watch;
 
@@ -35,6 +36,7 @@ pub use output::Output;
 pub use procs::ProcId;
 pub use sandbox::Sandbox;
 pub use table::Table;
+pub use target::Target;
 pub use wait::{holds_for, timeout, wait_for};
 
 /// The filter that leaves out the tests needing root or MariaDB (the README's paragraph

@@ -13,7 +13,7 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use twinset_proto::v1::{self, cluster_client::ClusterClient, object};
+use twinset_proto::v1::{self, object};
 
 /// The parts of a pod the ordering checks need.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -116,11 +116,11 @@ pub struct PodWatch {
 impl PodWatch {
     /// Lists every pod of the cluster at `server` and starts watching from there;
     /// returns once the watch is open.
-    pub fn start(server: &str) -> PodWatch {
+    pub fn start(target: &crate::Target) -> PodWatch {
         let shared = Arc::new(Mutex::new(Shared::default()));
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let (ready_tx, ready_rx) = mpsc::channel::<Result<(), String>>();
-        let server = server.to_string();
+        let target = target.clone();
         let sh = shared.clone();
         let thread = std::thread::spawn(move || {
             let rt = match tokio::runtime::Builder::new_current_thread()
@@ -133,7 +133,7 @@ impl PodWatch {
                     return;
                 }
             };
-            rt.block_on(follow(server, sh, ready_tx, stop_rx));
+            rt.block_on(follow(target, sh, ready_tx, stop_rx));
         });
         match ready_rx.recv_timeout(Duration::from_secs(30)) {
             Ok(Ok(())) => {}
@@ -286,15 +286,13 @@ impl Drop for PodWatch {
 }
 
 async fn follow(
-    server: String,
+    target: crate::Target,
     shared: Arc<Mutex<Shared>>,
     ready: mpsc::Sender<Result<(), String>>,
     mut stop: tokio::sync::oneshot::Receiver<()>,
 ) {
     let opened = async {
-        let mut client = ClusterClient::connect(server.clone())
-            .await
-            .map_err(|e| format!("connect to {server}: {e}"))?;
+        let mut client = target.cluster().await?;
         let list = client
             .list(v1::ListRequest {
                 kind: "Pod".into(),

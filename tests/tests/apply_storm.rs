@@ -5,8 +5,8 @@
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use twinset_e2e::{timeout, wait_for, Cluster};
-use twinset_proto::v1::{self, cluster_client::ClusterClient};
+use twinset_e2e::{Target, timeout, wait_for, Cluster};
+use twinset_proto::v1;
 
 const CLIENTS: usize = 8;
 const ROUNDS: usize = 5;
@@ -23,7 +23,7 @@ fn namespace(name: &str) -> v1::Object {
 
 /// Runs `CLIENTS` clients until each gets its first error (the kill), recording every
 /// acknowledged name.
-fn storm(server: String, round: usize, acked: Arc<Mutex<Vec<String>>>, count: Arc<AtomicUsize>) {
+fn storm(target: Target, round: usize, acked: Arc<Mutex<Vec<String>>>, count: Arc<AtomicUsize>) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -32,9 +32,9 @@ fn storm(server: String, round: usize, acked: Arc<Mutex<Vec<String>>>, count: Ar
     rt.block_on(async move {
         let mut tasks = Vec::new();
         for client in 0..CLIENTS {
-            let (server, acked, count) = (server.clone(), acked.clone(), count.clone());
+            let (target, acked, count) = (target.clone(), acked.clone(), count.clone());
             tasks.push(tokio::spawn(async move {
-                let Ok(mut c) = ClusterClient::connect(server).await else {
+                let Ok(mut c) = target.cluster().await else {
                     return;
                 };
                 for n in 0.. {
@@ -67,8 +67,8 @@ fn no_acknowledged_write_is_lost_across_sigkills_during_an_apply_storm() {
         let acked = Arc::new(Mutex::new(Vec::new()));
         let count = Arc::new(AtomicUsize::new(0));
         let clients = {
-            let (server, acked, count) = (c.server(), acked.clone(), count.clone());
-            std::thread::spawn(move || storm(server, round, acked, count))
+            let (target, acked, count) = (c.target(), acked.clone(), count.clone());
+            std::thread::spawn(move || storm(target, round, acked, count))
         };
         wait_for(
             "the storm's first acknowledgements",

@@ -53,7 +53,7 @@ fn max_surge_starts_each_new_pod_before_its_old_one_stops() {
         .map(|p| p.name)
         .collect();
 
-    let watch = PodWatch::start(&c.server());
+    let watch = PodWatch::start(&c.target());
     assert_eq!(
         c.apply(&daemon_set("2")).ok().trim(),
         "daemonset.apps/web configured"

@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tonic::Code;
-use twinset_e2e::{timeout, wait_for, Cluster, Options};
-use twinset_proto::v1::{self, cluster_client::ClusterClient, object};
+use twinset_e2e::{Target, timeout, wait_for, Cluster, Options};
+use twinset_proto::v1::{self, object};
 
 const TOO_MANY: &str = "Too many requests, please try again later.";
 const CLIENTS: usize = 64;
@@ -42,7 +42,7 @@ struct NodeWatch {
 
 /// Lists nodes and watches them from the list's revision until `stop`, recording every
 /// node whose Ready condition is not True (in the list or in any event).
-async fn watch_nodes(server: String, seen: Arc<Mutex<NodeWatch>>, stop: Arc<AtomicBool>) {
+async fn watch_nodes(server: Target, seen: Arc<Mutex<NodeWatch>>, stop: Arc<AtomicBool>) {
     let record = |o: &v1::Object, seen: &Mutex<NodeWatch>| {
         let Some(object::Kind::Node(n)) = &o.kind else {
             return;
@@ -63,9 +63,7 @@ async fn watch_nodes(server: String, seen: Arc<Mutex<NodeWatch>>, stop: Arc<Atom
         }
     };
     let result: Result<(), String> = async {
-        let mut c = ClusterClient::connect(server)
-            .await
-            .map_err(|e| e.to_string())?;
+        let mut c = server.cluster().await?;
         let list = c
             .list(v1::ListRequest {
                 kind: "Node".into(),
@@ -117,12 +115,12 @@ struct Tally {
 
 /// `CLIENTS` clients, each on its own connection, applying (creating, then updating
 /// the label of) a few Namespaces of their own and listing Namespaces, until `stop`.
-async fn flood(server: String, stop: Arc<AtomicBool>, tally: Arc<Mutex<Tally>>) {
+async fn flood(server: Target, stop: Arc<AtomicBool>, tally: Arc<Mutex<Tally>>) {
     let mut tasks = Vec::new();
     for client in 0..CLIENTS {
         let (server, stop, tally) = (server.clone(), stop.clone(), tally.clone());
         tasks.push(tokio::spawn(async move {
-            let mut c = match ClusterClient::connect(server).await {
+            let mut c = match server.cluster().await {
                 Ok(c) => c,
                 Err(e) => {
                     tally.lock().expect("tally").failures.push(e.to_string());
@@ -173,7 +171,7 @@ fn nodes_stay_ready_while_clients_flood_the_cluster_service() {
     let seen = Arc::new(Mutex::new(NodeWatch::default()));
     let tally = Arc::new(Mutex::new(Tally::default()));
     let watcher = {
-        let (server, seen, stop) = (c.server(), seen.clone(), stop.clone());
+        let (server, seen, stop) = (c.target(), seen.clone(), stop.clone());
         std::thread::spawn(move || runtime().block_on(watch_nodes(server, seen, stop)))
     };
     wait_for("the node watch to list both nodes", timeout(), || {
@@ -185,7 +183,7 @@ fn nodes_stay_ready_while_clients_flood_the_cluster_service() {
         }
     });
     let flooding = {
-        let (server, stop, tally) = (c.server(), stop.clone(), tally.clone());
+        let (server, stop, tally) = (c.target(), stop.clone(), tally.clone());
         std::thread::spawn(move || runtime().block_on(flood(server, stop, tally)))
     };
     // The flood lasts until it has done a good deal of work and several node graces
@@ -240,15 +238,13 @@ fn writes_over_the_mutating_bound_are_refused_at_once_and_the_rest_acknowledged(
     let rounds = AtomicUsize::new(0);
     wait_for("a burst with refusals", timeout(), || {
         let round = rounds.fetch_add(1, Ordering::Relaxed);
-        let server = c.server();
+        let server = c.target();
         let (acked, refused_now, other_now) = (acked.clone(), refused.clone(), other.clone());
         runtime().block_on(async move {
             let mut clients = Vec::new();
             for _ in 0..CLIENTS {
                 clients.push(
-                    ClusterClient::connect(server.clone())
-                        .await
-                        .expect("connect"),
+                    server.cluster().await.expect("connect"),
                 );
             }
             let go = Arc::new(tokio::sync::Barrier::new(CLIENTS));
@@ -323,7 +319,7 @@ fn writes_over_the_mutating_bound_are_refused_at_once_and_the_rest_acknowledged(
     let stop = Arc::new(AtomicBool::new(false));
     let seen = Arc::new(Mutex::new(NodeWatch::default()));
     let watcher = {
-        let (server, seen, stop) = (c.server(), seen.clone(), stop.clone());
+        let (server, seen, stop) = (c.target(), seen.clone(), stop.clone());
         std::thread::spawn(move || runtime().block_on(watch_nodes(server, seen, stop)))
     };
     wait_for("the node watch to list node1", timeout(), || {
@@ -337,7 +333,7 @@ fn writes_over_the_mutating_bound_are_refused_at_once_and_the_rest_acknowledged(
     let started = std::time::Instant::now();
     let tally = Arc::new(Mutex::new(Tally::default()));
     let flooding = {
-        let (server, stop, tally) = (c.server(), stop.clone(), tally.clone());
+        let (server, stop, tally) = (c.target(), stop.clone(), tally.clone());
         std::thread::spawn(move || runtime().block_on(flood(server, stop, tally)))
     };
     let manifest = c.write_manifest(

@@ -187,17 +187,13 @@ impl tonic::codec::Codec for Raw {
 
 /// Sends `body` as a Cluster.Apply request and returns the refusal.
 fn raw_apply(c: &Cluster, body: Vec<u8>) -> tonic::Status {
-    let server = c.server();
+    let target = c.target();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("tokio runtime");
     rt.block_on(async move {
-        let channel = tonic::transport::Endpoint::from_shared(server.clone())
-            .expect("endpoint")
-            .connect()
-            .await
-            .unwrap_or_else(|e| panic!("connect to {server}: {e}"));
+        let channel = target.channel().await.unwrap_or_else(|e| panic!("{e}"));
         let mut grpc = tonic::client::Grpc::new(channel).max_encoding_message_size(usize::MAX);
         grpc.ready().await.expect("channel ready");
         let path =

@@ -271,7 +271,8 @@ fn a_watch_resumes_from_a_revision_in_order() {
     let server_dir = c.dir().to_path_buf();
     let apply_w4 = {
         let mut cmd = c.command();
-        cmd.env("TWINSET_SERVER", c.server());
+        cmd.env("TWINSET_SERVER", c.server())
+            .env("TWINSET_CONFIG", c.kubeconfig());
         let p = c.write_manifest(&ns_manifest(&["w4".to_string()]));
         cmd.args(["apply", "-f", &p.to_string_lossy()]);
         cmd

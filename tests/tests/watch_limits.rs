@@ -12,13 +12,13 @@ fn watches_over_the_per_connection_bound_are_refused() {
         control_plane_flags: vec!["--max-watches-per-connection".into(), "3".into()],
         ..Default::default()
     });
-    let server = c.server();
+    let target = c.target();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("tokio runtime");
     rt.block_on(async move {
-        let client = ClusterClient::connect(server).await.expect("connect");
+        let client = target.cluster().await.expect("connect");
         let watch = |mut c: ClusterClient<tonic::transport::Channel>| async move {
             c.watch(v1::WatchRequest {
                 kind: "Namespace".into(),

@@ -129,7 +129,14 @@ fn stalled_watchers_hold_bounded_memory_and_end_too_old() {
         ..Default::default()
     };
     let stalled = rt
-        .block_on(StalledWatches::open(addr, &request, STREAMS, 500))
+        .block_on(StalledWatches::open(
+            addr,
+            "127.0.0.1",
+            &c.target().credentials,
+            &request,
+            STREAMS,
+            500,
+        ))
         .expect("open the stalled watches");
     assert_eq!(stalled.len(), STREAMS);
 

@@ -232,13 +232,13 @@ async fn start(
 }
 
 /// A join token for `nodes` agents, valid for an hour (`up` starts them right away).
-async fn join_token(target: &Target, nodes: usize) -> anyhow::Result<String> {
+async fn join_token(target: &Target, nodes: u32) -> anyhow::Result<String> {
     let mut client = Client::connect(target.clone()).await?;
     let created = client
         .cluster
         .create_token(twinset_proto::v1::CreateTokenRequest {
             ttl_seconds: 3600,
-            uses: u32::try_from(nodes).unwrap_or(u32::MAX),
+            uses: i32::try_from(nodes).unwrap_or(i32::MAX),
             description: "twinset up: this cluster's own agents".into(),
             ..Default::default()
         })

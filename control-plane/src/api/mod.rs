@@ -3,11 +3,8 @@
 //! the mapping of store errors onto gRPC status codes.
 
 pub mod apply;
-<<<<<<< HEAD
 pub mod authz;
-=======
 pub mod bootstrap;
->>>>>>> join
 pub mod cluster;
 pub mod inflight;
 pub mod logs;

@@ -50,6 +50,11 @@ pub async fn run(client: &mut Client, args: &BenchArgs) -> anyhow::Result<()> {
     let counts = parse_clients(&args.clients)?;
     let max = counts.iter().copied().max().unwrap_or(1);
     let addr = resolve(&client.server).await?;
+    let host = host_port(&client.server)
+        .rsplit_once(':')
+        .map_or("localhost", |(h, _)| h)
+        .trim_matches(['[', ']'])
+        .to_string();
     for k in 0..max {
         ensure_namespace(client, k).await?;
     }
@@ -77,7 +82,14 @@ pub async fn run(client: &mut Client, args: &BenchArgs) -> anyhow::Result<()> {
             };
             let open = match &watch {
                 Some(req) => Some(
-                    StalledWatches::open(addr, req, args.watchers, PER_CONNECTION)
+                    StalledWatches::open(
+                        addr,
+                        &host,
+                        &client.target.credentials,
+                        req,
+                        args.watchers,
+                        PER_CONNECTION,
+                    )
                         .await
                         .context("opening the watchers")?,
                 ),
