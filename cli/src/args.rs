@@ -59,6 +59,52 @@ pub enum Command {
     Agent(AgentArgs),
     /// Measure a scenario against a running cluster (see BENCHMARKS.md).
     Bench(BenchArgs),
+    /// Manage join tokens (what a new node's agent joins the cluster with).
+    Token(TokenArgs),
+}
+
+/// `token`.
+#[derive(Debug, Args)]
+pub struct TokenArgs {
+    /// What to do with tokens.
+    #[command(subcommand)]
+    pub command: TokenCommand,
+}
+
+/// `token` sub-verbs.
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Make a join token and print it (the only time its secret is shown).
+    Create(TokenCreateArgs),
+    /// List join tokens (ids, expiry, uses left; never secrets).
+    List,
+    /// Delete a join token by id (the part before the dot).
+    Delete(TokenDeleteArgs),
+}
+
+/// `token create`.
+#[derive(Debug, Args)]
+pub struct TokenCreateArgs {
+    /// How long the token is valid (`1h`, `30m`, `7d`); `0` for a token that never expires.
+    #[arg(long, default_value = "24h")]
+    pub ttl: String,
+    /// How many joins the token allows (default: unlimited until it expires).
+    #[arg(long)]
+    pub uses: Option<u32>,
+    /// The only node name the token may join as.
+    #[arg(long)]
+    pub node: Option<String>,
+    /// What the token is for, shown by `token list`.
+    #[arg(long, default_value = "")]
+    pub description: String,
+}
+
+/// `token delete`.
+#[derive(Debug, Args)]
+pub struct TokenDeleteArgs {
+    /// Token ids (or whole tokens: only the id is sent).
+    #[arg(required = true)]
+    pub ids: Vec<String>,
 }
 
 /// `bench`.

@@ -14,6 +14,7 @@ pub mod logs;
 pub mod rollout;
 pub mod scale;
 pub mod taint;
+pub mod token;
 pub mod up;
 
 use crate::args::{Cli, Command};
@@ -69,6 +70,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::ControlPlane(a) => control_plane::run(a).await,
         Command::Agent(a) => agent::run(&ctx, a).await,
         Command::Bench(a) => bench::run(&ctx, a).await,
+        Command::Token(a) => token::run(&ctx, a).await,
     }
 }
 

@@ -119,6 +119,8 @@ pub fn headers(kind: Kind) -> (&'static [&'static str], &'static [&'static str])
             &["SELECTOR"],
         ),
         Kind::ControllerRevision => (&["NAME", "CONTROLLER", "REVISION", "AGE"], &[]),
+        // Not served by `get` (see `twinset token list`); named for completeness.
+        Kind::BootstrapToken => (&["NAME", "AGE"], &[]),
         Kind::Event => (
             &["LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"],
             &["SUBOBJECT", "SOURCE", "FIRST SEEN", "COUNT", "NAME"],
@@ -278,6 +280,7 @@ pub fn row(kind: Kind, obj: &Object) -> (Vec<String>, Vec<String>) {
                 .unwrap_or_else(|| NONE.to_string());
             (vec![name, controller, cr.revision.to_string(), age], vec![])
         }
+        Kind::BootstrapToken => (vec![name, age], vec![]),
         Kind::Event => {
             let ev = obj.as_event().cloned().unwrap_or_default();
             let last = event_last_seen(&ev);
