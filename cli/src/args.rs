@@ -498,6 +498,11 @@ fn positive_duration(s: &str) -> Result<Duration, String> {
 /// `agent`.
 #[derive(Debug, Args)]
 pub struct AgentArgs {
+    /// A join token (`twinset token create`) for the first start: the agent checks the
+    /// control plane's CA against it, then gets its node certificate, kept under
+    /// `<data-dir>/pki/` for later starts (which need no token). Also `TWINSET_TOKEN`.
+    #[arg(long, env = "TWINSET_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
     /// This node's name.
     #[arg(long)]
     pub node_name: String,

@@ -10,6 +10,7 @@
 
 pub mod blocking;
 pub mod container;
+pub mod credentials;
 pub mod env;
 pub mod events;
 pub mod identity;
@@ -79,6 +80,14 @@ pub enum Error {
     /// Agent state could not be used.
     #[error(transparent)]
     State(#[from] state::StateError),
+    /// Joining the cluster failed, or the stored credentials are unusable.
+    #[error(transparent)]
+    Join(#[from] join::JoinError),
+    /// No credentials under the data dir and no join token to get them with.
+    #[error(
+        "no node credentials in {0} and no --token to join with: make one with `twinset token create` and pass it as --token"
+    )]
+    NoCredentials(PathBuf),
 }
 
 /// The agent's configuration (the `twinset agent` flags).
@@ -121,6 +130,8 @@ pub struct Config {
     /// (`--assignment-receive-limit`, default [`RECEIVE_LIMIT`]); lower only for tests and
     /// constrained environments: a pod larger than it can never be received.
     pub receive_limit: usize,
+    /// The join token for the first start (none once the node has its certificate).
+    pub token: Option<twinset_proto::token::Token>,
 }
 
 impl Config {
@@ -149,6 +160,7 @@ impl Config {
             cluster_dns: None,
             sync_grace: DEFAULT_SYNC_GRACE,
             receive_limit: RECEIVE_LIMIT,
+            token: None,
         }
     }
 }
@@ -225,14 +237,9 @@ async fn run_agent(config: Config, shutdown: CancellationToken) -> Result<(), Er
     };
     tracing::info!(addr = %local, "daemon endpoint listening");
 
-    let channel = Endpoint::from_shared(twinset_proto::endpoint(&config.server))
-        .map_err(|_| Error::Server(config.server.clone()))?
-        .connect_timeout(Duration::from_secs(2))
-        .http2_keep_alive_interval(Duration::from_secs(5))
-        .keep_alive_timeout(Duration::from_secs(5))
-        .keep_alive_while_idle(true)
-        .tcp_nodelay(true)
-        .connect_lazy();
+    // TLS with the node's own certificate, made by joining on the first start.
+    let creds = credentials::obtain(&config).await?;
+    let channel = credentials::channel(&config, &creds)?;
     // Snapshots come in parts of about 1 MiB, but one pod may be as large as the largest
     // object the control plane accepts (a few MiB): leave room for it.
     let client = NodesClient::new(channel).max_decoding_message_size(config.receive_limit);

@@ -76,7 +76,7 @@ pub async fn run(ctx: &Ctx, args: AgentArgs) -> anyhow::Result<()> {
     let Some(server) = ctx.server_flag().filter(|s| !s.trim().is_empty()) else {
         bail!("the agent needs --server ADDR (or TWINSET_SERVER)");
     };
-    let server = twinset_proto::endpoint(server.trim());
+    let server = crate::client::https(server.trim());
     let mut config =
         twinset_node_agent::Config::new(server, args.node_name.clone(), args.data_dir.clone());
     if let Some(l) = &args.labels {
@@ -112,6 +112,10 @@ pub async fn run(ctx: &Ctx, args: AgentArgs) -> anyhow::Result<()> {
     config.cluster_dns = args.cluster_dns;
     if let Some(g) = args.sync_grace {
         config.sync_grace = g;
+    }
+    if let Some(t) = &args.token {
+        // Never echo the token: its parse errors do not either.
+        config.token = Some(twinset_proto::token::Token::parse(t.trim()).context("--token")?);
     }
     if let Some(limit) = args.assignment_receive_limit {
         config.receive_limit = usize::try_from(limit).unwrap_or(usize::MAX);
