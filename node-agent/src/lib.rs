@@ -16,6 +16,7 @@ pub mod events;
 pub mod identity;
 pub mod images;
 pub mod ipam;
+pub mod join;
 pub mod logs;
 pub mod node;
 pub mod pod;
