@@ -40,7 +40,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tonic::transport::server::TcpIncoming;
-use tonic::transport::{Endpoint, Server};
+use tonic::transport::Server;
 use tracing::Instrument;
 use twinset_proto::v1::{self, node_agent_server::NodeAgentServer, nodes_client::NodesClient};
 
