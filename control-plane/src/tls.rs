@@ -221,6 +221,26 @@ impl AsyncWrite for TlsConn {
     }
 }
 
+/// The TLS handshake of one accepted connection, and the caller's identity from its
+/// verified certificate (anonymous without one).
+pub async fn accept(
+    acceptor: &tokio_rustls::TlsAcceptor,
+    tcp: TcpStream,
+    remote: SocketAddr,
+) -> std::io::Result<TlsConn> {
+    let tls = acceptor.accept(tcp).await?;
+    let identity = tls
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .map_or(Identity::Anonymous, |c| identity_of(c));
+    Ok(TlsConn {
+        inner: tls,
+        info: PeerInfo { remote, identity },
+    })
+}
+
 /// The connections of `listener` that completed a TLS handshake, for tonic's
 /// `serve_with_incoming`. Handshakes run beside each other (at most
 /// [`MAX_HANDSHAKES`], each within [`HANDSHAKE_TIMEOUT`]) so a slow or plain-text client
@@ -256,26 +276,13 @@ pub fn incoming(
             let (acceptor, tx) = (acceptor.clone(), tx.clone());
             tokio::spawn(async move {
                 let _permit = permit;
-                let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await
-                {
-                    Ok(Ok(tls)) => tls,
-                    Ok(Err(e)) => {
-                        tracing::info!(%remote, error = %e, "TLS handshake failed");
-                        return;
+                match tokio::time::timeout(HANDSHAKE_TIMEOUT, accept(&acceptor, tcp, remote)).await {
+                    Ok(Ok(conn)) => {
+                        let _ = tx.send(Ok(conn)).await;
                     }
-                    Err(_) => {
-                        tracing::info!(%remote, "TLS handshake timed out");
-                        return;
-                    }
-                };
-                let identity = tls
-                    .get_ref()
-                    .1
-                    .peer_certificates()
-                    .and_then(|c| c.first())
-                    .map_or(Identity::Anonymous, |c| identity_of(c));
-                let info = PeerInfo { remote, identity };
-                let _ = tx.send(Ok(TlsConn { inner: tls, info })).await;
+                    Ok(Err(e)) => tracing::info!(%remote, error = %e, "TLS handshake failed"),
+                    Err(_) => tracing::info!(%remote, "TLS handshake timed out"),
+                }
             });
         }
     });

@@ -555,15 +555,12 @@ async fn assignments_resume_from_revision_and_survive_restart() {
             }
         };
         let addr = wait_for_file(&data.join("address")).await;
-        let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-            .unwrap()
-            .connect()
-            .await
-            .unwrap();
-        (token, task, channel)
+        let channel = common::admin_channel(&data, &addr).await;
+        let nodes_channel = common::node_channel(&data, &addr, "node1").await;
+        (token, task, channel, nodes_channel)
     };
-    let (token, task, channel) = boot(data.clone()).await;
-    let mut nodes = NodesClient::new(channel.clone());
+    let (token, task, channel, nodes_channel) = boot(data.clone()).await;
+    let mut nodes = NodesClient::new(nodes_channel.clone());
     nodes
         .register(RegisterRequest {
             node: Some(agent_node("node1")),
@@ -611,8 +608,8 @@ async fn assignments_resume_from_revision_and_survive_restart() {
         .unwrap();
 
     // After a restart the data is there; the history is not, so resuming gets a snapshot.
-    let (token, task, channel) = boot(data.clone()).await;
-    let mut nodes = NodesClient::new(channel.clone());
+    let (token, task, channel, nodes_channel) = boot(data.clone()).await;
+    let mut nodes = NodesClient::new(nodes_channel.clone());
     let req = WatchAssignmentsRequest {
         node_name: "node1".into(),
         resource_version: snap.resource_version.clone(),

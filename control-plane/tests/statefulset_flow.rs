@@ -343,7 +343,7 @@ fn median(mut v: Vec<Duration>) -> Duration {
 async fn guide_statefulset_ordered_ready_identity_and_scaling() {
     let cluster = start().await;
     let ready = Arc::new(AtomicBool::new(true));
-    let _agents = agents(&cluster.channel, "8Gi", &ready).await;
+    let _agents = agents(&cluster.nodes_channel, "8Gi", &ready).await;
     let (log, _watch) = Log::follow(&cluster.channel, "database").await;
 
     let applied = cluster.apply(GUIDE_STATEFULSET).await;
@@ -570,7 +570,7 @@ async fn parallel_creates_all_at_once_and_retention_decides_the_claims() {
     let cluster = start().await;
     // The agents hold pods un-ready: every replica must appear without waiting.
     let ready = Arc::new(AtomicBool::new(false));
-    let _agents = agents(&cluster.channel, "8Gi", &ready).await;
+    let _agents = agents(&cluster.nodes_channel, "8Gi", &ready).await;
     let (log, _watch) = Log::follow(&cluster.channel, "default").await;
 
     cluster
@@ -707,7 +707,7 @@ spec:
 async fn a_replica_that_fits_nowhere_waits_with_failed_scheduling() {
     let cluster = start().await;
     let ready = Arc::new(AtomicBool::new(true));
-    let _agents = agents(&cluster.channel, "8Gi", &ready).await;
+    let _agents = agents(&cluster.nodes_channel, "8Gi", &ready).await;
 
     cluster.apply(BIG).await;
     let msg = "0/3 nodes are available: 3 Insufficient memory.";
@@ -737,7 +737,7 @@ async fn a_replica_that_fits_nowhere_waits_with_failed_scheduling() {
     assert_eq!(failed, vec![msg.to_string()]);
 
     // A node big enough arrives: the pod is placed there at once, and big-1 follows.
-    let _big_node = agent(&cluster.channel, "node4", "256Gi", ready.clone()).await;
+    let _big_node = agent(&cluster.nodes_channel, "node4", "256Gi", ready.clone()).await;
     cluster
         .wait_pods("default", "both replicas on node4", |p| {
             p.len() == 2 && p.iter().all(|p| node_of(p) == "node4" && is_ready(p))
@@ -763,7 +763,7 @@ async fn a_replica_that_fits_nowhere_waits_with_failed_scheduling() {
 async fn parallel_200_replicas_throughput() {
     let cluster = start().await;
     let ready = Arc::new(AtomicBool::new(true));
-    let _agents = agents(&cluster.channel, "64Gi", &ready).await;
+    let _agents = agents(&cluster.nodes_channel, "64Gi", &ready).await;
     let text = PARALLEL
         .replace("RETENTION", "Retain")
         .replace("replicas: 5", "replicas: 200");

@@ -172,18 +172,33 @@ impl Cluster {
         let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
         let addr = listener.local_addr().unwrap().to_string();
         let stop = CancellationToken::new();
+        // TLS as the real control plane serves it, with this test process's CA.
+        let ca = test_ca();
+        let issued = ca
+            .issue_server(&["127.0.0.1".into(), "localhost".into()], Duration::from_secs(3600))
+            .unwrap();
+        let cert = twinset_control_plane::tls::ServerCert::new(&issued.cert_pem, &issued.key_pem)
+            .unwrap();
+        let tls = tokio_rustls::TlsAcceptor::from(
+            twinset_control_plane::tls::server_config(ca.cert_pem(), cert).unwrap(),
+        );
         // Accept connections ourselves and keep a duplicate of each socket, so that
         // kill() can cut them as a dying process would.
         let conns: Arc<Mutex<Vec<std::net::TcpStream>>> = Arc::default();
-        let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<tokio::net::TcpStream>>(16);
+        let (tx, rx) = tokio::sync::mpsc::channel::<
+            std::io::Result<twinset_control_plane::tls::TlsConn>,
+        >(16);
         let kept = Arc::clone(&conns);
         let acceptor = tokio::spawn(async move {
-            while let Ok((sock, _)) = listener.accept().await {
+            while let Ok((sock, remote)) = listener.accept().await {
                 let _ = sock.set_nodelay(true);
                 let std_sock = sock.into_std().unwrap();
                 kept.lock().unwrap().push(std_sock.try_clone().unwrap());
                 let sock = tokio::net::TcpStream::from_std(std_sock).unwrap();
-                if tx.send(Ok(sock)).await.is_err() {
+                let Ok(conn) = twinset_control_plane::tls::accept(&tls, sock, remote).await else {
+                    continue;
+                };
+                if tx.send(Ok(conn)).await.is_err() {
                     return;
                 }
             }
@@ -226,8 +241,42 @@ struct Agent {
     task: tokio::task::JoinHandle<Result<(), twinset_node_agent::Error>>,
 }
 
+/// This test process's cluster CA (its files are removed at once; the key stays in memory).
+fn test_ca() -> &'static twinset_control_plane::pki::ClusterCa {
+    static CA: std::sync::OnceLock<twinset_control_plane::pki::ClusterCa> =
+        std::sync::OnceLock::new();
+    CA.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        twinset_control_plane::pki::ClusterCa::load_or_create(dir.path()).unwrap()
+    })
+}
+
+/// Gives the agent of `data_dir` a certificate for node n1, as joining would.
+fn provision(data_dir: &Path) {
+    use twinset_node_agent::join::{pki_dir, NodeCredentials};
+    let dir = pki_dir(data_dir);
+    if NodeCredentials::load(&dir).unwrap().is_some() {
+        return;
+    }
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let csr = rcgen::CertificateParams::default()
+        .serialize_request(&key)
+        .unwrap();
+    let cert = test_ca()
+        .sign_node_csr(csr.der(), "n1", Duration::from_secs(3600))
+        .unwrap();
+    NodeCredentials {
+        key_pem: key.serialize_pem(),
+        cert_pem: cert.cert_pem,
+        ca_pem: test_ca().cert_pem().to_string(),
+    }
+    .save(&dir)
+    .unwrap();
+}
+
 impl Agent {
     fn start(cluster: &Cluster, data_dir: &Path, keep_pods: bool) -> Agent {
+        provision(data_dir);
         let mut config = twinset_node_agent::Config::new(cluster.addr.clone(), "n1", data_dir);
         config.image_table =
             Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/images.yaml"));

@@ -17,8 +17,41 @@ pub const DEADLINE: Duration = Duration::from_secs(10);
 pub struct Cluster {
     pub token: CancellationToken,
     pub task: tokio::task::JoinHandle<Result<(), twinset_control_plane::Error>>,
+    /// A channel with the admin certificate (the Cluster service).
     pub channel: Channel,
+    /// A channel with a node certificate (the Nodes service, for fake agents).
+    pub nodes_channel: Channel,
     _dir: tempfile::TempDir,
+}
+
+/// A TLS channel to the control plane in `data` at `addr`, as its admin
+/// (`<data>/admin.kubeconfig`).
+pub async fn admin_channel(data: &Path, addr: &str) -> Channel {
+    let text = std::fs::read_to_string(data.join("admin.kubeconfig")).unwrap();
+    let k = twinset_proto::kubeconfig::Kubeconfig::parse(&text).unwrap();
+    twinset_proto::tls::connect(&format!("https://{addr}"), &k.credentials)
+        .await
+        .unwrap()
+}
+
+/// A TLS channel to the control plane in `data` at `addr` with a certificate for
+/// `node`, signed with the cluster CA under `<data>/pki` (as joining would give it).
+pub async fn node_channel(data: &Path, addr: &str, node: &str) -> Channel {
+    let ca = twinset_control_plane::pki::ClusterCa::load_or_create(&data.join("pki")).unwrap();
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let csr = rcgen::CertificateParams::default()
+        .serialize_request(&key)
+        .unwrap();
+    let cert = ca
+        .sign_node_csr(csr.der(), node, Duration::from_secs(3600))
+        .unwrap();
+    let creds = twinset_proto::tls::ClientCredentials {
+        ca_pem: ca.cert_pem().to_string(),
+        identity: Some((cert.cert_pem, key.serialize_pem())),
+    };
+    twinset_proto::tls::connect(&format!("https://{addr}"), &creds)
+        .await
+        .unwrap()
 }
 
 /// The contents of `path` once it exists and is not empty.
@@ -47,15 +80,14 @@ pub async fn start() -> Cluster {
     let token = CancellationToken::new();
     let task = tokio::spawn(run(config, token.clone()));
     let addr = wait_for_file(&dir.path().join("cp/address")).await;
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+    let data = dir.path().join("cp");
+    let channel = admin_channel(&data, &addr).await;
+    let nodes_channel = node_channel(&data, &addr, "test-agent").await;
     Cluster {
         token,
         task,
         channel,
+        nodes_channel,
         _dir: dir,
     }
 }
@@ -68,7 +100,7 @@ impl Cluster {
 
     /// A Nodes client (what a fake agent uses).
     pub fn nodes(&self) -> NodesClient<Channel> {
-        NodesClient::new(self.channel.clone())
+        NodesClient::new(self.nodes_channel.clone())
     }
 
     /// Stops the control plane and waits until it has.
