@@ -33,8 +33,8 @@ use std::time::Duration;
 use store::Store;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use twinset_proto::v1::cluster_server::ClusterServer;
 use twinset_proto::v1::bootstrap_server::BootstrapServer;
+use twinset_proto::v1::cluster_server::ClusterServer;
 use twinset_proto::v1::nodes_server::NodesServer;
 
 /// Default lifetime of the server certificate (renewed at every start).
@@ -348,11 +348,8 @@ async fn serve(
 
     // Every connection is TLS; each request carries its caller's identity.
     let incoming = tls::incoming(listener, tls_config, shutdown.clone());
-    let bootstrap = api::bootstrap::BootstrapService::new(
-        store.clone(),
-        ca.clone(),
-        config.node_cert_ttl,
-    );
+    let bootstrap =
+        api::bootstrap::BootstrapService::new(store.clone(), ca.clone(), config.node_cert_ttl);
     let served = tonic::transport::Server::builder()
         .layer(api::refusals::RefusalsLayer {
             max_request_bytes: config.max_request_bytes,

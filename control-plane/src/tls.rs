@@ -276,7 +276,8 @@ pub fn incoming(
             let (acceptor, tx) = (acceptor.clone(), tx.clone());
             tokio::spawn(async move {
                 let _permit = permit;
-                match tokio::time::timeout(HANDSHAKE_TIMEOUT, accept(&acceptor, tcp, remote)).await {
+                match tokio::time::timeout(HANDSHAKE_TIMEOUT, accept(&acceptor, tcp, remote)).await
+                {
                     Ok(Ok(conn)) => {
                         let _ = tx.send(Ok(conn)).await;
                     }

@@ -175,19 +175,21 @@ impl Cluster {
         // TLS as the real control plane serves it, with this test process's CA.
         let ca = test_ca();
         let issued = ca
-            .issue_server(&["127.0.0.1".into(), "localhost".into()], Duration::from_secs(3600))
+            .issue_server(
+                &["127.0.0.1".into(), "localhost".into()],
+                Duration::from_secs(3600),
+            )
             .unwrap();
-        let cert = twinset_control_plane::tls::ServerCert::new(&issued.cert_pem, &issued.key_pem)
-            .unwrap();
+        let cert =
+            twinset_control_plane::tls::ServerCert::new(&issued.cert_pem, &issued.key_pem).unwrap();
         let tls = tokio_rustls::TlsAcceptor::from(
             twinset_control_plane::tls::server_config(ca.cert_pem(), cert).unwrap(),
         );
         // Accept connections ourselves and keep a duplicate of each socket, so that
         // kill() can cut them as a dying process would.
         let conns: Arc<Mutex<Vec<std::net::TcpStream>>> = Arc::default();
-        let (tx, rx) = tokio::sync::mpsc::channel::<
-            std::io::Result<twinset_control_plane::tls::TlsConn>,
-        >(16);
+        let (tx, rx) =
+            tokio::sync::mpsc::channel::<std::io::Result<twinset_control_plane::tls::TlsConn>>(16);
         let kept = Arc::clone(&conns);
         let acceptor = tokio::spawn(async move {
             while let Ok((sock, remote)) = listener.accept().await {

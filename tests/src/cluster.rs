@@ -192,8 +192,8 @@ impl Cluster {
     /// The server and the admin credentials, for gRPC clients of the test.
     pub fn target(&self) -> crate::Target {
         let path = self.kubeconfig();
-        let text = std::fs::read_to_string(&path)
-            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let text =
+            std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         let k = twinset_proto::kubeconfig::Kubeconfig::parse(&text)
             .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         crate::Target {

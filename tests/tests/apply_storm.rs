@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use twinset_e2e::{Target, timeout, wait_for, Cluster};
+use twinset_e2e::{timeout, wait_for, Cluster, Target};
 use twinset_proto::v1;
 
 const CLIENTS: usize = 8;

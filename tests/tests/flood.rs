@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tonic::Code;
-use twinset_e2e::{Target, timeout, wait_for, Cluster, Options};
+use twinset_e2e::{timeout, wait_for, Cluster, Options, Target};
 use twinset_proto::v1::{self, object};
 
 const TOO_MANY: &str = "Too many requests, please try again later.";
@@ -243,9 +243,7 @@ fn writes_over_the_mutating_bound_are_refused_at_once_and_the_rest_acknowledged(
         runtime().block_on(async move {
             let mut clients = Vec::new();
             for _ in 0..CLIENTS {
-                clients.push(
-                    server.cluster().await.expect("connect"),
-                );
+                clients.push(server.cluster().await.expect("connect"));
             }
             let go = Arc::new(tokio::sync::Barrier::new(CLIENTS));
             let mut tasks = Vec::new();

@@ -112,14 +112,22 @@ fn up_then_sigint_leaves_no_process_behind() {
     );
     wait_ready(&s, 3);
 
-    // The client found the cluster through $HOME/.twinset/config.
-    let config = std::fs::read_to_string(s.home().join(".twinset").join("config"))
-        .expect("$HOME/.twinset/config");
-    let config: serde_json::Value = serde_json::from_str(&config).expect("config is JSON");
-    assert_eq!(
-        str_at(&config, "/server"),
-        format!("http://127.0.0.1:{port}")
+    // The client found the cluster through $HOME/.twinset/config: a kubeconfig with
+    // the https:// server and the admin's certificate, readable by its owner only.
+    let path = s.home().join(".twinset").join("config");
+    let text = std::fs::read_to_string(&path).expect("$HOME/.twinset/config");
+    let config = twinset_proto::kubeconfig::Kubeconfig::parse(&text).expect("a kubeconfig");
+    assert_eq!(config.server, format!("https://127.0.0.1:{port}"));
+    assert!(
+        config.credentials.identity.is_some(),
+        "an admin certificate"
     );
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(&path)
+        .expect("config")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "the config holds a key");
     assert!(
         data.join("cluster.json").is_file(),
         "up did not write {}/cluster.json",
@@ -221,7 +229,7 @@ fn up_detached_then_down() {
     .expect("JSON");
     assert_eq!(
         str_at(&cluster, "/server"),
-        format!("http://127.0.0.1:{port}"),
+        format!("https://127.0.0.1:{port}"),
         "{cluster}"
     );
 

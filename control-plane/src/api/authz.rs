@@ -51,6 +51,15 @@ pub fn identity<T>(request: &tonic::Request<T>) -> Identity {
         .map_or(Identity::Anonymous, |p| p.identity.clone())
 }
 
+/// The remote address of a request's connection (TLS or plain).
+pub fn peer_addr<T>(request: &tonic::Request<T>) -> Option<std::net::SocketAddr> {
+    request
+        .extensions()
+        .get::<PeerInfo>()
+        .map(|p| p.remote)
+        .or_else(|| request.remote_addr())
+}
+
 /// A node's request about `node`: allowed only for that node's own certificate.
 pub fn require_node<T>(request: &tonic::Request<T>, node: &str, what: &str) -> Result<(), Status> {
     match identity(request) {

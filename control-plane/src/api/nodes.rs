@@ -111,6 +111,26 @@ impl NodesService {
             if let Some(rm) = &reported.metadata {
                 m.labels.extend(rm.labels.clone());
             }
+            // A node that joined but never registered (no pod range yet) takes the
+            // agent's own taints (`--taints`), as a first registration would.
+            let first = cur.spec.as_ref().is_none_or(|s| s.pod_cidr.is_empty());
+            if first {
+                let reported_taints = reported
+                    .spec
+                    .as_ref()
+                    .map(|s| s.taints.clone())
+                    .unwrap_or_default();
+                let spec = n.spec.get_or_insert_with(Default::default);
+                for t in reported_taints {
+                    if !spec
+                        .taints
+                        .iter()
+                        .any(|x| x.key == t.key && x.effect == t.effect)
+                    {
+                        spec.taints.push(t);
+                    }
+                }
+            }
             n.status = reported.status.clone();
             let reported_cidr = reported
                 .spec

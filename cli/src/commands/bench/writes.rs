@@ -90,8 +90,8 @@ pub async fn run(client: &mut Client, args: &BenchArgs) -> anyhow::Result<()> {
                         args.watchers,
                         PER_CONNECTION,
                     )
-                        .await
-                        .context("opening the watchers")?,
+                    .await
+                    .context("opening the watchers")?,
                 ),
                 None => None,
             };
