@@ -608,7 +608,7 @@ async fn assignments_resume_from_revision_and_survive_restart() {
         .unwrap();
 
     // After a restart the data is there; the history is not, so resuming gets a snapshot.
-    let (token, task, channel, nodes_channel) = boot(data.clone()).await;
+    let (token, task, _, nodes_channel) = boot(data.clone()).await;
     let mut nodes = NodesClient::new(nodes_channel.clone());
     let req = WatchAssignmentsRequest {
         node_name: "node1".into(),

@@ -328,6 +328,12 @@ impl Cluster {
     /// Starts an agent process for `node` (no waiting). `extra` adds flags such as
     /// `--labels a=b` or `--taints k=v:NoSchedule`.
     pub fn spawn_agent(&mut self, node: &str, extra: &[&str]) {
+        let data = self.dir.join(node);
+        self.spawn_agent_at(node, &data, extra);
+    }
+
+    /// As [`Cluster::spawn_agent`], with the data dir `data` (a re-installed machine).
+    pub fn spawn_agent_at(&mut self, node: &str, data: &Path, extra: &[&str]) {
         let token = self.join_token();
         let mut args: Vec<String> = vec![
             "agent".into(),
@@ -338,7 +344,7 @@ impl Cluster {
             "--node-name".into(),
             node.into(),
             "--data-dir".into(),
-            self.dir.join(node).to_string_lossy().into_owned(),
+            data.to_string_lossy().into_owned(),
             "--listen".into(),
             "127.0.0.1:0".into(),
             "--heartbeat".into(),
