@@ -620,4 +620,31 @@ mod tests {
             Some(0)
         );
     }
+
+    #[tokio::test]
+    async fn a_used_token_is_still_used_after_a_restart() {
+        use crate::store::sled::SledStore;
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path(), 100).unwrap();
+        let now = SystemTime::now();
+        let new = NewToken {
+            ttl: Some(HOUR),
+            uses: Some(2),
+            node: Some("node1".into()),
+            description: "lab".into(),
+        };
+        let (token, _) = create(&store, &ca(), &new, now).await.unwrap();
+        consume(&store, token.id(), &token.secret_hash(), "node1", now)
+            .await
+            .unwrap();
+        let before = get(&store, token.id()).unwrap().unwrap();
+        store.close().await;
+        drop(store);
+
+        let store = crate::store::testing::reopen(|| SledStore::open(dir.path(), 100)).await;
+        let after = get(&store, token.id()).unwrap().unwrap();
+        assert_eq!(after, before, "acknowledged is durable");
+        assert_eq!(after.uses_left, Some(1));
+        store.close().await;
+    }
 }
