@@ -343,6 +343,9 @@ mod tests {
         assert!(fail("apiVersion: v1\nmetadata:\n  name: x\n").contains("kind is missing"));
         assert!(fail(&GUIDE_DS.replace("DaemonSet", "Deployment"))
             .contains("no matches for kind \"Deployment\""));
+        // Internal kinds cannot be named in a manifest.
+        let token = "apiVersion: bootstrap.twinset.io/v1\nkind: BootstrapToken\nmetadata:\n  name: abcdef\n";
+        assert!(fail(token).contains("no matches for kind \"BootstrapToken\""));
         assert!(fail(&GUIDE_DS.replace("apps/v1", "apps/v2")).contains("in version \"apps/v2\""));
         let q = fail(&GUIDE_DS.replace("\"128Mi\"", "\"12x\""));
         assert!(

@@ -58,15 +58,17 @@ impl BootstrapService {
         let id = Token::parse(&r.token)
             .map(|t| t.id().to_string())
             .unwrap_or_else(|_| "<unparsable>".into());
+        // The caller is not authenticated yet: its node name is logged quoted and bounded.
+        let node = shown(&r.node_name);
         match self.try_join(&r).await {
             Ok(resp) => {
-                tracing::info!(token = id, node = r.node_name, "node joined");
+                tracing::info!(token = id, node, "node joined");
                 Ok(resp)
             }
             Err(status) => {
                 tracing::warn!(
                     token = id,
-                    node = r.node_name,
+                    node,
                     code = ?status.code(),
                     reason = status.message(),
                     "join refused"
@@ -88,7 +90,8 @@ impl BootstrapService {
         let node = r.node_name.as_str();
         if !twinset_proto::validate::is_dns1123_subdomain(node) {
             return Err(Status::invalid_argument(format!(
-                "node name {node:?} is invalid: a lowercase RFC 1123 subdomain is required"
+                "node name {} is invalid: a lowercase RFC 1123 subdomain is required",
+                shown(node)
             )));
         }
         if r.csr_der.len() > MAX_CSR_BYTES {
@@ -130,6 +133,16 @@ impl BootstrapService {
             certificate_pem: issued.cert_pem,
             ca_pem: self.ca.cert_pem().to_string(),
         })
+    }
+}
+
+/// A name from an unauthenticated caller as logs and messages show it: quoted, escaped
+/// and cut to the longest valid node name.
+fn shown(name: &str) -> String {
+    const MAX: usize = 253;
+    match name.char_indices().nth(MAX) {
+        Some((cut, _)) => format!("{:?}…", &name[..cut]),
+        None => format!("{name:?}"),
     }
 }
 

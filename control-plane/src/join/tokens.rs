@@ -371,6 +371,34 @@ pub async fn consume(
     }
 }
 
+/// How long an expired token is kept (so a late joiner hears "has expired", not "is not
+/// valid") before [`sweep_expired`] deletes it.
+pub const EXPIRED_TOKEN_RETENTION: Duration = Duration::from_secs(24 * 3600);
+
+/// Deletes the tokens that expired more than `retention` before `now`, as kubeadm's
+/// token cleaner does, so records do not pile up; returns how many went. Run it
+/// periodically beside the Event sweeper.
+pub async fn sweep_expired(
+    store: &dyn Store,
+    now: SystemTime,
+    retention: Duration,
+) -> Result<usize, TokenStoreError> {
+    let mut deleted = 0;
+    for r in list(store) {
+        if r.expires.is_some_and(|at| at + retention <= now) {
+            match store.delete(Kind::BootstrapToken, "", &r.id, None).await {
+                Ok(_) => {
+                    tracing::info!(token = r.id, "deleted an expired join token");
+                    deleted += 1;
+                }
+                Err(StoreError::NotFound { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    Ok(deleted)
+}
+
 /// Gives back a use taken by [`consume`] for a join that was refused afterwards (the
 /// node name was pinned by someone else meanwhile). Best effort: a token deleted since
 /// stays deleted.
@@ -619,5 +647,55 @@ mod tests {
             get(&*store, token.id()).unwrap().unwrap().uses_left,
             Some(0)
         );
+    }
+
+    #[tokio::test]
+    async fn a_used_token_is_still_used_after_a_restart() {
+        use crate::store::sled::SledStore;
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path(), 100).unwrap();
+        let now = SystemTime::now();
+        let new = NewToken {
+            ttl: Some(HOUR),
+            uses: Some(2),
+            node: Some("node1".into()),
+            description: "lab".into(),
+        };
+        let (token, _) = create(&store, &ca(), &new, now).await.unwrap();
+        consume(&store, token.id(), &token.secret_hash(), "node1", now)
+            .await
+            .unwrap();
+        let before = get(&store, token.id()).unwrap().unwrap();
+        store.close().await;
+        drop(store);
+
+        let store = crate::store::testing::reopen(|| SledStore::open(dir.path(), 100)).await;
+        let after = get(&store, token.id()).unwrap().unwrap();
+        assert_eq!(after, before, "acknowledged is durable");
+        assert_eq!(after.uses_left, Some(1));
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn expired_tokens_are_swept_after_their_retention() {
+        let store = MemoryStore::new(100);
+        let now = SystemTime::now();
+        let short = NewToken {
+            ttl: Some(Duration::from_secs(1)),
+            ..Default::default()
+        };
+        let (old, _) = create(&store, &ca(), &short, now).await.unwrap();
+        let (forever, _) = create(&store, &ca(), &NewToken::default(), now)
+            .await
+            .unwrap();
+        let keep = Duration::from_secs(60);
+        // Expired, but within the retention: kept, still saying "has expired".
+        let soon = now + Duration::from_secs(30);
+        assert_eq!(sweep_expired(&store, soon, keep).await.unwrap(), 0);
+        let later = now + Duration::from_secs(120);
+        assert_eq!(sweep_expired(&store, later, keep).await.unwrap(), 1);
+        let ids: Vec<String> = list(&store).into_iter().map(|r| r.id).collect();
+        assert_eq!(ids, [forever.id().to_string()]);
+        assert!(get(&store, old.id()).unwrap().is_none());
     }
 }

@@ -18,7 +18,7 @@ pub mod sled;
 pub mod state;
 pub mod stream;
 #[cfg(test)]
-mod testing;
+pub(crate) mod testing;
 
 use std::collections::VecDeque;
 use std::sync::Arc;
