@@ -326,6 +326,10 @@ async fn serve(
     ));
     tasks.spawn(scheduler::run(store.clone(), controllers.clone()));
     tasks.spawn(controllers::gc::run(store.clone(), controllers.clone()));
+    tasks.spawn(join::tokens::sweep_periodically(
+        store.clone(),
+        controllers.clone(),
+    ));
     tasks.spawn(events::expire(
         store.clone(),
         config.event_ttl,

@@ -422,6 +422,26 @@ pub async fn refund(store: &dyn Store, id: &str) -> Result<(), TokenStoreError> 
     }
 }
 
+/// Sweeps long-expired tokens every hour until `shutdown` (the control plane's task).
+pub async fn sweep_periodically(
+    store: std::sync::Arc<dyn Store>,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    let mut tick = tokio::time::interval(Duration::from_secs(3600));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        match sweep_expired(&*store, SystemTime::now(), EXPIRED_TOKEN_RETENTION).await {
+            Ok(0) => {}
+            Ok(deleted) => tracing::info!(deleted, "expired join tokens deleted"),
+            Err(e) => tracing::warn!(error = %e, "sweeping expired join tokens"),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
