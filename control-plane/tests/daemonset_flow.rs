@@ -141,12 +141,12 @@ fn running_ready(node: &str) -> PodStatus {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn guide_daemonset_on_three_nodes() {
     let cluster = start().await;
-    let mut nodes = cluster.nodes();
 
     // Register three nodes: each gets its own pod range.
     let mut cidrs = Vec::new();
     let mut streams = BTreeMap::new();
     for name in ["node1", "node2", "node3"] {
+        let mut nodes = cluster.node(name).await;
         let node = nodes
             .register(RegisterRequest {
                 node: Some(agent_node(name)),
@@ -238,7 +238,7 @@ async fn guide_daemonset_on_three_nodes() {
                 ..Default::default()
             }],
         };
-        nodes.report_status(req).await.unwrap();
+        cluster.node(name).await.report_status(req).await.unwrap();
     }
     let start = Instant::now();
     loop {
@@ -317,7 +317,9 @@ async fn guide_daemonset_on_three_nodes() {
         (gone.r#type.as_str(), pod_name(&gone.pods[0])),
         ("DELETED", pod_name(&assigned["node2"]))
     );
-    let err = nodes
+    let err = cluster
+        .node("node2")
+        .await
         .heartbeat(HeartbeatRequest {
             node_name: "node2".into(),
             ..Default::default()
@@ -386,7 +388,7 @@ async fn guide_daemonset_on_three_nodes() {
             terminated: true,
             ..Default::default()
         };
-        nodes.report_status(req).await.unwrap();
+        cluster.node(name).await.report_status(req).await.unwrap();
         assert_eq!(next(stream).await.r#type, "DELETED");
     }
     cluster
@@ -408,7 +410,7 @@ async fn guide_daemonset_on_three_nodes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn orphan_cascade_keeps_pods_and_reapply_adopts_them() {
     let cluster = start().await;
-    let mut nodes = cluster.nodes();
+    let mut nodes = cluster.node("node1").await;
     nodes
         .register(RegisterRequest {
             node: Some(agent_node("node1")),
@@ -625,4 +627,69 @@ async fn assignments_resume_from_revision_and_survive_restart() {
         .unwrap()
         .unwrap()
         .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_certificate_speaks_only_for_its_own_node() {
+    let cluster = start().await;
+    for name in ["node1", "node2"] {
+        cluster
+            .node(name)
+            .await
+            .register(RegisterRequest {
+                node: Some(agent_node(name)),
+            })
+            .await
+            .unwrap();
+    }
+    let mut node1 = cluster.node("node1").await;
+    let denied = |e: tonic::Status, what: &str| {
+        assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
+        assert_eq!(
+            e.message(),
+            format!("User \"system:node:node1\" cannot {what} for node \"node2\"")
+        );
+    };
+    let e = node1
+        .register(RegisterRequest {
+            node: Some(agent_node("node2")),
+        })
+        .await
+        .unwrap_err();
+    denied(e, "register");
+    let e = node1
+        .heartbeat(HeartbeatRequest {
+            node_name: "node2".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    denied(e, "post a heartbeat");
+    let e = node1
+        .watch_assignments(WatchAssignmentsRequest {
+            node_name: "node2".into(),
+            resource_version: String::new(),
+        })
+        .await
+        .unwrap_err();
+    denied(e, "watch assignments");
+    let e = node1
+        .report_status(ReportStatusRequest {
+            node_name: "node2".into(),
+            namespace: "default".into(),
+            pod_name: "p".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    denied(e, "report pod status");
+    // Its own calls go through.
+    node1
+        .heartbeat(HeartbeatRequest {
+            node_name: "node1".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    cluster.stop().await;
 }

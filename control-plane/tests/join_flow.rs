@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 use tokio_util::sync::CancellationToken;
 use tonic::{Code, Request, Status};
+use twinset_control_plane::api::authz::as_node;
 use twinset_control_plane::api::bootstrap::{BootstrapService, DEFAULT_NODE_CERT_TTL};
 use twinset_control_plane::api::cluster::ClusterService;
 use twinset_control_plane::api::nodes::NodesService;
@@ -187,15 +188,18 @@ async fn a_token_joins_a_node_whose_name_is_then_pinned_to_its_key() {
     assert_eq!(ready_status(&node), "Unknown");
     let registered = f
         .nodes
-        .register(Request::new(RegisterRequest {
-            node: Some(Node {
-                metadata: Some(ObjectMeta {
-                    name: "node1".into(),
+        .register(as_node(
+            "node1",
+            RegisterRequest {
+                node: Some(Node {
+                    metadata: Some(ObjectMeta {
+                        name: "node1".into(),
+                        ..Default::default()
+                    }),
                     ..Default::default()
                 }),
-                ..Default::default()
-            }),
-        }))
+            },
+        ))
         .await
         .unwrap()
         .into_inner()

@@ -17,7 +17,6 @@ use tonic::transport::Channel;
 use tonic::Code;
 
 use twinset_proto::v1::cluster_client::ClusterClient;
-use twinset_proto::v1::nodes_client::NodesClient;
 use twinset_proto::v1::*;
 
 const SELECTED_NODE: &str = "volume.kubernetes.io/selected-node";
@@ -206,8 +205,8 @@ impl Drop for Agent {
     }
 }
 
-async fn agent(channel: &Channel, name: &str, memory: &str, ready: Arc<AtomicBool>) -> Agent {
-    let mut nodes = NodesClient::new(channel.clone());
+async fn agent(cluster: &Cluster, name: &str, memory: &str, ready: Arc<AtomicBool>) -> Agent {
+    let mut nodes = cluster.node(name).await;
     nodes
         .register(RegisterRequest {
             node: Some(agent_node(name, memory)),
@@ -255,10 +254,10 @@ async fn agent(channel: &Channel, name: &str, memory: &str, ready: Arc<AtomicBoo
     Agent { task }
 }
 
-async fn agents(channel: &Channel, memory: &str, ready: &Arc<AtomicBool>) -> Vec<Agent> {
+async fn agents(cluster: &Cluster, memory: &str, ready: &Arc<AtomicBool>) -> Vec<Agent> {
     let mut out = Vec::new();
     for n in ["node1", "node2", "node3"] {
-        out.push(agent(channel, n, memory, ready.clone()).await);
+        out.push(agent(cluster, n, memory, ready.clone()).await);
     }
     out
 }
@@ -343,7 +342,7 @@ fn median(mut v: Vec<Duration>) -> Duration {
 async fn guide_statefulset_ordered_ready_identity_and_scaling() {
     let cluster = start().await;
     let ready = Arc::new(AtomicBool::new(true));
-    let _agents = agents(&cluster.nodes_channel, "8Gi", &ready).await;
+    let _agents = agents(&cluster, "8Gi", &ready).await;
     let (log, _watch) = Log::follow(&cluster.channel, "database").await;
 
     let applied = cluster.apply(GUIDE_STATEFULSET).await;
@@ -570,7 +569,7 @@ async fn parallel_creates_all_at_once_and_retention_decides_the_claims() {
     let cluster = start().await;
     // The agents hold pods un-ready: every replica must appear without waiting.
     let ready = Arc::new(AtomicBool::new(false));
-    let _agents = agents(&cluster.nodes_channel, "8Gi", &ready).await;
+    let _agents = agents(&cluster, "8Gi", &ready).await;
     let (log, _watch) = Log::follow(&cluster.channel, "default").await;
 
     cluster
@@ -707,7 +706,7 @@ spec:
 async fn a_replica_that_fits_nowhere_waits_with_failed_scheduling() {
     let cluster = start().await;
     let ready = Arc::new(AtomicBool::new(true));
-    let _agents = agents(&cluster.nodes_channel, "8Gi", &ready).await;
+    let _agents = agents(&cluster, "8Gi", &ready).await;
 
     cluster.apply(BIG).await;
     let msg = "0/3 nodes are available: 3 Insufficient memory.";
@@ -737,7 +736,7 @@ async fn a_replica_that_fits_nowhere_waits_with_failed_scheduling() {
     assert_eq!(failed, vec![msg.to_string()]);
 
     // A node big enough arrives: the pod is placed there at once, and big-1 follows.
-    let _big_node = agent(&cluster.nodes_channel, "node4", "256Gi", ready.clone()).await;
+    let _big_node = agent(&cluster, "node4", "256Gi", ready.clone()).await;
     cluster
         .wait_pods("default", "both replicas on node4", |p| {
             p.len() == 2 && p.iter().all(|p| node_of(p) == "node4" && is_ready(p))
@@ -763,7 +762,7 @@ async fn a_replica_that_fits_nowhere_waits_with_failed_scheduling() {
 async fn parallel_200_replicas_throughput() {
     let cluster = start().await;
     let ready = Arc::new(AtomicBool::new(true));
-    let _agents = agents(&cluster.nodes_channel, "64Gi", &ready).await;
+    let _agents = agents(&cluster, "64Gi", &ready).await;
     let text = PARALLEL
         .replace("RETENTION", "Retain")
         .replace("replicas: 5", "replicas: 200");

@@ -60,6 +60,17 @@ pub fn peer_addr<T>(request: &tonic::Request<T>) -> Option<std::net::SocketAddr>
         .or_else(|| request.remote_addr())
 }
 
+/// `message` as a request from `node`'s certificate would arrive (for in-process callers
+/// of the services, such as tests, that have no TLS connection).
+pub fn as_node<T>(node: &str, message: T) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(message);
+    r.extensions_mut().insert(PeerInfo {
+        remote: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        identity: Identity::Node(node.to_string()),
+    });
+    r
+}
+
 /// A node's request about `node`: allowed only for that node's own certificate.
 pub fn require_node<T>(request: &tonic::Request<T>, node: &str, what: &str) -> Result<(), Status> {
     match identity(request) {

@@ -2,6 +2,7 @@
 //! allocation), Heartbeat, WatchAssignments (the pods bound to the node: a snapshot,
 //! then every change, tagged with store revisions) and ReportStatus.
 
+use super::authz::require_node;
 use super::{parse_rv, status, Ctx};
 use crate::controllers::node_lifecycle::{
     heartbeat_ready, mark_posting, mark_ready, ready_status, sync_unschedulable_taint,
@@ -299,15 +300,19 @@ impl Nodes for NodesService {
         &self,
         request: Request<RegisterRequest>,
     ) -> Result<Response<RegisterResponse>, Status> {
+        let name = request
+            .get_ref()
+            .node
+            .as_ref()
+            .and_then(|n| n.metadata.as_ref())
+            .map(|m| m.name.clone())
+            .unwrap_or_default();
+        // A node registers only itself.
+        require_node(&request, &name, "register")?;
         let reported = request
             .into_inner()
             .node
             .ok_or_else(|| Status::invalid_argument("node is required"))?;
-        let name = reported
-            .metadata
-            .as_ref()
-            .map(|m| m.name.clone())
-            .unwrap_or_default();
         let node = self
             .register_node(reported)
             .instrument(tracing::info_span!("register", node = %name))
@@ -320,6 +325,7 @@ impl Nodes for NodesService {
         &self,
         request: Request<HeartbeatRequest>,
     ) -> Result<Response<HeartbeatResponse>, Status> {
+        require_node(&request, &request.get_ref().node_name, "post a heartbeat")?;
         let HeartbeatRequest {
             node_name: name,
             assignments_not_synced,
@@ -377,6 +383,7 @@ impl Nodes for NodesService {
         &self,
         request: Request<WatchAssignmentsRequest>,
     ) -> Result<Response<Self::WatchAssignmentsStream>, Status> {
+        require_node(&request, &request.get_ref().node_name, "watch assignments")?;
         let r = request.into_inner();
         if self.store().get(Kind::Node, "", &r.node_name).is_none() {
             return Err(Self::node_not_found(&r.node_name));
@@ -392,6 +399,8 @@ impl Nodes for NodesService {
         &self,
         request: Request<ReportStatusRequest>,
     ) -> Result<Response<ReportStatusResponse>, Status> {
+        // Only for itself; the pod must then be bound to it (checked below).
+        require_node(&request, &request.get_ref().node_name, "report pod status")?;
         let r = request.into_inner();
         let ns = if r.namespace.is_empty() {
             "default".to_string()
@@ -470,6 +479,7 @@ impl Nodes for NodesService {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::authz::as_node;
     use crate::controllers::node_lifecycle::Heartbeats;
     use crate::store::memory::MemoryStore;
     use std::sync::Arc;
@@ -530,7 +540,12 @@ mod tests {
     }
 
     async fn register(svc: &NodesService, n: Node) -> Node {
-        svc.register(Request::new(RegisterRequest { node: Some(n) }))
+        let name = n
+            .metadata
+            .as_ref()
+            .map(|m| m.name.clone())
+            .unwrap_or_default();
+        svc.register(as_node(&name, RegisterRequest { node: Some(n) }))
             .await
             .unwrap()
             .into_inner()
@@ -599,16 +614,22 @@ mod tests {
         );
 
         let bad = svc
-            .register(Request::new(RegisterRequest {
-                node: Some(node("Bad_Name", ("a", "1"))),
-            }))
+            .register(as_node(
+                "Bad_Name",
+                RegisterRequest {
+                    node: Some(node("Bad_Name", ("a", "1"))),
+                },
+            ))
             .await;
         assert_eq!(bad.unwrap_err().code(), tonic::Code::InvalidArgument);
         let err = svc
-            .heartbeat(Request::new(HeartbeatRequest {
-                node_name: "nope".into(),
-                ..Default::default()
-            }))
+            .heartbeat(as_node(
+                "nope",
+                HeartbeatRequest {
+                    node_name: "nope".into(),
+                    ..Default::default()
+                },
+            ))
             .await
             .unwrap_err();
         assert_eq!(err.code(), tonic::Code::NotFound);
@@ -619,10 +640,13 @@ mod tests {
         let svc = service();
         register(&svc, node("n1", ("a", "1"))).await;
         let beat = |error: &str| {
-            svc.heartbeat(Request::new(HeartbeatRequest {
-                node_name: "n1".into(),
-                assignments_not_synced: error.into(),
-            }))
+            svc.heartbeat(as_node(
+                "n1",
+                HeartbeatRequest {
+                    node_name: "n1".into(),
+                    assignments_not_synced: error.into(),
+                },
+            ))
         };
         let ready = || {
             let n = svc

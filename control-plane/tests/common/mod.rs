@@ -19,8 +19,10 @@ pub struct Cluster {
     pub task: tokio::task::JoinHandle<Result<(), twinset_control_plane::Error>>,
     /// A channel with the admin certificate (the Cluster service).
     pub channel: Channel,
-    /// A channel with a node certificate (the Nodes service, for fake agents).
+    /// A channel with a node certificate for `test-agent` (the Nodes service).
     pub nodes_channel: Channel,
+    /// The control plane's address.
+    pub addr: String,
     _dir: tempfile::TempDir,
 }
 
@@ -88,6 +90,7 @@ pub async fn start() -> Cluster {
         task,
         channel,
         nodes_channel,
+        addr,
         _dir: dir,
     }
 }
@@ -98,9 +101,15 @@ impl Cluster {
         ClusterClient::new(self.channel.clone())
     }
 
-    /// A Nodes client (what a fake agent uses).
-    pub fn nodes(&self) -> NodesClient<Channel> {
-        NodesClient::new(self.nodes_channel.clone())
+    /// A Nodes client with `node`'s own certificate (what that node's agent uses: a
+    /// node may speak only for itself).
+    pub async fn node(&self, node: &str) -> NodesClient<Channel> {
+        NodesClient::new(node_channel(&self._dir.path().join("cp"), &self.addr, node).await)
+    }
+
+    /// A channel with `node`'s own certificate.
+    pub async fn node_channel(&self, node: &str) -> Channel {
+        node_channel(&self._dir.path().join("cp"), &self.addr, node).await
     }
 
     /// Stops the control plane and waits until it has.
