@@ -42,21 +42,24 @@ pub fn cluster_file_path(data_dir: &Path) -> PathBuf {
     data_dir.join("cluster.json")
 }
 
-/// Writes `contents` to `path` through a temporary file and a rename.
-pub fn write_atomic(path: &Path, contents: &str) -> anyhow::Result<()> {
+/// Writes `contents` to `path` (its directory made when missing) through a temporary
+/// file created with `mode` and a rename.
+pub fn write_atomic(path: &Path, contents: &str, mode: u32) -> anyhow::Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, contents).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
+    twinset_proto::files::write_atomic(path, contents, mode)
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 /// Writes cluster.json.
 pub fn write_cluster_file(file: &ClusterFile) -> anyhow::Result<()> {
     let text = serde_json::to_string_pretty(file)?;
-    write_atomic(&cluster_file_path(&file.data_dir), &format!("{text}\n"))
+    write_atomic(
+        &cluster_file_path(&file.data_dir),
+        &format!("{text}\n"),
+        0o644,
+    )
 }
 
 /// Reads cluster.json; None when there is none.
@@ -74,28 +77,14 @@ pub fn read_cluster_file(data_dir: &Path) -> anyhow::Result<Option<ClusterFile>>
 /// Writes the client config (a kubeconfig with the admin certificate, mode 0600) so that
 /// client verbs find this cluster; returns its path.
 pub fn write_client_config(target: &crate::client::Target) -> anyhow::Result<PathBuf> {
-    use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
     let path = crate::client::config_path(None).context("HOME is not set")?;
     let text = twinset_proto::kubeconfig::Kubeconfig {
         server: target.server.clone(),
         credentials: target.credentials.clone(),
     }
     .to_yaml("twinset");
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
-    let tmp = path.with_extension("tmp");
-    let _ = std::fs::remove_file(&tmp);
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)
-        .with_context(|| format!("writing {}", tmp.display()))?;
-    f.write_all(text.as_bytes())
-        .with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))?;
+    // It holds the admin's key.
+    write_atomic(&path, &text, 0o600)?;
     Ok(path)
 }
 

@@ -232,10 +232,8 @@ fn tls_setup(
 }
 
 fn write_address(data_dir: &Path, addr: SocketAddr) -> Result<(), Error> {
-    let tmp = data_dir.join("address.tmp");
     let path = data_dir.join("address");
-    std::fs::write(&tmp, addr.to_string()).map_err(io_err(&tmp))?;
-    std::fs::rename(&tmp, &path).map_err(io_err(&path))
+    twinset_proto::files::write_atomic(&path, &addr.to_string(), 0o644).map_err(io_err(&path))
 }
 
 /// Runs the control plane until `shutdown` is cancelled.

@@ -115,11 +115,11 @@ impl std::fmt::Debug for NodeCredentials {
 
 /// The DER of the first certificate in `pem`.
 fn cert_der(pem: &str) -> Result<Vec<u8>, String> {
-    let (_, p) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).map_err(|e| e.to_string())?;
-    if p.label != "CERTIFICATE" {
-        return Err(format!("a PEM {:?} block, not a CERTIFICATE", p.label));
-    }
-    Ok(p.contents)
+    let certs = twinset_proto::tls::certs(pem, "certificate").map_err(|e| e.to_string())?;
+    certs
+        .first()
+        .map(|c| c.to_vec())
+        .ok_or_else(|| "no certificate in it".to_string())
 }
 
 /// Checks the CA the control plane sent against the token: its DER's SHA-256 must be
@@ -315,22 +315,9 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> JoinError + '_ {
     }
 }
 
-/// Writes `text` to `path` through a temporary file created with `mode` and renamed
-/// over it (readable by nobody else even for a moment when `mode` is 0600).
+/// Writes `text` to `path` atomically, created with `mode`.
 fn write_atomic(path: &Path, text: &str, mode: u32) -> Result<(), JoinError> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension("tmp");
-    let _ = std::fs::remove_file(&tmp);
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(&tmp)
-        .map_err(io(&tmp))?;
-    f.write_all(text.as_bytes()).map_err(io(&tmp))?;
-    f.sync_all().map_err(io(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(io(path))
+    twinset_proto::files::write_atomic(path, text, mode).map_err(io(path))
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ pub mod v1 {
 pub mod cidr;
 pub mod defaults;
 pub mod fields;
+pub mod files;
 pub mod intorstr;
 pub mod kinds;
 pub mod kubeconfig;

@@ -4,11 +4,9 @@
 //! health. A refusal is UNAUTHENTICATED (no certificate) or PERMISSION_DENIED (the wrong
 //! one), names the user and what it tried, and is logged.
 
+use super::gate::{Gate, Gated};
 use crate::tls::{Identity, PeerInfo};
-use futures::future::BoxFuture;
-use std::task::{Context, Poll};
-use tonic::codegen::http::{Request, Response};
-use tonic::server::NamedService;
+use tonic::codegen::http::Request;
 use tonic::Status;
 
 /// Which callers a service admits.
@@ -86,61 +84,27 @@ pub fn require_node<T>(request: &tonic::Request<T>, node: &str, what: &str) -> R
 }
 
 /// A service admitting only its [`Audience`].
-#[derive(Clone, Debug)]
-pub struct Authorized<S> {
-    inner: S,
-    audience: Audience,
-}
+pub type Authorized<S> = Gated<S, Audience>;
 
-impl<S> Authorized<S> {
-    /// `service`, refusing every caller outside `audience`.
-    pub fn new(audience: Audience, service: S) -> Self {
-        Authorized {
-            inner: service,
-            audience,
-        }
-    }
-}
+impl Gate for Audience {
+    type Pass = ();
 
-impl<S: NamedService> NamedService for Authorized<S> {
-    const NAME: &'static str = S::NAME;
-}
-
-impl<S, ReqBody, ResBody> tower::Service<Request<ReqBody>> for Authorized<S>
-where
-    S: tower::Service<Request<ReqBody>, Response = Response<ResBody>>,
-    S::Future: Send + 'static,
-    ResBody: Default + Send + 'static,
-    S::Error: Send + 'static,
-{
-    type Response = Response<ResBody>;
-    type Error = S::Error;
-    type Future = BoxFuture<'static, Result<Self::Response, Self::Error>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+    fn admit<B>(&self, request: &Request<B>) -> Result<(), Status> {
         let (identity, remote) = request
             .extensions()
             .get::<PeerInfo>()
             .map_or((Identity::Anonymous, None), |p| {
                 (p.identity.clone(), Some(p.remote))
             });
-        match decide(self.audience, &identity, request.uri().path()) {
-            Ok(()) => Box::pin(self.inner.call(request)),
-            Err(status) => {
-                tracing::warn!(
-                    user = %identity.user(),
-                    remote = ?remote,
-                    path = request.uri().path(),
-                    "refused: {}",
-                    status.message()
-                );
-                Box::pin(async move { Ok(status.into_http()) })
-            }
-        }
+        decide(*self, &identity, request.uri().path()).inspect_err(|status| {
+            tracing::warn!(
+                user = %identity.user(),
+                remote = ?remote,
+                path = request.uri().path(),
+                "refused: {}",
+                status.message()
+            );
+        })
     }
 }
 

@@ -12,12 +12,10 @@
 //! because clients flood the API. Watch and Logs are long-running and bounded elsewhere
 //! (`slots.rs` for Watch), so they are not counted here.
 
-use futures::future::{BoxFuture, Either};
+use super::gate::{Gate, Gated};
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use tonic::codegen::http::{Request, Response};
-use tonic::server::NamedService;
+use tonic::codegen::http::Request;
 use tonic::Status;
 
 /// kube-apiserver's default `--max-requests-inflight`.
@@ -92,65 +90,28 @@ impl InFlight {
 
     /// Wraps `service` (the Cluster server) so each call is admitted first.
     pub fn wrap<S>(&self, service: S) -> InFlightService<S> {
-        InFlightService {
-            inner: service,
-            limits: self.clone(),
-        }
+        Gated::new(self.clone(), service)
     }
 }
 
-/// A service whose calls are admitted by [`InFlight`] first; keeps the wrapped service's
-/// name, so it is routed as the Cluster service itself.
-#[derive(Clone, Debug)]
-pub struct InFlightService<S> {
-    inner: S,
-    limits: InFlight,
-}
+impl Gate for InFlight {
+    type Pass = Option<OwnedSemaphorePermit>;
 
-impl<S: NamedService> NamedService for InFlightService<S> {
-    const NAME: &'static str = S::NAME;
-}
-
-impl<S, ReqBody, ResBody> tower::Service<Request<ReqBody>> for InFlightService<S>
-where
-    S: tower::Service<Request<ReqBody>, Response = Response<ResBody>>,
-    S::Future: Send + 'static,
-    ResBody: Default + Send + 'static,
-    S::Error: Send + 'static,
-{
-    type Response = Response<ResBody>;
-    type Error = S::Error;
-    type Future = Either<
-        BoxFuture<'static, Result<Self::Response, Self::Error>>,
-        std::future::Ready<Result<Self::Response, Self::Error>>,
-    >;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
-        match self.limits.admit(classify(request.uri().path())) {
-            Err(refused) => {
-                let status = Status::from(refused);
-                Either::Right(std::future::ready(Ok(status.into_http())))
-            }
-            Ok(permit) => {
-                let response = self.inner.call(request);
-                Either::Left(Box::pin(async move {
-                    let response = response.await;
-                    // A unary reply is whole once it is here: the call is done.
-                    drop(permit);
-                    response
-                }))
-            }
-        }
+    fn admit<B>(&self, request: &Request<B>) -> Result<Self::Pass, Status> {
+        // The inherent admit: the class's budget.
+        InFlight::admit(self, classify(request.uri().path())).map_err(Status::from)
     }
 }
+
+/// A service whose calls are admitted by [`InFlight`] first.
+pub type InFlightService<S> = Gated<S, InFlight>;
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use futures::future::BoxFuture;
+    use std::task::{Context, Poll};
+    use tonic::codegen::http::Response;
     use std::convert::Infallible;
     use tokio::sync::oneshot;
 

@@ -10,7 +10,6 @@ use rcgen::{
     DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType, SerialNumber,
     PKCS_ECDSA_P256_SHA256,
 };
-use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use time::OffsetDateTime;
@@ -109,7 +108,7 @@ impl ClusterCa {
             .self_signed(&key)
             .map_err(cert_err("making the CA certificate"))?;
         std::fs::create_dir_all(dir).map_err(io(dir))?;
-        write_private(&key_path(dir), &key.serialize_pem())?;
+        write_private_atomic(&key_path(dir), &key.serialize_pem())?;
         write_public(&crt, &cert.pem())?;
         Self::from_pem(cert.pem(), key)
     }
@@ -132,7 +131,7 @@ impl ClusterCa {
 
     /// SHA-256 of the CA certificate's DER, lower-case hex: what a join token pins.
     pub fn hash(&self) -> String {
-        hex(&Sha256::digest(&self.cert_der))
+        twinset_proto::token::sha256_hex(&self.cert_der)
     }
 
     /// A server certificate for `sans` (DNS names or IP addresses), valid for `ttl`.
@@ -233,16 +232,14 @@ fn serial() -> SerialNumber {
     SerialNumber::from_slice(&b)
 }
 
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
 /// The DER inside a PEM certificate.
 fn pem_to_der(pem: &str) -> Result<Vec<u8>, Error> {
-    use rustls::pki_types::pem::PemObject;
-    rustls::pki_types::CertificateDer::from_pem_slice(pem.as_bytes())
+    let certs = twinset_proto::tls::certs(pem, "the CA certificate")
+        .map_err(|e| Error::Pem(e.to_string()))?;
+    certs
+        .first()
         .map(|c| c.to_vec())
-        .map_err(|e| Error::Pem(format!("the CA certificate is not valid PEM: {e}")))
+        .ok_or_else(|| Error::Pem("the CA certificate: no certificate in it".into()))
 }
 
 fn key_path(dir: &Path) -> PathBuf {
@@ -260,27 +257,9 @@ fn read(path: &Path) -> Result<String, Error> {
     std::fs::read_to_string(path).map_err(io(path))
 }
 
-/// Writes a key: created with mode 0600, never readable by others even for a moment.
-fn write_private(path: &Path, text: &str) -> Result<(), Error> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(io(path))?;
-    f.write_all(text.as_bytes()).map_err(io(path))?;
-    f.sync_all().map_err(io(path))
-}
-
-/// Replaces a file that holds a key (a kubeconfig): written to a temporary file created
-/// 0600, then renamed over `path`.
+/// Replaces a file that holds a key (the CA key, a kubeconfig), created 0600.
 pub fn write_private_atomic(path: &Path, text: &str) -> Result<(), Error> {
-    let tmp = path.with_extension("tmp");
-    let _ = std::fs::remove_file(&tmp);
-    write_private(&tmp, text)?;
-    std::fs::rename(&tmp, path).map_err(io(path))
+    twinset_proto::files::write_atomic(path, text, 0o600).map_err(io(path))
 }
 
 fn write_public(path: &Path, text: &str) -> Result<(), Error> {
