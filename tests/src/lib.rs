@@ -54,6 +54,32 @@ pub fn require_root(needed_for: &str) {
 }
 pub use watch::{PodEvent, PodState, PodWatch};
 
+/// A DaemonSet of `twinset/sleep` pods in `namespace` whose container has `env` (YAML
+/// list items, indented for the container: `        - name: A\n          value: "1"\n`).
+pub fn sleep_daemonset(name: &str, namespace: &str, env: &str) -> String {
+    format!(
+        "apiVersion: apps/v1
+kind: DaemonSet
+metadata:
+  name: {name}
+  namespace: {namespace}
+spec:
+  selector:
+    matchLabels:
+      app: {name}
+  template:
+    metadata:
+      labels:
+        app: {name}
+    spec:
+      containers:
+      - name: main
+        image: twinset/sleep:latest
+        env:
+{env}"
+    )
+}
+
 /// The guide's StatefulSet reduced to what validation looks at (no claims, no probes):
 /// the base the bad-input tests edit.
 pub const MINIMAL_STS: &str = "apiVersion: apps/v1

@@ -8,27 +8,7 @@ const NS: &str = "kube-system";
 
 /// A DaemonSet of `twinset/sleep` pods whose container has `env` (YAML list items).
 fn daemonset(name: &str, env: &str) -> String {
-    format!(
-        "apiVersion: apps/v1
-kind: DaemonSet
-metadata:
-  name: {name}
-  namespace: {NS}
-spec:
-  selector:
-    matchLabels:
-      app: {name}
-  template:
-    metadata:
-      labels:
-        app: {name}
-    spec:
-      containers:
-      - name: main
-        image: twinset/sleep:latest
-        env:
-{env}"
-    )
+    twinset_e2e::sleep_daemonset(name, NS, env)
 }
 
 /// A DaemonSet whose pod template carries 14 environment values of 100 KiB each

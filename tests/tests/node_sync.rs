@@ -15,31 +15,10 @@ const NS: &str = "kube-system";
 /// environment in two values.
 fn daemonset(name: &str, pad_kib: usize) -> String {
     let pad = "p".repeat(pad_kib * 1024 / 2);
-    format!(
-        "apiVersion: apps/v1
-kind: DaemonSet
-metadata:
-  name: {name}
-  namespace: {NS}
-spec:
-  selector:
-    matchLabels:
-      app: {name}
-  template:
-    metadata:
-      labels:
-        app: {name}
-    spec:
-      containers:
-      - name: main
-        image: twinset/sleep:latest
-        env:
-        - name: PAD_A
-          value: \"{pad}\"
-        - name: PAD_B
-          value: \"{pad}\"
-"
-    )
+    let env = format!(
+        "        - name: PAD_A\n          value: \"{pad}\"\n        - name: PAD_B\n          value: \"{pad}\"\n"
+    );
+    twinset_e2e::sleep_daemonset(name, NS, &env)
 }
 
 /// The Ready condition of `node`: (status, reason, message).

@@ -110,10 +110,10 @@ pub type InFlightService<S> = Gated<S, InFlight>;
 mod tests {
     use super::*;
     use futures::future::BoxFuture;
-    use std::task::{Context, Poll};
-    use tonic::codegen::http::Response;
     use std::convert::Infallible;
+    use std::task::{Context, Poll};
     use tokio::sync::oneshot;
+    use tonic::codegen::http::Response;
 
     #[test]
     fn methods_are_classed_as_the_api_server_does() {
