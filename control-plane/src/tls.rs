@@ -74,12 +74,46 @@ pub struct PeerInfo {
     pub remote: SocketAddr,
     /// Who it is.
     pub identity: Identity,
+    /// The client certificate's public key and expiry (None for an anonymous caller):
+    /// checked on every call, so that a deleted node or an expired certificate is
+    /// refused even on a connection opened before.
+    pub cert: Option<PeerCert>,
 }
 
-/// The identity in a verified certificate (DER).
-pub fn identity_of(der: &[u8]) -> Identity {
+/// What is checked about a client certificate on every call.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerCert {
+    /// SHA-256 (hex) of its SubjectPublicKeyInfo: what a node's pin is compared with.
+    pub key_sha256: String,
+    /// Its notAfter, in seconds since the epoch.
+    pub not_after: i64,
+}
+
+impl PeerInfo {
+    /// Why the caller's certificate may not be used at `now` (seconds since the epoch):
+    /// it has expired since the connection was opened.
+    pub fn expired(&self, now: i64) -> Option<String> {
+        let cert = self.cert.as_ref()?;
+        (now >= cert.not_after).then(|| {
+            let at = chrono::DateTime::from_timestamp(cert.not_after, 0)
+                .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+                .unwrap_or_else(|| cert.not_after.to_string());
+            format!(
+                "the client certificate of \"{}\" expired at {at}",
+                self.identity.user()
+            )
+        })
+    }
+}
+
+/// The identity in a verified certificate (DER), with its key and expiry.
+pub fn identity_of(der: &[u8]) -> (Identity, Option<PeerCert>) {
     let Ok((_, cert)) = x509_parser::parse_x509_certificate(der) else {
-        return Identity::Other(String::new());
+        return (Identity::Other(String::new()), None);
+    };
+    let checked = PeerCert {
+        key_sha256: twinset_proto::token::sha256_hex(cert.public_key().raw),
+        not_after: cert.validity().not_after.timestamp(),
     };
     let subject = cert.subject();
     let cn = subject
@@ -93,7 +127,7 @@ pub fn identity_of(der: &[u8]) -> Identity {
         .filter_map(|a| a.as_str().ok())
         .map(str::to_string)
         .collect();
-    Identity::of(&cn, &orgs)
+    (Identity::of(&cn, &orgs), Some(checked))
 }
 
 /// The server's certificate and key, swappable while the server runs.
@@ -229,15 +263,19 @@ pub async fn accept(
     remote: SocketAddr,
 ) -> std::io::Result<TlsConn> {
     let tls = acceptor.accept(tcp).await?;
-    let identity = tls
+    let (identity, cert) = tls
         .get_ref()
         .1
         .peer_certificates()
         .and_then(|c| c.first())
-        .map_or(Identity::Anonymous, |c| identity_of(c));
+        .map_or((Identity::Anonymous, None), |c| identity_of(c));
     Ok(TlsConn {
         inner: tls,
-        info: PeerInfo { remote, identity },
+        info: PeerInfo {
+            remote,
+            identity,
+            cert,
+        },
     })
 }
 

@@ -145,8 +145,10 @@ async fn guide_daemonset_on_three_nodes() {
     // Register three nodes: each gets its own pod range.
     let mut cidrs = Vec::new();
     let mut streams = BTreeMap::new();
+    let mut clients = BTreeMap::new();
     for name in ["node1", "node2", "node3"] {
         let mut nodes = cluster.node(name).await;
+        clients.insert(name, nodes.clone());
         let node = nodes
             .register(RegisterRequest {
                 node: Some(agent_node(name)),
@@ -317,9 +319,10 @@ async fn guide_daemonset_on_three_nodes() {
         (gone.r#type.as_str(), pod_name(&gone.pods[0])),
         ("DELETED", pod_name(&assigned["node2"]))
     );
-    let err = cluster
-        .node("node2")
-        .await
+    // Deleting the node revoked its certificate, on the connection it already has.
+    let err = clients
+        .get_mut("node2")
+        .unwrap()
         .heartbeat(HeartbeatRequest {
             node_name: "node2".into(),
             ..Default::default()
@@ -328,7 +331,11 @@ async fn guide_daemonset_on_three_nodes() {
         .unwrap_err();
     assert_eq!(
         (err.code(), err.message()),
-        (Code::NotFound, "nodes \"node2\" not found")
+        (
+            Code::Unauthenticated,
+            "the certificate of \"system:node:node2\" is no longer valid: node \"node2\" was \
+             deleted (join again with a token from `twinset token create`)"
+        )
     );
     let pods = cluster
         .wait_pods("kube-system", "2 pods", |p| p.len() == 2)

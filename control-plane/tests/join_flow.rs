@@ -190,6 +190,7 @@ async fn a_token_joins_a_node_whose_name_is_then_pinned_to_its_key() {
         .nodes
         .register(as_node(
             "node1",
+            &key_hash,
             RegisterRequest {
                 node: Some(Node {
                     metadata: Some(ObjectMeta {

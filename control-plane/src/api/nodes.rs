@@ -8,11 +8,12 @@ use crate::controllers::node_lifecycle::{
     heartbeat_ready, mark_posting, mark_ready, ready_status, sync_unschedulable_taint,
 };
 use crate::events::{self, Source};
+use crate::join::pin;
 use crate::podutil;
 use crate::scheduler::decide::SELECTED_NODE_ANNOTATION;
 use crate::store::{
-    create_or_update, try_update_with_retry, update_with_retry, Change, Error as StoreError,
-    EventType, Key, Next, Store, WatchEvent, WatchStream,
+    try_update_with_retry, update_with_retry, Change, Error as StoreError, EventType, Key, Next,
+    Store, WatchEvent, WatchStream,
 };
 use std::collections::BTreeSet;
 use tokio::sync::mpsc;
@@ -45,8 +46,10 @@ impl NodesService {
         status(StoreError::not_found(Kind::Node, name))
     }
 
-    /// Stores (or merges) the registering node, with its pod range.
-    async fn register_node(&self, reported: Node) -> Result<Node, Status> {
+    /// Merges the registering node into the stored one (made when it joined), with its
+    /// pod range. The node must still be pinned to `key_sha256`, the caller's key, at
+    /// the write: a node deleted or re-joined meanwhile is not brought back by it.
+    async fn register_node(&self, reported: Node, key_sha256: &str) -> Result<Node, Status> {
         let name = reported
             .metadata
             .as_ref()
@@ -90,14 +93,6 @@ impl NodesService {
             obj.set_type_meta();
             Ok(obj)
         };
-        let new = || {
-            let mut n = reported.clone();
-            n.metadata
-                .get_or_insert_with(Default::default)
-                .namespace
-                .clear();
-            finish(n)
-        };
         let merge = |obj: &mut Object| {
             let Some(cur) = obj.as_node() else {
                 return Err(Status::internal(format!(
@@ -105,6 +100,11 @@ impl NodesService {
                     obj.describe()
                 )));
             };
+            if !pin::key_matches_pin(Some(cur), key_sha256) {
+                return Err(Status::unauthenticated(format!(
+                    "node {name:?} was joined again with another key meanwhile"
+                )));
+            }
             // The stored node keeps what users set (labels added, taints, cordon); the
             // agent's labels win on their own keys; status is the agent's.
             let mut n = cur.clone();
@@ -147,7 +147,14 @@ impl NodesService {
             Ok(Change::Write)
         };
         let key = Key::new(Kind::Node, "", &name);
-        let stored = create_or_update(store, &key, new, merge).await?;
+        let stored = try_update_with_retry(store, &key, merge)
+            .await
+            .map_err(|e: Status| match e.code() {
+                tonic::Code::NotFound => Status::unauthenticated(format!(
+                    "node {name:?} was deleted meanwhile (join again with a token from `twinset token create`)"
+                )),
+                _ => e,
+            })?;
         self.ctx.heartbeats.beat(&name);
         stored
             .into_object()
@@ -308,13 +315,14 @@ impl Nodes for NodesService {
             .map(|m| m.name.clone())
             .unwrap_or_default();
         // A node registers only itself.
-        require_node(&request, &name, "register")?;
+        require_node(&request, self.store(), &name, "register")?;
+        let key = super::authz::peer_key(&request).unwrap_or_default();
         let reported = request
             .into_inner()
             .node
             .ok_or_else(|| Status::invalid_argument("node is required"))?;
         let node = self
-            .register_node(reported)
+            .register_node(reported, &key)
             .instrument(tracing::info_span!("register", node = %name))
             .await?;
         tracing::info!(node = %name, pod_cidr = %node.spec.as_ref().map(|s| s.pod_cidr.as_str()).unwrap_or(""), "node registered");
@@ -325,7 +333,12 @@ impl Nodes for NodesService {
         &self,
         request: Request<HeartbeatRequest>,
     ) -> Result<Response<HeartbeatResponse>, Status> {
-        require_node(&request, &request.get_ref().node_name, "post a heartbeat")?;
+        require_node(
+            &request,
+            self.store(),
+            &request.get_ref().node_name,
+            "post a heartbeat",
+        )?;
         let HeartbeatRequest {
             node_name: name,
             assignments_not_synced,
@@ -383,7 +396,12 @@ impl Nodes for NodesService {
         &self,
         request: Request<WatchAssignmentsRequest>,
     ) -> Result<Response<Self::WatchAssignmentsStream>, Status> {
-        require_node(&request, &request.get_ref().node_name, "watch assignments")?;
+        require_node(
+            &request,
+            self.store(),
+            &request.get_ref().node_name,
+            "watch assignments",
+        )?;
         let r = request.into_inner();
         if self.store().get(Kind::Node, "", &r.node_name).is_none() {
             return Err(Self::node_not_found(&r.node_name));
@@ -400,7 +418,12 @@ impl Nodes for NodesService {
         request: Request<ReportStatusRequest>,
     ) -> Result<Response<ReportStatusResponse>, Status> {
         // Only for itself; the pod must then be bound to it (checked below).
-        require_node(&request, &request.get_ref().node_name, "report pod status")?;
+        require_node(
+            &request,
+            self.store(),
+            &request.get_ref().node_name,
+            "report pod status",
+        )?;
         let r = request.into_inner();
         let ns = if r.namespace.is_empty() {
             "default".to_string()
@@ -539,13 +562,23 @@ mod tests {
         }
     }
 
+    /// The key every test node joined with.
+    const KEY: &str = "test-key";
+
+    /// Registers `n` as its agent would: joined (pinned to [`KEY`]) first when new.
     async fn register(svc: &NodesService, n: Node) -> Node {
         let name = n
             .metadata
             .as_ref()
             .map(|m| m.name.clone())
             .unwrap_or_default();
-        svc.register(as_node(&name, RegisterRequest { node: Some(n) }))
+        if svc.store().get(Kind::Node, "", &name).is_none() {
+            let now = twinset_proto::time::now();
+            let mut joined = Object::from(pin::joined_node(&name, KEY, &now));
+            joined.set_type_meta();
+            svc.store().create(joined).await.unwrap();
+        }
+        svc.register(as_node(&name, KEY, RegisterRequest { node: Some(n) }))
             .await
             .unwrap()
             .into_inner()
@@ -616,15 +649,18 @@ mod tests {
         let bad = svc
             .register(as_node(
                 "Bad_Name",
+                KEY,
                 RegisterRequest {
                     node: Some(node("Bad_Name", ("a", "1"))),
                 },
             ))
             .await;
-        assert_eq!(bad.unwrap_err().code(), tonic::Code::InvalidArgument);
+        // No node of that name ever joined: nothing may speak for it.
+        assert_eq!(bad.unwrap_err().code(), tonic::Code::Unauthenticated);
         let err = svc
             .heartbeat(as_node(
                 "nope",
+                KEY,
                 HeartbeatRequest {
                     node_name: "nope".into(),
                     ..Default::default()
@@ -632,7 +668,7 @@ mod tests {
             ))
             .await
             .unwrap_err();
-        assert_eq!(err.code(), tonic::Code::NotFound);
+        assert_eq!(err.code(), tonic::Code::Unauthenticated);
     }
 
     #[tokio::test]
@@ -642,6 +678,7 @@ mod tests {
         let beat = |error: &str| {
             svc.heartbeat(as_node(
                 "n1",
+                KEY,
                 HeartbeatRequest {
                     node_name: "n1".into(),
                     assignments_not_synced: error.into(),

@@ -19,8 +19,6 @@ pub struct Cluster {
     pub task: tokio::task::JoinHandle<Result<(), twinset_control_plane::Error>>,
     /// A channel with the admin certificate (the Cluster service).
     pub channel: Channel,
-    /// A channel with a node certificate for `test-agent` (the Nodes service).
-    pub nodes_channel: Channel,
     /// The control plane's address.
     pub addr: String,
     _dir: tempfile::TempDir,
@@ -37,23 +35,60 @@ pub async fn admin_channel(data: &Path, addr: &str) -> Channel {
 }
 
 /// A TLS channel to the control plane in `data` at `addr` with a certificate for
-/// `node`, signed with the cluster CA under `<data>/pki` (as joining would give it).
+/// `node`, got as an agent gets it: a token from the admin, then Bootstrap.Join with a
+/// CSR. The node's key is kept under `<data>/test-keys/` so that a second channel for
+/// the same node joins with the same (pinned) key.
 pub async fn node_channel(data: &Path, addr: &str, node: &str) -> Channel {
-    let ca = twinset_control_plane::pki::ClusterCa::load_or_create(&data.join("pki")).unwrap();
-    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    use twinset_proto::v1::{bootstrap_client::BootstrapClient, CreateTokenRequest, JoinRequest};
+    let server = format!("https://{addr}");
+    let keys = data.join("test-keys");
+    std::fs::create_dir_all(&keys).unwrap();
+    let key_file = keys.join(format!("{node}.key"));
+    let key = match std::fs::read_to_string(&key_file) {
+        Ok(pem) => rcgen::KeyPair::from_pem(&pem).unwrap(),
+        Err(_) => {
+            let k = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+            std::fs::write(&key_file, k.serialize_pem()).unwrap();
+            k
+        }
+    };
+    let token = ClusterClient::new(admin_channel(data, addr).await)
+        .create_token(CreateTokenRequest {
+            ttl_seconds: 600,
+            uses: 1,
+            node: node.into(),
+            description: "test".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .token;
+    let ca_pem = std::fs::read_to_string(data.join("pki").join("ca.crt")).unwrap();
+    let anonymous = twinset_proto::tls::ClientCredentials {
+        ca_pem: ca_pem.clone(),
+        identity: None,
+    };
     let csr = rcgen::CertificateParams::default()
         .serialize_request(&key)
         .unwrap();
-    let cert = ca
-        .sign_node_csr(csr.der(), node, Duration::from_secs(3600))
-        .unwrap();
+    let joined = BootstrapClient::new(
+        twinset_proto::tls::connect(&server, &anonymous)
+            .await
+            .unwrap(),
+    )
+    .join(JoinRequest {
+        token,
+        node_name: node.into(),
+        csr_der: csr.der().to_vec(),
+    })
+    .await
+    .unwrap_or_else(|e| panic!("joining as {node}: {e}"))
+    .into_inner();
     let creds = twinset_proto::tls::ClientCredentials {
-        ca_pem: ca.cert_pem().to_string(),
-        identity: Some((cert.cert_pem, key.serialize_pem())),
+        ca_pem,
+        identity: Some((joined.certificate_pem, key.serialize_pem())),
     };
-    twinset_proto::tls::connect(&format!("https://{addr}"), &creds)
-        .await
-        .unwrap()
+    twinset_proto::tls::connect(&server, &creds).await.unwrap()
 }
 
 /// The contents of `path` once it exists and is not empty.
@@ -84,12 +119,10 @@ pub async fn start() -> Cluster {
     let addr = wait_for_file(&dir.path().join("cp/address")).await;
     let data = dir.path().join("cp");
     let channel = admin_channel(&data, &addr).await;
-    let nodes_channel = node_channel(&data, &addr, "test-agent").await;
     Cluster {
         token,
         task,
         channel,
-        nodes_channel,
         addr,
         _dir: dir,
     }
