@@ -61,6 +61,23 @@ pub enum Command {
     Bench(BenchArgs),
     /// Manage join tokens (what a new node's agent joins the cluster with).
     Token(TokenArgs),
+    /// Inspect the cluster's certificates.
+    Certs(CertsArgs),
+}
+
+/// `certs`.
+#[derive(Debug, Args)]
+pub struct CertsArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: CertsCommand,
+}
+
+/// `certs` sub-verbs.
+#[derive(Debug, Subcommand)]
+pub enum CertsCommand {
+    /// List every certificate the control plane issued or holds, with its expiry.
+    Check,
 }
 
 /// `token`.
@@ -469,10 +486,10 @@ pub struct ControlPlaneArgs {
     /// names agents and clients on other machines dial.
     #[arg(long = "tls-san", value_name = "NAME|IP")]
     pub tls_san: Vec<String>,
-    /// Lifetime of the server certificate (made afresh at every start).
+    /// Lifetime of the server certificate (made at every start, renewed at about 70 % of it).
     #[arg(long, value_parser = positive_duration)]
     pub server_cert_ttl: Option<Duration>,
-    /// Lifetime of the node certificates signed when agents join.
+    /// Lifetime of the node certificates signed when agents join or renew (at about 70 % of it).
     #[arg(long, value_parser = positive_duration)]
     pub node_cert_ttl: Option<Duration>,
 }

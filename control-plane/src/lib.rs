@@ -9,6 +9,7 @@
 #![warn(missing_docs)]
 
 pub mod api;
+pub mod certs;
 pub mod controllers;
 pub mod deletion;
 pub mod dns;
@@ -37,7 +38,7 @@ use twinset_proto::v1::bootstrap_server::BootstrapServer;
 use twinset_proto::v1::cluster_server::ClusterServer;
 use twinset_proto::v1::nodes_server::NodesServer;
 
-/// Default lifetime of the server certificate (renewed at every start).
+/// Default lifetime of the server certificate (made at every start, renewed at about 70 %).
 pub const DEFAULT_SERVER_CERT_TTL: Duration = Duration::from_secs(365 * 24 * 3600);
 /// Default lifetime of the admin certificate.
 pub const DEFAULT_ADMIN_CERT_TTL: Duration = Duration::from_secs(365 * 24 * 3600);
@@ -196,7 +197,14 @@ pub async fn ensure_system_namespaces(store: &dyn Store) -> Result<(), Error> {
 fn tls_setup(
     config: &Config,
     addr: SocketAddr,
-) -> Result<(Arc<rustls::ServerConfig>, Arc<pki::ClusterCa>), Error> {
+) -> Result<
+    (
+        Arc<rustls::ServerConfig>,
+        Arc<pki::ClusterCa>,
+        Arc<certs::OwnCerts>,
+    ),
+    Error,
+> {
     let ca = Arc::new(pki::ClusterCa::load_or_create(
         &config.data_dir.join("pki"),
     )?);
@@ -209,9 +217,8 @@ fn tls_setup(
             sans.push(s.clone());
         }
     }
-    let server = ca.issue_server(&sans, config.server_cert_ttl)?;
-    let cert = tls::ServerCert::new(&server.cert_pem, &server.key_pem)?;
     let admin = ca.issue_admin(config.admin_cert_ttl)?;
+    let own = certs::OwnCerts::new(ca.clone(), sans, config.server_cert_ttl, &admin)?;
     let host = if addr.ip().is_unspecified() {
         std::net::IpAddr::from([127, 0, 0, 1])
     } else {
@@ -228,7 +235,7 @@ fn tls_setup(
         &config.data_dir.join("admin.kubeconfig"),
         &kubeconfig.to_yaml("twinset"),
     )?;
-    Ok((tls::server_config(ca.cert_pem(), cert)?, ca))
+    Ok((tls::server_config(ca.cert_pem(), own.cell())?, ca, own))
 }
 
 fn write_address(data_dir: &Path, addr: SocketAddr) -> Result<(), Error> {
@@ -282,7 +289,7 @@ async fn serve(
         let path = config.data_dir.join("dns-address");
         std::fs::write(&path, at.to_string()).map_err(io_err(&path))?;
     }
-    let (tls_config, ca) = tls_setup(config, addr)?;
+    let (tls_config, ca, own_certs) = tls_setup(config, addr)?;
     write_address(&config.data_dir, addr)?;
     tracing::info!(%addr, data_dir = %config.data_dir.display(), ca_sha256 = %ca.hash(), "control plane listening (TLS)");
 
@@ -324,6 +331,7 @@ async fn serve(
     ));
     tasks.spawn(scheduler::run(store.clone(), controllers.clone()));
     tasks.spawn(controllers::gc::run(store.clone(), controllers.clone()));
+    tasks.spawn(own_certs.clone().rotate(controllers.clone()));
     tasks.spawn(join::tokens::sweep_periodically(
         store.clone(),
         controllers.clone(),
@@ -370,13 +378,17 @@ async fn serve(
             .wrap(
                 // Requests up to the limit and a little over it decode, so that the service
                 // refuses them with the API server's message rather than the transport's.
-                ClusterServer::new(ClusterService::new(ctx.clone()).with_ca_hash(ca.hash()))
-                    .max_decoding_message_size(decode_limit(config.max_request_bytes)),
+                ClusterServer::new(
+                    ClusterService::new(ctx.clone())
+                        .with_ca_hash(ca.hash())
+                        .with_certificates(own_certs),
+                )
+                .max_decoding_message_size(decode_limit(config.max_request_bytes)),
             ),
         ))
         .add_service(Authorized::new(
             Audience::Nodes,
-            NodesServer::new(NodesService::new(ctx)),
+            NodesServer::new(NodesService::new(ctx).with_signer(ca.clone(), config.node_cert_ttl)),
         ))
         // Joining is open to callers without a certificate: the token is the credential.
         .add_service(Authorized::new(

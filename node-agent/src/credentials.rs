@@ -52,15 +52,15 @@ pub async fn obtain(config: &Config) -> Result<NodeCredentials, Error> {
     Ok(creds)
 }
 
-/// A channel to the control plane that presents the node's certificate and trusts only
-/// the cluster CA; it connects on first use and again after a failure.
-pub fn channel(config: &Config, creds: &NodeCredentials) -> Result<Channel, Error> {
+/// A channel to `server` that presents the node's certificate and trusts only the
+/// cluster CA; it connects on first use and again after a failure.
+pub fn connect(server: &str, creds: &NodeCredentials) -> Result<Channel, Error> {
     twinset_proto::tls::connect_lazy(
-        &config.server,
+        server,
         &ClientCredentials {
             ca_pem: creds.ca_pem.clone(),
             identity: Some((creds.cert_pem.clone(), creds.key_pem.clone())),
         },
     )
-    .map_err(|e| Error::Server(format!("{}: {e}", config.server)))
+    .map_err(|e| Error::Server(format!("{server}: {e}")))
 }

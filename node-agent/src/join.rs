@@ -156,6 +156,20 @@ fn spki_of_key(key_pem: &str) -> Result<Vec<u8>, String> {
     Ok(key.subject_public_key_info())
 }
 
+/// A certificate signing request (DER) for `node`'s certificate, signed with `key`: at
+/// join with a new key, at renewal with the key the node joined with.
+pub fn csr(key: &rcgen::KeyPair, node: &str) -> Result<Vec<u8>, JoinError> {
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new())
+        .map_err(|e| JoinError::Key(e.to_string()))?;
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, format!("system:node:{node}"));
+    let csr = params
+        .serialize_request(key)
+        .map_err(|e| JoinError::Key(e.to_string()))?;
+    Ok(csr.der().to_vec())
+}
+
 /// Joins as `node` with `token`: the CA over a channel `connect(Trust::Unverified)`
 /// makes, checked against the token before anything else is sent; then the CSR over
 /// one `connect(Trust::Ca(ca))` makes. Returns the new key, certificate and CA.
@@ -180,21 +194,14 @@ where
 
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
         .map_err(|e| JoinError::Key(e.to_string()))?;
-    let mut params = rcgen::CertificateParams::new(Vec::<String>::new())
-        .map_err(|e| JoinError::Key(e.to_string()))?;
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, format!("system:node:{node}"));
-    let csr = params
-        .serialize_request(&key)
-        .map_err(|e| JoinError::Key(e.to_string()))?;
+    let csr = csr(&key, node)?;
 
     let mut second = BootstrapClient::new(connect(Trust::Ca(ca_pem.clone())).await?);
     let answer = second
         .join(JoinRequest {
             token: token.to_string(),
             node_name: node.to_string(),
-            csr_der: csr.der().to_vec(),
+            csr_der: csr,
         })
         .await
         .map_err(|s| JoinError::Refused {

@@ -9,6 +9,7 @@
 #![warn(missing_docs)]
 
 pub mod blocking;
+pub mod connection;
 pub mod container;
 pub mod credentials;
 pub mod env;
@@ -23,6 +24,7 @@ pub mod pod;
 pub mod prober;
 pub mod probes;
 pub mod procfs;
+pub mod renewal;
 pub mod reporter;
 pub mod runtime;
 pub mod state;
@@ -240,10 +242,11 @@ async fn run_agent(config: Config, shutdown: CancellationToken) -> Result<(), Er
 
     // TLS with the node's own certificate, made by joining on the first start.
     let creds = credentials::obtain(&config).await?;
-    let channel = credentials::channel(&config, &creds)?;
+    let connection = connection::NodeConnection::new(credentials::connect(&config.server, &creds)?);
     // Snapshots come in parts of about 1 MiB, but one pod may be as large as the largest
     // object the control plane accepts (a few MiB): leave room for it.
-    let client = NodesClient::new(channel).max_decoding_message_size(config.receive_limit);
+    let client =
+        NodesClient::new(connection.clone()).max_decoding_message_size(config.receive_limit);
 
     // Tasks: `tracker` holds everything; `workers` the pod workers, drained first so
     // pods stop before the reapers are told to give up.
@@ -263,6 +266,16 @@ async fn run_agent(config: Config, shutdown: CancellationToken) -> Result<(), Er
             )
             .await
     });
+
+    // The node certificate is renewed before it expires, with no restart.
+    let renewal = renewal::Renewal {
+        node: config.node_name.clone(),
+        server: config.server.clone(),
+        dir: join::pki_dir(&config.data_dir),
+        creds,
+        connection,
+    };
+    tracker.spawn(renewal.run(shutdown.clone()));
 
     let (reporter, reporter_task) =
         reporter::reporter(client.clone(), config.node_name.clone(), shutdown.clone());
@@ -314,7 +327,7 @@ async fn run_agent(config: Config, shutdown: CancellationToken) -> Result<(), Er
 #[allow(clippy::too_many_arguments)]
 async fn serve_node(
     config: &Config,
-    mut client: NodesClient<tonic::transport::Channel>,
+    mut client: connection::Client,
     host_ip: &str,
     port: u16,
     images: images::ImageTable,

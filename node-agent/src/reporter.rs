@@ -8,14 +8,14 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
+use crate::connection::Client;
 use futures::future::BoxFuture;
 use futures::stream::{FuturesUnordered, StreamExt};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::Channel;
 use tonic::Code;
-use twinset_proto::v1::{self, nodes_client::NodesClient};
+use twinset_proto::v1;
 
 /// A status change of one pod.
 #[derive(Clone, Debug, Default)]
@@ -71,7 +71,7 @@ const RETRY_MAX: Duration = Duration::from_secs(2);
 
 /// Runs the reporter until `shutdown`; returns the handle and the task's future.
 pub fn reporter(
-    client: NodesClient<Channel>,
+    client: Client,
     node_name: String,
     shutdown: CancellationToken,
 ) -> (ReporterHandle, impl std::future::Future<Output = ()>) {

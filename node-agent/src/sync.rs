@@ -11,10 +11,10 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::connection::Client;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::Channel;
 use tonic::{Code, Status};
-use twinset_proto::v1::{self, nodes_client::NodesClient};
+use twinset_proto::v1;
 
 use crate::supervisor::Supervisor;
 use crate::volumes::ClaimKey;
@@ -61,7 +61,7 @@ async fn pause(d: Duration, shutdown: &CancellationToken) -> bool {
 /// Registers the node, retrying while the control plane is unreachable; `Ok(None)`
 /// on shutdown. A refusal (invalid node, permission) is returned as the error.
 pub async fn register(
-    client: &mut NodesClient<Channel>,
+    client: &mut Client,
     node: v1::Node,
     shutdown: &CancellationToken,
 ) -> Result<Option<v1::Node>, tonic::Status> {
@@ -235,7 +235,7 @@ pub fn sync_error(s: &Status) -> String {
 /// Heartbeats every `every` until shutdown, each saying whether the assignments are in
 /// sync (out of sync for longer than `sync_grace`: the error; see [`SyncState`]).
 pub async fn heartbeats(
-    mut client: NodesClient<Channel>,
+    mut client: Client,
     node_name: String,
     every: Duration,
     sync: SyncHealth,
@@ -400,7 +400,7 @@ pub fn apply_claims(supervisor: &mut Supervisor, kind: &str, claims: &[String]) 
 /// Keeps one WatchAssignments stream open until shutdown and feeds the supervisor,
 /// recording in `sync` whether the assignments are in sync.
 pub async fn watch_assignments(
-    mut client: NodesClient<Channel>,
+    mut client: Client,
     node_name: String,
     supervisor: &mut Supervisor,
     sync: SyncHealth,

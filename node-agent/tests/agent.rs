@@ -152,6 +152,16 @@ impl Nodes for Fake {
         self.notify.notify_waiters();
         Ok(Response::new(v1::ReportStatusResponse {}))
     }
+
+    async fn renew_certificate(
+        &self,
+        _req: Request<v1::RenewCertificateRequest>,
+    ) -> Result<Response<v1::RenewCertificateResponse>, Status> {
+        // Its certificates outlive every test; renewal is tested against the real one.
+        Err(Status::unimplemented(
+            "the fake control plane renews nothing",
+        ))
+    }
 }
 
 struct Cluster {

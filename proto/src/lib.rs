@@ -12,6 +12,7 @@ pub mod v1 {
     tonic::include_proto!("twinset.v1");
 }
 
+pub mod certs;
 pub mod cidr;
 pub mod defaults;
 pub mod fields;

@@ -3,6 +3,7 @@
 pub mod agent;
 pub mod apply;
 pub mod bench;
+pub mod certs;
 pub mod control_plane;
 pub mod cordon;
 pub mod delete;
@@ -71,6 +72,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Agent(a) => agent::run(&ctx, a).await,
         Command::Bench(a) => bench::run(&ctx, a).await,
         Command::Token(a) => token::run(&ctx, a).await,
+        Command::Certs(a) => certs::run(&ctx, a).await,
     }
 }
 

@@ -5,6 +5,7 @@
 //! the pin. Every refusal is logged with the token id and node name, and nothing is
 //! stored for a refused join.
 
+use crate::join::issued;
 use crate::join::pin::{self, Pin};
 use crate::join::tokens::{self, TokenStoreError};
 use crate::pki::ClusterCa;
@@ -128,6 +129,12 @@ impl BootstrapService {
                 tracing::warn!(token = id, node, error = %e, "cannot give back the token's use");
             }
             return Err(refused);
+        }
+        let record = [(issued::CLIENT_CERT_ANNOTATION, &issued)];
+        if let Err(e) = issued::record(store, node, &record).await {
+            // The node has joined; only `certs check` misses this certificate until it
+            // is renewed.
+            tracing::warn!(node, error = %e, "cannot record the node certificate");
         }
         Ok(JoinResponse {
             certificate_pem: issued.cert_pem,

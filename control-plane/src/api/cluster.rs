@@ -12,9 +12,10 @@ use twinset_proto::selector::Selector;
 use twinset_proto::v1::cluster_server::Cluster;
 use twinset_proto::v1::{
     ApplyRequest, ApplyResponse, CreateTokenRequest, CreateTokenResponse, DeleteRequest,
-    DeleteResponse, DeleteTokenRequest, DeleteTokenResponse, GetRequest, GetResponse, ListRequest,
-    ListResponse, ListTokensRequest, ListTokensResponse, LogsRequest, Object, ObjectKey,
-    ScaleRequest, ScaleResponse, UpdateRequest, UpdateResponse, WatchEvent, WatchRequest,
+    DeleteResponse, DeleteTokenRequest, DeleteTokenResponse, GetRequest, GetResponse,
+    ListCertificatesRequest, ListCertificatesResponse, ListRequest, ListResponse,
+    ListTokensRequest, ListTokensResponse, LogsRequest, Object, ObjectKey, ScaleRequest,
+    ScaleResponse, UpdateRequest, UpdateResponse, WatchEvent, WatchRequest,
 };
 use twinset_proto::Kind;
 
@@ -26,18 +27,30 @@ pub struct ClusterService {
     ctx: Ctx,
     /// The SHA-256 of the cluster CA that new join tokens pin (None: no CA, so no tokens).
     ca_hash: Option<String>,
+    /// The certificates `certs check` lists (None: no TLS, nothing to list).
+    certs: Option<Arc<crate::certs::OwnCerts>>,
 }
 
 impl ClusterService {
     /// A service over the shared context.
     pub fn new(ctx: Ctx) -> Self {
-        ClusterService { ctx, ca_hash: None }
+        ClusterService {
+            ctx,
+            ca_hash: None,
+            certs: None,
+        }
     }
 
     /// The same service making join tokens for the CA whose hash is `ca_hash`
     /// ([`crate::pki::ClusterCa::hash`]); without it CreateToken is refused.
     pub fn with_ca_hash(mut self, ca_hash: String) -> Self {
         self.ca_hash = Some(ca_hash);
+        self
+    }
+
+    /// Lists the control plane's certificates (and the nodes') from `certs`.
+    pub fn with_certificates(mut self, certs: Arc<crate::certs::OwnCerts>) -> Self {
+        self.certs = Some(certs);
         self
     }
 
@@ -353,6 +366,18 @@ impl Cluster for ClusterService {
         tokens::create_token(self.store(), ca_hash, r, std::time::SystemTime::now())
             .await
             .map(Response::new)
+    }
+
+    async fn list_certificates(
+        &self,
+        _request: Request<ListCertificatesRequest>,
+    ) -> Result<Response<ListCertificatesResponse>, Status> {
+        let certs = self.certs.as_ref().ok_or_else(|| {
+            Status::unimplemented("this control plane holds no certificates (no TLS)")
+        })?;
+        Ok(Response::new(ListCertificatesResponse {
+            certificates: certs.list(self.store()),
+        }))
     }
 
     async fn list_tokens(

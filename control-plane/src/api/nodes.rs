@@ -2,13 +2,16 @@
 //! allocation), Heartbeat, WatchAssignments (the pods bound to the node: a snapshot,
 //! then every change, tagged with store revisions) and ReportStatus.
 
-use super::authz::require_node;
+use super::authz::{peer_key, require_node};
+use super::bootstrap::MAX_CSR_BYTES;
 use super::{parse_rv, status, Ctx};
 use crate::controllers::node_lifecycle::{
     heartbeat_ready, mark_posting, mark_ready, ready_status, sync_unschedulable_taint,
 };
 use crate::events::{self, Source};
+use crate::join::issued;
 use crate::join::pin;
+use crate::pki::ClusterCa;
 use crate::podutil;
 use crate::scheduler::decide::SELECTED_NODE_ANNOTATION;
 use crate::store::{
@@ -16,6 +19,8 @@ use crate::store::{
     Store, WatchEvent, WatchStream,
 };
 use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
@@ -23,19 +28,28 @@ use tracing::Instrument;
 use twinset_proto::v1::nodes_server::Nodes;
 use twinset_proto::v1::{
     Assignment, HeartbeatRequest, HeartbeatResponse, Node, Object, Pod, RegisterRequest,
-    RegisterResponse, ReportStatusRequest, ReportStatusResponse, WatchAssignmentsRequest,
+    RegisterResponse, RenewCertificateRequest, RenewCertificateResponse, ReportStatusRequest,
+    ReportStatusResponse, WatchAssignmentsRequest,
 };
 use twinset_proto::Kind;
 
 /// The Nodes service.
 pub struct NodesService {
     ctx: Ctx,
+    /// The CA that renews node certificates, and their lifetime.
+    signer: Option<(Arc<ClusterCa>, Duration)>,
 }
 
 impl NodesService {
     /// A service over the shared context.
     pub fn new(ctx: Ctx) -> Self {
-        NodesService { ctx }
+        NodesService { ctx, signer: None }
+    }
+
+    /// Renews node certificates with `ca`, each valid for `ttl`.
+    pub fn with_signer(mut self, ca: Arc<ClusterCa>, ttl: Duration) -> Self {
+        self.signer = Some((ca, ttl));
+        self
     }
 
     fn store(&self) -> &dyn Store {
@@ -316,7 +330,7 @@ impl Nodes for NodesService {
             .unwrap_or_default();
         // A node registers only itself.
         require_node(&request, self.store(), &name, "register")?;
-        let key = super::authz::peer_key(&request).unwrap_or_default();
+        let key = peer_key(&request).unwrap_or_default();
         let reported = request
             .into_inner()
             .node
@@ -413,6 +427,58 @@ impl Nodes for NodesService {
         Ok(Response::new(ReceiverStream::new(rx)))
     }
 
+    async fn renew_certificate(
+        &self,
+        request: Request<RenewCertificateRequest>,
+    ) -> Result<Response<RenewCertificateResponse>, Status> {
+        let node = request.get_ref().node_name.clone();
+        require_node(&request, self.store(), &node, "renew the certificate")?;
+        let key = peer_key(&request).unwrap_or_default();
+        let r = request.into_inner();
+        let Some((ca, ttl)) = &self.signer else {
+            return Err(Status::unimplemented(
+                "this control plane has no CA to renew certificates with",
+            ));
+        };
+        if r.csr_der.len() > MAX_CSR_BYTES {
+            return Err(Status::invalid_argument(format!(
+                "the certificate signing request is {} bytes; at most {MAX_CSR_BYTES} are accepted",
+                r.csr_der.len()
+            )));
+        }
+        let csr_key =
+            pin::csr_key_sha256(&r.csr_der).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        // The node's identity is its key (pinned at join): a renewal certifies that key
+        // again. Changing keys is a re-join (delete the node, join with a token).
+        if !twinset_proto::token::hashes_equal(&csr_key, &key) {
+            tracing::warn!(node, "refused: renewal for another key");
+            return Err(Status::permission_denied(format!(
+                "User \"system:node:{node}\" cannot renew the certificate for another key: a \
+                 renewal keeps the key the node joined with"
+            )));
+        }
+        let cert = ca
+            .sign_node_csr(&r.csr_der, &node, *ttl)
+            .map_err(|e| Status::internal(e.to_string()))?;
+        issued::record(
+            self.store(),
+            &node,
+            &[(issued::CLIENT_CERT_ANNOTATION, &cert)],
+        )
+        .await
+        .map_err(status)?;
+        tracing::info!(
+            node,
+            serial = %cert.serial,
+            not_after = %issued::rfc3339(cert.not_after.unix_timestamp()),
+            "node certificate renewed"
+        );
+        Ok(Response::new(RenewCertificateResponse {
+            certificate_pem: cert.cert_pem,
+            ca_pem: ca.cert_pem().to_string(),
+        }))
+    }
+
     async fn report_status(
         &self,
         request: Request<ReportStatusRequest>,
@@ -505,8 +571,6 @@ mod tests {
     use crate::api::authz::as_node;
     use crate::controllers::node_lifecycle::Heartbeats;
     use crate::store::memory::MemoryStore;
-    use std::sync::Arc;
-    use std::time::Duration;
     use tokio_util::sync::CancellationToken;
     use twinset_proto::v1::{NodeSpec, ObjectMeta, Taint};
 

@@ -4,6 +4,7 @@
 //! [`pin::decide_pin`]) with thin store I/O around them; the gRPC side is
 //! [`crate::api::bootstrap`] and [`crate::api::tokens`].
 
+pub mod issued;
 pub mod pin;
 pub mod tokens;
 

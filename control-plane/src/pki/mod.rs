@@ -64,6 +64,8 @@ pub struct Issued {
     pub key_pem: String,
     /// When it stops being valid.
     pub not_after: OffsetDateTime,
+    /// Its serial number, lower-case hex.
+    pub serial: String,
 }
 
 /// The cluster CA: its certificate and the issuer that signs with its key.
@@ -187,6 +189,7 @@ impl ClusterCa {
             cert_pem: cert.pem(),
             key_pem: String::new(),
             not_after: params.not_after,
+            serial: serial_hex(&params),
         })
     }
 
@@ -198,19 +201,28 @@ impl ClusterCa {
             cert_pem: cert.pem(),
             key_pem: key.serialize_pem(),
             not_after: params.not_after,
+            serial: serial_hex(&params),
         })
     }
 }
 
-/// Leaf parameters: subject, not a CA, digital signature, a random serial, now - 5 min
-/// (clock skew) to now + `ttl`.
+/// How far back a certificate's validity starts, for clocks a little behind: 5 minutes,
+/// or a tenth of a short lifetime (so that renewing at 70 % of the whole validity, as
+/// holders do, still comes before the end).
+fn backdate(ttl: Duration) -> time::Duration {
+    let d = Duration::from_secs(300).min(ttl / 10);
+    time::Duration::try_from(d).unwrap_or(time::Duration::ZERO)
+}
+
+/// Leaf parameters: subject, not a CA, digital signature, a random serial, valid from a
+/// little before now (see [`backdate`]) to now + `ttl`.
 fn leaf(cn: &str, org: Option<&str>, ttl: Duration) -> CertificateParams {
     let mut params = CertificateParams::default();
     params.distinguished_name = name(cn, org);
     params.is_ca = IsCa::ExplicitNoCa;
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     let now = OffsetDateTime::now_utc();
-    params.not_before = now - time::Duration::minutes(5);
+    params.not_before = now - backdate(ttl);
     params.not_after = now + ttl;
     params.serial_number = Some(serial());
     params
@@ -223,6 +235,15 @@ fn name(cn: &str, org: Option<&str>) -> DistinguishedName {
         dn.push(DnType::OrganizationName, o);
     }
     dn
+}
+
+/// The serial of `params` as lower-case hex.
+fn serial_hex(params: &CertificateParams) -> String {
+    params
+        .serial_number
+        .as_ref()
+        .map(|s| s.as_ref().iter().map(|b| format!("{b:02x}")).collect())
+        .unwrap_or_default()
 }
 
 /// 16 random bytes, first bit clear (a positive serial).
