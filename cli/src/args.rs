@@ -469,6 +469,15 @@ pub struct ControlPlaneArgs {
     /// names agents and clients on other machines dial.
     #[arg(long = "tls-san", value_name = "NAME|IP")]
     pub tls_san: Vec<String>,
+    /// The cluster CA's certificate, given by the operator (PEM; with --tls-ca-key). On a
+    /// new data dir it is copied to `<data-dir>/pki/ca.crt` and used; a data dir that
+    /// already has a CA accepts only that same one.
+    #[arg(long, value_name = "FILE", requires = "tls_ca_key")]
+    pub tls_ca_cert: Option<PathBuf>,
+    /// The private key of --tls-ca-cert (unencrypted PKCS#8 PEM: ECDSA, Ed25519 or RSA),
+    /// copied to `<data-dir>/pki/ca.key` (mode 0600).
+    #[arg(long, value_name = "FILE", requires = "tls_ca_cert")]
+    pub tls_ca_key: Option<PathBuf>,
     /// Lifetime of the server certificate (made afresh at every start).
     #[arg(long, value_parser = positive_duration)]
     pub server_cert_ttl: Option<Duration>,

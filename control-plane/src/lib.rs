@@ -82,6 +82,8 @@ pub struct Config {
     pub event_ttl: Duration,
     /// Extra names and addresses the server certificate covers (`--tls-san`).
     pub tls_san: Vec<String>,
+    /// The operator's CA (`--tls-ca-cert/--tls-ca-key`); `None` makes one on first start.
+    pub tls_ca: Option<pki::CaFiles>,
     /// Lifetime of the server certificate made at each start.
     pub server_cert_ttl: Duration,
     /// Lifetime of the admin certificate in `admin.kubeconfig`.
@@ -113,6 +115,7 @@ impl Config {
             cluster_domain: "cluster.local".into(),
             event_ttl: events::DEFAULT_TTL,
             tls_san: Vec::new(),
+            tls_ca: None,
             server_cert_ttl: DEFAULT_SERVER_CERT_TTL,
             admin_cert_ttl: DEFAULT_ADMIN_CERT_TTL,
             node_cert_ttl: DEFAULT_NODE_CERT_TTL,
@@ -190,15 +193,17 @@ pub async fn ensure_system_namespaces(store: &dyn Store) -> Result<(), Error> {
 }
 
 /// Writes `<data_dir>/address` (atomically: a reader never sees half an address).
-/// The cluster CA (made on first start under `<data>/pki/`), a fresh server certificate
+/// The cluster CA (made on first start under `<data>/pki/`, or the operator's, checked
+/// and copied there), a fresh server certificate
 /// for `addr` and the `--tls-san` names, and `<data>/admin.kubeconfig` (mode 0600) with a
 /// fresh admin certificate and the server's `https://` URL.
 fn tls_setup(
     config: &Config,
     addr: SocketAddr,
 ) -> Result<(Arc<rustls::ServerConfig>, Arc<pki::ClusterCa>), Error> {
-    let ca = Arc::new(pki::ClusterCa::load_or_create(
+    let ca = Arc::new(pki::ClusterCa::open(
         &config.data_dir.join("pki"),
+        config.tls_ca.as_ref(),
     )?);
     let mut sans = vec!["localhost".to_string(), "127.0.0.1".to_string()];
     if !addr.ip().is_unspecified() {
