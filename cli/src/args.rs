@@ -636,4 +636,37 @@ mod tests {
             }
         }
     }
+
+    #[test]
+    fn an_operators_ca_needs_both_its_certificate_and_its_key() {
+        let base = "twinset control-plane --data-dir /tmp/x";
+        for alone in ["--tls-ca-cert ca.crt", "--tls-ca-key ca.key"] {
+            let line = format!("{base} {alone}");
+            let argv: Vec<&str> = line.split_whitespace().collect();
+            let e = Cli::try_parse_from(&argv).expect_err(&line).to_string();
+            let missing = if alone.contains("cert") {
+                "--tls-ca-key"
+            } else {
+                "--tls-ca-cert"
+            };
+            assert!(e.contains(missing), "{line}: {e}");
+        }
+        let line = format!("{base} --tls-ca-cert ca.crt --tls-ca-key ca.key");
+        let argv: Vec<&str> = line.split_whitespace().collect();
+        let Ok(Cli {
+            command: Command::ControlPlane(args),
+            ..
+        }) = Cli::try_parse_from(&argv)
+        else {
+            panic!("{line}");
+        };
+        let config = crate::commands::control_plane::config(args);
+        assert_eq!(
+            config.tls_ca,
+            Some(twinset_control_plane::pki::CaFiles {
+                cert: "ca.crt".into(),
+                key: "ca.key".into(),
+            })
+        );
+    }
 }

@@ -369,7 +369,7 @@ fn read_operator_ca(files: &CaFiles) -> Result<(Vec<u8>, KeyPair), Error> {
         Ok(_) => {
             return Err(refuse(
                 key_path,
-                format!("not a PKCS#8 key (BEGIN PRIVATE KEY); {CONVERT_KEY}"),
+                format!("not a PKCS#8 key; {CONVERT_KEY}"),
             ))
         }
         Err(e) => return Err(refuse(key_path, format!("no private key in it ({e})"))),
@@ -394,7 +394,7 @@ fn read_operator_ca(files: &CaFiles) -> Result<(Vec<u8>, KeyPair), Error> {
 
 /// How to turn another key format into what rcgen reads.
 const CONVERT_KEY: &str =
-    "an unencrypted PKCS#8 key is needed (`openssl pkcs8 -topk8 -nocrypt -in KEY`)";
+    "an unencrypted PKCS#8 key (BEGIN PRIVATE KEY) is needed: convert it with `openssl pkcs8 -topk8 -nocrypt -in KEY`";
 
 /// A certificate's DER as PEM.
 fn der_to_pem(der: &[u8]) -> String {
