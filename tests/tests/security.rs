@@ -328,3 +328,154 @@ fn another_ca_or_half_a_ca_or_a_non_ca_is_refused_and_nothing_changes() {
     );
     c.restart_control_plane();
 }
+
+// Node authorization
+
+/// The env of the sleep DaemonSets below (the builder needs one entry).
+const SLEEP_ENV: &str = "        - name: ROLE\n          value: \"victim\"\n";
+
+#[test]
+fn a_node_certificate_speaks_only_for_its_own_node_and_pods() {
+    let c = Cluster::start(2);
+    let out = c.apply(&twinset_e2e::sleep_daemonset("forgery", "default", SLEEP_ENV));
+    assert!(out.success(), "{out}");
+    let pods = c.wait_running("default", "forgery-", 2);
+    let theirs = pods
+        .iter()
+        .find(|p| p.node == "node2")
+        .cloned()
+        .unwrap_or_else(|| panic!("no pod on node2: {pods:?}"));
+    let creds = node_credentials(&c, "node1");
+    let server = c.server();
+    let forged_status = v1::PodStatus {
+        phase: "Failed".into(),
+        message: "forged by node1".into(),
+        ..Default::default()
+    };
+    let forged_event = v1::Event {
+        r#type: "Warning".into(),
+        reason: "Forged".into(),
+        message: "forged by node1".into(),
+        ..Default::default()
+    };
+    let report = |node: &str| v1::ReportStatusRequest {
+        node_name: node.into(),
+        namespace: "default".into(),
+        pod_name: theirs.name.clone(),
+        pod_uid: theirs.uid.clone(),
+        status: Some(forged_status.clone()),
+        events: vec![forged_event.clone()],
+        ..Default::default()
+    };
+    let (as_node1, as_node2) = (report("node1"), report("node2"));
+    let daemonset = twinset_proto::manifest::decode(&twinset_e2e::sleep_daemonset(
+        "planted",
+        "default",
+        SLEEP_ENV,
+    ))
+    .expect("a DaemonSet manifest")
+    .remove(0);
+    let refusals = runtime().block_on(async move {
+        let channel = twinset_proto::tls::connect(&server, &creds)
+            .await
+            .expect("node1's own certificate is valid");
+        let mut nodes = NodesClient::new(channel.clone());
+        let watch = nodes
+            .watch_assignments(v1::WatchAssignmentsRequest {
+                node_name: "node2".into(),
+                ..Default::default()
+            })
+            .await
+            .map(|_| ())
+            .expect_err("node1 may not watch node2's assignments");
+        let pod_elsewhere = nodes
+            .report_status(as_node1)
+            .await
+            .map(|_| ())
+            .expect_err("node1 may not report for a pod bound to node2");
+        let other_node = nodes
+            .report_status(as_node2)
+            .await
+            .map(|_| ())
+            .expect_err("node1 may not report as node2");
+        let apply = ClusterClient::new(channel)
+            .apply(v1::ApplyRequest {
+                object: Some(daemonset),
+                dry_run: false,
+            })
+            .await
+            .map(|_| ())
+            .expect_err("node1 may not apply a DaemonSet");
+        [watch, pod_elsewhere, other_node, apply]
+    });
+    let [watch, pod_elsewhere, other_node, apply] = refusals;
+    for s in [&watch, &pod_elsewhere, &other_node, &apply] {
+        assert_eq!(s.code(), Code::PermissionDenied, "{s:?}");
+    }
+    assert_eq!(
+        watch.message(),
+        "User \"system:node:node1\" cannot watch assignments for node \"node2\""
+    );
+    assert_eq!(
+        pod_elsewhere.message(),
+        format!(
+            "User \"system:node:node1\" cannot report status for pod default/{}: \
+             it is bound to node \"node2\", not \"node1\"",
+            theirs.name
+        )
+    );
+    assert_eq!(
+        other_node.message(),
+        "User \"system:node:node1\" cannot report pod status for node \"node2\""
+    );
+    assert_eq!(
+        apply.message(),
+        "User \"system:node:node1\" cannot call twinset.v1.Cluster/Apply"
+    );
+
+    // Nothing of it was taken: node2's pod runs on as node2 reports it, with none of the
+    // forged events, and no DaemonSet was made.
+    let now = c
+        .pods_named("default", &theirs.name)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        now.len() == 1 && now[0].uid == theirs.uid && now[0].is_running_ready(),
+        "node2's pod changed: {now:?}"
+    );
+    let pod = c
+        .get_json(&["pod", &theirs.name, "-n", "default"])
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_ne!(
+        twinset_e2e::json::str_at(&pod, "/status/message"),
+        "forged by node1",
+        "{pod}"
+    );
+    let forged: Vec<_> = c
+        .events("default")
+        .unwrap_or_else(|e| panic!("{e}"))
+        .into_iter()
+        .filter(|e| twinset_e2e::json::str_at(e, "/reason") == "Forged")
+        .collect();
+    assert!(forged.is_empty(), "forged events were recorded: {forged:?}");
+    let ds = c.run(&["get", "ds", "planted", "-n", "default"]);
+    assert!(!ds.success(), "a DaemonSet was applied: {ds}");
+
+    // Each refusal is logged with the user.
+    let log = c.dir().join("logs").join("control-plane.1.stderr");
+    let log = std::fs::read_to_string(&log).unwrap_or_else(|e| panic!("{}: {e}", log.display()));
+    let refused: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("refused") && l.contains("system:node:node1"))
+        .collect();
+    for want in [
+        "watch assignments",
+        "status report for a pod of another node",
+        "report pod status",
+        "twinset.v1.Cluster/Apply",
+    ] {
+        assert!(
+            refused.iter().any(|l| l.contains(want)),
+            "no refusal of {want:?} logged: {refused:#?}"
+        );
+    }
+}
