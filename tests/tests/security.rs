@@ -1,7 +1,10 @@
 //! TLS and identities against the real binaries: a plain-text client gets no answer; a
 //! node's own certificate (from its data dir) cannot call the Cluster service; agents
 //! with bad join tokens are refused with a clear message and nothing is stored; a second
-//! machine with a fresh key cannot take over a live node's name until the node is deleted.
+//! machine with a fresh key cannot take over a live node's name until the node is deleted;
+//! an operator's CA (`--tls-ca-cert/--tls-ca-key`) signs everything, and another CA is
+//! refused on a cluster that has one; a node's certificate speaks only for its own node
+//! and the pods bound to it.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -155,7 +158,10 @@ fn operator_ca(dir: &Path, name: &str) -> (PathBuf, PathBuf, Vec<u8>) {
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
     let cert = params.self_signed(&key).expect("a CA certificate");
-    let (crt, key_file) = (dir.join(format!("{name}.crt")), dir.join(format!("{name}.key")));
+    let (crt, key_file) = (
+        dir.join(format!("{name}.crt")),
+        dir.join(format!("{name}.key")),
+    );
     std::fs::write(&crt, cert.pem()).expect("write the CA certificate");
     std::fs::write(&key_file, key.serialize_pem()).expect("write the CA key");
     (crt, key_file, cert.der().to_vec())
@@ -236,7 +242,9 @@ fn an_operators_ca_signs_the_server_the_admin_and_the_nodes() {
             .into_inner();
         stream.message().await
     });
-    let first = first.expect("the assignment stream").expect("a first message");
+    let first = first
+        .expect("the assignment stream")
+        .expect("a first message");
     assert_eq!(first.r#type, "SNAPSHOT");
 
     // A restart with the same files keeps the cluster (and its node) as it was.
@@ -337,7 +345,9 @@ const SLEEP_ENV: &str = "        - name: ROLE\n          value: \"victim\"\n";
 #[test]
 fn a_node_certificate_speaks_only_for_its_own_node_and_pods() {
     let c = Cluster::start(2);
-    let out = c.apply(&twinset_e2e::sleep_daemonset("forgery", "default", SLEEP_ENV));
+    let out = c.apply(&twinset_e2e::sleep_daemonset(
+        "forgery", "default", SLEEP_ENV,
+    ));
     assert!(out.success(), "{out}");
     let pods = c.wait_running("default", "forgery-", 2);
     let theirs = pods
@@ -369,9 +379,7 @@ fn a_node_certificate_speaks_only_for_its_own_node_and_pods() {
     };
     let (as_node1, as_node2) = (report("node1"), report("node2"));
     let daemonset = twinset_proto::manifest::decode(&twinset_e2e::sleep_daemonset(
-        "planted",
-        "default",
-        SLEEP_ENV,
+        "planted", "default", SLEEP_ENV,
     ))
     .expect("a DaemonSet manifest")
     .remove(0);

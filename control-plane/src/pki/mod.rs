@@ -366,12 +366,7 @@ fn read_operator_ca(files: &CaFiles) -> Result<(Vec<u8>, KeyPair), Error> {
     let key_path = &files.key;
     let pkcs8 = match twinset_proto::tls::key(&read(key_path)?, "--tls-ca-key") {
         Ok(rustls::pki_types::PrivateKeyDer::Pkcs8(k)) => k,
-        Ok(_) => {
-            return Err(refuse(
-                key_path,
-                format!("not a PKCS#8 key; {CONVERT_KEY}"),
-            ))
-        }
+        Ok(_) => return Err(refuse(key_path, format!("not a PKCS#8 key; {CONVERT_KEY}"))),
         Err(e) => return Err(refuse(key_path, format!("no private key in it ({e})"))),
     };
     let key = KeyPair::try_from(&pkcs8).map_err(|e| {
@@ -621,7 +616,11 @@ mod tests {
         let server = ca.issue_server(&["localhost".into()], DAY).unwrap();
         let der = pem_to_der(&server.cert_pem).unwrap();
         let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap();
-        assert!(cert.issuer().to_string().contains("lab-ca"), "{}", cert.issuer());
+        assert!(
+            cert.issuer().to_string().contains("lab-ca"),
+            "{}",
+            cert.issuer()
+        );
         // Later starts: with the same files, or without them, the same CA.
         assert_eq!(ClusterCa::open(&pki, Some(&files)).unwrap().hash(), hash);
         assert_eq!(ClusterCa::open(&pki, None).unwrap().hash(), hash);
@@ -635,7 +634,9 @@ mod tests {
             let ca = ClusterCa::open(&dir.path().join("pki"), Some(&files)).unwrap();
             assert_eq!(ca.hash(), hash);
             let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
-            let csr = CertificateParams::default().serialize_request(&key).unwrap();
+            let csr = CertificateParams::default()
+                .serialize_request(&key)
+                .unwrap();
             let node = ca.sign_node_csr(csr.der(), "node1", DAY).unwrap();
             assert_eq!(read_back(&node.cert_pem).cn, "system:node:node1");
         }
@@ -722,7 +723,10 @@ mod tests {
             key: sec1.clone(),
         });
         assert_eq!(path, sec1);
-        assert!(why.contains("PKCS#8") && why.contains("openssl pkcs8"), "{why}");
+        assert!(
+            why.contains("PKCS#8") && why.contains("openssl pkcs8"),
+            "{why}"
+        );
 
         // Two certificates in one file; no certificate at all.
         let two = dir.path().join("two.crt");
