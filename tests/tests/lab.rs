@@ -1,4 +1,6 @@
-//! deploy/LAB.md on one machine: a control plane started as the guide says, a join token
+//! deploy/LAB.md on one machine: a control plane started as the guide says (on loopback,
+//! with the harness's own pod range so that clusters side by side never share a pod IP,
+//! and a short node grace), a join token
 //! made with `twinset token create --ttl 2h --uses 3` through the admin kubeconfig, and
 //! three agents joining with it. The cluster runs the guide's DaemonSet and StatefulSet
 //! (real MariaDB replicas), the token is then used up, a plain-text client gets no data,

@@ -290,7 +290,7 @@ fn files_of(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
 }
 
 #[test]
-fn another_ca_or_half_a_ca_or_a_non_ca_is_refused_and_nothing_changes() {
+fn another_ca_half_a_ca_or_the_wrong_key_is_refused_and_nothing_changes() {
     let mut c = Cluster::control_plane_only();
     let outside = tempfile::tempdir().expect("temp dir");
     let (crt, key, other_der) = operator_ca(outside.path(), "other-ca");
