@@ -345,12 +345,19 @@ fn read_operator_ca(files: &CaFiles) -> Result<(Vec<u8>, KeyPair), Error> {
             "not a CA certificate (its basicConstraints do not say CA:TRUE)".into(),
         ));
     }
-    if let Ok(Some(usage)) = cert.key_usage() {
-        if !usage.value.key_cert_sign() {
+    match cert.key_usage() {
+        Ok(Some(usage)) if !usage.value.key_cert_sign() => {
             return Err(refuse(
                 cert_path,
                 "its key usage does not allow signing certificates (keyCertSign)".into(),
-            ));
+            ))
+        }
+        Ok(_) => {}
+        Err(e) => {
+            return Err(refuse(
+                cert_path,
+                format!("its key usage extension cannot be read: {e}"),
+            ))
         }
     }
     let validity = cert.validity();
@@ -367,12 +374,20 @@ fn read_operator_ca(files: &CaFiles) -> Result<(Vec<u8>, KeyPair), Error> {
     let pkcs8 = match twinset_proto::tls::key(&read(key_path)?, "--tls-ca-key") {
         Ok(rustls::pki_types::PrivateKeyDer::Pkcs8(k)) => k,
         Ok(_) => return Err(refuse(key_path, format!("not a PKCS#8 key; {CONVERT_KEY}"))),
-        Err(e) => return Err(refuse(key_path, format!("no private key in it ({e})"))),
+        Err(e) => {
+            return Err(refuse(
+                key_path,
+                format!("no private key in it ({e}); {CONVERT_KEY}"),
+            ))
+        }
     };
     let key = KeyPair::try_from(&pkcs8).map_err(|e| {
         refuse(
             key_path,
-            format!("not a key this cluster can sign with ({e}): ECDSA P-256 or P-384, Ed25519 or RSA; {CONVERT_KEY}"),
+            format!(
+                "not a key this cluster can sign with ({e}); it signs with ECDSA P-256 or \
+                 P-384, Ed25519 or RSA keys"
+            ),
         )
     })?;
     if key.public_key_raw() != cert.public_key().subject_public_key.data.as_ref() {
