@@ -486,6 +486,15 @@ pub struct ControlPlaneArgs {
     /// names agents and clients on other machines dial.
     #[arg(long = "tls-san", value_name = "NAME|IP")]
     pub tls_san: Vec<String>,
+    /// The cluster CA's certificate, given by the operator (PEM; with --tls-ca-key). On a
+    /// new data dir it is copied to `<data-dir>/pki/ca.crt` and used; a data dir that
+    /// already has a CA accepts only that same one.
+    #[arg(long, value_name = "FILE", requires = "tls_ca_key")]
+    pub tls_ca_cert: Option<PathBuf>,
+    /// The private key of --tls-ca-cert (unencrypted PKCS#8 PEM: ECDSA, Ed25519 or RSA),
+    /// copied to `<data-dir>/pki/ca.key` (mode 0600).
+    #[arg(long, value_name = "FILE", requires = "tls_ca_cert")]
+    pub tls_ca_key: Option<PathBuf>,
     /// Lifetime of the server certificate (made at every start, renewed at about 70 % of it).
     #[arg(long, value_parser = positive_duration)]
     pub server_cert_ttl: Option<Duration>,
@@ -643,5 +652,38 @@ mod tests {
                 panic!("{line}: {e}");
             }
         }
+    }
+
+    #[test]
+    fn an_operators_ca_needs_both_its_certificate_and_its_key() {
+        let base = "twinset control-plane --data-dir /tmp/x";
+        for alone in ["--tls-ca-cert ca.crt", "--tls-ca-key ca.key"] {
+            let line = format!("{base} {alone}");
+            let argv: Vec<&str> = line.split_whitespace().collect();
+            let e = Cli::try_parse_from(&argv).expect_err(&line).to_string();
+            let missing = if alone.contains("cert") {
+                "--tls-ca-key"
+            } else {
+                "--tls-ca-cert"
+            };
+            assert!(e.contains(missing), "{line}: {e}");
+        }
+        let line = format!("{base} --tls-ca-cert ca.crt --tls-ca-key ca.key");
+        let argv: Vec<&str> = line.split_whitespace().collect();
+        let Ok(Cli {
+            command: Command::ControlPlane(args),
+            ..
+        }) = Cli::try_parse_from(&argv)
+        else {
+            panic!("{line}");
+        };
+        let config = crate::commands::control_plane::config(args);
+        assert_eq!(
+            config.tls_ca,
+            Some(twinset_control_plane::pki::CaFiles {
+                cert: "ca.crt".into(),
+                key: "ca.key".into(),
+            })
+        );
     }
 }

@@ -83,6 +83,8 @@ pub struct Config {
     pub event_ttl: Duration,
     /// Extra names and addresses the server certificate covers (`--tls-san`).
     pub tls_san: Vec<String>,
+    /// The operator's CA (`--tls-ca-cert/--tls-ca-key`); `None` makes one on first start.
+    pub tls_ca: Option<pki::CaFiles>,
     /// Lifetime of the server certificate made at each start.
     pub server_cert_ttl: Duration,
     /// Lifetime of the admin certificate in `admin.kubeconfig`.
@@ -114,6 +116,7 @@ impl Config {
             cluster_domain: "cluster.local".into(),
             event_ttl: events::DEFAULT_TTL,
             tls_san: Vec::new(),
+            tls_ca: None,
             server_cert_ttl: DEFAULT_SERVER_CERT_TTL,
             admin_cert_ttl: DEFAULT_ADMIN_CERT_TTL,
             node_cert_ttl: DEFAULT_NODE_CERT_TTL,
@@ -191,22 +194,25 @@ pub async fn ensure_system_namespaces(store: &dyn Store) -> Result<(), Error> {
 }
 
 /// Writes `<data_dir>/address` (atomically: a reader never sees half an address).
-/// The cluster CA (made on first start under `<data>/pki/`), a fresh server certificate
+/// The cluster CA (made on first start under `<data>/pki/`, or the operator's, checked
+/// and copied there), a fresh server certificate
 /// for `addr` and the `--tls-san` names, and `<data>/admin.kubeconfig` (mode 0600) with a
 /// fresh admin certificate and the server's `https://` URL.
+/// What [`tls_setup`] makes: the listener's configuration, the CA, the control plane's
+/// own certificates.
+struct Tls {
+    config: Arc<rustls::ServerConfig>,
+    ca: Arc<pki::ClusterCa>,
+    own: Arc<certs::OwnCerts>,
+}
+
 fn tls_setup(
     config: &Config,
     addr: SocketAddr,
-) -> Result<
-    (
-        Arc<rustls::ServerConfig>,
-        Arc<pki::ClusterCa>,
-        Arc<certs::OwnCerts>,
-    ),
-    Error,
-> {
-    let ca = Arc::new(pki::ClusterCa::load_or_create(
+) -> Result<Tls, Error> {
+    let ca = Arc::new(pki::ClusterCa::open(
         &config.data_dir.join("pki"),
+        config.tls_ca.as_ref(),
     )?);
     let mut sans = vec!["localhost".to_string(), "127.0.0.1".to_string()];
     if !addr.ip().is_unspecified() {
@@ -235,7 +241,11 @@ fn tls_setup(
         &config.data_dir.join("admin.kubeconfig"),
         &kubeconfig.to_yaml("twinset"),
     )?;
-    Ok((tls::server_config(ca.cert_pem(), own.cell())?, ca, own))
+    Ok(Tls {
+        config: tls::server_config(ca.cert_pem(), own.cell())?,
+        ca,
+        own,
+    })
 }
 
 fn write_address(data_dir: &Path, addr: SocketAddr) -> Result<(), Error> {
@@ -289,7 +299,11 @@ async fn serve(
         let path = config.data_dir.join("dns-address");
         std::fs::write(&path, at.to_string()).map_err(io_err(&path))?;
     }
-    let (tls_config, ca, own_certs) = tls_setup(config, addr)?;
+    let Tls {
+        config: tls_config,
+        ca,
+        own: own_certs,
+    } = tls_setup(config, addr)?;
     write_address(&config.data_dir, addr)?;
     tracing::info!(%addr, data_dir = %config.data_dir.display(), ca_sha256 = %ca.hash(), "control plane listening (TLS)");
 

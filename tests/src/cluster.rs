@@ -222,6 +222,12 @@ impl Cluster {
         token
     }
 
+    /// Makes the agents started from now on join with `token` (one made with `twinset
+    /// token create`, as LAB.md does) instead of the harness's own.
+    pub fn use_join_token(&mut self, token: &str) {
+        self.token = Some(token.to_string());
+    }
+
     /// The cluster DNS server's address (`--dns-listen`), when started with one.
     pub fn dns_addr(&self) -> Option<SocketAddr> {
         self.dns

@@ -1,14 +1,19 @@
 //! TLS and identities against the real binaries: a plain-text client gets no answer; a
 //! node's own certificate (from its data dir) cannot call the Cluster service; agents
 //! with bad join tokens are refused with a clear message and nothing is stored; a second
-//! machine with a fresh key cannot take over a live node's name until the node is deleted.
+//! machine with a fresh key cannot take over a live node's name until the node is deleted;
+//! an operator's CA (`--tls-ca-cert/--tls-ca-key`) signs everything, and another CA is
+//! refused on a cluster that has one; a node's certificate speaks only for its own node
+//! and the pods bound to it.
 
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tonic::Code;
 use twinset_e2e::cluster::run_command;
-use twinset_e2e::{Cluster, Output};
+use twinset_e2e::{Cluster, Options, Output};
 use twinset_proto::tls::ClientCredentials;
-use twinset_proto::v1::{self, cluster_client::ClusterClient};
+use twinset_proto::v1::{self, cluster_client::ClusterClient, nodes_client::NodesClient};
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
@@ -139,4 +144,346 @@ fn a_fresh_key_cannot_take_over_a_live_nodes_name_until_it_is_deleted() {
     c.spawn_agent_at("node1", &data, &[]);
     c.wait_nodes_ready(&["node1".to_string()]);
     assert!(data.join("pki").join("node.crt").is_file());
+}
+
+// Operator CA
+
+/// A CA made outside the cluster (rcgen, ECDSA P-256), as an operator would bring it:
+/// `<dir>/<name>.crt` and `<name>.key`; returns the two paths and the certificate's DER.
+fn operator_ca(dir: &Path, name: &str) -> (PathBuf, PathBuf, Vec<u8>) {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
+    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("a CA key");
+    let mut params = CertificateParams::default();
+    params.distinguished_name.push(DnType::CommonName, name);
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let cert = params.self_signed(&key).expect("a CA certificate");
+    let (crt, key_file) = (
+        dir.join(format!("{name}.crt")),
+        dir.join(format!("{name}.key")),
+    );
+    std::fs::write(&crt, cert.pem()).expect("write the CA certificate");
+    std::fs::write(&key_file, key.serialize_pem()).expect("write the CA key");
+    (crt, key_file, cert.der().to_vec())
+}
+
+/// The one certificate of a PEM text, as DER.
+fn der_of(pem: &str, what: &str) -> Vec<u8> {
+    let certs = twinset_proto::tls::certs(pem, what).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(certs.len(), 1, "{what}: one certificate");
+    certs[0].to_vec()
+}
+
+fn ca_flags(crt: &Path, key: &Path) -> Vec<String> {
+    vec![
+        "--tls-ca-cert".into(),
+        crt.to_string_lossy().into_owned(),
+        "--tls-ca-key".into(),
+        key.to_string_lossy().into_owned(),
+    ]
+}
+
+/// A node's credentials from its data dir (`pki/ca.crt`, `node.crt`, `node.key`).
+fn node_credentials(c: &Cluster, node: &str) -> ClientCredentials {
+    let pki = c.node_dir(node).join("pki");
+    let read = |f: &str| {
+        std::fs::read_to_string(pki.join(f)).unwrap_or_else(|e| panic!("{node} {f}: {e}"))
+    };
+    ClientCredentials {
+        ca_pem: read("ca.crt"),
+        identity: Some((read("node.crt"), read("node.key"))),
+    }
+}
+
+#[test]
+fn an_operators_ca_signs_the_server_the_admin_and_the_nodes() {
+    let outside = tempfile::tempdir().expect("temp dir");
+    let (crt, key, ca_der) = operator_ca(outside.path(), "lab-ca");
+    let mut c = Cluster::start_with(
+        1,
+        Options {
+            control_plane_flags: ca_flags(&crt, &key),
+            ..Options::default()
+        },
+    );
+    // Copied into the data dir, the key private.
+    let pki = c.dir().join("cp").join("pki");
+    let stored = std::fs::read_to_string(pki.join("ca.crt")).expect("pki/ca.crt");
+    assert_eq!(der_of(&stored, "pki/ca.crt"), ca_der);
+    let mode = std::fs::metadata(pki.join("ca.key"))
+        .expect("pki/ca.key")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "pki/ca.key is private");
+
+    // The admin's kubeconfig trusts the operator's CA (and the CLI works with it).
+    let k = c.target().credentials;
+    assert_eq!(der_of(&k.ca_pem, "admin.kubeconfig CA"), ca_der);
+
+    // A join token pins it, and the node that joined trusts it and holds a certificate
+    // the control plane (which trusts only the operator's CA) accepts.
+    let token = c.join_token();
+    let parsed = twinset_proto::token::Token::parse(&token).expect("a join token");
+    assert_eq!(parsed.ca_hash(), twinset_proto::token::sha256_hex(&ca_der));
+    let creds = node_credentials(&c, "node1");
+    assert_eq!(der_of(&creds.ca_pem, "node1 pki/ca.crt"), ca_der);
+    let server = c.server();
+    let first = runtime().block_on(async move {
+        let channel = twinset_proto::tls::connect(&server, &creds)
+            .await
+            .expect("node1's certificate chains to the operator's CA");
+        let mut stream = NodesClient::new(channel)
+            .watch_assignments(v1::WatchAssignmentsRequest {
+                node_name: "node1".into(),
+                ..Default::default()
+            })
+            .await
+            .expect("node1 may watch its own assignments")
+            .into_inner();
+        stream.message().await
+    });
+    let first = first
+        .expect("the assignment stream")
+        .expect("a first message");
+    assert_eq!(first.r#type, "SNAPSHOT");
+
+    // A restart with the same files keeps the cluster (and its node) as it was.
+    c.kill_control_plane();
+    c.restart_control_plane();
+    c.wait_nodes_ready(&["node1".to_string()]);
+    let again = std::fs::read_to_string(pki.join("ca.crt")).expect("pki/ca.crt");
+    assert_eq!(der_of(&again, "pki/ca.crt"), ca_der);
+}
+
+/// Runs `twinset control-plane` on the cluster's data dir with `extra` flags, expecting
+/// it to refuse to start.
+fn control_plane_refuses(c: &Cluster, extra: &[String]) -> Output {
+    let data = c.dir().join("cp");
+    let mut args: Vec<String> = [
+        "control-plane",
+        "--data-dir",
+        &data.to_string_lossy(),
+        "--listen",
+        "127.0.0.1:0",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args.extend(extra.iter().cloned());
+    let mut cmd = c.command();
+    cmd.args(&args);
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = run_command(cmd, &argv, None);
+    assert!(!out.success(), "the control plane started: {out}");
+    out
+}
+
+/// Every file under `dir` with its contents.
+fn files_of(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out: Vec<_> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .flatten()
+        .map(|e| (e.path(), std::fs::read(e.path()).unwrap_or_default()))
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn another_ca_half_a_ca_or_the_wrong_key_is_refused_and_nothing_changes() {
+    let mut c = Cluster::control_plane_only();
+    let outside = tempfile::tempdir().expect("temp dir");
+    let (crt, key, other_der) = operator_ca(outside.path(), "other-ca");
+    c.kill_control_plane();
+    let pki = c.dir().join("cp").join("pki");
+    let before = files_of(&pki);
+    let kubeconfig = std::fs::read(c.kubeconfig()).expect("admin.kubeconfig");
+
+    // A different CA than the one the data dir holds.
+    let out = control_plane_refuses(&c, &ca_flags(&crt, &key));
+    let said = out.stderr.clone();
+    assert!(
+        said.contains(&format!("--tls-ca-cert {}", crt.display()))
+            && said.contains(&twinset_proto::token::sha256_hex(&other_der))
+            && said.contains("is not this cluster's CA")
+            && said.contains("signed the nodes' certificates"),
+        "{out}"
+    );
+
+    // One flag without the other.
+    let half = ca_flags(&crt, &key);
+    let out = control_plane_refuses(&c, &half[..2]);
+    assert!(out.stderr.contains("--tls-ca-key"), "{out}");
+    let out = control_plane_refuses(&c, &half[2..]);
+    assert!(out.stderr.contains("--tls-ca-cert"), "{out}");
+
+    // A key that is not the certificate's.
+    let (_, stranger_key, _) = operator_ca(outside.path(), "stranger");
+    let out = control_plane_refuses(&c, &ca_flags(&crt, &stranger_key));
+    assert!(
+        out.stderr.contains(&stranger_key.display().to_string())
+            && out.stderr.contains("not the key of"),
+        "{out}"
+    );
+
+    // Nothing changed: the same CA files, the same admin kubeconfig, and the control
+    // plane starts again without the flags.
+    assert_eq!(files_of(&pki), before, "pki/ changed");
+    assert_eq!(
+        std::fs::read(c.kubeconfig()).expect("admin.kubeconfig"),
+        kubeconfig,
+        "admin.kubeconfig changed"
+    );
+    c.restart_control_plane();
+}
+
+// Node authorization
+
+/// The env of the sleep DaemonSets below (the builder needs one entry).
+const SLEEP_ENV: &str = "        - name: ROLE\n          value: \"victim\"\n";
+
+#[test]
+fn a_node_certificate_speaks_only_for_its_own_node_and_pods() {
+    let c = Cluster::start(2);
+    let out = c.apply(&twinset_e2e::sleep_daemonset(
+        "forgery", "default", SLEEP_ENV,
+    ));
+    assert!(out.success(), "{out}");
+    let pods = c.wait_running("default", "forgery-", 2);
+    let theirs = pods
+        .iter()
+        .find(|p| p.node == "node2")
+        .cloned()
+        .unwrap_or_else(|| panic!("no pod on node2: {pods:?}"));
+    let creds = node_credentials(&c, "node1");
+    let server = c.server();
+    let forged_status = v1::PodStatus {
+        phase: "Failed".into(),
+        message: "forged by node1".into(),
+        ..Default::default()
+    };
+    let forged_event = v1::Event {
+        r#type: "Warning".into(),
+        reason: "Forged".into(),
+        message: "forged by node1".into(),
+        ..Default::default()
+    };
+    let report = |node: &str| v1::ReportStatusRequest {
+        node_name: node.into(),
+        namespace: "default".into(),
+        pod_name: theirs.name.clone(),
+        pod_uid: theirs.uid.clone(),
+        status: Some(forged_status.clone()),
+        events: vec![forged_event.clone()],
+        ..Default::default()
+    };
+    let (as_node1, as_node2) = (report("node1"), report("node2"));
+    let daemonset = twinset_proto::manifest::decode(&twinset_e2e::sleep_daemonset(
+        "planted", "default", SLEEP_ENV,
+    ))
+    .expect("a DaemonSet manifest")
+    .remove(0);
+    let refusals = runtime().block_on(async move {
+        let channel = twinset_proto::tls::connect(&server, &creds)
+            .await
+            .expect("node1's own certificate is valid");
+        let mut nodes = NodesClient::new(channel.clone());
+        let watch = nodes
+            .watch_assignments(v1::WatchAssignmentsRequest {
+                node_name: "node2".into(),
+                ..Default::default()
+            })
+            .await
+            .map(|_| ())
+            .expect_err("node1 may not watch node2's assignments");
+        let pod_elsewhere = nodes
+            .report_status(as_node1)
+            .await
+            .map(|_| ())
+            .expect_err("node1 may not report for a pod bound to node2");
+        let other_node = nodes
+            .report_status(as_node2)
+            .await
+            .map(|_| ())
+            .expect_err("node1 may not report as node2");
+        let apply = ClusterClient::new(channel)
+            .apply(v1::ApplyRequest {
+                object: Some(daemonset),
+                dry_run: false,
+            })
+            .await
+            .map(|_| ())
+            .expect_err("node1 may not apply a DaemonSet");
+        [watch, pod_elsewhere, other_node, apply]
+    });
+    let [watch, pod_elsewhere, other_node, apply] = refusals;
+    for s in [&watch, &pod_elsewhere, &other_node, &apply] {
+        assert_eq!(s.code(), Code::PermissionDenied, "{s:?}");
+    }
+    assert_eq!(
+        watch.message(),
+        "User \"system:node:node1\" cannot watch assignments for node \"node2\""
+    );
+    assert_eq!(
+        pod_elsewhere.message(),
+        format!(
+            "User \"system:node:node1\" cannot report status for pod default/{}: \
+             it is bound to node \"node2\", not \"node1\"",
+            theirs.name
+        )
+    );
+    assert_eq!(
+        other_node.message(),
+        "User \"system:node:node1\" cannot report pod status for node \"node2\""
+    );
+    assert_eq!(
+        apply.message(),
+        "User \"system:node:node1\" cannot call twinset.v1.Cluster/Apply"
+    );
+
+    // Nothing of it was taken: node2's pod runs on as node2 reports it, with none of the
+    // forged events, and no DaemonSet was made.
+    let now = c
+        .pods_named("default", &theirs.name)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        now.len() == 1 && now[0].uid == theirs.uid && now[0].is_running_ready(),
+        "node2's pod changed: {now:?}"
+    );
+    let pod = c
+        .get_json(&["pod", &theirs.name, "-n", "default"])
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_ne!(
+        twinset_e2e::json::str_at(&pod, "/status/message"),
+        "forged by node1",
+        "{pod}"
+    );
+    let forged: Vec<_> = c
+        .events("default")
+        .unwrap_or_else(|e| panic!("{e}"))
+        .into_iter()
+        .filter(|e| twinset_e2e::json::str_at(e, "/reason") == "Forged")
+        .collect();
+    assert!(forged.is_empty(), "forged events were recorded: {forged:?}");
+    let ds = c.run(&["get", "ds", "planted", "-n", "default"]);
+    assert!(!ds.success(), "a DaemonSet was applied: {ds}");
+
+    // Each refusal is logged with the user.
+    let log = c.dir().join("logs").join("control-plane.1.stderr");
+    let log = std::fs::read_to_string(&log).unwrap_or_else(|e| panic!("{}: {e}", log.display()));
+    let refused: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("refused") && l.contains("system:node:node1"))
+        .collect();
+    for want in [
+        "watch assignments",
+        "status report for a pod of another node",
+        "report pod status",
+        "twinset.v1.Cluster/Apply",
+    ] {
+        assert!(
+            refused.iter().any(|l| l.contains(want)),
+            "no refusal of {want:?} logged: {refused:#?}"
+        );
+    }
 }

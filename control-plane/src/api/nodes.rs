@@ -490,6 +490,7 @@ impl Nodes for NodesService {
             &request.get_ref().node_name,
             "report pod status",
         )?;
+        let user = super::authz::identity(&request).user();
         let r = request.into_inner();
         let ns = if r.namespace.is_empty() {
             "default".to_string()
@@ -515,8 +516,9 @@ impl Nodes for NodesService {
             let bound_elsewhere = |pod: &Object| {
                 let node = pod.as_pod().map(podutil::node_name).unwrap_or("");
                 (node != r.node_name).then(|| {
+                    tracing::warn!(%user, node, "refused: status report for a pod of another node");
                     Status::permission_denied(format!(
-                        "pod {ns}/{} is bound to node {node:?}, not {:?}",
+                        "User \"{user}\" cannot report status for pod {ns}/{}: it is bound to node {node:?}, not {:?}",
                         r.pod_name, r.node_name
                     ))
                 })

@@ -1,9 +1,9 @@
-//! The cluster's certificate authority (issue 9, first step; not wired into the servers
-//! yet): a CA made on first start (ECDSA P-256, 10 years) and kept under `<data>/pki/`
-//! with its key readable by the owner only, and the certificates it signs — the server's,
-//! the admin's and the nodes'. A node's certificate is built from the CSR's public key
-//! alone: nothing else the CSR asks for (subject, SANs, CA flag, usages, lifetime) is
-//! taken.
+//! The cluster's certificate authority: a CA made on first start (ECDSA P-256, 10 years)
+//! or given by the operator (`--tls-ca-cert/--tls-ca-key`, checked and copied in), kept
+//! under `<data>/pki/` with its key readable by the owner only, and the certificates it
+//! signs — the server's, the admin's and the nodes'. A node's certificate is built from
+//! the CSR's public key alone: nothing else the CSR asks for (subject, SANs, CA flag,
+//! usages, lifetime) is taken.
 
 use rcgen::{
     BasicConstraints, CertificateParams, CertificateSigningRequestParams, DistinguishedName,
@@ -48,6 +48,41 @@ pub enum Error {
     /// A stored certificate is not valid PEM.
     #[error("{0}")]
     Pem(String),
+    /// A CA file the operator gave (`--tls-ca-cert`, `--tls-ca-key`) cannot be used.
+    #[error("{path}: {reason}")]
+    OperatorCa {
+        /// The file.
+        path: PathBuf,
+        /// Why it is refused.
+        reason: String,
+    },
+    /// The operator's CA is not the one the data dir already holds (which signed the
+    /// nodes' certificates); nothing was changed.
+    #[error(
+        "--tls-ca-cert {given} (sha256 {given_hash}) is not this cluster's CA: {stored} \
+         holds another one (sha256 {stored_hash}), which signed the nodes' certificates; \
+         nothing was changed (start without --tls-ca-cert/--tls-ca-key to keep the \
+         cluster's CA)"
+    )]
+    CaMismatch {
+        /// The operator's certificate file.
+        given: PathBuf,
+        /// Its SHA-256.
+        given_hash: String,
+        /// The data dir's CA certificate.
+        stored: PathBuf,
+        /// Its SHA-256.
+        stored_hash: String,
+    },
+}
+
+/// The CA an operator gives (`--tls-ca-cert FILE --tls-ca-key FILE`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CaFiles {
+    /// The CA certificate (PEM, one certificate).
+    pub cert: PathBuf,
+    /// Its private key (PEM, unencrypted PKCS#8).
+    pub key: PathBuf,
 }
 
 fn cert_err(what: impl Into<String>) -> impl FnOnce(rcgen::Error) -> Error {
@@ -84,14 +119,49 @@ impl std::fmt::Debug for ClusterCa {
 }
 
 impl ClusterCa {
+    /// The CA under `dir` with `operator`'s files, if given: with none, as
+    /// [`ClusterCa::load_or_create`]; otherwise the files are checked (a CA certificate
+    /// whose key is the one given) and copied to `dir` when it holds no CA yet, or must
+    /// be the CA it holds (else [`Error::CaMismatch`], and nothing is written).
+    pub fn open(dir: &Path, operator: Option<&CaFiles>) -> Result<ClusterCa, Error> {
+        let Some(files) = operator else {
+            return Self::load_or_create(dir);
+        };
+        let (cert_der, key) = read_operator_ca(files)?;
+        let crt = dir.join("ca.crt");
+        if crt.exists() || key_path(dir).exists() {
+            let stored = Self::load(dir)?;
+            if stored.cert_der != cert_der {
+                return Err(Error::CaMismatch {
+                    given: files.cert.clone(),
+                    given_hash: twinset_proto::token::sha256_hex(&cert_der),
+                    stored: crt,
+                    stored_hash: stored.hash(),
+                });
+            }
+            return Ok(stored);
+        }
+        let cert_pem = der_to_pem(&cert_der);
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        write_private_atomic(&key_path(dir), &key.serialize_pem())?;
+        write_public(&crt, &cert_pem)?;
+        tracing::info!(cert = %files.cert.display(), "the operator's CA is now the cluster CA");
+        Self::from_pem(cert_pem, key)
+    }
+
+    /// The CA already under `dir`.
+    fn load(dir: &Path) -> Result<ClusterCa, Error> {
+        let cert_pem = read(&dir.join("ca.crt"))?;
+        let key = KeyPair::from_pem(&read(&key_path(dir))?).map_err(cert_err("reading ca.key"))?;
+        Self::from_pem(cert_pem, key)
+    }
+
     /// The CA under `dir` (`ca.crt`, `ca.key`), made there on first use.
     pub fn load_or_create(dir: &Path) -> Result<ClusterCa, Error> {
-        let (crt, key) = (dir.join("ca.crt"), dir.join("ca.key"));
-        if crt.exists() && key.exists() {
-            let cert_pem = read(&crt)?;
-            let key = KeyPair::from_pem(&read(&key)?).map_err(cert_err("reading ca.key"))?;
-            return Self::from_pem(cert_pem, key);
+        if dir.join("ca.crt").exists() && key_path(dir).exists() {
+            return Self::load(dir);
         }
+        let crt = dir.join("ca.crt");
         let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)
             .map_err(cert_err("generating the CA key"))?;
         let mut params = CertificateParams::default();
@@ -263,6 +333,113 @@ fn pem_to_der(pem: &str) -> Result<Vec<u8>, Error> {
         .ok_or_else(|| Error::Pem("the CA certificate: no certificate in it".into()))
 }
 
+/// The certificate (DER) and key of an operator's CA, checked: one certificate, a CA
+/// (basicConstraints CA, keyCertSign when key usage is given) valid now, and a key
+/// rcgen can sign with whose public key is the certificate's.
+fn read_operator_ca(files: &CaFiles) -> Result<(Vec<u8>, KeyPair), Error> {
+    let refuse = |path: &Path, reason: String| Error::OperatorCa {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let cert_path = &files.cert;
+    let certs = twinset_proto::tls::certs(&read(cert_path)?, "--tls-ca-cert")
+        .map_err(|e| refuse(cert_path, format!("not a PEM certificate ({e})")))?;
+    let [der] = certs.as_slice() else {
+        return Err(refuse(
+            cert_path,
+            format!(
+                "holds {} certificates; give the CA certificate alone",
+                certs.len()
+            ),
+        ));
+    };
+    let (_, cert) = x509_parser::parse_x509_certificate(der)
+        .map_err(|e| refuse(cert_path, format!("not an X.509 certificate: {e}")))?;
+    let is_ca = cert
+        .basic_constraints()
+        .ok()
+        .flatten()
+        .is_some_and(|b| b.value.ca);
+    if !is_ca {
+        return Err(refuse(
+            cert_path,
+            "not a CA certificate (its basicConstraints do not say CA:TRUE)".into(),
+        ));
+    }
+    match cert.key_usage() {
+        Ok(Some(usage)) if !usage.value.key_cert_sign() => {
+            return Err(refuse(
+                cert_path,
+                "its key usage does not allow signing certificates (keyCertSign)".into(),
+            ))
+        }
+        Ok(_) => {}
+        Err(e) => {
+            return Err(refuse(
+                cert_path,
+                format!("its key usage extension cannot be read: {e}"),
+            ))
+        }
+    }
+    let validity = cert.validity();
+    if !validity.is_valid() {
+        return Err(refuse(
+            cert_path,
+            format!(
+                "not valid now (valid from {} to {})",
+                validity.not_before, validity.not_after
+            ),
+        ));
+    }
+    let key_path = &files.key;
+    let pkcs8 = match twinset_proto::tls::key(&read(key_path)?, "--tls-ca-key") {
+        Ok(rustls::pki_types::PrivateKeyDer::Pkcs8(k)) => k,
+        Ok(_) => return Err(refuse(key_path, format!("not a PKCS#8 key; {CONVERT_KEY}"))),
+        Err(e) => {
+            return Err(refuse(
+                key_path,
+                format!("no private key in it ({e}); {CONVERT_KEY}"),
+            ))
+        }
+    };
+    let key = KeyPair::try_from(&pkcs8).map_err(|e| {
+        refuse(
+            key_path,
+            format!(
+                "not a key this cluster can sign with ({e}); it signs with ECDSA P-256 or \
+                 P-384, Ed25519 or RSA keys"
+            ),
+        )
+    })?;
+    if key.public_key_raw() != cert.public_key().subject_public_key.data.as_ref() {
+        return Err(refuse(
+            key_path,
+            format!(
+                "not the key of {}: its public key differs from the certificate's",
+                cert_path.display()
+            ),
+        ));
+    }
+    Ok((der.to_vec(), key))
+}
+
+/// How to turn another key format into what rcgen reads.
+const CONVERT_KEY: &str =
+    "an unencrypted PKCS#8 key (BEGIN PRIVATE KEY) is needed: convert it with `openssl pkcs8 -topk8 -nocrypt -in KEY`";
+
+/// A certificate's DER as PEM.
+fn der_to_pem(der: &[u8]) -> String {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut pem = String::from("-----BEGIN CERTIFICATE-----\n");
+    for line in b64.as_bytes().chunks(64) {
+        pem.push_str(&String::from_utf8_lossy(line));
+        pem.push('\n');
+    }
+    pem.push_str("-----END CERTIFICATE-----\n");
+    pem
+}
+
 fn key_path(dir: &Path) -> PathBuf {
     dir.join("ca.key")
 }
@@ -413,5 +590,207 @@ mod tests {
         assert_eq!(admin.cn, "admin");
         assert_eq!(admin.org.as_deref(), Some(ADMINS_GROUP));
         assert!(admin.client_auth && !admin.server_auth);
+    }
+
+    /// A CA an operator made elsewhere: its certificate and key in files of `dir`.
+    fn operator_ca(
+        dir: &Path,
+        name_: &str,
+        alg: &'static rcgen::SignatureAlgorithm,
+        edit: impl FnOnce(&mut CertificateParams),
+    ) -> (CaFiles, String) {
+        let key = KeyPair::generate_for(alg).unwrap();
+        let mut params = CertificateParams::default();
+        params.distinguished_name = name(name_, Some("Lab Inc"));
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        edit(&mut params);
+        let cert = params.self_signed(&key).unwrap();
+        let files = CaFiles {
+            cert: dir.join(format!("{name_}.crt")),
+            key: dir.join(format!("{name_}.key")),
+        };
+        std::fs::write(&files.cert, cert.pem()).unwrap();
+        std::fs::write(&files.key, key.serialize_pem()).unwrap();
+        (files, twinset_proto::token::sha256_hex(cert.der()))
+    }
+
+    /// Every file under `dir` with its contents.
+    fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+        let mut out: Vec<_> = std::fs::read_dir(dir)
+            .map(|rd| {
+                rd.flatten()
+                    .map(|e| (e.path(), std::fs::read(e.path()).unwrap()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn an_operators_ca_is_copied_in_and_signs_for_the_cluster() {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = dir.path().join("pki");
+        let (files, hash) = operator_ca(dir.path(), "lab-ca", &PKCS_ECDSA_P256_SHA256, |_| {});
+        let ca = ClusterCa::open(&pki, Some(&files)).unwrap();
+        assert_eq!(ca.hash(), hash, "the operator's CA, not a new one");
+        let mode = std::fs::metadata(pki.join("ca.key"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert_eq!(
+            KeyPair::from_pem(&std::fs::read_to_string(pki.join("ca.key")).unwrap())
+                .unwrap()
+                .public_key_raw(),
+            KeyPair::from_pem(&std::fs::read_to_string(&files.key).unwrap())
+                .unwrap()
+                .public_key_raw()
+        );
+        // What it signs names it as issuer.
+        let server = ca.issue_server(&["localhost".into()], DAY).unwrap();
+        let der = pem_to_der(&server.cert_pem).unwrap();
+        let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap();
+        assert!(
+            cert.issuer().to_string().contains("lab-ca"),
+            "{}",
+            cert.issuer()
+        );
+        // Later starts: with the same files, or without them, the same CA.
+        assert_eq!(ClusterCa::open(&pki, Some(&files)).unwrap().hash(), hash);
+        assert_eq!(ClusterCa::open(&pki, None).unwrap().hash(), hash);
+    }
+
+    #[test]
+    fn ed25519_and_p384_operator_cas_are_accepted() {
+        for alg in [&rcgen::PKCS_ED25519, &rcgen::PKCS_ECDSA_P384_SHA384] {
+            let dir = tempfile::tempdir().unwrap();
+            let (files, hash) = operator_ca(dir.path(), "ca", alg, |_| {});
+            let ca = ClusterCa::open(&dir.path().join("pki"), Some(&files)).unwrap();
+            assert_eq!(ca.hash(), hash);
+            let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
+            let csr = CertificateParams::default()
+                .serialize_request(&key)
+                .unwrap();
+            let node = ca.sign_node_csr(csr.der(), "node1", DAY).unwrap();
+            assert_eq!(read_back(&node.cert_pem).cn, "system:node:node1");
+        }
+    }
+
+    #[test]
+    fn another_ca_on_a_data_dir_that_has_one_is_refused_and_nothing_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = dir.path().join("pki");
+        let made = ClusterCa::load_or_create(&pki).unwrap();
+        let before = snapshot(&pki);
+        let (files, hash) = operator_ca(dir.path(), "other-ca", &PKCS_ECDSA_P256_SHA256, |_| {});
+        let err = ClusterCa::open(&pki, Some(&files)).unwrap_err();
+        assert!(matches!(err, Error::CaMismatch { .. }), "{err:?}");
+        let msg = err.to_string();
+        for want in [
+            files.cert.display().to_string(),
+            hash,
+            made.hash(),
+            "signed the nodes' certificates".into(),
+            "nothing was changed".into(),
+        ] {
+            assert!(msg.contains(&want), "{msg:?} lacks {want:?}");
+        }
+        assert_eq!(snapshot(&pki), before, "the stored CA is untouched");
+    }
+
+    #[test]
+    fn unusable_operator_ca_files_are_refused_naming_the_file_and_why() {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = dir.path().join("pki");
+        let refused = |files: &CaFiles| -> (PathBuf, String) {
+            match ClusterCa::open(&pki, Some(files)).unwrap_err() {
+                Error::OperatorCa { path, reason } => (path, reason),
+                other => panic!("{other:?}"),
+            }
+        };
+        let (good, _) = operator_ca(dir.path(), "good", &PKCS_ECDSA_P256_SHA256, |_| {});
+
+        // A leaf certificate, not a CA.
+        let (leaf, _) = operator_ca(dir.path(), "leaf", &PKCS_ECDSA_P256_SHA256, |p| {
+            p.is_ca = IsCa::ExplicitNoCa;
+        });
+        let (path, why) = refused(&leaf);
+        assert_eq!(path, leaf.cert);
+        assert!(why.contains("not a CA certificate"), "{why}");
+
+        // A CA that may not sign certificates.
+        let (no_sign, _) = operator_ca(dir.path(), "nosign", &PKCS_ECDSA_P256_SHA256, |p| {
+            p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        });
+        let (path, why) = refused(&no_sign);
+        assert_eq!(path, no_sign.cert);
+        assert!(why.contains("keyCertSign"), "{why}");
+
+        // Expired.
+        let (old, _) = operator_ca(dir.path(), "old", &PKCS_ECDSA_P256_SHA256, |p| {
+            p.not_before = OffsetDateTime::now_utc() - time::Duration::days(20);
+            p.not_after = OffsetDateTime::now_utc() - time::Duration::days(10);
+        });
+        let (path, why) = refused(&old);
+        assert_eq!(path, old.cert);
+        assert!(why.contains("not valid now"), "{why}");
+
+        // The key of another CA.
+        let (other, _) = operator_ca(dir.path(), "other", &PKCS_ECDSA_P256_SHA256, |_| {});
+        let mismatched = CaFiles {
+            cert: good.cert.clone(),
+            key: other.key.clone(),
+        };
+        let (path, why) = refused(&mismatched);
+        assert_eq!(path, other.key);
+        assert!(why.contains("not the key of"), "{why}");
+
+        // A SEC1 key (what `openssl ecparam -genkey` writes).
+        let sec1 = dir.path().join("sec1.key");
+        std::fs::write(
+            &sec1,
+            "-----BEGIN EC PRIVATE KEY-----\nAAAA\n-----END EC PRIVATE KEY-----\n",
+        )
+        .unwrap();
+        let (path, why) = refused(&CaFiles {
+            cert: good.cert.clone(),
+            key: sec1.clone(),
+        });
+        assert_eq!(path, sec1);
+        assert!(
+            why.contains("PKCS#8") && why.contains("openssl pkcs8"),
+            "{why}"
+        );
+
+        // Two certificates in one file; no certificate at all.
+        let two = dir.path().join("two.crt");
+        let text = std::fs::read_to_string(&good.cert).unwrap();
+        std::fs::write(&two, format!("{text}{text}")).unwrap();
+        let (path, why) = refused(&CaFiles {
+            cert: two.clone(),
+            key: good.key.clone(),
+        });
+        assert_eq!(path, two);
+        assert!(why.contains("holds 2 certificates"), "{why}");
+        let (path, why) = refused(&CaFiles {
+            cert: good.key.clone(),
+            key: good.key.clone(),
+        });
+        assert_eq!(path, good.key);
+        assert!(why.contains("not a PEM certificate"), "{why}");
+
+        // A missing file.
+        let missing = CaFiles {
+            cert: dir.path().join("nope.crt"),
+            key: good.key.clone(),
+        };
+        let err = ClusterCa::open(&pki, Some(&missing)).unwrap_err();
+        assert!(err.to_string().contains("nope.crt"), "{err}");
+
+        assert!(!pki.exists(), "nothing written for a refused CA");
+        // The good one still goes in.
+        ClusterCa::open(&pki, Some(&good)).unwrap();
     }
 }
