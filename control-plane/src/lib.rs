@@ -192,11 +192,20 @@ pub async fn ensure_system_namespaces(store: &dyn Store) -> Result<(), Error> {
 /// Writes `<data_dir>/address` (atomically: a reader never sees half an address).
 /// The cluster CA (made on first start under `<data>/pki/`), a fresh server certificate
 /// for `addr` and the `--tls-san` names, and `<data>/admin.kubeconfig` (mode 0600) with a
-/// fresh admin certificate and the server's `https://` URL.
+/// fresh admin certificate and the server's `https://` URL. Returns the listener's TLS
+/// configuration, the CA, and how agents are called (with the same server certificate
+/// cell as the listener, so a renewal serves both).
 fn tls_setup(
     config: &Config,
     addr: SocketAddr,
-) -> Result<(Arc<rustls::ServerConfig>, Arc<pki::ClusterCa>), Error> {
+) -> Result<
+    (
+        Arc<rustls::ServerConfig>,
+        Arc<pki::ClusterCa>,
+        tls::AgentDialer,
+    ),
+    Error,
+> {
     let ca = Arc::new(pki::ClusterCa::load_or_create(
         &config.data_dir.join("pki"),
     )?);
@@ -228,7 +237,8 @@ fn tls_setup(
         &config.data_dir.join("admin.kubeconfig"),
         &kubeconfig.to_yaml("twinset"),
     )?;
-    Ok((tls::server_config(ca.cert_pem(), cert)?, ca))
+    let agents = tls::AgentDialer::new(ca.cert_pem(), cert.clone())?;
+    Ok((tls::server_config(ca.cert_pem(), cert)?, ca, agents))
 }
 
 fn write_address(data_dir: &Path, addr: SocketAddr) -> Result<(), Error> {
@@ -282,7 +292,7 @@ async fn serve(
         let path = config.data_dir.join("dns-address");
         std::fs::write(&path, at.to_string()).map_err(io_err(&path))?;
     }
-    let (tls_config, ca) = tls_setup(config, addr)?;
+    let (tls_config, ca, agents) = tls_setup(config, addr)?;
     write_address(&config.data_dir, addr)?;
     tracing::info!(%addr, data_dir = %config.data_dir.display(), ca_sha256 = %ca.hash(), "control plane listening (TLS)");
 
@@ -370,7 +380,11 @@ async fn serve(
             .wrap(
                 // Requests up to the limit and a little over it decode, so that the service
                 // refuses them with the API server's message rather than the transport's.
-                ClusterServer::new(ClusterService::new(ctx.clone()).with_ca_hash(ca.hash()))
+                ClusterServer::new(
+                    ClusterService::new(ctx.clone())
+                        .with_ca_hash(ca.hash())
+                        .with_agent_dialer(agents),
+                )
                     .max_decoding_message_size(decode_limit(config.max_request_bytes)),
             ),
         ))

@@ -11,6 +11,7 @@
 pub mod blocking;
 pub mod container;
 pub mod credentials;
+pub mod endpoint;
 pub mod env;
 pub mod events;
 pub mod identity;
@@ -39,7 +40,6 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tonic::transport::server::TcpIncoming;
 use tonic::transport::Server;
 use tracing::Instrument;
 use twinset_proto::v1::{self, node_agent_server::NodeAgentServer, nodes_client::NodesClient};
@@ -84,6 +84,9 @@ pub enum Error {
     /// Joining the cluster failed, or the stored credentials are unusable.
     #[error(transparent)]
     Join(#[from] join::JoinError),
+    /// The daemon endpoint's TLS could not be set up from the node's credentials.
+    #[error("daemon endpoint TLS: {0}")]
+    Tls(#[from] twinset_proto::tls::TlsError),
     /// No credentials under the data dir and no join token to get them with.
     #[error(
         "no node credentials in {0} and no --token to join with: make one with `twinset token create` and pass it as --token"
@@ -252,15 +255,20 @@ async fn run_agent(config: Config, shutdown: CancellationToken) -> Result<(), Er
     let reapers_stop = CancellationToken::new();
     let registry = logs::Registry::new(config.log_rotation);
 
+    // The daemon endpoint: TLS only, with the node's serving certificate (a cell, so a
+    // renewed one can be swapped in), and only the control plane may call it.
+    let serving = endpoint::serving_cert(&creds)?;
+    let incoming = twinset_proto::tls::server::incoming(
+        listener,
+        endpoint::tls_config(&creds, serving.clone())?,
+        shutdown.clone(),
+    );
     let log_service = logs::LogService::new(registry.clone(), tracker.clone(), shutdown.clone());
     let serve_shutdown = shutdown.clone();
     let server = tracker.spawn(async move {
         Server::builder()
             .add_service(NodeAgentServer::new(log_service))
-            .serve_with_incoming_shutdown(
-                TcpIncoming::from(listener).with_nodelay(Some(true)),
-                serve_shutdown.cancelled_owned(),
-            )
+            .serve_with_incoming_shutdown(incoming, serve_shutdown.cancelled_owned())
             .await
     });
 

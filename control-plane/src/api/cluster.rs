@@ -16,6 +16,7 @@ use twinset_proto::v1::{
     ListResponse, ListTokensRequest, ListTokensResponse, LogsRequest, Object, ObjectKey,
     ScaleRequest, ScaleResponse, UpdateRequest, UpdateResponse, WatchEvent, WatchRequest,
 };
+use twinset_proto::tls::server::AgentDialer;
 use twinset_proto::Kind;
 
 /// Namespaces that exist from the start and cannot be deleted.
@@ -26,18 +27,31 @@ pub struct ClusterService {
     ctx: Ctx,
     /// The SHA-256 of the cluster CA that new join tokens pin (None: no CA, so no tokens).
     ca_hash: Option<String>,
+    /// How agents are called for logs (None: no TLS identity, so no logs).
+    agents: Option<AgentDialer>,
 }
 
 impl ClusterService {
     /// A service over the shared context.
     pub fn new(ctx: Ctx) -> Self {
-        ClusterService { ctx, ca_hash: None }
+        ClusterService {
+            ctx,
+            ca_hash: None,
+            agents: None,
+        }
     }
 
     /// The same service making join tokens for the CA whose hash is `ca_hash`
     /// ([`crate::pki::ClusterCa::hash`]); without it CreateToken is refused.
     pub fn with_ca_hash(mut self, ca_hash: String) -> Self {
         self.ca_hash = Some(ca_hash);
+        self
+    }
+
+    /// The same service calling agents (for Logs) with `agents`; without it Logs is
+    /// refused.
+    pub fn with_agent_dialer(mut self, agents: AgentDialer) -> Self {
+        self.agents = Some(agents);
         self
     }
 
@@ -329,8 +343,14 @@ impl Cluster for ClusterService {
         &self,
         request: Request<LogsRequest>,
     ) -> Result<Response<Self::LogsStream>, Status> {
+        let agents = self.agents.as_ref().ok_or_else(|| {
+            Status::failed_precondition(
+                "this control plane has no certificate to call agents with, so it cannot show logs",
+            )
+        })?;
         let stream = logs::proxy(
             self.store(),
+            agents,
             request.into_inner(),
             self.ctx.shutdown.clone(),
         )
