@@ -385,7 +385,7 @@ async fn serve(
                         .with_ca_hash(ca.hash())
                         .with_agent_dialer(agents),
                 )
-                    .max_decoding_message_size(decode_limit(config.max_request_bytes)),
+                .max_decoding_message_size(decode_limit(config.max_request_bytes)),
             ),
         ))
         .add_service(Authorized::new(

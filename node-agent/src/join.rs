@@ -260,8 +260,8 @@ impl NodeCredentials {
         if cert_key != key {
             return Err("the certificate is not for the node's key".into());
         }
-        let (_, serving_key) =
-            cert_identity(&self.serving_cert_pem).map_err(|e| format!("the serving certificate: {e}"))?;
+        let (_, serving_key) = cert_identity(&self.serving_cert_pem)
+            .map_err(|e| format!("the serving certificate: {e}"))?;
         if serving_key != key {
             return Err("the serving certificate is not for the node's key".into());
         }
@@ -344,7 +344,10 @@ impl NodeCredentials {
 
 /// The node named by a certificate, or why it names none (`what` says which one).
 fn node_of(cert_pem: &str, what: &str) -> Result<String, String> {
-    match cert_identity(cert_pem).map_err(|e| format!("{what}: {e}"))?.0 {
+    match cert_identity(cert_pem)
+        .map_err(|e| format!("{what}: {e}"))?
+        .0
+    {
         Identity::Node(name) => Ok(name),
         other => Err(format!("{what} is for {:?}, not a node", other.user())),
     }
@@ -476,7 +479,8 @@ mod tests {
         std::fs::write(pki.join(SERVING_CERT_FILE), &stranger).unwrap();
         let err = NodeCredentials::load(&pki).unwrap_err();
         assert!(
-            err.to_string().contains("serving certificate is not for the node's key"),
+            err.to_string()
+                .contains("serving certificate is not for the node's key"),
             "{err}"
         );
         std::fs::write(
@@ -486,7 +490,8 @@ mod tests {
         .unwrap();
         let err = NodeCredentials::load(&pki).unwrap_err();
         assert!(
-            err.to_string().contains("serving certificate is for node \"node2\""),
+            err.to_string()
+                .contains("serving certificate is for node \"node2\""),
             "{err}"
         );
         creds.save(&pki).unwrap();

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use tonic::{Request, Response, Status};
 use twinset_proto::fields::FieldSelector;
 use twinset_proto::selector::Selector;
+use twinset_proto::tls::server::AgentDialer;
 use twinset_proto::v1::cluster_server::Cluster;
 use twinset_proto::v1::{
     ApplyRequest, ApplyResponse, CreateTokenRequest, CreateTokenResponse, DeleteRequest,
@@ -16,7 +17,6 @@ use twinset_proto::v1::{
     ListResponse, ListTokensRequest, ListTokensResponse, LogsRequest, Object, ObjectKey,
     ScaleRequest, ScaleResponse, UpdateRequest, UpdateResponse, WatchEvent, WatchRequest,
 };
-use twinset_proto::tls::server::AgentDialer;
 use twinset_proto::Kind;
 
 /// Namespaces that exist from the start and cannot be deleted.

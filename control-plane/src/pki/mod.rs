@@ -209,7 +209,9 @@ impl ClusterCa {
         params.subject_alt_names = vec![SanType::DnsName(dns)];
         let cert = params
             .signed_by(&csr.public_key, &self.issuer)
-            .map_err(cert_err(format!("signing node {node}'s serving certificate")))?;
+            .map_err(cert_err(format!(
+                "signing node {node}'s serving certificate"
+            )))?;
         Ok(Issued {
             cert_pem: cert.pem(),
             key_pem: String::new(),
@@ -427,7 +429,11 @@ mod tests {
         assert_eq!(got.org.as_deref(), Some(NODES_GROUP));
         assert!(!got.is_ca, "never a CA");
         assert!(got.server_auth && !got.client_auth, "server auth only");
-        assert_eq!(got.sans, ["DNSName(node2)"], "the node's name, nothing else");
+        assert_eq!(
+            got.sans,
+            ["DNSName(node2)"],
+            "the node's name, nothing else"
+        );
         assert!((29..=30).contains(&days_left(&got)));
         assert!(issued.key_pem.is_empty(), "the node keeps its key");
         let der = pem_to_der(&issued.cert_pem).unwrap();
