@@ -3,7 +3,7 @@
 //! supervised process groups (cgroup limits, private mount and UTS namespaces as
 //! root, a pod IP each, claim volumes kept on the node, logs per container, exec,
 //! tcpSocket and httpGet probes), reporting their status back. It serves `NodeAgent.Logs` on its daemon
-//! endpoint. If the control plane goes away, pods keep running and the agent
+//! endpoint, over TLS and to the control plane only ([`endpoint`]). If the control plane goes away, pods keep running and the agent
 //! reconnects by itself.
 
 #![warn(missing_docs)]
