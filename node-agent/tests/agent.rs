@@ -541,6 +541,37 @@ async fn pod_runs_reports_serves_logs_and_is_deleted() {
         denied.message(),
         "User \"system:node:n1\" cannot call twinset.v1.NodeAgent/Logs"
     );
+    // The dialer presents what its cell holds at each handshake: swapping in the node's
+    // certificate is refused on a new connection, swapping back is accepted again.
+    let cell = control_plane_cert();
+    let dialer =
+        twinset_control_plane::tls::AgentDialer::new(test_ca().cert_pem(), cell.clone()).unwrap();
+    let addr = format!("127.0.0.1:{port}");
+    let call = |channel| async {
+        NodeAgentClient::new(channel)
+            .logs(v1::LogsRequest {
+                namespace: "default".into(),
+                pod: "web".into(),
+                ..Default::default()
+            })
+            .await
+            .map(|_| ())
+    };
+    cell.replace(&read("node.crt"), &read("node.key")).unwrap();
+    let swapped = call(dialer.connect("n1", &addr, DEADLINE).await.unwrap()).await;
+    assert_eq!(swapped.unwrap_err().code(), tonic::Code::PermissionDenied);
+    let issued = test_ca()
+        .issue_server(&["127.0.0.1".into()], Duration::from_secs(3600))
+        .unwrap();
+    cell.replace(&issued.cert_pem, &issued.key_pem).unwrap();
+    call(dialer.connect("n1", &addr, DEADLINE).await.unwrap())
+        .await
+        .expect("the control plane's certificate again");
+    // The agent's certificate names n1 only: dialled as another node, it is not trusted.
+    assert!(
+        dialer.connect("n2", &addr, DEADLINE).await.is_err(),
+        "n1's agent passed for n2"
+    );
     // Plain text gets no answer.
     let plain = async {
         NodeAgentClient::connect(format!("http://127.0.0.1:{port}"))

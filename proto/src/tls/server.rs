@@ -350,7 +350,7 @@ pub fn incoming(
 /// How the control plane calls agents' NodeAgent endpoints: trusting only the cluster
 /// CA, requiring each agent's serving certificate to name the node being called, and
 /// presenting the certificate of `cert` (the control plane's own, which its listener
-/// serves too) as client certificate.
+/// serves too) as client certificate, in a full handshake each time (no resumption).
 #[derive(Clone, Debug)]
 pub struct AgentDialer {
     config: Arc<rustls::ClientConfig>,
@@ -364,6 +364,9 @@ impl AgentDialer {
             .with_root_certificates(roots(ca_pem)?)
             .with_client_cert_resolver(Arc::new(Resolver(cert)));
         config.alpn_protocols = vec![b"h2".to_vec()];
+        // Every connection does a full handshake with the certificate the cell holds
+        // then: a resumed session would carry the certificate it began with.
+        config.resumption = rustls::client::Resumption::disabled();
         Ok(AgentDialer {
             config: Arc::new(config),
         })
