@@ -10,6 +10,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tonic::Status;
 use twinset_proto::tls::server::AgentDialer;
+use twinset_proto::tls::ConnectError;
 use twinset_proto::v1::node_agent_client::NodeAgentClient;
 use twinset_proto::v1::{LogChunk, LogsRequest, Node};
 use twinset_proto::Kind;
@@ -108,14 +109,28 @@ pub async fn proxy(
         .await
         .map_err(|e| {
             Status::unavailable(format!(
-                "cannot reach the agent of node {:?} at {url}: {e}",
-                spec.node_name
+                "cannot reach the agent of node {:?} at {url}: {}",
+                spec.node_name,
+                why_not_connected(&e)
             ))
         })?;
     // The request goes on as the client sent it (follow, tailLines, previous); the
     // agent answers for the instance and says when there is no previous one.
     let stream = NodeAgentClient::new(channel).logs(req).await?.into_inner();
     Ok(Box::pin(stream.take_until(shutdown.cancelled_owned())))
+}
+
+/// Why dialling an agent failed: for a transport error its innermost cause (a refused
+/// connection, an untrusted certificate), where the outer ones say only "transport error".
+pub fn why_not_connected(e: &ConnectError) -> String {
+    let ConnectError::Transport(t) = e else {
+        return e.to_string();
+    };
+    let mut last: &dyn std::error::Error = t;
+    while let Some(inner) = last.source() {
+        last = inner;
+    }
+    last.to_string()
 }
 
 #[cfg(test)]
