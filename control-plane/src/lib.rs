@@ -193,23 +193,21 @@ pub async fn ensure_system_namespaces(store: &dyn Store) -> Result<(), Error> {
     Ok(())
 }
 
-/// Writes `<data_dir>/address` (atomically: a reader never sees half an address).
-/// The cluster CA (made on first start under `<data>/pki/`, or the operator's, checked
-/// and copied there), a fresh server certificate
-/// for `addr` and the `--tls-san` names, and `<data>/admin.kubeconfig` (mode 0600) with a
-/// fresh admin certificate and the server's `https://` URL.
 /// What [`tls_setup`] makes: the listener's configuration, the CA, the control plane's
-/// own certificates.
+/// own certificates and how it calls the agents.
 struct Tls {
     config: Arc<rustls::ServerConfig>,
     ca: Arc<pki::ClusterCa>,
     own: Arc<certs::OwnCerts>,
+    agents: tls::AgentDialer,
 }
 
-fn tls_setup(
-    config: &Config,
-    addr: SocketAddr,
-) -> Result<Tls, Error> {
+/// The cluster CA (made on first start under `<data>/pki/`, or the operator's, checked
+/// and copied there), a fresh server certificate
+/// for `addr` and the `--tls-san` names, and `<data>/admin.kubeconfig` (mode 0600) with a
+/// fresh admin certificate and the server's `https://` URL. The agents are called with
+/// the same server certificate cell as the listener's, so a renewal serves both.
+fn tls_setup(config: &Config, addr: SocketAddr) -> Result<Tls, Error> {
     let ca = Arc::new(pki::ClusterCa::open(
         &config.data_dir.join("pki"),
         config.tls_ca.as_ref(),
@@ -241,13 +239,16 @@ fn tls_setup(
         &config.data_dir.join("admin.kubeconfig"),
         &kubeconfig.to_yaml("twinset"),
     )?;
+    let agents = tls::AgentDialer::new(ca.cert_pem(), own.cell())?;
     Ok(Tls {
         config: tls::server_config(ca.cert_pem(), own.cell())?,
         ca,
         own,
+        agents,
     })
 }
 
+/// Writes `<data_dir>/address` (atomically: a reader never sees half an address).
 fn write_address(data_dir: &Path, addr: SocketAddr) -> Result<(), Error> {
     let path = data_dir.join("address");
     twinset_proto::files::write_atomic(&path, &addr.to_string(), 0o644).map_err(io_err(&path))
@@ -303,6 +304,7 @@ async fn serve(
         config: tls_config,
         ca,
         own: own_certs,
+        agents,
     } = tls_setup(config, addr)?;
     write_address(&config.data_dir, addr)?;
     tracing::info!(%addr, data_dir = %config.data_dir.display(), ca_sha256 = %ca.hash(), "control plane listening (TLS)");
@@ -395,7 +397,8 @@ async fn serve(
                 ClusterServer::new(
                     ClusterService::new(ctx.clone())
                         .with_ca_hash(ca.hash())
-                        .with_certificates(own_certs),
+                        .with_certificates(own_certs)
+                        .with_agent_dialer(agents),
                 )
                 .max_decoding_message_size(decode_limit(config.max_request_bytes)),
             ),

@@ -179,6 +179,11 @@ async fn a_token_joins_a_node_whose_name_is_then_pinned_to_its_key() {
         key_hash,
         sha256_hex(&rcgen::PublicKeyData::subject_public_key_info(&key1))
     );
+    // Beside it, the serving certificate of the agent's endpoint, for the same key.
+    assert_eq!(
+        read_cert(&joined.serving_certificate_pem),
+        (cn, key_hash.clone())
+    );
     assert_eq!(f.uses_left(&token), Some(2));
 
     // The joined node is pinned, and not ready until its agent registers.

@@ -1,8 +1,9 @@
 //! Joining the cluster with a token (issue 9), the agent's side: fetch the CA, refuse it
 //! unless its SHA-256 is the one the token carries, make a key (ECDSA P-256) that never
 //! leaves the machine, send a CSR with the token, and keep what comes back under
-//! `<data dir>/pki/` (`node.key` 0600, `node.crt`, `ca.crt`) so later starts need no
-//! token.
+//! `<data dir>/pki/` (`node.key` 0600, `node.crt`, `node-serving.crt`, `ca.crt`) so later
+//! starts need no token. `node.crt` is the client certificate the agent calls the control
+//! plane with; `node-serving.crt` (same key) is what its NodeAgent endpoint serves.
 //!
 //! The two calls go over two channels the caller makes ([`Trust`]): the CA fetch over
 //! one that trusts no certificate yet (the hash check stands in for it), the join over
@@ -11,6 +12,7 @@
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use tonic::transport::Channel;
+use twinset_proto::tls::server::{identity_of, Identity};
 use twinset_proto::token::{sha256_hex, Token};
 use twinset_proto::v1::bootstrap_client::BootstrapClient;
 use twinset_proto::v1::{CaCertificateRequest, JoinRequest};
@@ -19,6 +21,8 @@ use twinset_proto::v1::{CaCertificateRequest, JoinRequest};
 pub const KEY_FILE: &str = "node.key";
 /// The node's certificate.
 pub const CERT_FILE: &str = "node.crt";
+/// The node's serving certificate, for its NodeAgent endpoint.
+pub const SERVING_CERT_FILE: &str = "node-serving.crt";
 /// The cluster CA certificate.
 pub const CA_FILE: &str = "ca.crt";
 
@@ -83,6 +87,18 @@ pub enum JoinError {
         /// Why.
         source: std::io::Error,
     },
+    /// The node joined before agents had serving certificates: it has a client
+    /// certificate but no `node-serving.crt`.
+    #[error(
+        "{path} is missing: this node joined before its agent served TLS and must re-join: \
+         `twinset delete node` it, remove {dir} and start the agent with a new join token"
+    )]
+    NoServingCert {
+        /// The missing file.
+        path: PathBuf,
+        /// The pki directory.
+        dir: PathBuf,
+    },
     /// Stored credentials are incomplete or do not fit together.
     #[error("node credentials in {dir}: {why}")]
     Credentials {
@@ -100,6 +116,9 @@ pub struct NodeCredentials {
     pub key_pem: String,
     /// The node's certificate (PEM), `system:node:<name>`.
     pub cert_pem: String,
+    /// The node's serving certificate (PEM) for its NodeAgent endpoint: same key and
+    /// subject, server auth, the node's name as DNS name.
+    pub serving_cert_pem: String,
     /// The cluster CA certificate (PEM).
     pub ca_pem: String,
 }
@@ -108,6 +127,7 @@ impl std::fmt::Debug for NodeCredentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("NodeCredentials")
             .field("cert_pem", &self.cert_pem)
+            .field("serving_cert_pem", &self.serving_cert_pem)
             .field("ca_pem", &self.ca_pem)
             .finish_non_exhaustive()
     }
@@ -136,18 +156,12 @@ pub fn check_ca(ca_pem: &str, token: &Token) -> Result<String, JoinError> {
     Ok(got)
 }
 
-/// Subject CN and public key (SubjectPublicKeyInfo DER) of a PEM certificate.
-fn cert_identity(cert_pem: &str) -> Result<(String, Vec<u8>), String> {
+/// Who a PEM certificate names (as a server reading it would) and its public key
+/// (SubjectPublicKeyInfo DER).
+fn cert_identity(cert_pem: &str) -> Result<(Identity, Vec<u8>), String> {
     let der = cert_der(cert_pem)?;
     let (_, cert) = x509_parser::parse_x509_certificate(&der).map_err(|e| e.to_string())?;
-    let cn = cert
-        .subject()
-        .iter_common_name()
-        .next()
-        .and_then(|a| a.as_str().ok())
-        .unwrap_or_default()
-        .to_string();
-    Ok((cn, cert.public_key().raw.to_vec()))
+    Ok((identity_of(&der), cert.public_key().raw.to_vec()))
 }
 
 fn spki_of_key(key_pem: &str) -> Result<Vec<u8>, String> {
@@ -221,6 +235,7 @@ where
     let creds = NodeCredentials {
         key_pem: key.serialize_pem(),
         cert_pem: answer.certificate_pem,
+        serving_cert_pem: answer.serving_certificate_pem,
         ca_pem,
     };
     creds.check(node).map_err(JoinError::BadResponse)?;
@@ -228,12 +243,9 @@ where
 }
 
 impl NodeCredentials {
-    /// The node name the certificate is for (`system:node:<name>`).
+    /// The node name the certificate is for (`system:node:<name>` in `system:nodes`).
     pub fn node_name(&self) -> Result<String, String> {
-        let (cn, _) = cert_identity(&self.cert_pem)?;
-        cn.strip_prefix("system:node:")
-            .map(str::to_string)
-            .ok_or_else(|| format!("the certificate is for {cn:?}, not a node"))
+        node_of(&self.cert_pem, "the certificate")
     }
 
     /// Checks that the certificate is for `node` and for this key.
@@ -247,19 +259,35 @@ impl NodeCredentials {
         self.check_key()
     }
 
+    /// Checks that both certificates are for this key and the same node, and that the
+    /// CA is a certificate.
     fn check_key(&self) -> Result<(), String> {
         let (_, cert_key) = cert_identity(&self.cert_pem)?;
         let key = spki_of_key(&self.key_pem).map_err(|e| format!("the key: {e}"))?;
         if cert_key != key {
             return Err("the certificate is not for the node's key".into());
         }
+        let (_, serving_key) = cert_identity(&self.serving_cert_pem)
+            .map_err(|e| format!("the serving certificate: {e}"))?;
+        if serving_key != key {
+            return Err("the serving certificate is not for the node's key".into());
+        }
+        let (client, serving) = (
+            self.node_name()?,
+            node_of(&self.serving_cert_pem, "the serving certificate")?,
+        );
+        if client != serving {
+            return Err(format!(
+                "the serving certificate is for node {serving:?}, the certificate for {client:?}"
+            ));
+        }
         cert_der(&self.ca_pem).map_err(|e| format!("the CA: {e}"))?;
         Ok(())
     }
 
     /// Writes the credentials under `dir` (made mode 0700 when missing): the CA, then
-    /// the key (0600), then the certificate, each written to a temporary file and
-    /// renamed, so a crash never leaves a half-written file.
+    /// the key (0600), then the serving certificate and the certificate, each written to a
+    /// temporary file and renamed, so a crash never leaves a half-written file.
     pub fn save(&self, dir: &Path) -> Result<(), JoinError> {
         use std::os::unix::fs::DirBuilderExt;
         std::fs::DirBuilder::new()
@@ -269,6 +297,7 @@ impl NodeCredentials {
             .map_err(io(dir))?;
         write_atomic(&dir.join(CA_FILE), &self.ca_pem, 0o644)?;
         write_atomic(&dir.join(KEY_FILE), &self.key_pem, 0o600)?;
+        write_atomic(&dir.join(SERVING_CERT_FILE), &self.serving_cert_pem, 0o644)?;
         write_atomic(&dir.join(CERT_FILE), &self.cert_pem, 0o644)
     }
 
@@ -293,6 +322,10 @@ impl NodeCredentials {
                 )));
             }
         }
+        let serving = dir.join(SERVING_CERT_FILE);
+        if !serving.exists() {
+            return Err(no_serving_cert(dir));
+        }
         let mode = std::fs::metadata(&key)
             .map_err(io(&key))?
             .permissions()
@@ -308,10 +341,31 @@ impl NodeCredentials {
         let creds = NodeCredentials {
             key_pem: read(&key)?,
             cert_pem: read(&cert)?,
+            serving_cert_pem: read(&serving)?,
             ca_pem: read(&ca)?,
         };
         creds.check_key().map_err(bad)?;
         Ok(Some(creds))
+    }
+}
+
+/// The node named by a certificate, or why it names none (`what` says which one).
+fn node_of(cert_pem: &str, what: &str) -> Result<String, String> {
+    match cert_identity(cert_pem)
+        .map_err(|e| format!("{what}: {e}"))?
+        .0
+    {
+        Identity::Node(name) => Ok(name),
+        other => Err(format!("{what} is for {:?}, not a node", other.user())),
+    }
+}
+
+/// What a node that joined before serving certificates existed is told: the one place
+/// that decides what happens to such a node.
+fn no_serving_cert(dir: &Path) -> JoinError {
+    JoinError::NoServingCert {
+        path: dir.join(SERVING_CERT_FILE),
+        dir: dir.to_path_buf(),
     }
 }
 
@@ -335,13 +389,24 @@ mod tests {
 
     fn self_signed(cn: &str, ca: bool) -> (KeyPair, String) {
         let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
+        let cert = signed_with(&key, cn, ca);
+        (key, cert)
+    }
+
+    /// A self-signed certificate for `key`; a `system:node:` one in the node group.
+    fn signed_with(key: &KeyPair, cn: &str, ca: bool) -> String {
         let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
         p.distinguished_name.push(rcgen::DnType::CommonName, cn);
+        if cn.starts_with("system:node:") {
+            p.distinguished_name.push(
+                rcgen::DnType::OrganizationName,
+                twinset_proto::tls::server::NODES_GROUP,
+            );
+        }
         if ca {
             p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         }
-        let cert = p.self_signed(&key).unwrap();
-        (key, cert.pem())
+        p.self_signed(key).unwrap().pem()
     }
 
     fn token_for(ca_pem: &str) -> Token {
@@ -380,10 +445,12 @@ mod tests {
             "not joined yet"
         );
         let (key, cert) = self_signed("system:node:node1", false);
+        let serving = signed_with(&key, "system:node:node1", false);
         let (_, ca) = self_signed("twinset-ca", true);
         let creds = NodeCredentials {
             key_pem: key.serialize_pem(),
             cert_pem: cert,
+            serving_cert_pem: serving,
             ca_pem: ca,
         };
         creds.check("node1").unwrap();
@@ -392,6 +459,7 @@ mod tests {
         let mode = |f: &str| std::fs::metadata(pki.join(f)).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode(KEY_FILE), 0o600);
         assert_eq!(mode(CERT_FILE), 0o644);
+        assert_eq!(mode(SERVING_CERT_FILE), 0o644);
         assert_eq!(mode(CA_FILE), 0o644);
         assert_eq!(
             std::fs::metadata(&pki).unwrap().permissions().mode() & 0o777,
@@ -413,8 +481,40 @@ mod tests {
         std::fs::set_permissions(pki.join(KEY_FILE), std::fs::Permissions::from_mode(0o600))
             .unwrap();
 
-        // A certificate for another key is refused.
+        // A serving certificate for another key, or another node, is refused.
         let (_, stranger) = self_signed("system:node:node1", false);
+        std::fs::write(pki.join(SERVING_CERT_FILE), &stranger).unwrap();
+        let err = NodeCredentials::load(&pki).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("serving certificate is not for the node's key"),
+            "{err}"
+        );
+        std::fs::write(
+            pki.join(SERVING_CERT_FILE),
+            signed_with(&key, "system:node:node2", false),
+        )
+        .unwrap();
+        let err = NodeCredentials::load(&pki).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("serving certificate is for node \"node2\""),
+            "{err}"
+        );
+        creds.save(&pki).unwrap();
+
+        // A node that joined before serving certificates is told to re-join.
+        std::fs::remove_file(pki.join(SERVING_CERT_FILE)).unwrap();
+        let err = NodeCredentials::load(&pki).unwrap_err();
+        assert!(matches!(err, JoinError::NoServingCert { .. }), "{err}");
+        assert!(
+            err.to_string().contains("node-serving.crt is missing")
+                && err.to_string().contains("re-join"),
+            "{err}"
+        );
+        creds.save(&pki).unwrap();
+
+        // A certificate for another key is refused.
         std::fs::write(pki.join(CERT_FILE), stranger).unwrap();
         let err = NodeCredentials::load(&pki).unwrap_err();
         assert!(err.to_string().contains("not for the node's key"), "{err}");

@@ -3,7 +3,7 @@
 //! supervised process groups (cgroup limits, private mount and UTS namespaces as
 //! root, a pod IP each, claim volumes kept on the node, logs per container, exec,
 //! tcpSocket and httpGet probes), reporting their status back. It serves `NodeAgent.Logs` on its daemon
-//! endpoint. If the control plane goes away, pods keep running and the agent
+//! endpoint, over TLS and to the control plane only ([`endpoint`]). If the control plane goes away, pods keep running and the agent
 //! reconnects by itself.
 
 #![warn(missing_docs)]
@@ -12,6 +12,7 @@ pub mod blocking;
 pub mod connection;
 pub mod container;
 pub mod credentials;
+pub mod endpoint;
 pub mod env;
 pub mod events;
 pub mod identity;
@@ -41,7 +42,6 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tonic::transport::server::TcpIncoming;
 use tonic::transport::Server;
 use tracing::Instrument;
 use twinset_proto::v1::{self, node_agent_server::NodeAgentServer, nodes_client::NodesClient};
@@ -86,6 +86,9 @@ pub enum Error {
     /// Joining the cluster failed, or the stored credentials are unusable.
     #[error(transparent)]
     Join(#[from] join::JoinError),
+    /// The daemon endpoint's TLS could not be set up from the node's credentials.
+    #[error("daemon endpoint TLS: {0}")]
+    Tls(#[from] twinset_proto::tls::TlsError),
     /// No credentials under the data dir and no join token to get them with.
     #[error(
         "no node credentials in {0} and no --token to join with: make one with `twinset token create` and pass it as --token"
@@ -255,15 +258,20 @@ async fn run_agent(config: Config, shutdown: CancellationToken) -> Result<(), Er
     let reapers_stop = CancellationToken::new();
     let registry = logs::Registry::new(config.log_rotation);
 
+    // The daemon endpoint: TLS only, with the node's serving certificate (a cell, so a
+    // renewed one can be swapped in), and only the control plane may call it.
+    let serving = endpoint::serving_cert(&creds)?;
+    let incoming = twinset_proto::tls::server::incoming(
+        listener,
+        endpoint::tls_config(&creds, serving.clone())?,
+        shutdown.clone(),
+    );
     let log_service = logs::LogService::new(registry.clone(), tracker.clone(), shutdown.clone());
     let serve_shutdown = shutdown.clone();
     let server = tracker.spawn(async move {
         Server::builder()
             .add_service(NodeAgentServer::new(log_service))
-            .serve_with_incoming_shutdown(
-                TcpIncoming::from(listener).with_nodelay(Some(true)),
-                serve_shutdown.cancelled_owned(),
-            )
+            .serve_with_incoming_shutdown(incoming, serve_shutdown.cancelled_owned())
             .await
     });
 
@@ -274,6 +282,7 @@ async fn run_agent(config: Config, shutdown: CancellationToken) -> Result<(), Er
         dir: join::pki_dir(&config.data_dir),
         creds,
         connection,
+        serving,
     };
     tracker.spawn(renewal.run(shutdown.clone()));
 

@@ -778,6 +778,7 @@ impl NodeAgent for LogService {
         &self,
         request: Request<LogsRequest>,
     ) -> Result<Response<Self::LogsStream>, Status> {
+        crate::endpoint::admit(&request, "twinset.v1.NodeAgent/Logs")?;
         let req = request.into_inner();
         let namespace = if req.namespace.is_empty() {
             "default".to_string()

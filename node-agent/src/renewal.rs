@@ -1,15 +1,18 @@
 //! Renewing the node certificate before it expires, with no restart: at about 70 % of its
 //! lifetime (with jitter) the agent sends a CSR signed with the key it joined with over
 //! its existing mTLS connection (Nodes.RenewCertificate), checks what comes back (this
-//! node, this key, the same CA), writes it under `<data>/pki/`, and swaps a channel that
-//! presents it into [`NodeConnection`]. Pods, the assignment stream and the process go on.
+//! node, this key, the same CA), writes it under `<data>/pki/`, swaps a channel that
+//! presents it into [`NodeConnection`], and the new serving certificate into the daemon
+//! endpoint. Pods, the assignment stream and the process go on.
 
 use crate::connection::{Client, NodeConnection};
 use crate::join::{self, NodeCredentials};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use twinset_proto::certs::{draw_jitter, facts, now_secs, renew_in};
+use twinset_proto::tls::server::ServerCert;
 use twinset_proto::v1::RenewCertificateRequest;
 
 /// How long to wait before trying again after a failed renewal, at most.
@@ -27,6 +30,8 @@ pub struct Renewal {
     pub creds: NodeCredentials,
     /// The connection every part of the agent calls through.
     pub connection: NodeConnection,
+    /// The daemon endpoint's serving certificate cell.
+    pub serving: Arc<ServerCert>,
 }
 
 impl Renewal {
@@ -89,10 +94,14 @@ impl Renewal {
         }
         let new = NodeCredentials {
             cert_pem: answer.certificate_pem,
+            serving_cert_pem: answer.serving_certificate_pem,
             ..self.creds.clone()
         };
         new.check(&self.node)?;
         new.save(&self.dir).map_err(|e| e.to_string())?;
+        self.serving
+            .replace(&new.serving_cert_pem, &new.key_pem)
+            .map_err(|e| format!("the new serving certificate: {e}"))?;
         let channel = crate::credentials::connect(&self.server, &new).map_err(|e| e.to_string())?;
         self.connection.replace(channel);
         if let Ok(f) = facts(&new.cert_pem, "the node certificate") {

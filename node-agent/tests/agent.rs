@@ -248,6 +248,26 @@ impl Cluster {
     }
 }
 
+/// A certificate of this process's CA for the control plane (the agents' only caller).
+fn control_plane_cert() -> Arc<twinset_control_plane::tls::ServerCert> {
+    let issued = test_ca()
+        .issue_server(&["127.0.0.1".into()], Duration::from_secs(3600))
+        .unwrap();
+    twinset_control_plane::tls::ServerCert::new(&issued.cert_pem, &issued.key_pem).unwrap()
+}
+
+/// A TLS channel to node n1's agent on `port`, presenting `cert`.
+async fn agent_channel(
+    cert: &Arc<twinset_control_plane::tls::ServerCert>,
+    port: i32,
+) -> tonic::transport::Channel {
+    twinset_control_plane::tls::AgentDialer::new(test_ca().cert_pem(), cert.clone())
+        .unwrap()
+        .connect("n1", &format!("127.0.0.1:{port}"), Duration::from_secs(5))
+        .await
+        .unwrap()
+}
+
 struct Agent {
     stop: CancellationToken,
     task: tokio::task::JoinHandle<Result<(), twinset_node_agent::Error>>,
@@ -277,9 +297,13 @@ fn provision(data_dir: &Path) {
     let cert = test_ca()
         .sign_node_csr(csr.der(), "n1", Duration::from_secs(3600))
         .unwrap();
+    let serving = test_ca()
+        .sign_node_serving(csr.der(), "n1", Duration::from_secs(3600))
+        .unwrap();
     NodeCredentials {
         key_pem: key.serialize_pem(),
         cert_pem: cert.cert_pem,
+        serving_cert_pem: serving.cert_pem,
         ca_pem: test_ca().cert_pem().to_string(),
     }
     .save(&dir)
@@ -475,9 +499,8 @@ async fn pod_runs_reports_serves_logs_and_is_deleted() {
         .kubelet_endpoint
         .unwrap()
         .port;
-    let mut logs = NodeAgentClient::connect(format!("http://127.0.0.1:{port}"))
-        .await
-        .unwrap();
+    // Over TLS, as the control plane calls it: its certificate, the agent's checked for n1.
+    let mut logs = NodeAgentClient::new(agent_channel(&control_plane_cert(), port).await);
     let want = format!("hello web default n1 {} web\n", status.pod_ip);
     let end = tokio::time::Instant::now() + DEADLINE;
     loop {
@@ -510,6 +533,75 @@ async fn pod_runs_reports_serves_logs_and_is_deleted() {
         .await
         .unwrap_err();
     assert_eq!(missing.code(), tonic::Code::NotFound);
+    // The node's own certificate (any but the control plane's) is refused, naming it.
+    let pki = twinset_node_agent::join::pki_dir(dir.path());
+    let read = |f: &str| std::fs::read_to_string(pki.join(f)).unwrap();
+    let node_cert =
+        twinset_control_plane::tls::ServerCert::new(&read("node.crt"), &read("node.key")).unwrap();
+    let denied = NodeAgentClient::new(agent_channel(&node_cert, port).await)
+        .logs(v1::LogsRequest {
+            namespace: "default".into(),
+            pod: "web".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(denied.code(), tonic::Code::PermissionDenied);
+    assert_eq!(
+        denied.message(),
+        "User \"system:node:n1\" cannot call twinset.v1.NodeAgent/Logs"
+    );
+    // The dialer presents what its cell holds at each handshake: swapping in the node's
+    // certificate is refused on a new connection, swapping back is accepted again.
+    let cell = control_plane_cert();
+    let dialer =
+        twinset_control_plane::tls::AgentDialer::new(test_ca().cert_pem(), cell.clone()).unwrap();
+    let addr = format!("127.0.0.1:{port}");
+    let call = |channel| async {
+        NodeAgentClient::new(channel)
+            .logs(v1::LogsRequest {
+                namespace: "default".into(),
+                pod: "web".into(),
+                ..Default::default()
+            })
+            .await
+            .map(|_| ())
+    };
+    cell.replace(&read("node.crt"), &read("node.key")).unwrap();
+    let swapped = call(dialer.connect("n1", &addr, DEADLINE).await.unwrap()).await;
+    assert_eq!(swapped.unwrap_err().code(), tonic::Code::PermissionDenied);
+    let issued = test_ca()
+        .issue_server(&["127.0.0.1".into()], Duration::from_secs(3600))
+        .unwrap();
+    cell.replace(&issued.cert_pem, &issued.key_pem).unwrap();
+    call(dialer.connect("n1", &addr, DEADLINE).await.unwrap())
+        .await
+        .expect("the control plane's certificate again");
+    // The agent's certificate names n1 only: dialled as another node, it is not trusted.
+    let err = dialer.connect("n2", &addr, DEADLINE).await.unwrap_err();
+    let cause = twinset_control_plane::api::logs::why_not_connected(&err);
+    assert!(
+        cause.contains("certificate not valid for name \"n2\""),
+        "n1's agent passed for n2, or failed for another reason: {cause}"
+    );
+    // Plain text gets no answer.
+    let plain = async {
+        NodeAgentClient::connect(format!("http://127.0.0.1:{port}"))
+            .await?
+            .logs(v1::LogsRequest {
+                pod: "web".into(),
+                ..Default::default()
+            })
+            .await?;
+        Ok::<_, Box<dyn std::error::Error>>(())
+    };
+    assert!(
+        tokio::time::timeout(DEADLINE, plain)
+            .await
+            .unwrap()
+            .is_err(),
+        "a plain-text client got logs"
+    );
 
     let pid = recorded_pid(dir.path(), "uid-web", "app").expect("pid recorded");
     let q0 = recorded_pid(dir.path(), "uid-q0", "c").expect("pid recorded");

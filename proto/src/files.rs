@@ -9,7 +9,11 @@ use std::path::Path;
 
 /// Replaces `path` with `text`, the new file created with `mode` (0600 for a key).
 pub fn write_atomic(path: &Path, text: &str, mode: u32) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp");
+    // `<name>.tmp` beside it (not `with_extension`, which gives `node.key` and `node.crt`
+    // the same temporary name).
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".tmp");
+    let tmp = path.with_file_name(name);
     let _ = std::fs::remove_file(&tmp);
     let mut f = std::fs::OpenOptions::new()
         .write(true)
@@ -36,5 +40,12 @@ mod tests {
         let mode = std::fs::metadata(&p).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
         assert!(!dir.path().join("key.tmp").exists());
+        // Files differing only in extension do not share a temporary file.
+        write_atomic(&dir.path().join("node.key"), "k", 0o600).unwrap();
+        write_atomic(&dir.path().join("node.crt"), "c", 0o644).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("node.key")).unwrap(),
+            "k"
+        );
     }
 }

@@ -3,6 +3,8 @@
 //! tests) and the PEM helpers the servers use. A client trusts exactly the cluster CA
 //! and, when it has one, presents its own certificate; HTTP/2 is negotiated by ALPN.
 
+pub mod server;
+
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use std::sync::Arc;

@@ -1,7 +1,7 @@
 //! Certificate rotation against the real binaries: with server and node certificates
 //! that live a few seconds, a cluster runs for more than five lifetimes. Every
-//! certificate is replaced again and again (serials change, in the files and in what the
-//! server presents), nothing restarts (the agents and their pods keep their pids), the
+//! certificate is replaced again and again (serials change: the nodes' client and serving
+//! certificates in their files, the server's in what it presents), nothing restarts (the agents and their pods keep their pids), the
 //! assignment stream is never opened again (no resync), the nodes stay Ready, and
 //! `certs check` shows the new expiries.
 
@@ -109,7 +109,7 @@ fn certificates_rotate_for_five_lifetimes_with_nothing_restarted() {
 
     // Watch the serials: the node certificates in the agents' files, the server's in
     // what it presents, until five lifetimes have passed and each was replaced 5 times.
-    let mut seen: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
+    let mut seen: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     let start = Instant::now();
     let run_for = LIFETIME * LIFETIMES;
     wait_for(
@@ -117,12 +117,18 @@ fn certificates_rotate_for_five_lifetimes_with_nothing_restarted() {
         run_for + timeout(),
         || {
             for n in nodes {
-                let pem = std::fs::read_to_string(c.node_dir(n).join("pki").join("node.crt"))
-                    .map_err(|e| e.to_string())?;
-                let f = facts(&pem, "node.crt").map_err(|e| e.to_string())?;
-                seen.entry(n).or_default().insert(f.serial);
+                for (file, key) in [
+                    ("node.crt", n.to_string()),
+                    ("node-serving.crt", format!("{n}/serving")),
+                ] {
+                    let path = c.node_dir(n).join("pki").join(file);
+                    let pem = std::fs::read_to_string(&path)
+                        .map_err(|e| format!("{}: {e}", path.display()))?;
+                    let f = facts(&pem, file).map_err(|e| e.to_string())?;
+                    seen.entry(key).or_default().insert(f.serial);
+                }
             }
-            seen.entry("server")
+            seen.entry("server".into())
                 .or_default()
                 .insert(presented_serial(c.addr(), &ca_pem)?);
             let counts: Vec<usize> = seen.values().map(BTreeSet::len).collect();
@@ -158,6 +164,11 @@ fn certificates_rotate_for_five_lifetimes_with_nothing_restarted() {
         assert_eq!(t.cell(r, "STATUS"), "Running", "{t:?}");
     }
     c.wait_nodes_ready(&nodes.map(String::from));
+    // The control plane (renewed certificate) still reaches each agent (renewed serving
+    // certificate) for logs.
+    for (name, _) in &pod_pids {
+        c.run_ok(&["logs", name, "-n", NS]);
+    }
 
     // The assignment stream was opened once per agent and never again.
     for n in nodes {
@@ -175,7 +186,13 @@ fn certificates_rotate_for_five_lifetimes_with_nothing_restarted() {
 
     // `certs check` lists the new certificates, expiring later than the first ones.
     let now = certs_check(&c);
-    for name in ["server", "node/node1", "node/node2"] {
+    for name in [
+        "server",
+        "node/node1",
+        "node/node2",
+        "node/node1/serving",
+        "node/node2/serving",
+    ] {
         let (s0, e0) = first
             .get(name)
             .unwrap_or_else(|| panic!("{name} in {first:?}"));

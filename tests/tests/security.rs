@@ -487,3 +487,96 @@ fn a_node_certificate_speaks_only_for_its_own_node_and_pods() {
         );
     }
 }
+
+// NodeAgent endpoint
+
+/// The daemon endpoint port node `node` reported (status.daemonEndpoints).
+fn daemon_port(c: &Cluster, node: &str) -> u16 {
+    let n = c
+        .get_json(&["node", node])
+        .unwrap_or_else(|e| panic!("get node {node}: {e}"));
+    let port = n["status"]["daemonEndpoints"]["kubeletEndpoint"]["port"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("node {node} reports no daemon endpoint port: {n}"));
+    u16::try_from(port).expect("a port")
+}
+
+#[test]
+fn an_agents_endpoint_answers_only_the_control_plane() {
+    use twinset_proto::tls::server::{AgentDialer, ServerCert};
+    use twinset_proto::v1::node_agent_client::NodeAgentClient;
+
+    let c = Cluster::start(2);
+    // A pod on node2 whose log the control plane fetches from node2's agent.
+    c.apply(
+        "apiVersion: v1
+kind: Pod
+metadata:
+  name: talker
+  namespace: default
+spec:
+  nodeName: node2
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: main
+    image: busybox
+    command: [\"sh\", \"-c\", \"echo hello from node2; exec sleep 3600\"]
+",
+    )
+    .ok();
+    twinset_e2e::wait_for(
+        "`logs talker` to show its line",
+        twinset_e2e::timeout(),
+        || match c.run(&["logs", "talker"]).result()? {
+            "hello from node2\n" => Ok(()),
+            other => Err(format!("logs: {other:?}")),
+        },
+    );
+
+    // node1's own key and certificate, as an intruder on node1 would find them.
+    let pki = c.node_dir("node1").join("pki");
+    let read =
+        |f: &str| std::fs::read_to_string(pki.join(f)).unwrap_or_else(|e| panic!("{f}: {e}"));
+    let ca = read("ca.crt");
+    let node1 = ServerCert::new(&read("node.crt"), &read("node.key")).expect("node1's certificate");
+    let address = format!("127.0.0.1:{}", daemon_port(&c, "node2"));
+    let request = || v1::LogsRequest {
+        namespace: "default".into(),
+        pod: "talker".into(),
+        ..Default::default()
+    };
+
+    let (refused, plain) = runtime().block_on(async {
+        // TLS checked as the control plane checks it (node2's serving certificate for
+        // the name node2), presenting node1's certificate.
+        let channel = AgentDialer::new(&ca, node1)
+            .expect("a client configuration")
+            .connect("node2", &address, Duration::from_secs(5))
+            .await
+            .expect("node2's agent serves TLS with its serving certificate");
+        let refused = NodeAgentClient::new(channel)
+            .logs(request())
+            .await
+            .expect_err("node1 may not read node2's logs");
+        // Plain text.
+        let plain = async {
+            let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{address}"))?
+                .timeout(Duration::from_secs(5));
+            NodeAgentClient::new(endpoint.connect().await?)
+                .logs(request())
+                .await?;
+            Ok::<_, Box<dyn std::error::Error>>(())
+        }
+        .await;
+        (refused, plain)
+    });
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+    assert_eq!(
+        refused.message(),
+        "User \"system:node:node1\" cannot call twinset.v1.NodeAgent/Logs"
+    );
+    assert!(plain.is_err(), "node2's agent answered a plain-text client");
+
+    // The control plane's own certificate is still accepted: logs work as before.
+    assert_eq!(c.run_ok(&["logs", "talker"]), "hello from node2\n");
+}

@@ -1,9 +1,10 @@
 //! The `twinset.v1.Bootstrap` service: what a new node calls before it has a
 //! certificate. CaCertificate hands out the CA (the caller checks it against its token's
 //! hash); Join checks the token (its CA hash, secret, expiry, uses, node), the node
-//! name's pinned key, signs the CSR's public key as `system:node:<name>` and records
-//! the pin. Every refusal is logged with the token id and node name, and nothing is
-//! stored for a refused join.
+//! name's pinned key, signs the CSR's public key as `system:node:<name>` (a client
+//! certificate, and a serving certificate for the agent's endpoint) and records the pin.
+//! Every refusal is logged with the token id and node name, and nothing is stored for a
+//! refused join.
 
 use crate::join::issued;
 use crate::join::pin::{self, Pin};
@@ -111,13 +112,18 @@ impl BootstrapService {
         tokens::decide_join(id, record.as_ref(), &secret_hash, node, now)
             .map_err(|e| Status::unauthenticated(e.to_string()))?;
         pin_allowed(store, node, &key_hash)?;
+        let signing_failed = |e: crate::pki::Error| match e {
+            crate::pki::Error::Csr(_) => Status::invalid_argument(e.to_string()),
+            e => Status::internal(e.to_string()),
+        };
         let issued = self
             .ca
             .sign_node_csr(&r.csr_der, node, self.node_cert_ttl)
-            .map_err(|e| match e {
-                crate::pki::Error::Csr(_) => Status::invalid_argument(e.to_string()),
-                e => Status::internal(e.to_string()),
-            })?;
+            .map_err(signing_failed)?;
+        let serving = self
+            .ca
+            .sign_node_serving(&r.csr_der, node, self.node_cert_ttl)
+            .map_err(signing_failed)?;
 
         // The writes: a use of the token (compare-and-swap), then the pin.
         tokens::consume(store, id, &secret_hash, node, now)
@@ -130,15 +136,19 @@ impl BootstrapService {
             }
             return Err(refused);
         }
-        let record = [(issued::CLIENT_CERT_ANNOTATION, &issued)];
+        let record = [
+            (issued::CLIENT_CERT_ANNOTATION, &issued),
+            (issued::SERVING_CERT_ANNOTATION, &serving),
+        ];
         if let Err(e) = issued::record(store, node, &record).await {
-            // The node has joined; only `certs check` misses this certificate until it
+            // The node has joined; only `certs check` misses these certificates until they
             // is renewed.
             tracing::warn!(node, error = %e, "cannot record the node certificate");
         }
         Ok(JoinResponse {
             certificate_pem: issued.cert_pem,
             ca_pem: self.ca.cert_pem().to_string(),
+            serving_certificate_pem: serving.cert_pem,
         })
     }
 }

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use tonic::{Request, Response, Status};
 use twinset_proto::fields::FieldSelector;
 use twinset_proto::selector::Selector;
+use twinset_proto::tls::server::AgentDialer;
 use twinset_proto::v1::cluster_server::Cluster;
 use twinset_proto::v1::{
     ApplyRequest, ApplyResponse, CreateTokenRequest, CreateTokenResponse, DeleteRequest,
@@ -29,6 +30,8 @@ pub struct ClusterService {
     ca_hash: Option<String>,
     /// The certificates `certs check` lists (None: no TLS, nothing to list).
     certs: Option<Arc<crate::certs::OwnCerts>>,
+    /// How agents are called for logs (None: no TLS identity, so no logs).
+    agents: Option<AgentDialer>,
 }
 
 impl ClusterService {
@@ -38,6 +41,7 @@ impl ClusterService {
             ctx,
             ca_hash: None,
             certs: None,
+            agents: None,
         }
     }
 
@@ -51,6 +55,13 @@ impl ClusterService {
     /// Lists the control plane's certificates (and the nodes') from `certs`.
     pub fn with_certificates(mut self, certs: Arc<crate::certs::OwnCerts>) -> Self {
         self.certs = Some(certs);
+        self
+    }
+
+    /// The same service calling agents (for Logs) with `agents`; without it Logs is
+    /// refused.
+    pub fn with_agent_dialer(mut self, agents: AgentDialer) -> Self {
+        self.agents = Some(agents);
         self
     }
 
@@ -342,8 +353,14 @@ impl Cluster for ClusterService {
         &self,
         request: Request<LogsRequest>,
     ) -> Result<Response<Self::LogsStream>, Status> {
+        let agents = self.agents.as_ref().ok_or_else(|| {
+            Status::failed_precondition(
+                "this control plane has no certificate to call agents with, so it cannot show logs",
+            )
+        })?;
         let stream = logs::proxy(
             self.store(),
+            agents,
             request.into_inner(),
             self.ctx.shutdown.clone(),
         )

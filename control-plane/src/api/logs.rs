@@ -1,5 +1,7 @@
 //! Cluster.Logs: finds the pod's node and streams the logs from that node's agent
-//! (NodeAgent.Logs on the node's InternalIP and daemon endpoint port).
+//! (NodeAgent.Logs on the node's InternalIP and daemon endpoint port), over TLS: the
+//! agent must present the cluster CA's serving certificate for the node's name, and the
+//! control plane presents its own certificate, the only one agents answer.
 
 use crate::store::Store;
 use futures::{Stream, StreamExt};
@@ -7,6 +9,8 @@ use std::pin::Pin;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tonic::Status;
+use twinset_proto::tls::server::AgentDialer;
+use twinset_proto::tls::ConnectError;
 use twinset_proto::v1::node_agent_client::NodeAgentClient;
 use twinset_proto::v1::{LogChunk, LogsRequest, Node};
 use twinset_proto::Kind;
@@ -17,7 +21,7 @@ pub type LogStream = Pin<Box<dyn Stream<Item = Result<LogChunk, Status>> + Send 
 /// How long to wait for an agent to accept the connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// The agent address of a node: "http://IP:PORT", from status.addresses and the
+/// The agent address of a node: "https://IP:PORT", from status.addresses and the
 /// kubelet daemon endpoint.
 pub fn agent_endpoint(node: &Node) -> Option<String> {
     let status = node.status.as_ref()?;
@@ -41,12 +45,13 @@ pub fn agent_endpoint(node: &Node) -> Option<String> {
     } else {
         addr.address.clone()
     };
-    Some(format!("http://{host}:{port}"))
+    Some(format!("https://{host}:{port}"))
 }
 
-/// Opens the log stream of one pod's container through its agent.
+/// Opens the log stream of one pod's container through its agent, dialled with `agents`.
 pub async fn proxy(
     store: &dyn Store,
+    agents: &AgentDialer,
     mut req: LogsRequest,
     shutdown: CancellationToken,
 ) -> Result<LogStream, Status> {
@@ -99,21 +104,33 @@ pub async fn proxy(
             spec.node_name
         ))
     })?;
-    let channel = tonic::transport::Endpoint::from_shared(url.clone())
-        .map_err(|e| Status::internal(format!("bad agent address {url}: {e}")))?
-        .connect_timeout(CONNECT_TIMEOUT)
-        .connect()
+    let channel = agents
+        .connect(&spec.node_name, &url, CONNECT_TIMEOUT)
         .await
         .map_err(|e| {
             Status::unavailable(format!(
-                "cannot reach the agent of node {:?} at {url}: {e}",
-                spec.node_name
+                "cannot reach the agent of node {:?} at {url}: {}",
+                spec.node_name,
+                why_not_connected(&e)
             ))
         })?;
     // The request goes on as the client sent it (follow, tailLines, previous); the
     // agent answers for the instance and says when there is no previous one.
     let stream = NodeAgentClient::new(channel).logs(req).await?.into_inner();
     Ok(Box::pin(stream.take_until(shutdown.cancelled_owned())))
+}
+
+/// Why dialling an agent failed: for a transport error its innermost cause (a refused
+/// connection, an untrusted certificate), where the outer ones say only "transport error".
+pub fn why_not_connected(e: &ConnectError) -> String {
+    let ConnectError::Transport(t) = e else {
+        return e.to_string();
+    };
+    let mut last: &dyn std::error::Error = t;
+    while let Some(inner) = last.source() {
+        last = inner;
+    }
+    last.to_string()
 }
 
 #[cfg(test)]
@@ -144,7 +161,7 @@ mod tests {
         };
         assert_eq!(
             agent_endpoint(&node).as_deref(),
-            Some("http://127.0.0.1:10250")
+            Some("https://127.0.0.1:10250")
         );
         node.status.as_mut().unwrap().daemon_endpoints = None;
         assert_eq!(agent_endpoint(&node), None);

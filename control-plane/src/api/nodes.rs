@@ -457,16 +457,18 @@ impl Nodes for NodesService {
                  renewal keeps the key the node joined with"
             )));
         }
-        let cert = ca
-            .sign_node_csr(&r.csr_der, &node, *ttl)
-            .map_err(|e| Status::internal(e.to_string()))?;
-        issued::record(
-            self.store(),
-            &node,
-            &[(issued::CLIENT_CERT_ANNOTATION, &cert)],
-        )
-        .await
-        .map_err(status)?;
+        let signing = |e: crate::pki::Error| Status::internal(e.to_string());
+        let cert = ca.sign_node_csr(&r.csr_der, &node, *ttl).map_err(signing)?;
+        let serving = ca
+            .sign_node_serving(&r.csr_der, &node, *ttl)
+            .map_err(signing)?;
+        let record = [
+            (issued::CLIENT_CERT_ANNOTATION, &cert),
+            (issued::SERVING_CERT_ANNOTATION, &serving),
+        ];
+        issued::record(self.store(), &node, &record)
+            .await
+            .map_err(status)?;
         tracing::info!(
             node,
             serial = %cert.serial,
@@ -476,6 +478,7 @@ impl Nodes for NodesService {
         Ok(Response::new(RenewCertificateResponse {
             certificate_pem: cert.cert_pem,
             ca_pem: ca.cert_pem().to_string(),
+            serving_certificate_pem: serving.cert_pem,
         }))
     }
 

@@ -16,12 +16,9 @@ use time::OffsetDateTime;
 
 /// How long the cluster CA is valid.
 pub const CA_LIFETIME: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
-/// The organisation every node certificate carries (Kubernetes' node group).
-pub const NODES_GROUP: &str = "system:nodes";
-/// The common name of the control plane's certificate.
-pub const SERVER_CN: &str = "twinset-control-plane";
-/// The organisation of the admin certificate.
-pub const ADMINS_GROUP: &str = "system:masters";
+/// The names certificates carry (node group, the control plane's common name, admin
+/// group): one definition, shared with the identity parser.
+pub use twinset_proto::tls::server::{ADMINS_GROUP, NODES_GROUP, SERVER_CN};
 
 /// What can go wrong making, loading or using the CA.
 #[derive(Debug, thiserror::Error)]
@@ -255,6 +252,39 @@ impl ClusterCa {
         let cert = params
             .signed_by(&csr.public_key, &self.issuer)
             .map_err(cert_err(format!("signing node {node}'s certificate")))?;
+        Ok(Issued {
+            cert_pem: cert.pem(),
+            key_pem: String::new(),
+            not_after: params.not_after,
+            serial: serial_hex(&params),
+        })
+    }
+
+    /// A node's serving certificate, for its NodeAgent endpoint: the public key of
+    /// `csr_der` (the node's one key), subject `system:node:<node>` in `system:nodes`,
+    /// server auth only, the node's name as its one DNS name (what the control plane
+    /// checks when it calls the agent), valid for `ttl`. Nothing else the CSR asks for is
+    /// taken.
+    pub fn sign_node_serving(
+        &self,
+        csr_der: &[u8],
+        node: &str,
+        ttl: Duration,
+    ) -> Result<Issued, Error> {
+        let csr = CertificateSigningRequestParams::from_der(&csr_der.to_vec().into())
+            .map_err(|e| Error::Csr(e.to_string()))?;
+        let mut params = leaf(&format!("system:node:{node}"), Some(NODES_GROUP), ttl);
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let dns = node
+            .to_string()
+            .try_into()
+            .map_err(cert_err(format!("node name {node:?} as a DNS name")))?;
+        params.subject_alt_names = vec![SanType::DnsName(dns)];
+        let cert = params
+            .signed_by(&csr.public_key, &self.issuer)
+            .map_err(cert_err(format!(
+                "signing node {node}'s serving certificate"
+            )))?;
         Ok(Issued {
             cert_pem: cert.pem(),
             key_pem: String::new(),
@@ -571,6 +601,50 @@ mod tests {
 
         assert!(matches!(
             ca.sign_node_csr(b"not a csr", "node1", DAY),
+            Err(Error::Csr(_))
+        ));
+    }
+
+    #[test]
+    fn a_serving_certificate_is_for_the_node_name_and_server_auth_only() {
+        use rcgen::PublicKeyData;
+        let dir = tempfile::tempdir().unwrap();
+        let ca = ClusterCa::load_or_create(dir.path()).unwrap();
+        // A CSR that asks for other names, a CA flag and client auth.
+        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
+        let mut greedy = CertificateParams::new(vec![
+            "control-plane.example".to_string(),
+            "127.0.0.1".to_string(),
+        ])
+        .unwrap();
+        greedy.distinguished_name = name("admin", Some(ADMINS_GROUP));
+        greedy.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        greedy.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let csr = greedy.serialize_request(&key).unwrap();
+
+        let issued = ca.sign_node_serving(csr.der(), "node2", 30 * DAY).unwrap();
+        let got = read_back(&issued.cert_pem);
+        assert_eq!(got.cn, "system:node:node2");
+        assert_eq!(got.org.as_deref(), Some(NODES_GROUP));
+        assert!(!got.is_ca, "never a CA");
+        assert!(got.server_auth && !got.client_auth, "server auth only");
+        assert_eq!(
+            got.sans,
+            ["DNSName(node2)"],
+            "the node's name, nothing else"
+        );
+        assert!((29..=30).contains(&days_left(&got)));
+        assert!(issued.key_pem.is_empty(), "the node keeps its key");
+        let der = pem_to_der(&issued.cert_pem).unwrap();
+        let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap();
+        assert_eq!(
+            cert.public_key().raw,
+            key.subject_public_key_info().as_slice(),
+            "the CSR's key"
+        );
+
+        assert!(matches!(
+            ca.sign_node_serving(b"not a csr", "node2", DAY),
             Err(Error::Csr(_))
         ));
     }
