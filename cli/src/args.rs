@@ -438,6 +438,11 @@ pub struct ControlPlaneArgs {
     /// Address to serve the API on (port 0 picks one and writes it to <data-dir>/address).
     #[arg(long, default_value = "127.0.0.1:6443")]
     pub listen: SocketAddr,
+    /// Also serve the API in plain text on this loopback address, for debugging only:
+    /// every request there acts as an administrator. Off by default; refused unless the
+    /// address is loopback.
+    #[arg(long, value_name = "127.0.0.1:PORT")]
+    pub insecure_listen: Option<SocketAddr>,
     /// The range node pod ranges are cut from.
     #[arg(long)]
     pub cluster_cidr: Option<String>,

@@ -38,6 +38,9 @@ use twinset_proto::v1::bootstrap_server::BootstrapServer;
 use twinset_proto::v1::cluster_server::ClusterServer;
 use twinset_proto::v1::nodes_server::NodesServer;
 
+/// The user every request on the `--insecure-listen` listener acts as.
+pub const INSECURE_USER: &str = "system:insecure-listen";
+
 /// Default lifetime of the server certificate (made at every start, renewed at about 70 %).
 pub const DEFAULT_SERVER_CERT_TTL: Duration = Duration::from_secs(365 * 24 * 3600);
 /// Default lifetime of the admin certificate.
@@ -81,6 +84,9 @@ pub struct Config {
     pub cluster_domain: String,
     /// How long an Event is kept after it was last seen (kube-apiserver's `--event-ttl`).
     pub event_ttl: Duration,
+    /// A loopback address to also serve the API on in plain text, every request acting
+    /// as an administrator (`--insecure-listen`, for debugging; None by default).
+    pub insecure_listen: Option<SocketAddr>,
     /// Extra names and addresses the server certificate covers (`--tls-san`).
     pub tls_san: Vec<String>,
     /// The operator's CA (`--tls-ca-cert/--tls-ca-key`); `None` makes one on first start.
@@ -115,6 +121,7 @@ impl Config {
             dns_listen: None,
             cluster_domain: "cluster.local".into(),
             event_ttl: events::DEFAULT_TTL,
+            insecure_listen: None,
             tls_san: Vec::new(),
             tls_ca: None,
             server_cert_ttl: DEFAULT_SERVER_CERT_TTL,
@@ -161,6 +168,11 @@ pub enum Error {
     /// The cluster CA or a certificate could not be made or stored.
     #[error("cluster CA: {0}")]
     Pki(#[from] pki::Error),
+    /// `--insecure-listen` asked for plain text on an address other than loopback.
+    #[error(
+        "--insecure-listen {0}: plain text is served only on a loopback address (127.0.0.1 or ::1)"
+    )]
+    InsecureNotLoopback(SocketAddr),
     /// The TLS configuration was refused.
     #[error(transparent)]
     Tls(#[from] twinset_proto::tls::TlsError),
@@ -289,6 +301,27 @@ async fn serve(
         addr: config.listen,
         source,
     })?;
+    let insecure = match config.insecure_listen {
+        None => None,
+        Some(at) if !at.ip().is_loopback() => return Err(Error::InsecureNotLoopback(at)),
+        Some(at) => {
+            let l = TcpListener::bind(at)
+                .await
+                .map_err(|source| Error::Bind { addr: at, source })?;
+            let bound = l
+                .local_addr()
+                .map_err(|source| Error::Bind { addr: at, source })?;
+            tracing::warn!(
+                addr = %bound,
+                user = INSECURE_USER,
+                "serving the API in PLAIN TEXT on a loopback address (--insecure-listen): \
+                 every local process can act as an administrator there; for debugging only"
+            );
+            let path = config.data_dir.join("insecure-address");
+            std::fs::write(&path, bound.to_string()).map_err(io_err(&path))?;
+            Some(l)
+        }
+    };
     // Bind DNS before announcing the address, so a taken DNS port stops start-up.
     let dns = match config.dns_listen {
         Some(at) => Some(dns::DnsServer::bind(store.clone(), at, &config.cluster_domain).await?),
@@ -372,8 +405,19 @@ async fn serve(
         controllers.clone(),
     ));
 
-    // Every connection is TLS; each request carries its caller's identity.
+    // Every connection is TLS; each request carries its caller's identity. The only
+    // exception is an operator's explicit plain-text loopback listener for debugging.
     let incoming = tls::incoming(listener, tls_config, shutdown.clone());
+    let incoming = match insecure {
+        None => futures::future::Either::Left(incoming),
+        Some(listener) => {
+            let identity = tls::Identity::Admin(INSECURE_USER.into());
+            futures::future::Either::Right(tokio_stream::StreamExt::merge(
+                incoming,
+                tls::insecure_incoming(listener, identity, shutdown.clone()),
+            ))
+        }
+    };
     let bootstrap =
         api::bootstrap::BootstrapService::new(store.clone(), ca.clone(), config.node_cert_ttl);
     let served = tonic::transport::Server::builder()

@@ -580,3 +580,137 @@ spec:
     // The control plane's own certificate is still accepted: logs work as before.
     assert_eq!(c.run_ok(&["logs", "talker"]), "hello from node2\n");
 }
+
+// Plain text for debugging: only on loopback, only when asked for.
+
+#[test]
+fn insecure_listen_serves_plain_text_only_on_loopback_and_says_so() {
+    // Another address than loopback: refused at start, before anything listens.
+    let c = Cluster::control_plane_only();
+    let data = c.dir().join("cp-public");
+    let data = data.to_string_lossy();
+    let args = [
+        "control-plane",
+        "--data-dir",
+        &data,
+        "--listen",
+        "127.0.0.1:0",
+        "--insecure-listen",
+        "0.0.0.0:0",
+    ];
+    let mut cmd = c.command();
+    cmd.args(args);
+    let out = run_command(cmd, &args, None);
+    assert!(
+        out.failed().contains(
+            "--insecure-listen 0.0.0.0:0: plain text is served only on a loopback address"
+        ),
+        "{out}"
+    );
+
+    // On loopback: the API answers in plain text there, as an administrator, and the
+    // control plane warns about it; the TLS port is unchanged.
+    let options = twinset_e2e::cluster::Options {
+        control_plane_flags: vec!["--insecure-listen".into(), "127.0.0.1:0".into()],
+        ..Default::default()
+    };
+    let c = Cluster::control_plane_only_with(&options);
+    let at = twinset_e2e::wait_for("the insecure address", twinset_e2e::timeout(), || {
+        std::fs::read_to_string(c.dir().join("cp").join("insecure-address"))
+            .map_err(|e| e.to_string())
+            .and_then(|s| (!s.is_empty()).then_some(s).ok_or("empty".into()))
+    });
+    let (listed, heartbeat) = runtime().block_on(async move {
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{at}"))
+            .unwrap()
+            .connect()
+            .await
+            .expect("plain text on the insecure listener");
+        let listed = ClusterClient::new(channel.clone())
+            .list(v1::ListRequest {
+                kind: "Namespace".into(),
+                ..Default::default()
+            })
+            .await;
+        let heartbeat = v1::nodes_client::NodesClient::new(channel)
+            .heartbeat(v1::HeartbeatRequest {
+                node_name: "node1".into(),
+                ..Default::default()
+            })
+            .await;
+        (listed, heartbeat)
+    });
+    let names: Vec<String> = listed
+        .expect("an administrator may list")
+        .into_inner()
+        .items
+        .iter()
+        .map(|o| o.meta().name.clone())
+        .collect();
+    assert!(names.contains(&"default".to_string()), "{names:?}");
+    // It acts as an administrator, never as a node.
+    let e = heartbeat.unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
+    assert!(e.message().contains("system:insecure-listen"), "{e:?}");
+    assert!(
+        c.logs().contains("serving the API in PLAIN TEXT"),
+        "no warning logged:\n{}",
+        c.logs()
+    );
+}
+
+// Revocation
+
+#[test]
+fn deleting_a_node_makes_its_certificate_useless_at_once() {
+    let c = Cluster::start(2);
+    let pki = c.node_dir("node1").join("pki");
+    let read =
+        |f: &str| std::fs::read_to_string(pki.join(f)).unwrap_or_else(|e| panic!("{f}: {e}"));
+    let creds = ClientCredentials {
+        ca_pem: read("ca.crt"),
+        identity: Some((read("node.crt"), read("node.key"))),
+    };
+    let server = c.server();
+    let heartbeat = move || {
+        let (server, creds) = (server.clone(), creds.clone());
+        runtime().block_on(async move {
+            let channel = twinset_proto::tls::connect(&server, &creds)
+                .await
+                .expect("the certificate still chains to the CA");
+            v1::nodes_client::NodesClient::new(channel)
+                .heartbeat(v1::HeartbeatRequest {
+                    node_name: "node1".into(),
+                    ..Default::default()
+                })
+                .await
+        })
+    };
+    heartbeat().expect("node1's certificate works while node1 exists");
+
+    c.run_ok(&["delete", "node", "node1"]);
+    let e = heartbeat().unwrap_err();
+    assert_eq!(e.code(), Code::Unauthenticated, "{e:?}");
+    assert_eq!(
+        e.message(),
+        "the certificate of \"system:node:node1\" is no longer valid: node \"node1\" was \
+         deleted (join again with a token from `twinset token create`)"
+    );
+    // node1's own agent, still running, is refused the same way and cannot bring the
+    // node back; node2 is untouched.
+    twinset_e2e::wait_for("node1's agent refused", twinset_e2e::timeout(), || {
+        let log = std::fs::read_to_string(c.dir().join("logs").join("agent-node1.stderr"))
+            .map_err(|e| e.to_string())?;
+        log.contains("is no longer valid")
+            .then_some(())
+            .ok_or_else(|| "not yet".to_string())
+    });
+    let names: Vec<String> = c
+        .nodes()
+        .expect("nodes")
+        .iter()
+        .map(|n| twinset_e2e::json::str_at(n, "/metadata/name").to_string())
+        .collect();
+    assert_eq!(names, ["node2"]);
+    c.wait_nodes_ready(&["node2".to_string()]);
+}

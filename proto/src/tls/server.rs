@@ -262,11 +262,18 @@ pub fn server_config_for(
     Ok(Arc::new(config))
 }
 
-/// One accepted TLS connection and what its requests know about the caller.
+/// One accepted connection — TLS, or plain text on an explicit loopback debugging
+/// listener ([`insecure_incoming`]) — and what its requests know about the caller.
 #[derive(Debug)]
 pub struct TlsConn {
-    inner: TlsStream<TcpStream>,
+    inner: Transport,
     info: PeerInfo,
+}
+
+#[derive(Debug)]
+enum Transport {
+    Tls(Box<TlsStream<TcpStream>>),
+    Plain(TcpStream),
 }
 
 impl tonic::transport::server::Connected for TlsConn {
@@ -277,13 +284,29 @@ impl tonic::transport::server::Connected for TlsConn {
     }
 }
 
+/// Runs `$call` on whichever stream the connection has.
+macro_rules! on_stream {
+    ($self:ident, $s:ident => $call:expr) => {
+        match &mut $self.inner {
+            Transport::Tls(t) => {
+                let $s = Pin::new(t.as_mut());
+                $call
+            }
+            Transport::Plain(p) => {
+                let $s = Pin::new(p);
+                $call
+            }
+        }
+    };
+}
+
 impl AsyncRead for TlsConn {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_read(cx, buf)
+        on_stream!(self, s => s.poll_read(cx, buf))
     }
 }
 
@@ -293,15 +316,15 @@ impl AsyncWrite for TlsConn {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+        on_stream!(self, s => s.poll_write(cx, buf))
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
+        on_stream!(self, s => s.poll_flush(cx))
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
+        on_stream!(self, s => s.poll_shutdown(cx))
     }
 
     fn poll_write_vectored(
@@ -309,11 +332,14 @@ impl AsyncWrite for TlsConn {
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+        on_stream!(self, s => s.poll_write_vectored(cx, bufs))
     }
 
     fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
+        match &self.inner {
+            Transport::Tls(t) => t.is_write_vectored(),
+            Transport::Plain(p) => p.is_write_vectored(),
+        }
     }
 }
 
@@ -332,7 +358,7 @@ pub async fn accept(
         .and_then(|c| c.first())
         .map_or((Identity::Anonymous, None), |c| peer_of(c));
     Ok(TlsConn {
-        inner: tls,
+        inner: Transport::Tls(Box::new(tls)),
         info: PeerInfo {
             remote,
             identity,
@@ -385,6 +411,45 @@ pub fn incoming(
                     Err(_) => tracing::info!(%remote, "TLS handshake timed out"),
                 }
             });
+        }
+    });
+    tokio_stream::wrappers::ReceiverStream::new(rx)
+}
+
+/// Plain-text connections of `listener`, each request taken as from `identity`: only
+/// for an operator's explicit `--insecure-listen` on a loopback address (the caller
+/// checks that), for debugging with tools that cannot speak TLS. The accept loop ends
+/// with `token`.
+pub fn insecure_incoming(
+    listener: TcpListener,
+    identity: Identity,
+    token: CancellationToken,
+) -> tokio_stream::wrappers::ReceiverStream<std::io::Result<TlsConn>> {
+    let (tx, rx) = mpsc::channel(64);
+    tokio::spawn(async move {
+        loop {
+            let (tcp, remote) = tokio::select! {
+                _ = token.cancelled() => return,
+                accepted = listener.accept() => match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        continue;
+                    }
+                },
+            };
+            let _ = tcp.set_nodelay(true);
+            let conn = TlsConn {
+                inner: Transport::Plain(tcp),
+                info: PeerInfo {
+                    remote,
+                    identity: identity.clone(),
+                    cert: None,
+                },
+            };
+            if tx.send(Ok(conn)).await.is_err() {
+                return;
+            }
         }
     });
     tokio_stream::wrappers::ReceiverStream::new(rx)
