@@ -12,7 +12,7 @@
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use tonic::transport::Channel;
-use twinset_proto::tls::server::{identity_of, Identity};
+use twinset_proto::tls::server::{peer_of, Identity};
 use twinset_proto::token::{sha256_hex, Token};
 use twinset_proto::v1::bootstrap_client::BootstrapClient;
 use twinset_proto::v1::{CaCertificateRequest, JoinRequest};
@@ -158,16 +158,18 @@ pub fn check_ca(ca_pem: &str, token: &Token) -> Result<String, JoinError> {
 
 /// Who a PEM certificate names (as a server reading it would) and its public key
 /// (SubjectPublicKeyInfo DER).
-fn cert_identity(cert_pem: &str) -> Result<(Identity, Vec<u8>), String> {
+fn cert_identity(cert_pem: &str) -> Result<(Identity, String), String> {
     let der = cert_der(cert_pem)?;
-    let (_, cert) = x509_parser::parse_x509_certificate(&der).map_err(|e| e.to_string())?;
-    Ok((identity_of(&der), cert.public_key().raw.to_vec()))
+    let (identity, cert) = peer_of(&der);
+    let cert = cert.ok_or("not an X.509 certificate")?;
+    Ok((identity, cert.key_sha256))
 }
 
-fn spki_of_key(key_pem: &str) -> Result<Vec<u8>, String> {
+/// SHA-256 (hex) of the public key of a private key (PEM), as [`cert_identity`] gives it.
+fn spki_of_key(key_pem: &str) -> Result<String, String> {
     use rcgen::PublicKeyData;
     let key = rcgen::KeyPair::from_pem(key_pem).map_err(|e| e.to_string())?;
-    Ok(key.subject_public_key_info())
+    Ok(sha256_hex(&key.subject_public_key_info()))
 }
 
 /// A certificate signing request (DER) for `node`'s certificate, signed with `key`: at

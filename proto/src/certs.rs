@@ -1,6 +1,6 @@
-//! What a certificate says about itself (serial, subject, validity) and when its holder
-//! renews it: the control plane for its server certificate, each agent for its node
-//! certificates, and `twinset certs check` all read certificates the same way.
+//! What a certificate says about itself (serial, subject, key, validity) — the one x509
+//! reader: the servers' caller identities, node pins, renewal and `twinset certs check`
+//! all read certificates through it — and when its holder renews it.
 
 use crate::tls::TlsError;
 
@@ -11,6 +11,10 @@ pub struct CertFacts {
     pub serial: String,
     /// The subject's common name.
     pub common_name: String,
+    /// The subject's organisations (groups).
+    pub organizations: Vec<String>,
+    /// SHA-256 (hex) of the SubjectPublicKeyInfo: what a node's pin is compared with.
+    pub key_sha256: String,
     /// Start of validity, seconds since the epoch.
     pub not_before: i64,
     /// End of validity, seconds since the epoch.
@@ -29,14 +33,21 @@ pub fn facts(pem: &str, what: &str) -> Result<CertFacts, TlsError> {
 /// The facts of a DER certificate.
 pub fn facts_der(der: &[u8]) -> Result<CertFacts, String> {
     let (_, cert) = x509_parser::parse_x509_certificate(der).map_err(|e| e.to_string())?;
-    let common_name = cert
-        .subject()
+    let subject = cert.subject();
+    let common_name = subject
         .iter_common_name()
         .next()
         .and_then(|a| a.as_str().ok())
         .unwrap_or_default()
         .to_string();
+    let organizations = subject
+        .iter_organization()
+        .filter_map(|a| a.as_str().ok())
+        .map(str::to_string)
+        .collect();
     Ok(CertFacts {
+        organizations,
+        key_sha256: crate::token::sha256_hex(cert.public_key().raw),
         serial: cert
             .raw_serial()
             .iter()
@@ -99,6 +110,8 @@ mod tests {
         let f = CertFacts {
             serial: "01".into(),
             common_name: "x".into(),
+            organizations: Vec::new(),
+            key_sha256: String::new(),
             not_before: 0,
             not_after: 10,
         };

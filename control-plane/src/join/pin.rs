@@ -140,9 +140,9 @@ pub fn csr_key_sha256(csr_der: &[u8]) -> Result<String, KeyError> {
 /// SHA-256 (hex) of the public key (SubjectPublicKeyInfo DER) of a certificate: what a
 /// verified client certificate is compared with the node's pin by.
 pub fn cert_key_sha256(cert_der: &[u8]) -> Result<String, KeyError> {
-    let (_, cert) =
-        x509_parser::parse_x509_certificate(cert_der).map_err(|e| KeyError::Cert(e.to_string()))?;
-    Ok(sha256_hex(cert.public_key().raw))
+    twinset_proto::certs::facts_der(cert_der)
+        .map(|f| f.key_sha256)
+        .map_err(KeyError::Cert)
 }
 
 #[cfg(test)]

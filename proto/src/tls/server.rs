@@ -133,26 +133,16 @@ pub fn identity_of(der: &[u8]) -> Identity {
 
 /// The identity in a verified certificate (DER), with its key and expiry.
 pub fn peer_of(der: &[u8]) -> (Identity, Option<PeerCert>) {
-    let Ok((_, cert)) = x509_parser::parse_x509_certificate(der) else {
-        return (Identity::Other(String::new()), None);
-    };
-    let checked = PeerCert {
-        key_sha256: crate::token::sha256_hex(cert.public_key().raw),
-        not_after: cert.validity().not_after.timestamp(),
-    };
-    let subject = cert.subject();
-    let cn = subject
-        .iter_common_name()
-        .next()
-        .and_then(|a| a.as_str().ok())
-        .unwrap_or_default()
-        .to_string();
-    let orgs: Vec<String> = subject
-        .iter_organization()
-        .filter_map(|a| a.as_str().ok())
-        .map(str::to_string)
-        .collect();
-    (Identity::of(&cn, &orgs), Some(checked))
+    match crate::certs::facts_der(der) {
+        Ok(f) => (
+            Identity::of(&f.common_name, &f.organizations),
+            Some(PeerCert {
+                key_sha256: f.key_sha256,
+                not_after: f.not_after,
+            }),
+        ),
+        Err(_) => (Identity::Other(String::new()), None),
+    }
 }
 
 /// A server's certificate and key, swappable while the server runs.
