@@ -467,6 +467,12 @@ pub struct ControlPlaneArgs {
     /// refused with RESOURCE_EXHAUSTED.
     #[arg(long)]
     pub max_watches_per_connection: Option<usize>,
+    /// Watch streams one user (the name in its client certificate, e.g. `admin`,
+    /// `system:node:node1`) may hold at once over all its connections (default 5000);
+    /// more are refused with RESOURCE_EXHAUSTED. kube-apiserver has no exact equivalent:
+    /// this stands in for its API priority and fairness per user.
+    #[arg(long)]
+    pub max_watches_per_user: Option<usize>,
     /// Watch streams the control plane serves at once (default 10000).
     #[arg(long)]
     pub max_watches: Option<usize>,

@@ -69,6 +69,9 @@ pub struct Config {
     pub max_request_bytes: usize,
     /// Watch streams one connection may hold at once.
     pub max_watches_per_connection: usize,
+    /// Watch streams one user (its certificate's name) may hold at once over all its
+    /// connections; stands in for kube-apiserver's API priority and fairness per user.
+    pub max_watches_per_user: usize,
     /// Watch streams the control plane serves at once.
     pub max_watches: usize,
     /// Cluster-service reads (Get, List) in flight at once (`--max-requests-inflight`).
@@ -114,6 +117,7 @@ impl Config {
             watch_history_bytes: store::hub::DEFAULT_HISTORY_BYTES,
             max_request_bytes: api::DEFAULT_MAX_REQUEST_BYTES,
             max_watches_per_connection: api::slots::DEFAULT_PER_CONNECTION,
+            max_watches_per_user: api::slots::DEFAULT_PER_USER,
             max_watches: api::slots::DEFAULT_TOTAL,
             max_requests_inflight: api::inflight::DEFAULT_MAX_REQUESTS_INFLIGHT,
             max_mutating_requests_inflight: api::inflight::DEFAULT_MAX_MUTATING_REQUESTS_INFLIGHT,
@@ -353,6 +357,7 @@ async fn serve(
         max_request_bytes: config.max_request_bytes,
         watch_slots: api::slots::WatchSlots::new(
             config.max_watches_per_connection,
+            config.max_watches_per_user,
             config.max_watches,
         ),
     };

@@ -51,7 +51,7 @@ fn ctx(store: Arc<dyn Store>) -> Ctx {
         register_lock: Arc::default(),
         status_write_interval: Duration::from_secs(30),
         max_request_bytes: twinset_control_plane::api::DEFAULT_MAX_REQUEST_BYTES,
-        watch_slots: twinset_control_plane::api::slots::WatchSlots::new(10, 10),
+        watch_slots: twinset_control_plane::api::slots::WatchSlots::new(10, 10, 10),
     }
 }
 

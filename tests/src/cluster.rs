@@ -474,6 +474,18 @@ impl Cluster {
             .map_err(|e| format!("`get {args:?} -o json` printed invalid JSON ({e}): {stdout}"))
     }
 
+    /// The port of the daemon endpoint node `node` reported
+    /// (`status.daemonEndpoints.kubeletEndpoint.port`); panics when it reports none.
+    pub fn daemon_port(&self, node: &str) -> u16 {
+        let n = self
+            .get_json(&["node", node])
+            .unwrap_or_else(|e| panic!("get node {node}: {e}"));
+        let port = n["status"]["daemonEndpoints"]["kubeletEndpoint"]["port"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("node {node} reports no daemon endpoint port: {n}"));
+        u16::try_from(port).unwrap_or_else(|_| panic!("node {node} reports port {port}"))
+    }
+
     /// Every pod in `ns`, from `get pods -n NS -o json`.
     pub fn pods(&self, ns: &str) -> Result<Vec<PodView>, String> {
         let v = self.get_json(&["pods", "-n", ns])?;

@@ -3,11 +3,9 @@
 //! and a short node grace), a join token
 //! made with `twinset token create --ttl 2h --uses 3` through the admin kubeconfig, and
 //! three agents joining with it. The cluster runs the guide's DaemonSet and StatefulSet
-//! (real MariaDB replicas), the token is then used up, a plain-text client gets no data,
-//! and the agents keep their key and certificate, never the token.
-//!
-//! Not checked here yet: a plain-text client of an agent's daemon endpoint (that endpoint
-//! is being moved to TLS in another branch).
+//! (real MariaDB replicas), the token is then used up, a plain-text client of the control
+//! plane or of any agent's daemon endpoint gets no data, and the agents keep their key and
+//! certificate, never the token.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -190,6 +188,18 @@ fn a_lab_cluster_joins_with_one_token_and_speaks_only_tls() {
         "the control plane answered plain text with something other than a TLS alert: {:02x?}",
         &reply[..reply.len().min(32)]
     );
+    // So does each agent's daemon endpoint (TLS only): a TLS alert or a closed
+    // connection, never an HTTP/2 frame.
+    for n in NODES {
+        let addr = format!("127.0.0.1:{}", c.daemon_port(n));
+        let reply = raw_plain_text_reply(&addr);
+        assert!(
+            reply.is_empty() || reply[0] == 0x15,
+            "{n}'s daemon endpoint {addr} answered plain text with something other than a \
+             TLS alert: {:02x?}",
+            &reply[..reply.len().min(32)]
+        );
+    }
 
     // Each agent keeps its own key (owner only), its certificate and the CA, and no token.
     let (_, secret) = token.rsplit_once('.').expect("TS1<hash>::id.secret");

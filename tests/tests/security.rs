@@ -490,17 +490,6 @@ fn a_node_certificate_speaks_only_for_its_own_node_and_pods() {
 
 // NodeAgent endpoint
 
-/// The daemon endpoint port node `node` reported (status.daemonEndpoints).
-fn daemon_port(c: &Cluster, node: &str) -> u16 {
-    let n = c
-        .get_json(&["node", node])
-        .unwrap_or_else(|e| panic!("get node {node}: {e}"));
-    let port = n["status"]["daemonEndpoints"]["kubeletEndpoint"]["port"]
-        .as_u64()
-        .unwrap_or_else(|| panic!("node {node} reports no daemon endpoint port: {n}"));
-    u16::try_from(port).expect("a port")
-}
-
 #[test]
 fn an_agents_endpoint_answers_only_the_control_plane() {
     use twinset_proto::tls::server::{AgentDialer, ServerCert};
@@ -539,7 +528,7 @@ spec:
         |f: &str| std::fs::read_to_string(pki.join(f)).unwrap_or_else(|e| panic!("{f}: {e}"));
     let ca = read("ca.crt");
     let node1 = ServerCert::new(&read("node.crt"), &read("node.key")).expect("node1's certificate");
-    let address = format!("127.0.0.1:{}", daemon_port(&c, "node2"));
+    let address = format!("127.0.0.1:{}", c.daemon_port("node2"));
     let request = || v1::LogsRequest {
         namespace: "default".into(),
         pod: "talker".into(),

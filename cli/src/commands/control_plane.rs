@@ -19,6 +19,9 @@ pub fn config(args: ControlPlaneArgs) -> twinset_control_plane::Config {
     if let Some(n) = args.max_watches_per_connection {
         config.max_watches_per_connection = n;
     }
+    if let Some(n) = args.max_watches_per_user {
+        config.max_watches_per_user = n;
+    }
     if let Some(n) = args.max_watches {
         config.max_watches = n;
     }

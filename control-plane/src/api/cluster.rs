@@ -199,10 +199,10 @@ impl Cluster for ClusterService {
         request: Request<WatchRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
         // The stream holds its slot for as long as it lives.
-        let slot = self
-            .ctx
-            .watch_slots
-            .acquire(super::authz::peer_addr(&request))?;
+        let slot = self.ctx.watch_slots.acquire(
+            super::authz::peer_addr(&request),
+            &super::authz::identity(&request).user(),
+        )?;
         let r = request.into_inner();
         let kind = if r.kind.is_empty() {
             None

@@ -616,7 +616,7 @@ mod tests {
             register_lock: Arc::default(),
             status_write_interval: Duration::from_secs(30),
             max_request_bytes: crate::api::DEFAULT_MAX_REQUEST_BYTES,
-            watch_slots: crate::api::slots::WatchSlots::new(10, 10),
+            watch_slots: crate::api::slots::WatchSlots::new(10, 10, 10),
         })
     }
 
