@@ -108,7 +108,7 @@ fn bad_join_tokens_are_refused_and_nothing_is_stored() {
     // The same id and secret for another CA.
     let (_, rest) = good.split_once("::").expect("TS1<hash>::");
     let other_ca = format!("TS1{}::{rest}", "0".repeat(64));
-    let before = c.store_revision();
+    let first = c.store_revision();
 
     let out = join_once(&c, "intruder", &wrong_secret, "bad-secret");
     assert!(out.failed().contains("is not valid"), "wrong secret: {out}");
@@ -119,8 +119,47 @@ fn bad_join_tokens_are_refused_and_nothing_is_stored() {
     );
     let out = join_once(&c, "intruder", "not-a-token", "garbage");
     assert!(out.failed().contains("--token"), "garbage: {out}");
+    assert_eq!(c.store_revision(), first, "a refused join stores nothing");
+    // A token for another node name.
+    let for_other = c.run_ok(&["token", "create", "--ttl", "1h", "--node", "node9"]);
+    let before = c.store_revision();
+    let out = join_once(&c, "intruder", for_other.trim(), "other-node");
+    assert!(
+        out.failed()
+            .contains("is for node \"node9\", not \"intruder\""),
+        "another node's token: {out}"
+    );
+    assert_eq!(c.store_revision(), before, "a refused join stores nothing");
+    // An expired token (a TTL of one second, once `token list` shows it expired).
+    let short = c.run_ok(&["token", "create", "--ttl", "1s"]);
+    let short_id = short
+        .trim()
+        .rsplit_once("::")
+        .expect("TS1<hash>::id.secret")
+        .1;
+    let short_id = short_id.split('.').next().unwrap_or_default().to_string();
+    twinset_e2e::wait_for("the 1 s token to expire", twinset_e2e::timeout(), || {
+        let t = c.table(&["token", "list"]);
+        match t.row(&short_id) {
+            Some(r) if t.cell(r, "TTL") == "<expired>" => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    });
+    let before = c.store_revision();
+    let out = join_once(&c, "intruder", short.trim(), "expired");
+    assert!(
+        out.failed()
+            .contains(&format!("token {short_id} has expired")),
+        "expired: {out}"
+    );
 
     assert_eq!(c.store_revision(), before, "a refused join stores nothing");
+    for dir in ["bad-secret", "bad-ca", "garbage", "other-node", "expired"] {
+        assert!(
+            !c.dir().join(dir).join("pki").join("node.key").exists(),
+            "{dir}: a refused agent keeps no key"
+        );
+    }
     assert!(
         !c.dir().join("bad-ca").join("pki").join("node.key").exists(),
         "nothing kept after a CA mismatch"
