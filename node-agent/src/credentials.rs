@@ -2,6 +2,7 @@
 //! `<data-dir>/pki/`, made on the first start by joining with a token (the CA is checked
 //! against the token before anything is sent), then loaded on every later start.
 
+use crate::connection::NodeConnection;
 use crate::join::{self, JoinError, NodeCredentials, Trust};
 use crate::{Config, Error};
 use tonic::transport::Channel;
@@ -17,7 +18,21 @@ pub async fn obtain(config: &Config) -> Result<NodeCredentials, Error> {
                 dir.display()
             )))
         })?;
-        return Ok(creds);
+        if creds.has_serving_cert() {
+            return Ok(creds);
+        }
+        // Joined before agents served TLS: the daemon endpoint's certificate comes with a
+        // renewal over the node's own certificate.
+        let connection = NodeConnection::new(connect(&config.server, &creds)?);
+        let renewed = crate::renewal::renew(&connection, &config.node_name, &dir, &creds)
+            .await
+            .map_err(|why| {
+                Error::Join(JoinError::BadResponse(format!(
+                    "cannot get a serving certificate for the daemon endpoint: {why}"
+                )))
+            })?;
+        tracing::info!(dir = %dir.display(), "serving certificate for the daemon endpoint stored");
+        return Ok(renewed);
     }
     let Some(token) = &config.token else {
         return Err(Error::NoCredentials(dir));

@@ -87,18 +87,6 @@ pub enum JoinError {
         /// Why.
         source: std::io::Error,
     },
-    /// The node joined before agents had serving certificates: it has a client
-    /// certificate but no `node-serving.crt`.
-    #[error(
-        "{path} is missing: this node joined before its agent served TLS and must re-join: \
-         `twinset delete node` it, remove {dir} and start the agent with a new join token"
-    )]
-    NoServingCert {
-        /// The missing file.
-        path: PathBuf,
-        /// The pki directory.
-        dir: PathBuf,
-    },
     /// Stored credentials are incomplete or do not fit together.
     #[error("node credentials in {dir}: {why}")]
     Credentials {
@@ -261,6 +249,12 @@ impl NodeCredentials {
         self.check_key()
     }
 
+    /// False for a node that joined before agents served TLS (no `node-serving.crt`):
+    /// it gets one with its first renewal.
+    pub fn has_serving_cert(&self) -> bool {
+        !self.serving_cert_pem.trim().is_empty()
+    }
+
     /// Checks that both certificates are for this key and the same node, and that the
     /// CA is a certificate.
     fn check_key(&self) -> Result<(), String> {
@@ -268,6 +262,10 @@ impl NodeCredentials {
         let key = spki_of_key(&self.key_pem).map_err(|e| format!("the key: {e}"))?;
         if cert_key != key {
             return Err("the certificate is not for the node's key".into());
+        }
+        cert_der(&self.ca_pem).map_err(|e| format!("the CA: {e}"))?;
+        if !self.has_serving_cert() {
+            return Ok(());
         }
         let (_, serving_key) = cert_identity(&self.serving_cert_pem)
             .map_err(|e| format!("the serving certificate: {e}"))?;
@@ -325,9 +323,6 @@ impl NodeCredentials {
             }
         }
         let serving = dir.join(SERVING_CERT_FILE);
-        if !serving.exists() {
-            return Err(no_serving_cert(dir));
-        }
         let mode = std::fs::metadata(&key)
             .map_err(io(&key))?
             .permissions()
@@ -343,7 +338,13 @@ impl NodeCredentials {
         let creds = NodeCredentials {
             key_pem: read(&key)?,
             cert_pem: read(&cert)?,
-            serving_cert_pem: read(&serving)?,
+            // A node that joined before agents served TLS has none yet: the caller gets
+            // one by renewing (see `has_serving_cert`).
+            serving_cert_pem: if serving.exists() {
+                read(&serving)?
+            } else {
+                String::new()
+            },
             ca_pem: read(&ca)?,
         };
         creds.check_key().map_err(bad)?;
@@ -359,15 +360,6 @@ fn node_of(cert_pem: &str, what: &str) -> Result<String, String> {
     {
         Identity::Node(name) => Ok(name),
         other => Err(format!("{what} is for {:?}, not a node", other.user())),
-    }
-}
-
-/// What a node that joined before serving certificates existed is told: the one place
-/// that decides what happens to such a node.
-fn no_serving_cert(dir: &Path) -> JoinError {
-    JoinError::NoServingCert {
-        path: dir.join(SERVING_CERT_FILE),
-        dir: dir.to_path_buf(),
     }
 }
 
@@ -505,16 +497,17 @@ mod tests {
         );
         creds.save(&pki).unwrap();
 
-        // A node that joined before serving certificates is told to re-join.
+        // A node that joined before serving certificates loads without one (its agent
+        // then renews to get it).
         std::fs::remove_file(pki.join(SERVING_CERT_FILE)).unwrap();
-        let err = NodeCredentials::load(&pki).unwrap_err();
-        assert!(matches!(err, JoinError::NoServingCert { .. }), "{err}");
-        assert!(
-            err.to_string().contains("node-serving.crt is missing")
-                && err.to_string().contains("re-join"),
-            "{err}"
-        );
+        let old = NodeCredentials::load(&pki).unwrap().unwrap();
+        assert!(!old.has_serving_cert());
+        assert_eq!(old.cert_pem, creds.cert_pem);
         creds.save(&pki).unwrap();
+        assert!(NodeCredentials::load(&pki)
+            .unwrap()
+            .unwrap()
+            .has_serving_cert());
 
         // A certificate for another key is refused.
         std::fs::write(pki.join(CERT_FILE), stranger).unwrap();

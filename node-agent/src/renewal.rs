@@ -7,13 +7,45 @@
 
 use crate::connection::{Client, NodeConnection};
 use crate::join::{self, NodeCredentials};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use twinset_proto::certs::{draw_jitter, facts, now_secs, renew_in};
 use twinset_proto::tls::server::ServerCert;
 use twinset_proto::v1::RenewCertificateRequest;
+
+/// New certificates for `creds`' key from the control plane over `connection`: a CSR
+/// signed with the key the node joined with, Nodes.RenewCertificate, checks (this node,
+/// this key, the same CA), then the files under `dir`. Returns the new credentials.
+pub async fn renew(
+    connection: &NodeConnection,
+    node: &str,
+    dir: &Path,
+    creds: &NodeCredentials,
+) -> Result<NodeCredentials, String> {
+    let key = rcgen::KeyPair::from_pem(&creds.key_pem).map_err(|e| format!("the node key: {e}"))?;
+    let csr = join::csr(&key, node).map_err(|e| e.to_string())?;
+    let answer = Client::new(connection.clone())
+        .renew_certificate(RenewCertificateRequest {
+            node_name: node.to_string(),
+            csr_der: csr,
+        })
+        .await
+        .map_err(|s| format!("the control plane refused: {:?}: {}", s.code(), s.message()))?
+        .into_inner();
+    if answer.ca_pem.trim() != creds.ca_pem.trim() {
+        return Err("the control plane answered with another CA".into());
+    }
+    let new = NodeCredentials {
+        cert_pem: answer.certificate_pem,
+        serving_cert_pem: answer.serving_certificate_pem,
+        ..creds.clone()
+    };
+    new.check(node)?;
+    new.save(dir).map_err(|e| e.to_string())?;
+    Ok(new)
+}
 
 /// How long to wait before trying again after a failed renewal, at most.
 const RETRY_AT_MOST: Duration = Duration::from_secs(30);
@@ -76,29 +108,9 @@ impl Renewal {
         }
     }
 
-    /// One renewal: CSR, call, checks, files, then the new channel.
+    /// One renewal: [`renew`], then the new serving certificate and channel.
     async fn renew_once(&mut self) -> Result<(), String> {
-        let key = rcgen::KeyPair::from_pem(&self.creds.key_pem)
-            .map_err(|e| format!("the node key: {e}"))?;
-        let csr = join::csr(&key, &self.node).map_err(|e| e.to_string())?;
-        let answer = Client::new(self.connection.clone())
-            .renew_certificate(RenewCertificateRequest {
-                node_name: self.node.clone(),
-                csr_der: csr,
-            })
-            .await
-            .map_err(|s| format!("the control plane refused: {:?}: {}", s.code(), s.message()))?
-            .into_inner();
-        if answer.ca_pem.trim() != self.creds.ca_pem.trim() {
-            return Err("the control plane answered with another CA".into());
-        }
-        let new = NodeCredentials {
-            cert_pem: answer.certificate_pem,
-            serving_cert_pem: answer.serving_certificate_pem,
-            ..self.creds.clone()
-        };
-        new.check(&self.node)?;
-        new.save(&self.dir).map_err(|e| e.to_string())?;
+        let new = renew(&self.connection, &self.node, &self.dir, &self.creds).await?;
         self.serving
             .replace(&new.serving_cert_pem, &new.key_pem)
             .map_err(|e| format!("the new serving certificate: {e}"))?;

@@ -742,3 +742,48 @@ fn deleting_a_node_makes_its_certificate_useless_at_once() {
     assert_eq!(names, ["node2"]);
     c.wait_nodes_ready(&["node2".to_string()]);
 }
+
+// Upgrade: a node that joined before agents served TLS
+
+#[test]
+fn an_agent_without_a_serving_certificate_gets_one_when_it_starts() {
+    let mut c = Cluster::start(1);
+    c.kill_agent("node1");
+    let data = c.node_dir("node1");
+    let serving = data.join("pki").join("node-serving.crt");
+    std::fs::remove_file(&serving).expect("the agent had a serving certificate");
+    c.spawn_agent_at("node1", &data, &[]);
+    let pem = twinset_e2e::wait_for(
+        "the restarted agent's serving certificate",
+        twinset_e2e::timeout(),
+        || std::fs::read_to_string(&serving).map_err(|e| e.to_string()),
+    );
+    c.wait_nodes_ready(&["node1".to_string()]);
+    let facts = twinset_proto::certs::facts(&pem, "node-serving.crt").unwrap();
+    assert_eq!(facts.common_name, "system:node:node1");
+    // The control plane reaches the endpoint with it.
+    c.apply(
+        "apiVersion: v1
+kind: Pod
+metadata:
+  name: talker
+  namespace: default
+spec:
+  nodeName: node1
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: main
+    image: busybox
+    command: [\"sh\", \"-c\", \"echo upgraded; exec sleep 3600\"]
+",
+    )
+    .ok();
+    twinset_e2e::wait_for(
+        "logs through the new certificate",
+        twinset_e2e::timeout(),
+        || match c.run(&["logs", "talker"]).result()? {
+            "upgraded\n" => Ok(()),
+            other => Err(format!("logs: {other:?}")),
+        },
+    );
+}

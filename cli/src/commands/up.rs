@@ -5,7 +5,6 @@
 use crate::args::UpArgs;
 use crate::client::{Client, Target};
 use crate::cluster_files::{self, ClusterFile, ProcessEntry, CONTROL_PLANE};
-use crate::print::status::node_status;
 use crate::procs::{self, Member};
 use anyhow::{bail, Context as _};
 use std::path::{Path, PathBuf};
@@ -180,6 +179,9 @@ async fn start(
     let token = join_token(&target, args.nodes).await?;
 
     let names: Vec<String> = (1..=args.nodes).map(|i| format!("node{i}")).collect();
+    // A node counts as Ready only once its agent of this start has posted status: a data
+    // dir used before holds nodes whose stored status still says Ready.
+    let spawned_at = std::time::SystemTime::now();
     for name in &names {
         let mut a: Vec<String> = vec![
             "agent".into(),
@@ -227,7 +229,10 @@ async fn start(
             })
             .collect(),
     })?;
-    wait_ready(&target, &names, members, deadline, shutdown, logs).await?;
+    wait_ready(
+        &target, &names, spawned_at, members, deadline, shutdown, logs,
+    )
+    .await?;
     Ok(target)
 }
 
@@ -342,9 +347,29 @@ async fn wait_for_address(
     }
 }
 
+/// True when `node` is Ready with a heartbeat at or after `since` (whole seconds, as
+/// the heartbeat time is written).
+fn ready_since(node: &twinset_proto::v1::Node, since: std::time::SystemTime) -> bool {
+    let since = since
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default();
+    node.status
+        .as_ref()
+        .and_then(|s| s.conditions.iter().find(|c| c.r#type == "Ready"))
+        .is_some_and(|c| {
+            c.status == "True"
+                && twinset_proto::time::parse(&c.last_heartbeat_time)
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                    .is_some_and(|t| t.as_secs() >= since)
+        })
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn wait_ready(
     target: &Target,
     names: &[String],
+    since: std::time::SystemTime,
     members: &mut [Member],
     deadline: Instant,
     shutdown: &CancellationToken,
@@ -368,8 +393,7 @@ async fn wait_ready(
                         .filter(|n| {
                             !nodes.iter().any(|o| {
                                 o.name() == n.as_str()
-                                    && o.as_node()
-                                        .is_some_and(|node| node_status(node).starts_with("Ready"))
+                                    && o.as_node().is_some_and(|node| ready_since(node, since))
                             })
                         })
                         .cloned()

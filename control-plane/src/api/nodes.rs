@@ -280,12 +280,33 @@ fn assignment(ev: WatchEvent, node: &str) -> Option<Assignment> {
     })
 }
 
+/// Why an open assignment stream must end: the node's name was joined again with
+/// another key (a new Node pinned to it), so the certificate the stream was opened with
+/// no longer speaks for the node and must not receive the new node's pods. A deleted
+/// node's stream goes on: it carries the deletions that stop the old node's pods, and
+/// nothing can be bound to a name that no node holds.
+fn revoked(ev: &WatchEvent, node: &str, key_sha256: &str) -> Option<Status> {
+    let n = ev.object.as_node()?;
+    if ev.r#type == EventType::Deleted
+        || ev.object.name() != node
+        || pin::key_matches_pin(Some(n), key_sha256)
+    {
+        return None;
+    }
+    Some(Status::unauthenticated(format!(
+        "the certificate of \"system:node:{node}\" is no longer valid: node \"{node}\" is \
+         joined with another key"
+    )))
+}
+
 /// The assignment stream of one node: snapshot, then changes; resumes from the agent's
 /// revision when the history still holds it, else (and whenever the history runs out)
-/// starts with a fresh snapshot.
+/// starts with a fresh snapshot. It ends when the node is joined again with a key other
+/// than `key_sha256`, the one of the certificate it was opened with ([`revoked`]).
 async fn assignments(
     ctx: Ctx,
     node: String,
+    key_sha256: String,
     from: Option<u64>,
     tx: mpsc::Sender<Result<Assignment, Status>>,
 ) {
@@ -301,7 +322,14 @@ async fn assignments(
         };
         let out: Vec<Assignment> = match next {
             Ok(Next::Listed(snapshot)) => snapshot,
-            Ok(Next::Event(ev)) => assignment(*ev, &node).into_iter().collect(),
+            Ok(Next::Event(ev)) => {
+                if let Some(refused) = revoked(&ev, &node, &key_sha256) {
+                    tracing::warn!(node, "assignment stream ended: {}", refused.message());
+                    let _ = tx.send(Err(refused)).await;
+                    return;
+                }
+                assignment(*ev, &node).into_iter().collect()
+            }
             Err(e) => {
                 let _ = tx.send(Err(status(e))).await;
                 return;
@@ -416,6 +444,7 @@ impl Nodes for NodesService {
             &request.get_ref().node_name,
             "watch assignments",
         )?;
+        let key = peer_key(&request).unwrap_or_default();
         let r = request.into_inner();
         if self.store().get(Kind::Node, "", &r.node_name).is_none() {
             return Err(Self::node_not_found(&r.node_name));
@@ -423,7 +452,7 @@ impl Nodes for NodesService {
         let from = parse_rv(&r.resource_version)?;
         let (tx, rx) = mpsc::channel(256);
         let span = tracing::info_span!("assignments", node = %r.node_name);
-        tokio::spawn(assignments(self.ctx.clone(), r.node_name, from, tx).instrument(span));
+        tokio::spawn(assignments(self.ctx.clone(), r.node_name, key, from, tx).instrument(span));
         Ok(Response::new(ReceiverStream::new(rx)))
     }
 
@@ -588,6 +617,35 @@ mod tests {
             }),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn a_stream_ends_when_its_node_is_joined_again_with_another_key() {
+        let ev = |t: EventType, name: &str, key: &str| WatchEvent {
+            r#type: t,
+            object: Object::from(pin::joined_node(name, key, "2026-12-01T00:00:00Z")),
+            rev: 7,
+        };
+        // The same key (a heartbeat, a registration): the stream goes on.
+        assert!(revoked(&ev(EventType::Modified, "n1", "k1"), "n1", "k1").is_none());
+        // Another node, or a deletion (whose pod removals must still reach the agent).
+        assert!(revoked(&ev(EventType::Added, "n2", "k2"), "n1", "k1").is_none());
+        assert!(revoked(&ev(EventType::Deleted, "n1", "k1"), "n1", "k1").is_none());
+        // The name joined again with another key: the old certificate's stream ends.
+        let s = revoked(&ev(EventType::Added, "n1", "k2"), "n1", "k1").unwrap();
+        assert_eq!(s.code(), tonic::Code::Unauthenticated);
+        assert_eq!(
+            s.message(),
+            "the certificate of \"system:node:n1\" is no longer valid: node \"n1\" is joined \
+             with another key"
+        );
+        // A pod event is no node event.
+        let pod = WatchEvent {
+            r#type: EventType::Added,
+            object: Object::from(pod_of(1)),
+            rev: 8,
+        };
+        assert!(revoked(&pod, "n1", "k1").is_none());
     }
 
     #[test]
