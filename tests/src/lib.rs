@@ -54,6 +54,26 @@ pub fn require_root(needed_for: &str) {
 }
 pub use watch::{PodEvent, PodState, PodWatch};
 
+/// A pod in `default` bound to `node` whose container `main` runs `script` with sh
+/// (busybox), stopped with a 1 s grace.
+pub fn shell_pod(name: &str, node: &str, script: &str) -> String {
+    format!(
+        "apiVersion: v1
+kind: Pod
+metadata:
+  name: {name}
+  namespace: default
+spec:
+  nodeName: {node}
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: main
+    image: busybox
+    command: [\"sh\", \"-c\", {script:?}]
+"
+    )
+}
+
 /// A DaemonSet of `twinset/sleep` pods in `namespace` whose container has `env` (YAML
 /// list items, indented for the container: `        - name: A\n          value: "1"\n`).
 pub fn sleep_daemonset(name: &str, namespace: &str, env: &str) -> String {

@@ -12,21 +12,7 @@ const MAX_FILES: u64 = 3;
 
 /// A pod on node1 whose container `main` runs `script` with sh.
 fn pod(name: &str, script: &str) -> String {
-    format!(
-        "apiVersion: v1
-kind: Pod
-metadata:
-  name: {name}
-  namespace: default
-spec:
-  nodeName: node1
-  terminationGracePeriodSeconds: 1
-  containers:
-  - name: main
-    image: busybox
-    command: [\"sh\", \"-c\", {script:?}]
-"
-    )
+    twinset_e2e::shell_pod(name, "node1", script)
 }
 
 /// Each run writes 50 MiB and a last line naming the run; the first run then exits

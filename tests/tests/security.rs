@@ -536,21 +536,11 @@ fn an_agents_endpoint_answers_only_the_control_plane() {
 
     let c = Cluster::start(2);
     // A pod on node2 whose log the control plane fetches from node2's agent.
-    c.apply(
-        "apiVersion: v1
-kind: Pod
-metadata:
-  name: talker
-  namespace: default
-spec:
-  nodeName: node2
-  terminationGracePeriodSeconds: 1
-  containers:
-  - name: main
-    image: busybox
-    command: [\"sh\", \"-c\", \"echo hello from node2; exec sleep 3600\"]
-",
-    )
+    c.apply(&twinset_e2e::shell_pod(
+        "talker",
+        "node2",
+        "echo hello from node2; exec sleep 3600",
+    ))
     .ok();
     twinset_e2e::wait_for(
         "`logs talker` to show its line",
@@ -762,21 +752,11 @@ fn an_agent_without_a_serving_certificate_gets_one_when_it_starts() {
     let facts = twinset_proto::certs::facts(&pem, "node-serving.crt").unwrap();
     assert_eq!(facts.common_name, "system:node:node1");
     // The control plane reaches the endpoint with it.
-    c.apply(
-        "apiVersion: v1
-kind: Pod
-metadata:
-  name: talker
-  namespace: default
-spec:
-  nodeName: node1
-  terminationGracePeriodSeconds: 1
-  containers:
-  - name: main
-    image: busybox
-    command: [\"sh\", \"-c\", \"echo upgraded; exec sleep 3600\"]
-",
-    )
+    c.apply(&twinset_e2e::shell_pod(
+        "talker",
+        "node1",
+        "echo upgraded; exec sleep 3600",
+    ))
     .ok();
     twinset_e2e::wait_for(
         "logs through the new certificate",
