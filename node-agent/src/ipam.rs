@@ -102,21 +102,35 @@ impl Ipam {
         self.cidr
     }
 
-    /// The pod's address: the one it already has, else the lowest free one.
-    pub fn allocate(&mut self, uid: &str) -> Result<Ipv4Addr, IpamError> {
+    /// The pod's address: the one it already has, else the lowest one that is neither
+    /// allocated nor `held` by some other process on the host. Returns it with the free
+    /// addresses skipped because they were held.
+    pub fn allocate(
+        &mut self,
+        uid: &str,
+        held: &std::collections::BTreeSet<Ipv4Addr>,
+    ) -> Result<(Ipv4Addr, Vec<Ipv4Addr>), IpamError> {
         let cidr = self.cidr.ok_or(IpamError::NoCidr)?;
         if let Some(ip) = self.allocations.get(uid) {
-            return Ok(*ip);
+            return Ok((*ip, Vec::new()));
         }
         let used: std::collections::HashSet<Ipv4Addr> =
             self.allocations.values().copied().collect();
+        let mut skipped = Vec::new();
         let ip = cidr
             .pod_addresses()
-            .find(|ip| !used.contains(ip))
+            .filter(|ip| !used.contains(ip))
+            .find(|ip| {
+                let taken = held.contains(ip);
+                if taken {
+                    skipped.push(*ip);
+                }
+                !taken
+            })
             .ok_or_else(|| IpamError::Exhausted(cidr.to_string()))?;
         self.journal.set_ip(uid, ip).map_err(persist)?;
         self.allocations.insert(uid.to_string(), ip);
-        Ok(ip)
+        Ok((ip, skipped))
     }
 
     /// The pod's address, if it has one.
@@ -136,6 +150,33 @@ impl Ipam {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeSet;
+
+    fn none() -> BTreeSet<Ipv4Addr> {
+        BTreeSet::new()
+    }
+
+    #[test]
+    fn addresses_held_on_the_host_are_skipped_and_named() {
+        let t = tempfile::tempdir().unwrap();
+        let mut ipam = Ipam::open(Journal::open(t.path()).unwrap()).unwrap();
+        ipam.set_cidr("127.128.3.0/24").unwrap();
+        let ip = |d| Ipv4Addr::new(127, 128, 3, d);
+        let held: BTreeSet<_> = [ip(2), ip(3), ip(9)].into();
+        assert_eq!(
+            ipam.allocate("a", &held).unwrap(),
+            (ip(4), vec![ip(2), ip(3)])
+        );
+        assert_eq!(
+            ipam.allocate("b", &held).unwrap(),
+            (ip(5), vec![ip(2), ip(3)])
+        );
+        // A pod keeps its address even when something holds it (its own process).
+        let all: BTreeSet<_> = [ip(4)].into();
+        assert_eq!(ipam.allocate("a", &all).unwrap(), (ip(4), vec![]));
+        // Once free, the lowest address is used again.
+        assert_eq!(ipam.allocate("c", &none()).unwrap(), (ip(2), vec![]));
+    }
 
     #[test]
     fn pod_cidr_must_be_ipv4_and_at_most_slash_30() {
@@ -156,19 +197,28 @@ mod tests {
     fn stable_per_uid_persisted_and_released() {
         let t = tempfile::tempdir().unwrap();
         let mut ipam = Ipam::open(Journal::open(t.path()).unwrap()).unwrap();
-        assert!(matches!(ipam.allocate("a"), Err(IpamError::NoCidr)));
+        assert!(matches!(
+            ipam.allocate("a", &none()).map(|(ip, _)| ip),
+            Err(IpamError::NoCidr)
+        ));
         ipam.set_cidr("127.128.3.0/24").unwrap();
-        let a = ipam.allocate("a").unwrap();
-        let b = ipam.allocate("b").unwrap();
+        let a = ipam.allocate("a", &none()).map(|(ip, _)| ip).unwrap();
+        let b = ipam.allocate("b", &none()).map(|(ip, _)| ip).unwrap();
         assert_eq!(a, Ipv4Addr::new(127, 128, 3, 2));
         assert_eq!(b, Ipv4Addr::new(127, 128, 3, 3));
-        assert_eq!(ipam.allocate("a").unwrap(), a);
+        assert_eq!(ipam.allocate("a", &none()).map(|(ip, _)| ip).unwrap(), a);
         drop(ipam);
         let mut reopened = Ipam::open(Journal::open(t.path()).unwrap()).unwrap();
         assert_eq!(reopened.cidr().unwrap().to_string(), "127.128.3.0/24");
-        assert_eq!(reopened.allocate("b").unwrap(), b);
+        assert_eq!(
+            reopened.allocate("b", &none()).map(|(ip, _)| ip).unwrap(),
+            b
+        );
         reopened.release("a").unwrap();
-        assert_eq!(reopened.allocate("c").unwrap(), a);
+        assert_eq!(
+            reopened.allocate("c", &none()).map(|(ip, _)| ip).unwrap(),
+            a
+        );
         assert_eq!(reopened.get("a"), None);
         // A new range drops the allocations outside it, also in the journal.
         reopened.set_cidr("10.9.0.0/24").unwrap();
@@ -183,7 +233,10 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let mut ipam = Ipam::open(Journal::open(t.path()).unwrap()).unwrap();
         ipam.set_cidr("10.0.0.0/30").unwrap();
-        ipam.allocate("a").unwrap();
-        assert!(matches!(ipam.allocate("b"), Err(IpamError::Exhausted(_))));
+        ipam.allocate("a", &none()).map(|(ip, _)| ip).unwrap();
+        assert!(matches!(
+            ipam.allocate("b", &none()).map(|(ip, _)| ip),
+            Err(IpamError::Exhausted(_))
+        ));
     }
 }

@@ -210,9 +210,60 @@ pub mod machine {
     }
 }
 
+/// The local IPv4 addresses of the sockets in a `/proc/net/{tcp,udp}` table (a
+/// listening, bound or connected socket holds its address).
+pub fn parse_net_locals(text: &str) -> Vec<std::net::Ipv4Addr> {
+    text.lines()
+        .skip(1)
+        .filter_map(|l| {
+            let local = l.split_whitespace().nth(1)?;
+            let (ip, _port) = local.split_once(':')?;
+            // The address is the kernel's u32 in host byte order, printed as hex.
+            let raw = u32::from_str_radix(ip, 16).ok()?;
+            Some(std::net::Ipv4Addr::from(raw.to_ne_bytes()))
+        })
+        .collect()
+}
+
+/// The IPv4 addresses some socket in this network namespace holds (TCP and UDP).
+pub fn bound_ipv4() -> BTreeSet<std::net::Ipv4Addr> {
+    ["/proc/net/tcp", "/proc/net/udp"]
+        .iter()
+        .filter_map(|f| std::fs::read_to_string(f).ok())
+        .flat_map(|t| parse_net_locals(&t))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn net_tables_give_the_local_addresses() {
+        let text = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1 1 0 0 0 0 0 0
+   1: 0500807F:0CEA 0100007F:9C40 01 00000000:00000000 00:00000000 00000000     0        0 2 1 0 0 0 0 0 0
+";
+        // As a little-endian machine (this one) prints them.
+        assert_eq!(
+            parse_net_locals(text),
+            vec![
+                std::net::Ipv4Addr::new(127, 0, 0, 1),
+                std::net::Ipv4Addr::new(127, 128, 0, 5)
+            ]
+        );
+        assert!(parse_net_locals("header only\n").is_empty());
+        assert!(parse_net_locals("h\n 0: zz:1 x\n").is_empty());
+    }
+
+    #[test]
+    fn a_socket_of_this_process_is_seen() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        assert!(
+            bound_ipv4().contains(&std::net::Ipv4Addr::LOCALHOST),
+            "{l:?}"
+        );
+    }
 
     #[test]
     fn environ_parses_entries() {

@@ -290,7 +290,17 @@ impl PodWorker {
             self.pod_ip = self.ctx.host_ip.clone();
         } else {
             match records::allocate_ip(&self.ctx, &self.uid) {
-                Ok(ip) => self.pod_ip = ip,
+                Ok((ip, skipped)) => {
+                    if !skipped.is_empty() {
+                        let msg = format!(
+                            "skipped pod IP {} held by another process on the node; using {ip}",
+                            skipped.join(", ")
+                        );
+                        tracing::warn!("{msg}");
+                        self.event(Severity::Warning, "PodIPInUse", msg, None);
+                    }
+                    self.pod_ip = ip;
+                }
                 Err(e) => {
                     self.pod_ip = self.ctx.host_ip.clone();
                     tracing::warn!(error = %e, "no pod IP; using the node's address");

@@ -11,13 +11,29 @@ use super::Shared;
 use crate::logs::{self, PodLogs};
 use crate::state::PodRecord;
 
-/// A new pod IP for the pod `uid`.
-pub fn allocate_ip(ctx: &Shared, uid: &str) -> Result<String, String> {
-    let res = match ctx.ipam.lock() {
-        Ok(mut ipam) => ipam.allocate(uid),
-        Err(poisoned) => poisoned.into_inner().allocate(uid),
+/// A pod IP for the pod `uid` (its own, or a new one no socket on the host holds), with
+/// the free addresses skipped because something on the host held them.
+pub fn allocate_ip(ctx: &Shared, uid: &str) -> Result<(String, Vec<String>), String> {
+    let known = match ctx.ipam.lock() {
+        Ok(ipam) => ipam.get(uid),
+        Err(poisoned) => poisoned.into_inner().get(uid),
     };
-    res.map(|ip| ip.to_string()).map_err(|e| e.to_string())
+    if let Some(ip) = known {
+        return Ok((ip.to_string(), Vec::new()));
+    }
+    // Read outside the lock: the socket tables can be long on a busy host.
+    let held = ctx.runtime.bound_ipv4();
+    let res = match ctx.ipam.lock() {
+        Ok(mut ipam) => ipam.allocate(uid, &held),
+        Err(poisoned) => poisoned.into_inner().allocate(uid, &held),
+    };
+    res.map(|(ip, skipped)| {
+        (
+            ip.to_string(),
+            skipped.iter().map(ToString::to_string).collect(),
+        )
+    })
+    .map_err(|e| e.to_string())
 }
 
 /// Gives the pod `uid`'s IP back.

@@ -431,3 +431,34 @@ fn grace_periods() {
     let p = deleting(p);
     assert_eq!(super::grace_period(&p), Duration::from_secs(30));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_pod_address_another_process_holds_is_skipped_with_an_event() {
+    let mut s = setup();
+    // A leftover process on the host holds the first pod address.
+    s.rt.hold_address(std::net::Ipv4Addr::new(10, 9, 0, 2), true);
+    let (desired, task) = spawn_worker(&s, pod(), None);
+    s.rt.next_call(is_start).await;
+    let seen = report_where(&mut s.reports, "the PodIPInUse event", |r| {
+        has_event(r, "PodIPInUse")
+    })
+    .await;
+    let r = if running(&seen) {
+        seen.clone()
+    } else {
+        report_where(&mut s.reports, "running", running).await
+    };
+    assert_eq!(r.status.clone().unwrap().pod_ip, "10.9.0.3");
+    let ev = seen
+        .events
+        .iter()
+        .find(|e| e.reason == "PodIPInUse")
+        .unwrap();
+    assert_eq!(
+        ev.message,
+        "skipped pod IP 10.9.0.2 held by another process on the node; using 10.9.0.3"
+    );
+    assert_eq!(ev.r#type, "Warning");
+    drop(desired);
+    task.abort();
+}

@@ -64,6 +64,8 @@ struct Inner {
     launches: Vec<Launch>,
     unhealthy: HashSet<String>,
     stubborn: HashSet<String>,
+    /// Addresses "other processes on the host" hold.
+    held: std::collections::BTreeSet<std::net::Ipv4Addr>,
 }
 
 /// The fake runtime.
@@ -114,6 +116,16 @@ impl FakeRuntime {
         let proc = self.inner().procs.remove(&pid);
         if let Some(p) = proc {
             let _ = p.exit.send(exit);
+        }
+    }
+
+    /// Makes `ip` look held by another process on the host (or free again).
+    pub fn hold_address(&self, ip: std::net::Ipv4Addr, held: bool) {
+        let mut i = self.inner();
+        if held {
+            i.held.insert(ip);
+        } else {
+            i.held.remove(&ip);
         }
     }
 
@@ -261,6 +273,10 @@ impl Runtime for FakeRuntime {
 
     fn isolation(&self) -> &Isolation {
         &self.isolation
+    }
+
+    fn bound_ipv4(&self) -> std::collections::BTreeSet<std::net::Ipv4Addr> {
+        self.inner().held.clone()
     }
 
     fn environ(&self, _pid: u32) -> Option<Vec<(String, String)>> {

@@ -179,4 +179,7 @@ pub trait Runtime: Send + Sync {
     /// environment and working directory and, when pods are isolated, in its mount
     /// and UTS namespaces; killed (and reaped) at its time limit.
     fn exec(&self, request: ExecRequest) -> BoxFuture<'static, Result<ExecOutput, RuntimeError>>;
+    /// The IPv4 addresses some socket on the host holds now: a loopback pod address one
+    /// of them holds is skipped, so a leftover process never makes a new pod fail.
+    fn bound_ipv4(&self) -> std::collections::BTreeSet<std::net::Ipv4Addr>;
 }

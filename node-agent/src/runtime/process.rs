@@ -281,6 +281,10 @@ impl Runtime for ProcessRuntime {
         procfs::environ(pid)
     }
 
+    fn bound_ipv4(&self) -> std::collections::BTreeSet<std::net::Ipv4Addr> {
+        procfs::bound_ipv4()
+    }
+
     fn exec(
         &self,
         request: ExecRequest,
