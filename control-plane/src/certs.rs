@@ -11,12 +11,9 @@ use crate::tls::ServerCert;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
-use twinset_proto::certs::{draw_jitter, facts, now_secs, renew_in};
+use twinset_proto::certs::{draw_jitter, facts, now_secs, renew_in, retry_in};
 use twinset_proto::v1::CertificateInfo;
 use twinset_proto::Kind;
-
-/// How long to wait before trying again after a failed renewal, at most.
-const RETRY_AT_MOST: Duration = Duration::from_secs(30);
 
 /// The certificates the control plane holds, and the cell the listener reads its
 /// certificate from.
@@ -119,9 +116,7 @@ impl OwnCerts {
                     "server certificate renewed"
                 ),
                 Err(e) => {
-                    let left = (current.not_after.unix_timestamp() as f64 - now_secs()).max(0.0);
-                    let retry = Duration::from_secs_f64(left / 10.0)
-                        .clamp(Duration::from_secs(1), RETRY_AT_MOST);
+                    let retry = retry_in(current.not_after.unix_timestamp(), now_secs());
                     tracing::warn!(error = %e, ?retry, "cannot renew the server certificate");
                     tokio::select! {
                         _ = token.cancelled() => return,

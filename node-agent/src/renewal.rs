@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
-use twinset_proto::certs::{draw_jitter, facts, now_secs, renew_in};
+use twinset_proto::certs::{draw_jitter, facts, now_secs, renew_in, retry_in};
 use twinset_proto::tls::server::ServerCert;
 use twinset_proto::v1::RenewCertificateRequest;
 
@@ -46,9 +46,6 @@ pub async fn renew(
     new.save(dir).map_err(|e| e.to_string())?;
     Ok(new)
 }
-
-/// How long to wait before trying again after a failed renewal, at most.
-const RETRY_AT_MOST: Duration = Duration::from_secs(30);
 
 /// What the renewal task works with.
 pub struct Renewal {
@@ -85,9 +82,9 @@ impl Renewal {
                 Ok(()) => continue,
                 Err(e) => {
                     let not_after = facts(&self.creds.cert_pem, "the node certificate")
-                        .map(|f| f.not_after as f64)
+                        .map(|f| f.not_after)
                         .unwrap_or_default();
-                    let left = not_after - now_secs();
+                    let left = not_after as f64 - now_secs();
                     if left <= 0.0 {
                         tracing::error!(
                             error = %e,
@@ -97,8 +94,7 @@ impl Renewal {
                     } else {
                         tracing::warn!(error = %e, seconds_left = left as u64, "cannot renew the node certificate; will retry");
                     }
-                    Duration::from_secs_f64(left.max(0.0) / 10.0)
-                        .clamp(Duration::from_secs(1), RETRY_AT_MOST)
+                    retry_in(not_after, now_secs())
                 }
             };
             tokio::select! {

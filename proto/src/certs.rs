@@ -82,6 +82,18 @@ pub fn renew_in(facts: &CertFacts, now: f64, jitter: f64) -> std::time::Duration
     std::time::Duration::from_secs_f64((at - now).max(0.0))
 }
 
+/// How long to wait before trying a failed renewal again, for a certificate valid until
+/// `not_after` at `now` (seconds since the epoch): a tenth of the time left, from 1 s to
+/// 30 s, so that a short-lived certificate is retried in time and a long-lived one
+/// does not hammer the CA.
+pub fn retry_in(not_after: i64, now: f64) -> std::time::Duration {
+    let left = (not_after as f64 - now).max(0.0);
+    std::time::Duration::from_secs_f64(left / 10.0).clamp(
+        std::time::Duration::from_secs(1),
+        std::time::Duration::from_secs(30),
+    )
+}
+
 /// A random jitter for [`renew_at`].
 pub fn draw_jitter() -> f64 {
     rand::random_range(-1.0..=1.0)
@@ -117,6 +129,19 @@ mod tests {
         };
         assert_eq!(renew_in(&f, 100.0, 0.0), std::time::Duration::ZERO);
         assert_eq!(renew_in(&f, 5.0, 0.0), std::time::Duration::from_secs(2));
+    }
+
+    #[test]
+    fn failed_renewals_are_retried_within_bounds() {
+        use std::time::Duration;
+        assert_eq!(retry_in(100, 50.0), Duration::from_secs(5));
+        assert_eq!(retry_in(100, 99.0), Duration::from_secs(1), "at least 1 s");
+        assert_eq!(retry_in(100, 200.0), Duration::from_secs(1), "expired: 1 s");
+        assert_eq!(
+            retry_in(10_000, 0.0),
+            Duration::from_secs(30),
+            "at most 30 s"
+        );
     }
 
     #[test]

@@ -70,13 +70,7 @@ fn a_plain_text_client_gets_no_answer() {
 #[test]
 fn a_node_certificate_cannot_call_the_cluster_service() {
     let c = Cluster::start(1);
-    let pki = c.node_dir("node1").join("pki");
-    let read =
-        |f: &str| std::fs::read_to_string(pki.join(f)).unwrap_or_else(|e| panic!("{f}: {e}"));
-    let creds = ClientCredentials {
-        ca_pem: read("ca.crt"),
-        identity: Some((read("node.crt"), read("node.key"))),
-    };
+    let creds = node_credentials(&c, "node1");
     let server = c.server();
     let refused = runtime().block_on(async move {
         let channel = twinset_proto::tls::connect(&server, &creds)
@@ -552,11 +546,14 @@ fn an_agents_endpoint_answers_only_the_control_plane() {
     );
 
     // node1's own key and certificate, as an intruder on node1 would find them.
-    let pki = c.node_dir("node1").join("pki");
-    let read =
-        |f: &str| std::fs::read_to_string(pki.join(f)).unwrap_or_else(|e| panic!("{f}: {e}"));
-    let ca = read("ca.crt");
-    let node1 = ServerCert::new(&read("node.crt"), &read("node.key")).expect("node1's certificate");
+    let ClientCredentials {
+        ca_pem: ca,
+        identity: Some((cert, key)),
+    } = node_credentials(&c, "node1")
+    else {
+        panic!("node1's credentials have no certificate");
+    };
+    let node1 = ServerCert::new(&cert, &key).expect("node1's certificate");
     let address = format!("127.0.0.1:{}", c.daemon_port("node2"));
     let request = || v1::LogsRequest {
         namespace: "default".into(),
@@ -682,13 +679,7 @@ fn insecure_listen_serves_plain_text_only_on_loopback_and_says_so() {
 #[test]
 fn deleting_a_node_makes_its_certificate_useless_at_once() {
     let c = Cluster::start(2);
-    let pki = c.node_dir("node1").join("pki");
-    let read =
-        |f: &str| std::fs::read_to_string(pki.join(f)).unwrap_or_else(|e| panic!("{f}: {e}"));
-    let creds = ClientCredentials {
-        ca_pem: read("ca.crt"),
-        identity: Some((read("node.crt"), read("node.key"))),
-    };
+    let creds = node_credentials(&c, "node1");
     let server = c.server();
     let heartbeat = move || {
         let (server, creds) = (server.clone(), creds.clone());

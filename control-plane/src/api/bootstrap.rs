@@ -9,7 +9,7 @@
 use crate::join::issued;
 use crate::join::pin::{self, Pin};
 use crate::join::tokens::{self, TokenStoreError};
-use crate::pki::ClusterCa;
+use crate::pki::{ClusterCa, NodeCerts};
 use crate::store::{create_or_update, Change, Key, Store};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -96,14 +96,7 @@ impl BootstrapService {
                 shown(node)
             )));
         }
-        if r.csr_der.len() > MAX_CSR_BYTES {
-            return Err(Status::invalid_argument(format!(
-                "the certificate signing request is {} bytes; at most {MAX_CSR_BYTES} are accepted",
-                r.csr_der.len()
-            )));
-        }
-        let key_hash =
-            pin::csr_key_sha256(&r.csr_der).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let key_hash = csr_key(&r.csr_der)?;
         let now = (self.now)();
         let (id, secret_hash) = (token.id(), token.secret_hash());
 
@@ -112,18 +105,7 @@ impl BootstrapService {
         tokens::decide_join(id, record.as_ref(), &secret_hash, node, now)
             .map_err(|e| Status::unauthenticated(e.to_string()))?;
         pin_allowed(store, node, &key_hash)?;
-        let signing_failed = |e: crate::pki::Error| match e {
-            crate::pki::Error::Csr(_) => Status::invalid_argument(e.to_string()),
-            e => Status::internal(e.to_string()),
-        };
-        let issued = self
-            .ca
-            .sign_node_csr(&r.csr_der, node, self.node_cert_ttl)
-            .map_err(signing_failed)?;
-        let serving = self
-            .ca
-            .sign_node_serving(&r.csr_der, node, self.node_cert_ttl)
-            .map_err(signing_failed)?;
+        let certs = sign_node(&self.ca, &r.csr_der, node, self.node_cert_ttl)?;
 
         // The writes: a use of the token (compare-and-swap), then the pin.
         tokens::consume(store, id, &secret_hash, node, now)
@@ -136,21 +118,42 @@ impl BootstrapService {
             }
             return Err(refused);
         }
-        let record = [
-            (issued::CLIENT_CERT_ANNOTATION, &issued),
-            (issued::SERVING_CERT_ANNOTATION, &serving),
-        ];
-        if let Err(e) = issued::record(store, node, &record).await {
+        if let Err(e) = issued::record(store, node, &certs).await {
             // The node has joined; only `certs check` misses these certificates until they
             // is renewed.
             tracing::warn!(node, error = %e, "cannot record the node certificate");
         }
         Ok(JoinResponse {
-            certificate_pem: issued.cert_pem,
+            certificate_pem: certs.client.cert_pem,
             ca_pem: self.ca.cert_pem().to_string(),
-            serving_certificate_pem: serving.cert_pem,
+            serving_certificate_pem: certs.serving.cert_pem,
         })
     }
+}
+
+/// The SHA-256 of the public key of a node's CSR, once its size and self-signature are
+/// checked: the first thing a join and a renewal read.
+pub fn csr_key(csr_der: &[u8]) -> Result<String, Status> {
+    if csr_der.len() > MAX_CSR_BYTES {
+        return Err(Status::invalid_argument(format!(
+            "the certificate signing request is {} bytes; at most {MAX_CSR_BYTES} are accepted",
+            csr_der.len()
+        )));
+    }
+    pin::csr_key_sha256(csr_der).map_err(|e| Status::invalid_argument(e.to_string()))
+}
+
+/// A node's two certificates for the key of `csr_der` (join and renewal).
+pub fn sign_node(
+    ca: &ClusterCa,
+    csr_der: &[u8],
+    node: &str,
+    ttl: Duration,
+) -> Result<NodeCerts, Status> {
+    ca.sign_node(csr_der, node, ttl).map_err(|e| match e {
+        crate::pki::Error::Csr(_) => Status::invalid_argument(e.to_string()),
+        e => Status::internal(e.to_string()),
+    })
 }
 
 /// A name from an unauthenticated caller as logs and messages show it: quoted, escaped

@@ -3,7 +3,7 @@
 //! then every change, tagged with store revisions) and ReportStatus.
 
 use super::authz::{peer_key, require_node};
-use super::bootstrap::MAX_CSR_BYTES;
+use super::bootstrap::{csr_key, sign_node};
 use super::{parse_rv, status, Ctx};
 use crate::controllers::node_lifecycle::{
     heartbeat_ready, mark_posting, mark_ready, ready_status, sync_unschedulable_taint,
@@ -385,10 +385,8 @@ impl Nodes for NodesService {
             node_name: name,
             assignments_not_synced,
         } = request.into_inner();
+        // require_node found the node; a deletion since is caught by the update below.
         let store = self.store();
-        if store.get(Kind::Node, "", &name).is_none() {
-            return Err(Self::node_not_found(&name));
-        }
         self.ctx.heartbeats.beat(&name);
         let interval = self.ctx.status_write_interval;
         let ready = heartbeat_ready(&assignments_not_synced);
@@ -446,9 +444,6 @@ impl Nodes for NodesService {
         )?;
         let key = peer_key(&request).unwrap_or_default();
         let r = request.into_inner();
-        if self.store().get(Kind::Node, "", &r.node_name).is_none() {
-            return Err(Self::node_not_found(&r.node_name));
-        }
         let from = parse_rv(&r.resource_version)?;
         let (tx, rx) = mpsc::channel(256);
         let span = tracing::info_span!("assignments", node = %r.node_name);
@@ -469,14 +464,7 @@ impl Nodes for NodesService {
                 "this control plane has no CA to renew certificates with",
             ));
         };
-        if r.csr_der.len() > MAX_CSR_BYTES {
-            return Err(Status::invalid_argument(format!(
-                "the certificate signing request is {} bytes; at most {MAX_CSR_BYTES} are accepted",
-                r.csr_der.len()
-            )));
-        }
-        let csr_key =
-            pin::csr_key_sha256(&r.csr_der).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let csr_key = csr_key(&r.csr_der)?;
         // The node's identity is its key (pinned at join): a renewal certifies that key
         // again. Changing keys is a re-join (delete the node, join with a token).
         if !twinset_proto::token::hashes_equal(&csr_key, &key) {
@@ -486,28 +474,20 @@ impl Nodes for NodesService {
                  renewal keeps the key the node joined with"
             )));
         }
-        let signing = |e: crate::pki::Error| Status::internal(e.to_string());
-        let cert = ca.sign_node_csr(&r.csr_der, &node, *ttl).map_err(signing)?;
-        let serving = ca
-            .sign_node_serving(&r.csr_der, &node, *ttl)
-            .map_err(signing)?;
-        let record = [
-            (issued::CLIENT_CERT_ANNOTATION, &cert),
-            (issued::SERVING_CERT_ANNOTATION, &serving),
-        ];
-        issued::record(self.store(), &node, &record)
+        let certs = sign_node(ca, &r.csr_der, &node, *ttl)?;
+        issued::record(self.store(), &node, &certs)
             .await
             .map_err(status)?;
         tracing::info!(
             node,
-            serial = %cert.serial,
-            not_after = %issued::rfc3339(cert.not_after.unix_timestamp()),
+            serial = %certs.client.serial,
+            not_after = %issued::rfc3339(certs.client.not_after.unix_timestamp()),
             "node certificate renewed"
         );
         Ok(Response::new(RenewCertificateResponse {
-            certificate_pem: cert.cert_pem,
+            certificate_pem: certs.client.cert_pem,
             ca_pem: ca.cert_pem().to_string(),
-            serving_certificate_pem: serving.cert_pem,
+            serving_certificate_pem: certs.serving.cert_pem,
         }))
     }
 

@@ -3,7 +3,7 @@
 //! certificate with the control plane's own, and an operator can see a node that has
 //! stopped renewing.
 
-use crate::pki::Issued;
+use crate::pki::{Issued, NodeCerts};
 use crate::store::{update_with_retry, Change, Error as StoreError, Key, Store};
 use twinset_proto::v1::{CertificateInfo, Node};
 use twinset_proto::Kind;
@@ -26,18 +26,18 @@ pub fn rfc3339(secs: i64) -> String {
         .unwrap_or_default()
 }
 
-/// Records on the stored node `node` what was just issued to it (annotation, issued).
-pub async fn record(
-    store: &dyn Store,
-    node: &str,
-    issued: &[(&str, &Issued)],
-) -> Result<(), StoreError> {
+/// Records on the stored node `node` the certificates just issued to it.
+pub async fn record(store: &dyn Store, node: &str, certs: &NodeCerts) -> Result<(), StoreError> {
+    let issued = [
+        (CLIENT_CERT_ANNOTATION, &certs.client),
+        (SERVING_CERT_ANNOTATION, &certs.serving),
+    ];
     update_with_retry(store, &Key::new(Kind::Node, "", node), |obj| {
         let Some(n) = obj.as_node_mut() else {
             return Err(StoreError::not_found(Kind::Node, node));
         };
         let annotations = &mut n.metadata.get_or_insert_with(Default::default).annotations;
-        for (key, cert) in issued {
+        for (key, cert) in &issued {
             annotations.insert(key.to_string(), value(cert));
         }
         Ok(Change::Write)

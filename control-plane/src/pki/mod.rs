@@ -100,6 +100,16 @@ pub struct Issued {
     pub serial: String,
 }
 
+/// A node's certificates: its client certificate (calls to the control plane) and its
+/// serving certificate (its daemon endpoint), for one key.
+#[derive(Clone, Debug)]
+pub struct NodeCerts {
+    /// `system:node:<name>`, client auth only.
+    pub client: Issued,
+    /// `system:node:<name>`, server auth only, the node's name as its DNS name.
+    pub serving: Issued,
+}
+
 /// The cluster CA: its certificate and the issuer that signs with its key.
 pub struct ClusterCa {
     cert_pem: String,
@@ -234,6 +244,15 @@ impl ClusterCa {
         let mut params = leaf("admin", Some(ADMINS_GROUP), ttl);
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
         self.sign(params, key, "the admin certificate")
+    }
+
+    /// Both certificates of a node for the public key of `csr_der`, valid for `ttl`: what
+    /// a join and a renewal issue.
+    pub fn sign_node(&self, csr_der: &[u8], node: &str, ttl: Duration) -> Result<NodeCerts, Error> {
+        Ok(NodeCerts {
+            client: self.sign_node_csr(csr_der, node, ttl)?,
+            serving: self.sign_node_serving(csr_der, node, ttl)?,
+        })
     }
 
     /// A node's client certificate (`system:node:<node>`, group `system:nodes`, client

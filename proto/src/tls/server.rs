@@ -357,6 +357,26 @@ pub async fn accept(
     })
 }
 
+/// The next connection of `listener` (TCP_NODELAY set), or None once `token` fires; a
+/// failed accept is logged and the next one awaited.
+async fn next_tcp(
+    listener: &TcpListener,
+    token: &CancellationToken,
+) -> Option<(TcpStream, SocketAddr)> {
+    loop {
+        tokio::select! {
+            _ = token.cancelled() => return None,
+            accepted = listener.accept() => match accepted {
+                Ok((tcp, remote)) => {
+                    let _ = tcp.set_nodelay(true);
+                    return Some((tcp, remote));
+                }
+                Err(e) => tracing::warn!(error = %e, "accept failed"),
+            },
+        }
+    }
+}
+
 /// The connections of `listener` that completed a TLS handshake, for tonic's
 /// `serve_with_incoming`. Handshakes run beside each other (at most
 /// [`MAX_HANDSHAKES`], each within [`HANDSHAKE_TIMEOUT`]) so a slow or plain-text client
@@ -378,17 +398,9 @@ pub fn incoming(
                     Err(_) => return,
                 },
             };
-            let (tcp, remote) = tokio::select! {
-                _ = token.cancelled() => return,
-                accepted = listener.accept() => match accepted {
-                    Ok(a) => a,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "accept failed");
-                        continue;
-                    }
-                },
+            let Some((tcp, remote)) = next_tcp(&listener, &token).await else {
+                return;
             };
-            let _ = tcp.set_nodelay(true);
             let (acceptor, tx) = (acceptor.clone(), tx.clone());
             tokio::spawn(async move {
                 let _permit = permit;
@@ -418,17 +430,9 @@ pub fn insecure_incoming(
     let (tx, rx) = mpsc::channel(64);
     tokio::spawn(async move {
         loop {
-            let (tcp, remote) = tokio::select! {
-                _ = token.cancelled() => return,
-                accepted = listener.accept() => match accepted {
-                    Ok(a) => a,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "accept failed");
-                        continue;
-                    }
-                },
+            let Some((tcp, remote)) = next_tcp(&listener, &token).await else {
+                return;
             };
-            let _ = tcp.set_nodelay(true);
             let conn = TlsConn {
                 inner: Transport::Plain(tcp),
                 info: PeerInfo {
