@@ -413,9 +413,14 @@ pub struct UpArgs {
     #[arg(long)]
     pub dns_listen: Option<String>,
     /// The range pod IPs come from. Default: a /16 of 127.128.0.0/9 of this cluster's own
-    /// (127.(128 + port % 128).0.0/16), so local clusters on other ports keep apart.
+    /// (127.(128 + port % 128).0.0/16), so local clusters on other ports keep apart; with
+    /// `--pod-network bridge` a /20 of 198.18.0.0/15 (the range set aside for lab networks).
     #[arg(long)]
     pub cluster_cidr: Option<String>,
+    /// Passed to the agents: `loopback` (default) or `bridge` (as root: each pod its own
+    /// network namespace on a bridge of its node).
+    #[arg(long, value_parser = parse_pod_network)]
+    pub pod_network: Option<twinset_node_agent::network::Mode>,
 }
 
 /// `down`.
@@ -487,6 +492,11 @@ pub struct ControlPlaneArgs {
     /// Serve cluster DNS (`<pod>.<service>.<ns>.svc.cluster.local`) on this address (UDP and TCP).
     #[arg(long)]
     pub dns_listen: Option<SocketAddr>,
+    /// Route every node's pod range via its node IP on this machine too (as root; what
+    /// bridge-mode agents do), so that pods reach the control plane's DNS server and it
+    /// can answer them, with an `unreachable` route for the whole --cluster-cidr.
+    #[arg(long)]
+    pub pod_routes: bool,
     /// The cluster domain DNS answers for.
     #[arg(long)]
     pub cluster_domain: Option<String>,
@@ -583,6 +593,17 @@ pub struct AgentArgs {
     /// The cluster DNS server's IP (port 53) for pods' /etc/resolv.conf (as root).
     #[arg(long)]
     pub cluster_dns: Option<std::net::IpAddr>,
+    /// How pods are networked: `loopback` (default: loopback addresses in the node's
+    /// network namespace) or `bridge` (as root: each pod its own network namespace on a
+    /// bridge of the node, pod ranges routed between nodes via their node IPs).
+    #[arg(long, value_parser = parse_pod_network)]
+    pub pod_network: Option<twinset_node_agent::network::Mode>,
+    /// This node's IP on the network between the machines: its InternalIP, the address
+    /// other nodes route its pod range via, and (unless --listen says otherwise) the
+    /// daemon endpoint's address. Default: the --listen address, or the address this
+    /// machine reaches the control plane from.
+    #[arg(long)]
+    pub node_ip: Option<std::net::Ipv4Addr>,
     /// How long the pod assignments may stay out of sync with the control plane before
     /// the node shows NotReady (reason AssignmentsNotSynced; default 10s).
     #[arg(long, value_parser = positive_duration)]
@@ -592,6 +613,10 @@ pub struct AgentArgs {
     /// received, and the node then shows NotReady.
     #[arg(long, hide = true, value_parser = parse_size)]
     pub assignment_receive_limit: Option<u64>,
+}
+
+fn parse_pod_network(s: &str) -> Result<twinset_node_agent::network::Mode, String> {
+    s.parse()
 }
 
 /// Parses a log size: a Kubernetes quantity of bytes (`10Mi`, `1G`, `4096`), above 0.

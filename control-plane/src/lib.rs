@@ -17,6 +17,7 @@ pub mod events;
 pub mod ipam;
 pub mod join;
 pub mod pki;
+pub mod pod_ranges;
 pub mod podutil;
 pub mod scheduler;
 pub mod store;
@@ -100,6 +101,9 @@ pub struct Config {
     pub admin_cert_ttl: Duration,
     /// Lifetime of the node certificates signed at join.
     pub node_cert_ttl: Duration,
+    /// Every node's pod range and node IP, kept current while it runs; a caller that
+    /// routes pod traffic (`twinset control-plane --pod-routes`) subscribes to it.
+    pub pod_ranges: pod_ranges::PodRangesCell,
 }
 
 impl Config {
@@ -131,6 +135,7 @@ impl Config {
             server_cert_ttl: DEFAULT_SERVER_CERT_TTL,
             admin_cert_ttl: DEFAULT_ADMIN_CERT_TTL,
             node_cert_ttl: DEFAULT_NODE_CERT_TTL,
+            pod_ranges: pod_ranges::cell(),
         }
     }
 }
@@ -360,6 +365,8 @@ async fn serve(
             config.max_watches_per_user,
             config.max_watches,
         ),
+        pod_ranges: config.pod_ranges.clone(),
+        cluster_cidr: config.cluster_cidr.clone(),
     };
 
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -385,6 +392,11 @@ async fn serve(
     ));
     tasks.spawn(scheduler::run(store.clone(), controllers.clone()));
     tasks.spawn(controllers::gc::run(store.clone(), controllers.clone()));
+    tasks.spawn(pod_ranges::follow(
+        store.clone(),
+        config.pod_ranges.clone(),
+        controllers.clone(),
+    ));
     tasks.spawn(own_certs.clone().rotate(controllers.clone()));
     tasks.spawn(join::tokens::sweep_periodically(
         store.clone(),

@@ -20,6 +20,7 @@ pub mod images;
 pub mod ipam;
 pub mod join;
 pub mod logs;
+pub mod network;
 pub mod node;
 pub mod pod;
 pub mod prober;
@@ -89,6 +90,14 @@ pub enum Error {
     /// The daemon endpoint's TLS could not be set up from the node's credentials.
     #[error("daemon endpoint TLS: {0}")]
     Tls(#[from] twinset_proto::tls::TlsError),
+    /// The pod network cannot be used as configured.
+    #[error("--pod-network {mode}: {message}")]
+    PodNetwork {
+        /// The mode asked for.
+        mode: network::Mode,
+        /// What is wrong.
+        message: String,
+    },
     /// No credentials under the data dir and no join token to get them with.
     #[error(
         "no node credentials in {0} and no --token to join with: make one with `twinset token create` and pass it as --token"
@@ -138,6 +147,12 @@ pub struct Config {
     pub receive_limit: usize,
     /// The join token for the first start (none once the node has its certificate).
     pub token: Option<twinset_proto::token::Token>,
+    /// How pods are networked (`--pod-network`, default loopback).
+    pub pod_network: network::Mode,
+    /// The node's IP (`--node-ip`): its InternalIP address, the address other nodes
+    /// route its pod range via. None: the daemon endpoint's address, or when that is
+    /// unspecified the address this machine reaches the control plane from.
+    pub node_ip: Option<std::net::Ipv4Addr>,
 }
 
 impl Config {
@@ -167,6 +182,8 @@ impl Config {
             sync_grace: DEFAULT_SYNC_GRACE,
             receive_limit: RECEIVE_LIMIT,
             token: None,
+            pod_network: network::Mode::Loopback,
+            node_ip: None,
         }
     }
 }
@@ -218,6 +235,14 @@ async fn run_agent(config: Config, shutdown: CancellationToken) -> Result<(), Er
     }
     let syscall: Arc<dyn runtime::sandbox::Syscall> = Arc::new(runtime::sandbox::LinuxSyscall);
     let isolation = runtime::sandbox::detect(syscall);
+    if config.pod_network == network::Mode::Bridge {
+        if let Some(why) = isolation.reason() {
+            return Err(Error::PodNetwork {
+                mode: config.pod_network,
+                message: format!("each pod's network namespace needs root and namespaces ({why})"),
+            });
+        }
+    }
     match isolation.reason() {
         None => tracing::info!("pods are isolated: private mount and UTS namespaces"),
         Some(why) => tracing::warn!(
@@ -236,11 +261,7 @@ async fn run_agent(config: Config, shutdown: CancellationToken) -> Result<(), Er
         addr: config.listen,
         source,
     })?;
-    let host_ip = if local.ip().is_unspecified() {
-        "127.0.0.1".to_string()
-    } else {
-        local.ip().to_string()
-    };
+    let host_ip = node_ip(&config, local.ip())?.to_string();
     tracing::info!(addr = %local, "daemon endpoint listening");
 
     // TLS with the node's own certificate, made by joining on the first start.
@@ -377,6 +398,15 @@ async fn serve_node(
         ipam.set_cidr(&cidr)?;
     }
     tracing::info!(pod_cidr = %cidr, "registered");
+    let network = start_network(config, ipam.cidr(), &state).await?;
+    let (ranges_tx, ranges_rx) = tokio::sync::watch::channel(None);
+    if network.mode() == network::Mode::Bridge {
+        tracker.spawn(network::keep_routes(
+            Arc::clone(&network),
+            ranges_rx,
+            shutdown.clone(),
+        ));
+    }
 
     let sync_health = sync::SyncHealth::new();
     tracker.spawn(sync::heartbeats(
@@ -385,6 +415,7 @@ async fn serve_node(
         config.heartbeat,
         sync_health.clone(),
         config.sync_grace,
+        ranges_tx,
         shutdown.clone(),
     ));
 
@@ -412,6 +443,7 @@ async fn serve_node(
         stop_pods_on_shutdown: config.stop_pods_on_shutdown,
         claims: volumes::Claims::open(&volumes::claims_root(&config.data_dir)),
         cluster_dns: config.cluster_dns,
+        network,
     });
     let mut supervisor = supervisor::Supervisor::new(shared, workers.clone(), state.load_all());
     sync::watch_assignments(
@@ -423,4 +455,87 @@ async fn serve_node(
     )
     .await;
     Ok(())
+}
+
+/// The node's IP: `--node-ip`, else the daemon endpoint's address, else (listening on
+/// every address) the address this machine reaches the control plane from.
+fn node_ip(config: &Config, listen: IpAddr) -> Result<IpAddr, Error> {
+    if let Some(ip) = config.node_ip {
+        if !listen.is_unspecified() && listen != IpAddr::V4(ip) {
+            return Err(Error::Server(format!(
+                "--listen {listen} is not the node IP {ip}: the control plane reaches the daemon endpoint at the node IP; listen on it or on 0.0.0.0"
+            )));
+        }
+        return Ok(IpAddr::V4(ip));
+    }
+    if !listen.is_unspecified() {
+        return Ok(listen);
+    }
+    Ok(source_address_towards(&config.server).unwrap_or(IpAddr::from([127, 0, 0, 1])))
+}
+
+/// The local address the kernel picks to reach the control plane at `server` (a UDP
+/// socket's connect: a route lookup, no packet is sent).
+fn source_address_towards(server: &str) -> Option<IpAddr> {
+    let hostport = server
+        .trim_start_matches("https://")
+        .trim_start_matches("http://")
+        .trim_end_matches('/');
+    let target = std::net::ToSocketAddrs::to_socket_addrs(hostport)
+        .ok()?
+        .next()?;
+    let bind: SocketAddr = match target {
+        SocketAddr::V4(_) => SocketAddr::from(([0, 0, 0, 0], 0)),
+        SocketAddr::V6(_) => SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0)),
+    };
+    let sock = std::net::UdpSocket::bind(bind).ok()?;
+    sock.connect(target).ok()?;
+    Some(sock.local_addr().ok()?.ip())
+}
+
+/// The pod network of `config`: in bridge mode the node's bridge is made (gateway =
+/// the range's first address, IP forwarding on) and what pods that no longer exist left
+/// behind (namespaces, veths) is removed.
+async fn start_network(
+    config: &Config,
+    range: Option<twinset_proto::Cidr>,
+    state: &state::Journal,
+) -> Result<Arc<dyn network::PodNetwork>, Error> {
+    let mode = config.pod_network;
+    if mode == network::Mode::Loopback {
+        return Ok(Arc::new(network::Loopback));
+    }
+    let err = |message: String| Error::PodNetwork { mode, message };
+    let Some(range) = range else {
+        return Err(err("the node has no pod range (spec.podCIDR)".into()));
+    };
+    if range.network().is_loopback() {
+        return Err(err(format!(
+            "the node's pod range {range} is a loopback range; start the control plane with a routable --cluster-cidr (e.g. 10.244.0.0/16)"
+        )));
+    }
+    let net: Arc<dyn network::PodNetwork> = Arc::new(network::netlink::BridgeNetwork::new(
+        &config.data_dir,
+        &config.node_name,
+    ));
+    let bridge = network::NodeBridge {
+        name: network::routes::bridge_name(&config.node_name),
+        range,
+    };
+    net.prepare_node(&bridge)
+        .await
+        .map_err(|e| err(e.to_string()))?;
+    tracing::info!(bridge = %bridge.name, %range, "pods get their own network namespace on the node's bridge");
+    let known: std::collections::BTreeSet<String> =
+        state.load_all().into_iter().map(|r| r.uid).collect();
+    for uid in net.attached().await.map_err(|e| err(e.to_string()))? {
+        if known.contains(&uid) {
+            continue;
+        }
+        tracing::info!(uid = %uid, "removing the network of a pod that no longer exists");
+        if let Err(e) = net.detach(&uid).await {
+            tracing::warn!(uid = %uid, error = %e, "cannot remove a stale pod network");
+        }
+    }
+    Ok(net)
 }

@@ -12,6 +12,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::connection::Client;
+use crate::network::ClusterRanges;
 use tokio_util::sync::CancellationToken;
 use tonic::{Code, Status};
 use twinset_proto::v1;
@@ -240,8 +241,11 @@ pub async fn heartbeats(
     every: Duration,
     sync: SyncHealth,
     sync_grace: Duration,
+    ranges: tokio::sync::watch::Sender<Option<Arc<ClusterRanges>>>,
     shutdown: CancellationToken,
 ) {
+    // The version of the pod ranges held, sent back so an unchanged list is left out.
+    let mut ranges_version = String::new();
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut failing = false;
@@ -254,6 +258,7 @@ pub async fn heartbeats(
         let req = v1::HeartbeatRequest {
             node_name: node_name.clone(),
             assignments_not_synced: sync.not_synced(sync_grace).unwrap_or_default(),
+            pod_ranges_version: ranges_version.clone(),
         };
         let res = tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -263,7 +268,19 @@ pub async fn heartbeats(
             sync.with(|s| s.unreachable(Instant::now()));
         }
         match res {
-            Ok(Ok(_)) => {
+            Ok(Ok(reply)) => {
+                let reply = reply.into_inner();
+                if let Some(fresh) = ClusterRanges::from_response(&reply) {
+                    ranges_version = reply.pod_ranges_version;
+                    let fresh = Arc::new(fresh);
+                    ranges.send_if_modified(|held| {
+                        if held.as_ref() == Some(&fresh) {
+                            return false;
+                        }
+                        *held = Some(fresh);
+                        true
+                    });
+                }
                 if failing {
                     tracing::info!("heartbeats reach the control plane again");
                 }

@@ -113,7 +113,7 @@ impl Nodes for Fake {
         &self,
         _: Request<v1::HeartbeatRequest>,
     ) -> Result<Response<v1::HeartbeatResponse>, Status> {
-        Ok(Response::new(v1::HeartbeatResponse {}))
+        Ok(Response::new(v1::HeartbeatResponse::default()))
     }
 
     type WatchAssignmentsStream = AssignmentStream;

@@ -88,8 +88,15 @@ pub async fn run(ctx: &Ctx, args: AgentArgs) -> anyhow::Result<()> {
     if let Some(c) = args.pod_cidr {
         config.pod_cidr = Some(c);
     }
-    if let Some(l) = args.listen {
-        config.listen = l;
+    config.node_ip = args.node_ip;
+    match (args.listen, args.node_ip) {
+        (Some(l), _) => config.listen = l,
+        // The control plane reaches the daemon endpoint at the node IP.
+        (None, Some(ip)) => config.listen = std::net::SocketAddr::from((ip, 0)),
+        (None, None) => {}
+    }
+    if let Some(mode) = args.pod_network {
+        config.pod_network = mode;
     }
     if let Some(h) = args.heartbeat {
         config.heartbeat = h;

@@ -61,10 +61,53 @@ pub fn config(args: ControlPlaneArgs) -> twinset_control_plane::Config {
 
 /// Runs `control-plane`.
 pub async fn run(args: ControlPlaneArgs) -> anyhow::Result<()> {
+    let pod_routes = args.pod_routes;
     let config = config(args);
     let shutdown = crate::signals::shutdown_token()?;
-    twinset_control_plane::run(config, shutdown)
-        .await
+    let routes = pod_routes.then(|| {
+        tokio::spawn(keep_pod_routes(
+            config.data_dir.clone(),
+            config.pod_ranges.subscribe(),
+            config.cluster_cidr.clone(),
+            shutdown.clone(),
+        ))
+    });
+    let result = twinset_control_plane::run(config, shutdown.clone()).await;
+    shutdown.cancel();
+    if let Some(task) = routes {
+        let _ = task.await;
+    }
+    result
         // The library's message already names its cause; a context chain would repeat it.
         .map_err(|e| anyhow::anyhow!("control plane: {e}"))
+}
+
+/// `--pod-routes`: this machine routes every node's pod range via its node IP, as a
+/// bridge-mode agent does, following the control plane's view of the nodes.
+async fn keep_pod_routes(
+    data_dir: std::path::PathBuf,
+    mut ranges: tokio::sync::watch::Receiver<
+        std::sync::Arc<twinset_control_plane::pod_ranges::PodRanges>,
+    >,
+    cluster_cidr: String,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    use twinset_node_agent::network::{self, ClusterRanges};
+    let (tx, rx) = tokio::sync::watch::channel(None);
+    let net: std::sync::Arc<dyn network::PodNetwork> =
+        std::sync::Arc::new(network::netlink::BridgeNetwork::new(&data_dir, ""));
+    tracing::info!(%cluster_cidr, "routing the nodes' pod ranges via their node IPs (--pod-routes)");
+    let keeper = tokio::spawn(network::keep_routes(net, rx, shutdown.clone()));
+    loop {
+        let now = ranges.borrow_and_update().clone();
+        let _ = tx.send(Some(std::sync::Arc::new(ClusterRanges::from_ranges(
+            &now.ranges,
+            &cluster_cidr,
+        ))));
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            changed = ranges.changed() => if changed.is_err() { break },
+        }
+    }
+    let _ = keeper.await;
 }

@@ -12,6 +12,7 @@ use std::process::Stdio;
 use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use twinset_node_agent::network::Mode;
 use twinset_proto::kinds::Kind;
 
 /// How long `up` lets agents and the control plane finish after SIGTERM (agents
@@ -22,6 +23,11 @@ pub const STOP_GRACE: Duration = Duration::from_secs(40);
 pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     if args.nodes == 0 {
         bail!("--nodes must be at least 1");
+    }
+    if args.pod_network == Some(Mode::Bridge) && !nix::unistd::Uid::effective().is_root() {
+        bail!(
+            "--pod-network bridge needs root: each pod gets a network namespace, a veth and routes"
+        );
     }
     let data_dir = match &args.data_dir {
         Some(d) => d.clone(),
@@ -154,12 +160,15 @@ async fn start(
         cp_args.push("--node-grace".into());
         cp_args.push(humantime::format_duration(g).to_string());
     }
+    let bridge = args.pod_network == Some(Mode::Bridge);
     cp_args.push("--cluster-cidr".into());
-    cp_args.push(
-        args.cluster_cidr
-            .clone()
-            .unwrap_or_else(|| pod_range(args.port)),
-    );
+    cp_args.push(args.cluster_cidr.clone().unwrap_or_else(|| {
+        if bridge {
+            bridge_pod_range(args.port)
+        } else {
+            pod_range(args.port)
+        }
+    }));
     let dns = dns_address(args.dns_listen.as_deref(), args.port)?;
     if let Some(dns) = dns {
         cp_args.push("--dns-listen".into());
@@ -209,8 +218,13 @@ async fn start(
             a.push("--image-table".into());
             a.push(t.display().to_string());
         }
-        // resolv.conf cannot name a port: pods use the cluster DNS only on port 53.
-        if let Some(dns) = dns.filter(|d| d.port() == 53) {
+        if bridge {
+            a.push("--pod-network".into());
+            a.push("bridge".into());
+        }
+        // resolv.conf cannot name a port: pods use the cluster DNS only on port 53. A pod
+        // in its own network namespace cannot reach a loopback address of the host.
+        if let Some(dns) = dns.filter(|d| d.port() == 53 && !(bridge && d.ip().is_loopback())) {
             a.push("--cluster-dns".into());
             a.push(dns.ip().to_string());
         }
@@ -448,6 +462,19 @@ fn pod_range(api_port: u16) -> String {
         (std::process::id() & 0xffff) as u16
     };
     format!("127.{}.0.0/16", 128 + seed % 128)
+}
+
+/// The pod range for `up --pod-network bridge`: a /20 of 198.18.0.0/15 (RFC 2544's range
+/// for lab networks, never routed on the internet, so the routes the agents add cannot
+/// shadow a real network), chosen by the API port as [`pod_range`] does.
+fn bridge_pod_range(api_port: u16) -> String {
+    let seed = if api_port != 0 {
+        api_port
+    } else {
+        (std::process::id() & 0xffff) as u16
+    };
+    let block = seed % 32;
+    format!("198.{}.{}.0/20", 18 + block / 16, (block % 16) * 16)
 }
 
 /// The cluster DNS address for `up`: the flag's value, none for `none`, else a loopback

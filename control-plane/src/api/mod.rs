@@ -42,6 +42,10 @@ pub struct Ctx {
     pub max_request_bytes: usize,
     /// Bounds on concurrent Watch streams.
     pub watch_slots: Arc<slots::WatchSlots>,
+    /// Every node's pod range and node IP (heartbeat responses carry them).
+    pub pod_ranges: crate::pod_ranges::PodRangesCell,
+    /// The whole cluster range (`--cluster-cidr`), sent with them.
+    pub cluster_cidr: String,
 }
 
 /// etcd's request limit, which Kubernetes objects live within: 1.5 MiB.

@@ -56,6 +56,22 @@ impl NodesService {
         &*self.ctx.store
     }
 
+    /// A heartbeat's answer: the pod ranges, unless the agent holds this version already.
+    fn pod_ranges_reply(&self, held: &str) -> HeartbeatResponse {
+        let ranges = self.ctx.pod_ranges.borrow().clone();
+        let unchanged = !held.is_empty() && held == ranges.version;
+        HeartbeatResponse {
+            pod_ranges: if unchanged {
+                Vec::new()
+            } else {
+                ranges.ranges.clone()
+            },
+            pod_ranges_version: ranges.version.clone(),
+            pod_ranges_unchanged: unchanged,
+            cluster_cidr: self.ctx.cluster_cidr.clone(),
+        }
+    }
+
     fn node_not_found(name: &str) -> Status {
         status(StoreError::not_found(Kind::Node, name))
     }
@@ -384,6 +400,7 @@ impl Nodes for NodesService {
         let HeartbeatRequest {
             node_name: name,
             assignments_not_synced,
+            pod_ranges_version,
         } = request.into_inner();
         // require_node found the node; a deletion since is caught by the update below.
         let store = self.store();
@@ -427,7 +444,7 @@ impl Nodes for NodesService {
             Err(StoreError::Conflict { .. }) => {}
             Err(e) => return Err(status(e)),
         }
-        Ok(Response::new(HeartbeatResponse {}))
+        Ok(Response::new(self.pod_ranges_reply(&pod_ranges_version)))
     }
 
     type WatchAssignmentsStream = ReceiverStream<Result<Assignment, Status>>;
@@ -655,6 +672,8 @@ mod tests {
             status_write_interval: Duration::from_secs(30),
             max_request_bytes: crate::api::DEFAULT_MAX_REQUEST_BYTES,
             watch_slots: crate::api::slots::WatchSlots::new(10, 10, 10),
+            pod_ranges: crate::pod_ranges::cell(),
+            cluster_cidr: "10.0.0.0/16".into(),
         })
     }
 
@@ -789,6 +808,7 @@ mod tests {
                 HeartbeatRequest {
                     node_name: "n1".into(),
                     assignments_not_synced: error.into(),
+                    ..Default::default()
                 },
             ))
         };
@@ -822,5 +842,52 @@ mod tests {
         beat("").await.unwrap();
         assert_eq!(ready().0, "True");
         assert_eq!(ready().1, "KubeletReady");
+    }
+
+    #[tokio::test]
+    async fn heartbeats_carry_the_pod_ranges_until_the_agent_holds_them() {
+        let svc = service();
+        register(&svc, node("n1", ("a", "1"))).await;
+        let mut stored = svc
+            .store()
+            .get(Kind::Node, "", "n1")
+            .and_then(Object::into_node)
+            .unwrap();
+        stored.status.get_or_insert_with(Default::default).addresses = vec![
+            twinset_proto::v1::NodeAddress {
+                r#type: "InternalIP".into(),
+                address: "192.168.50.11".into(),
+            },
+        ];
+        let ranges = crate::pod_ranges::PodRanges::of([&stored]);
+        svc.ctx.pod_ranges.send_replace(Arc::new(ranges.clone()));
+        let beat = |version: &str| {
+            svc.heartbeat(as_node(
+                "n1",
+                KEY,
+                HeartbeatRequest {
+                    node_name: "n1".into(),
+                    pod_ranges_version: version.into(),
+                    ..Default::default()
+                },
+            ))
+        };
+        let first = beat("").await.unwrap().into_inner();
+        assert!(!first.pod_ranges_unchanged);
+        assert_eq!(first.cluster_cidr, "10.0.0.0/16");
+        assert_eq!(first.pod_ranges.len(), 1);
+        let r = &first.pod_ranges[0];
+        let cidr = stored.spec.as_ref().unwrap().pod_cidr.clone();
+        assert!(cidr.starts_with("10.0."), "{cidr}");
+        assert_eq!(
+            (r.node_name.as_str(), r.pod_cidr.as_str(), r.node_ip.as_str()),
+            ("n1", cidr.as_str(), "192.168.50.11")
+        );
+        assert_eq!(first.pod_ranges_version, ranges.version);
+        let again = beat(&first.pod_ranges_version).await.unwrap().into_inner();
+        assert!(again.pod_ranges_unchanged, "an agent holding them gets none");
+        assert!(again.pod_ranges.is_empty());
+        let stale = beat("0000").await.unwrap().into_inner();
+        assert_eq!(stale.pod_ranges, first.pod_ranges, "an old version gets them all");
     }
 }

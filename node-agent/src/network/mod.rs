@@ -8,6 +8,8 @@
 //! The pod worker and the agent only talk to [`PodNetwork`]; the kernel work (netlink,
 //! namespaces) is in [`netlink`] and [`netns`], the route decisions in [`routes`] (pure).
 
+#[cfg(test)]
+pub mod fake;
 pub mod netlink;
 pub mod netns;
 pub mod routes;
@@ -189,5 +191,105 @@ impl PodNetwork for Loopback {
         _cluster: Option<Cidr>,
     ) -> BoxFuture<'_, Result<RouteChanges, NetworkError>> {
         Box::pin(async { Ok(RouteChanges::default()) })
+    }
+}
+
+/// The cluster's pod ranges as the control plane last sent them (heartbeat responses).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ClusterRanges {
+    /// Every node's range and node IP.
+    pub ranges: Vec<NodeRange>,
+    /// The whole cluster range (routed `unreachable`).
+    pub cluster: Option<Cidr>,
+}
+
+impl ClusterRanges {
+    /// The ranges of a heartbeat response (None when it says they are unchanged). An
+    /// entry that does not parse is left out and logged: one bad node must not stop the
+    /// routes to the others.
+    pub fn from_response(r: &twinset_proto::v1::HeartbeatResponse) -> Option<ClusterRanges> {
+        if r.pod_ranges_unchanged {
+            return None;
+        }
+        Some(ClusterRanges::from_ranges(&r.pod_ranges, &r.cluster_cidr))
+    }
+
+    /// The ranges as the control plane keeps them (`cluster` empty: no cluster range).
+    pub fn from_ranges(ranges: &[twinset_proto::v1::PodRange], cluster: &str) -> ClusterRanges {
+        let ranges = ranges
+            .iter()
+            .filter_map(|p| {
+                let parsed = Cidr::parse(&p.pod_cidr)
+                    .ok()
+                    .zip(p.node_ip.parse::<Ipv4Addr>().ok());
+                if parsed.is_none() {
+                    tracing::warn!(node = %p.node_name, pod_cidr = %p.pod_cidr, node_ip = %p.node_ip, "ignoring a pod range that does not parse");
+                }
+                let (range, node_ip) = parsed?;
+                Some(NodeRange {
+                    node: p.node_name.clone(),
+                    range,
+                    node_ip,
+                })
+            })
+            .collect();
+        ClusterRanges {
+            ranges,
+            cluster: Cidr::parse(cluster).ok(),
+        }
+    }
+}
+
+/// How long a failed route sync waits before it is tried again.
+const ROUTES_RETRY: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Keeps this machine's host-gw routes in line with the latest cluster ranges in `rx`
+/// until `shutdown`; a failed sync is retried (and logged) until it succeeds or newer
+/// ranges arrive.
+pub async fn keep_routes(
+    net: std::sync::Arc<dyn PodNetwork>,
+    mut rx: tokio::sync::watch::Receiver<Option<std::sync::Arc<ClusterRanges>>>,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    let mut failing = false;
+    loop {
+        let current = rx.borrow_and_update().clone();
+        let mut retry = false;
+        if let Some(c) = current {
+            match net.sync_routes(&c.ranges, c.cluster).await {
+                Ok(changes) => {
+                    for r in &changes.added {
+                        tracing::info!(route = %describe(r), "pod route added");
+                    }
+                    for r in &changes.removed {
+                        tracing::info!(route = %describe(r), "pod route removed");
+                    }
+                    if failing {
+                        tracing::info!("pod routes are in sync again");
+                    }
+                    failing = false;
+                }
+                Err(e) => {
+                    if !failing {
+                        tracing::warn!(error = %e, "cannot set the pod routes; retrying");
+                    }
+                    failing = true;
+                    retry = true;
+                }
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            changed = rx.changed() => if changed.is_err() { return },
+            _ = tokio::time::sleep(ROUTES_RETRY), if retry => {}
+        }
+    }
+}
+
+/// A route as `ip route` prints it.
+pub fn describe(r: &Route) -> String {
+    match r.via {
+        Some(via) => format!("{} via {via}", r.dest),
+        None => format!("unreachable {}", r.dest),
     }
 }

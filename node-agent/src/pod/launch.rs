@@ -42,6 +42,8 @@ pub struct PodFacts<'a> {
     pub pod_ip: &'a str,
     /// The hostname its containers see.
     pub hostname: &'a str,
+    /// Its pinned network namespace (bridge mode); None shares the node's.
+    pub netns: Option<&'a Path>,
 }
 
 /// How to start one container.
@@ -86,6 +88,16 @@ impl NotStarted {
         NotStarted {
             reason: reason::CREATE_CONFIG_ERROR.into(),
             event: events::FAILED_MOUNT.into(),
+            message,
+        }
+    }
+
+    /// The pod's sandbox (its network) could not be made: the containers wait as
+    /// ContainerCreating, with the kubelet's FailedCreatePodSandBox event.
+    pub fn sandbox(message: String) -> NotStarted {
+        NotStarted {
+            reason: "ContainerCreating".into(),
+            event: "FailedCreatePodSandBox".into(),
             message,
         }
     }
@@ -178,6 +190,11 @@ pub fn plan(
                 read_only: m.read_only,
             })
             .collect(),
+        netns: if host_network {
+            None
+        } else {
+            pod.netns.map(Path::to_path_buf)
+        },
     });
     Ok(LaunchPlan {
         launch: Launch {
@@ -338,6 +355,7 @@ mod tests {
             images: &images,
         };
         let facts = PodFacts {
+            netns: None,
             pod,
             dir: Path::new("/data/pods/shop_web-0_u-1"),
             pod_ip: "10.9.0.7",
@@ -590,6 +608,7 @@ mod tests {
             read_only: true,
         };
         let mut sb = Sandbox {
+            netns: None,
             hostname: None,
             mounts: vec![own.clone()],
         };

@@ -41,6 +41,7 @@ use crate::identity;
 use crate::images::{self, ImageTable};
 use crate::ipam::Ipam;
 use crate::logs::{self, Registry};
+use crate::network::{Mode, PodAttach};
 use crate::prober::ExecTarget;
 use crate::probes::{self, Effect, ProbeSet};
 use crate::reporter::{Report, ReporterHandle};
@@ -91,6 +92,8 @@ pub struct Shared {
     pub claims: Arc<Claims>,
     /// The cluster DNS server pods resolve through (their `/etc/resolv.conf`).
     pub cluster_dns: Option<IpAddr>,
+    /// The pod network (each pod's own namespace in bridge mode).
+    pub network: Arc<dyn crate::network::PodNetwork>,
 }
 
 /// What the agent should do with a pod, as the latest assignment says.
@@ -166,6 +169,10 @@ pub struct PodWorker {
     desired: watch::Receiver<Desired>,
     /// While stopping: report each exit at once (a deletion shows its progress).
     report_exits: bool,
+    /// Its pinned network namespace (bridge mode).
+    netns: Option<PathBuf>,
+    /// Why its network could not be made (bridge mode): its containers cannot start.
+    sandbox_error: Option<String>,
 }
 
 /// Runs a pod until it is deleted, unassigned, or the agent stops. `adopt` is the
@@ -235,6 +242,8 @@ impl PodWorker {
             desired,
             pod,
             report_exits: false,
+            netns: None,
+            sandbox_error: None,
         }
     }
 
@@ -267,6 +276,7 @@ impl PodWorker {
 
     async fn main(mut self, adopt: Option<PodRecord>) {
         self.setup();
+        self.attach_network().await;
         let deleting = is_deleting(&self.pod);
         self.start_all(adopt.as_ref(), !deleting);
         self.report(false);
@@ -301,6 +311,9 @@ impl PodWorker {
                     }
                     self.pod_ip = ip;
                 }
+                Err(e) if self.ctx.network.mode() == Mode::Bridge => {
+                    self.sandbox_error = Some(format!("no pod IP: {e}"));
+                }
                 Err(e) => {
                     self.pod_ip = self.ctx.host_ip.clone();
                     tracing::warn!(error = %e, "no pod IP; using the node's address");
@@ -330,6 +343,40 @@ impl PodWorker {
             names,
         );
         records::save(&self.ctx, &self.record);
+    }
+
+    /// Bridge mode: makes (or, after an agent restart, finds) the pod's own network
+    /// namespace and veth. A failure is kept: its containers wait, saying why.
+    async fn attach_network(&mut self) {
+        if self.ctx.network.mode() != Mode::Bridge
+            || self.spec().host_network
+            || self.sandbox_error.is_some()
+        {
+            return;
+        }
+        let range = match self.ctx.ipam.lock() {
+            Ok(ipam) => ipam.cidr(),
+            Err(poisoned) => poisoned.into_inner().cidr(),
+        };
+        let (Some(range), Ok(ip)) = (range, self.pod_ip.parse()) else {
+            self.sandbox_error = Some(format!("no pod range for pod IP {:?}", self.pod_ip));
+            return;
+        };
+        let attach = PodAttach {
+            uid: self.uid.clone(),
+            ip,
+            range,
+        };
+        match self.ctx.network.attach(&attach).await {
+            Ok(Some(a)) => self.netns = Some(a.netns),
+            Ok(None) => {
+                self.sandbox_error = Some("the pod network made no namespace".into());
+            }
+            Err(e) => self.sandbox_error = Some(e.to_string()),
+        }
+        if let Some(why) = &self.sandbox_error {
+            tracing::warn!(error = %why, "cannot create the pod's network");
+        }
     }
 
     fn start_all(&mut self, adopt: Option<&PodRecord>, start_new: bool) {
@@ -417,6 +464,11 @@ impl PodWorker {
     /// Plans container `i`'s start and does the file-system work it needs; the run's
     /// output comes last, so a start that cannot happen leaves no run behind.
     fn prepare(&mut self, i: usize) -> Result<(LaunchPlan, logs::Output), NotStarted> {
+        if let Some(why) = &self.sandbox_error {
+            return Err(NotStarted::sandbox(format!(
+                "Failed to create pod sandbox: {why}"
+            )));
+        }
         let isolated = self.ctx.runtime.isolation().available();
         let node = NodeFacts {
             node_name: &self.ctx.node_name,
@@ -430,6 +482,7 @@ impl PodWorker {
             dir: &self.dir,
             pod_ip: &self.pod_ip,
             hostname: &self.hostname,
+            netns: self.netns.as_deref(),
         };
         let mut plan = launch::plan(&node, &pod, i)?;
         volumes::prepare(&plan.mounts).map_err(|e| NotStarted::mount(e.to_string()))?;

@@ -21,8 +21,12 @@ pub fn allocate_ip(ctx: &Shared, uid: &str) -> Result<(String, Vec<String>), Str
     if let Some(ip) = known {
         return Ok((ip.to_string(), Vec::new()));
     }
-    // Read outside the lock: the socket tables can be long on a busy host.
-    let held = ctx.runtime.bound_ipv4();
+    // Read outside the lock: the socket tables can be long on a busy host. In bridge
+    // mode pod addresses live in the pods' own namespaces, never on the host.
+    let held = match ctx.network.mode() {
+        crate::network::Mode::Loopback => ctx.runtime.bound_ipv4(),
+        crate::network::Mode::Bridge => Default::default(),
+    };
     let res = match ctx.ipam.lock() {
         Ok(mut ipam) => ipam.allocate(uid, &held),
         Err(poisoned) => poisoned.into_inner().allocate(uid, &held),

@@ -85,6 +85,9 @@ pub async fn teardown(ctx: &Shared, uid: &str, namespace: &str, name: &str, leav
     records::forget(ctx, uid);
     records::unregister_logs(ctx, namespace, name, uid);
     if leave == Leave::Nothing {
+        if let Err(e) = ctx.network.detach(uid).await {
+            tracing::warn!(error = %e, "cannot remove the pod's network");
+        }
         records::release_ip(ctx, uid);
         let dir = records::pod_dir(ctx, namespace, name, uid);
         if let Err(e) = std::fs::remove_dir_all(&dir) {

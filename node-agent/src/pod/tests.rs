@@ -35,9 +35,13 @@ struct Setup {
 }
 
 fn setup() -> Setup {
+    setup_with(FakeRuntime::new(), Arc::new(crate::network::Loopback))
+}
+
+fn setup_with(rt: FakeRuntime, network: Arc<dyn crate::network::PodNetwork>) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path();
-    let rt = Arc::new(FakeRuntime::new());
+    let rt = Arc::new(rt);
     let (reporter, reports) = ReporterHandle::channel();
     // The agent's stores, as the agent opens them (see lib.rs).
     let journal = StateDir::open(data).unwrap();
@@ -59,6 +63,7 @@ fn setup() -> Setup {
         stop_pods_on_shutdown: false,
         claims: Claims::open(&data.join("volumes")),
         cluster_dns: None,
+        network,
     });
     Setup {
         _dir: dir,
@@ -459,6 +464,66 @@ async fn a_pod_address_another_process_holds_is_skipped_with_an_event() {
         "skipped pod IP 10.9.0.2 held by another process on the node; using 10.9.0.3"
     );
     assert_eq!(ev.r#type, "Warning");
+    drop(desired);
+    task.abort();
+}
+
+#[tokio::test(start_paused = true)]
+async fn bridge_mode_runs_containers_in_the_pods_namespace_and_removes_it_with_the_pod() {
+    let net = Arc::new(crate::network::fake::FakeNetwork::default());
+    let mut s = setup_with(FakeRuntime::isolated(), net.clone());
+    let (desired, task) = spawn_worker(&s, pod(), None);
+    s.rt.next_call(is_start).await;
+    let r = report_where(&mut s.reports, "running", running).await;
+    assert_eq!(r.status.clone().unwrap().pod_ip, "10.9.0.2");
+    let attached = net.attached_now();
+    let a = attached.get(UID).expect("the pod's network is attached");
+    assert_eq!(a.ip, std::net::Ipv4Addr::new(10, 9, 0, 2));
+    assert_eq!(a.range.to_string(), "10.9.0.0/24");
+    let launch = s.rt.launches().pop().unwrap();
+    assert_eq!(
+        launch.sandbox.unwrap().netns,
+        Some(crate::network::fake::FakeNetwork::netns(UID)),
+        "the container joins the pod's namespace"
+    );
+    desired.send_replace(Desired::Run(Box::new(deleting(pod()))));
+    report_where(&mut s.reports, "terminated", |r| r.terminated).await;
+    task.await.unwrap();
+    assert!(
+        net.attached_now().is_empty(),
+        "deleting the pod removes its network"
+    );
+    assert_eq!(
+        s.ctx.ipam.lock().unwrap().get(UID),
+        None,
+        "and frees its IP"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_pod_whose_network_cannot_be_made_waits_as_container_creating_and_never_runs() {
+    let net = Arc::new(crate::network::fake::FakeNetwork::default());
+    net.fail_attach("Operation not permitted (os error 1)");
+    let mut s = setup_with(FakeRuntime::isolated(), net.clone());
+    let (desired, task) = spawn_worker(&s, pod(), None);
+    let r = report_where(&mut s.reports, "FailedCreatePodSandBox", |r| {
+        has_event(r, "FailedCreatePodSandBox")
+    })
+    .await;
+    assert_eq!(waiting_reason(&r).as_deref(), Some("ContainerCreating"));
+    let ev = r
+        .events
+        .iter()
+        .find(|e| e.reason == "FailedCreatePodSandBox")
+        .unwrap();
+    assert_eq!(
+        ev.message,
+        "Failed to create pod sandbox: add veth for pod uid-1: Operation not permitted (os error 1)"
+    );
+    assert!(
+        !s.rt.calls().iter().any(|(_, c)| is_start(c)),
+        "no container runs outside its pod's network"
+    );
     drop(desired);
     task.abort();
 }

@@ -103,8 +103,10 @@ pub fn exec(
         match sys {
             Some(sys) => {
                 let mut joins: Vec<(RawFd, CloneFlags)> = Vec::new();
-                // UTS first: after the mount namespace, /proc paths may mean another thing.
+                // Network and UTS first: after the mount namespace, /proc paths may mean
+                // another thing.
                 for (name, flags) in [
+                    ("net", CloneFlags::CLONE_NEWNET),
                     ("uts", CloneFlags::CLONE_NEWUTS),
                     ("mnt", CloneFlags::CLONE_NEWNS),
                 ] {

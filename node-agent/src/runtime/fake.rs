@@ -97,6 +97,16 @@ impl FakeRuntime {
         }
     }
 
+    /// A runtime that isolates pods (its system calls are only recorded).
+    pub fn isolated() -> Self {
+        FakeRuntime {
+            isolation: Isolation::Available(std::sync::Arc::new(
+                super::sandbox::tests::Recording::default(),
+            )),
+            ..Self::new()
+        }
+    }
+
     fn inner(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().unwrap()
     }

@@ -104,12 +104,23 @@ impl Runtime for ProcessRuntime {
                 path: l.log_path.clone(),
                 source,
             })?;
-        // Everything the child needs for its sandbox is built here, before the fork.
+        // Everything the child needs for its sandbox is built here, before the fork; the
+        // pod's network namespace pin stays open until the child has forked.
+        let mut netns: Option<std::fs::File> = None;
         let sandboxed = match (&l.sandbox, &self.isolation) {
             (None, _) => None,
             (Some(sb), Isolation::Available(_)) => {
                 sandbox::prepare_targets(sb)?;
-                Some(Plan::build(sb, &l.working_dir)?)
+                if let Some(path) = &sb.netns {
+                    let f = std::fs::File::open(path).map_err(|source| RuntimeError::Io {
+                        what: "pod network namespace",
+                        path: path.clone(),
+                        source,
+                    })?;
+                    netns = Some(f);
+                }
+                let fd = netns.as_ref().map(AsRawFd::as_raw_fd);
+                Some(Plan::build(sb, &l.working_dir, fd)?)
             }
             (Some(_), Isolation::Unavailable(why)) => {
                 return Err(RuntimeError::NotIsolated(why.clone()))
@@ -167,6 +178,7 @@ impl Runtime for ProcessRuntime {
             source,
         })?;
         drop(procs);
+        drop(netns);
         let Some(pid) = child.id() else {
             // Already reaped: cannot happen before wait(), but never unwrap it.
             return Err(RuntimeError::Spawn {
@@ -473,6 +485,7 @@ mod tests {
         let rt = runtime(Arc::new(NoCgroups::new("test")));
         let mut l = launch(t.path(), &["true"], Limits::default());
         l.sandbox = Some(sandbox::Sandbox {
+            netns: None,
             hostname: Some("h".into()),
             mounts: vec![],
         });
@@ -516,6 +529,7 @@ mod tests {
         );
         l.working_dir = target.clone();
         l.sandbox = Some(Sandbox {
+            netns: None,
             hostname: Some("box-0".into()),
             mounts: vec![
                 BindMount {

@@ -157,6 +157,9 @@ pub struct Sandbox {
     pub hostname: Option<String>,
     /// Bind mounts, in any order (parents are mounted before what they contain).
     pub mounts: Vec<BindMount>,
+    /// The pod's pinned network namespace (bridge mode), joined before anything else;
+    /// None shares the node's.
+    pub netns: Option<PathBuf>,
 }
 
 impl Sandbox {
@@ -246,20 +249,33 @@ impl Plan {
     }
 
     /// The plan for `sandbox`, ending with a chdir to `working_dir` (after the
-    /// mounts, so a working directory inside a volume is the volume).
-    pub fn build(sandbox: &Sandbox, working_dir: &Path) -> Result<Plan, SandboxError> {
+    /// mounts, so a working directory inside a volume is the volume). `netns` is the
+    /// open pin of the pod's network namespace (kept open by the caller until the fork),
+    /// which is joined first.
+    pub fn build(
+        sandbox: &Sandbox,
+        working_dir: &Path,
+        netns: Option<RawFd>,
+    ) -> Result<Plan, SandboxError> {
         let mut flags = CloneFlags::CLONE_NEWNS;
         if sandbox.hostname.is_some() {
             flags |= CloneFlags::CLONE_NEWUTS;
         }
-        let mut ops = vec![
+        let mut ops: Vec<Op> = netns
+            .map(|fd| Op::Setns {
+                fd,
+                flags: CloneFlags::CLONE_NEWNET,
+            })
+            .into_iter()
+            .collect();
+        ops.extend([
             Op::Unshare(flags),
             Op::Mount {
                 source: None,
                 target: c"/".to_owned(),
                 flags: MsFlags::MS_REC | MsFlags::MS_PRIVATE,
             },
-        ];
+        ]);
         for m in sandbox.ordered_mounts() {
             check_target(&m.target)?;
             let target = cpath("mount target", &m.target)?;
@@ -476,6 +492,7 @@ pub(crate) mod tests {
     #[test]
     fn plan_unshares_privatises_binds_parents_first_then_names_and_chdirs() {
         let sandbox = Sandbox {
+            netns: None,
             hostname: Some("mysql-db-0".into()),
             mounts: vec![
                 bind("/d/conf", "/var/lib/mysql/conf", true),
@@ -483,7 +500,7 @@ pub(crate) mod tests {
                 bind("/d/pod/hosts", "/etc/hosts", false),
             ],
         };
-        let plan = Plan::build(&sandbox, Path::new("/var/lib/mysql")).unwrap();
+        let plan = Plan::build(&sandbox, Path::new("/var/lib/mysql"), None).unwrap();
         let rec = Recording::default();
         plan.apply(&rec).unwrap();
         let bind_rec = MsFlags::MS_BIND | MsFlags::MS_REC;
@@ -537,8 +554,26 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_pod_network_namespace_is_joined_before_anything_else() {
+        let sandbox = Sandbox {
+            hostname: Some("web-0".into()),
+            mounts: vec![],
+            netns: Some("/d/netns/uid".into()),
+        };
+        let plan = Plan::build(&sandbox, Path::new("/"), Some(9)).unwrap();
+        let rec = Recording::default();
+        plan.apply(&rec).unwrap();
+        let calls = rec.calls.lock().unwrap();
+        assert_eq!(calls[0], Call::Setns(9, CloneFlags::CLONE_NEWNET));
+        assert_eq!(
+            calls[1],
+            Call::Unshare(CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWUTS)
+        );
+    }
+
+    #[test]
     fn host_network_keeps_the_node_hostname() {
-        let plan = Plan::build(&Sandbox::default(), Path::new("/")).unwrap();
+        let plan = Plan::build(&Sandbox::default(), Path::new("/"), None).unwrap();
         assert_eq!(
             plan.ops()[0],
             Op::Unshare(CloneFlags::CLONE_NEWNS),
@@ -550,10 +585,11 @@ pub(crate) mod tests {
     #[test]
     fn a_failing_call_stops_the_plan() {
         let sandbox = Sandbox {
+            netns: None,
             hostname: Some("h".into()),
             mounts: vec![bind("/a", "/b", false)],
         };
-        let plan = Plan::build(&sandbox, Path::new("/")).unwrap();
+        let plan = Plan::build(&sandbox, Path::new("/"), None).unwrap();
         let rec = Recording {
             fail_at: Some(2),
             ..Default::default()
@@ -570,20 +606,22 @@ pub(crate) mod tests {
     fn bad_targets_and_nul_bytes_are_refused() {
         for t in ["relative/path", "/a/../etc"] {
             let sandbox = Sandbox {
+                netns: None,
                 hostname: None,
                 mounts: vec![bind("/a", t, false)],
             };
             assert!(matches!(
-                Plan::build(&sandbox, Path::new("/")),
+                Plan::build(&sandbox, Path::new("/"), None),
                 Err(SandboxError::BadTarget(_))
             ));
         }
         let sandbox = Sandbox {
+            netns: None,
             hostname: Some("a\0b".into()),
             mounts: vec![],
         };
         assert!(matches!(
-            Plan::build(&sandbox, Path::new("/")),
+            Plan::build(&sandbox, Path::new("/"), None),
             Err(SandboxError::Nul { .. })
         ));
     }
@@ -596,6 +634,7 @@ pub(crate) mod tests {
         std::fs::create_dir_all(p("conf")).unwrap();
         std::fs::write(p("hosts"), "x").unwrap();
         let sandbox = Sandbox {
+            netns: None,
             hostname: None,
             mounts: vec![
                 BindMount {
@@ -624,6 +663,7 @@ pub(crate) mod tests {
         assert!(!p("root/var/lib/mysql/conf").exists());
         assert!(p("root/etc/hosts").is_file());
         let missing = Sandbox {
+            netns: None,
             hostname: None,
             mounts: vec![BindMount {
                 source: p("nope"),
