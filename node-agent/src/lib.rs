@@ -20,6 +20,7 @@ pub mod images;
 pub mod ipam;
 pub mod join;
 pub mod logs;
+pub mod network;
 pub mod node;
 pub mod pod;
 pub mod prober;

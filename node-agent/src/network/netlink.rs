@@ -1,0 +1,1 @@
+//! Bridge mode through netlink.
