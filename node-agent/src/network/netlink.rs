@@ -38,6 +38,11 @@ use super::{
 /// removes a route without it.
 pub const RTPROT_TWINSET: u8 = 0x74;
 
+/// The metric of the `unreachable` route for the cluster range: high, so that a route
+/// to the same range that is more use (the bridge's own range when it is the whole
+/// cluster range, a gateway route of a node owning it all) is never in its way and wins.
+pub const UNREACHABLE_METRIC: u32 = 4096;
+
 /// The name of a pod's end of its veth pair.
 pub const POD_INTERFACE: &str = "eth0";
 
@@ -233,7 +238,7 @@ impl BridgeNetwork {
             for r in &changes.added {
                 if let Err(e) = h.route().add(route_message(r)).execute().await {
                     let why = if errno(&e) == Some(libc::EEXIST) {
-                        "a route to that range that twinset did not make is in the way".to_string()
+                        "another route to that range, not one of twinset's host-gw routes, is in the way".to_string()
                     } else {
                         message(&e)
                     };
@@ -310,9 +315,9 @@ impl Wiring<'_> {
                     format!("bridge {bridge} is missing (the node is not prepared)"),
                 ));
             };
-            Ok(link_by_name(&h, host).await?.is_some_and(|l| {
-                is_up(&l) && controller_of(&l) == Some(bridge.header.index)
-            }))
+            Ok(link_by_name(&h, host)
+                .await?
+                .is_some_and(|l| is_up(&l) && controller_of(&l) == Some(bridge.header.index)))
         })
         .await?;
         if !host_ok {
@@ -420,7 +425,9 @@ impl Wiring<'_> {
                 .replace()
                 .execute()
                 .await
-                .map_err(|e| netlink(format!("add {ip}/{prefix} to {POD_INTERFACE} of {host}"), e))?;
+                .map_err(|e| {
+                    netlink(format!("add {ip}/{prefix} to {POD_INTERFACE} of {host}"), e)
+                })?;
             let default = RouteMessageBuilder::<Ipv4Addr>::new()
                 .gateway(gateway)
                 .output_interface(index)
@@ -492,7 +499,14 @@ where
 
 /// The link named `name`, if there is one.
 async fn link_by_name(h: &Handle, name: &str) -> Result<Option<LinkMessage>, NetworkError> {
-    match h.link().get().match_name(name.to_string()).execute().try_next().await {
+    match h
+        .link()
+        .get()
+        .match_name(name.to_string())
+        .execute()
+        .try_next()
+        .await
+    {
         Ok(link) => Ok(link),
         Err(e) if errno(&e) == Some(libc::ENODEV) => Ok(None),
         Err(e) => Err(netlink(format!("get link {name}"), e)),
@@ -593,7 +607,10 @@ fn route_message(r: &Route) -> RouteMessage {
         .protocol(RouteProtocol::Other(RTPROT_TWINSET));
     match r.via {
         Some(gw) => b.gateway(gw).build(),
-        None => b.kind(RouteType::Unreachable).build(),
+        None => b
+            .kind(RouteType::Unreachable)
+            .priority(UNREACHABLE_METRIC)
+            .build(),
     }
 }
 
@@ -629,16 +646,18 @@ fn oif_of(r: &RouteMessage) -> Option<u32> {
 }
 
 fn ipv4_of(a: &AddressMessage) -> Option<Ipv4Addr> {
-    a.attributes.iter().find_map(|attr| match attr {
-        AddressAttribute::Local(IpAddr::V4(ip)) => Some(*ip),
-        _ => None,
-    })
-    .or_else(|| {
-        a.attributes.iter().find_map(|attr| match attr {
-            AddressAttribute::Address(IpAddr::V4(ip)) => Some(*ip),
+    a.attributes
+        .iter()
+        .find_map(|attr| match attr {
+            AddressAttribute::Local(IpAddr::V4(ip)) => Some(*ip),
             _ => None,
         })
-    })
+        .or_else(|| {
+            a.attributes.iter().find_map(|attr| match attr {
+                AddressAttribute::Address(IpAddr::V4(ip)) => Some(*ip),
+                _ => None,
+            })
+        })
 }
 
 fn kind_of(l: &LinkMessage) -> Option<InfoKind> {
@@ -887,7 +906,10 @@ mod tests {
                 .await
                 .unwrap_err()
                 .to_string();
-            assert!(e.contains("tsffffffffff") && e.contains(net.bridge()), "{e}");
+            assert!(
+                e.contains("tsffffffffff") && e.contains(net.bridge()),
+                "{e}"
+            );
         });
     }
 
@@ -962,8 +984,16 @@ mod tests {
         isolated_async(|dir| async move {
             let net = BridgeNetwork::new(&dir, "machine-1");
             net.prepare_node(&node_bridge(&net)).await.unwrap();
-            let a = net.attach(&pod("pod-a", "10.244.1.2")).await.unwrap().unwrap();
-            let b = net.attach(&pod("pod-b", "10.244.1.3")).await.unwrap().unwrap();
+            let a = net
+                .attach(&pod("pod-a", "10.244.1.2"))
+                .await
+                .unwrap()
+                .unwrap();
+            let b = net
+                .attach(&pod("pod-b", "10.244.1.3"))
+                .await
+                .unwrap()
+                .unwrap();
             assert_ne!(a.host_veth, b.host_veth);
             assert_eq!(net.attached().await.unwrap(), ["pod-a", "pod-b"]);
 
@@ -1008,7 +1038,11 @@ mod tests {
         isolated_async(|dir| async move {
             let net = BridgeNetwork::new(&dir, "machine-1");
             net.prepare_node(&node_bridge(&net)).await.unwrap();
-            let a = net.attach(&pod("pod-a", "10.244.1.2")).await.unwrap().unwrap();
+            let a = net
+                .attach(&pod("pod-a", "10.244.1.2"))
+                .await
+                .unwrap()
+                .unwrap();
             with_pod(&a.netns, |h| async move {
                 let eth0 = link_by_name(&h, POD_INTERFACE).await?.unwrap();
                 for addr in addresses(&h, eth0.header.index).await? {
@@ -1157,13 +1191,63 @@ mod tests {
             .unwrap();
             assert!(hand_made);
 
+            // A cluster range that is also this node's range (a one-node cluster) and
+            // another node's: the unreachable route stays out of both routes' way.
+            net.prepare_node(&NodeBridge {
+                name: net.bridge().to_string(),
+                range: cidr("10.244.1.0/24"),
+            })
+            .await
+            .unwrap();
+            let changes = net
+                .sync_routes(
+                    &[node("m2", "10.250.0.0/16", "192.168.50.12")],
+                    Some(cidr("10.244.1.0/24")),
+                )
+                .await
+                .unwrap();
+            assert_eq!(changes.added.len(), 2);
+            let changes = net
+                .sync_routes(
+                    &[node("m2", "10.250.0.0/16", "192.168.50.12")],
+                    Some(cidr("10.250.0.0/16")),
+                )
+                .await
+                .unwrap();
+            assert_eq!(
+                changes.added,
+                [Route {
+                    dest: cidr("10.250.0.0/16"),
+                    via: None
+                }]
+            );
+            assert_eq!(
+                changes.removed,
+                [Route {
+                    dest: cidr("10.244.1.0/24"),
+                    via: None
+                }]
+            );
+            // Another node claiming this node's range: the bridge's route is in the way.
+            let e = net
+                .sync_routes(&[node("m2", "10.244.1.0/24", "192.168.50.12")], None)
+                .await
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("10.244.1.0/24 via 192.168.50.12"), "{e}");
+            net.sync_routes(&[], None).await.unwrap();
+            assert!(installed().await.is_empty());
+
             // A route in the way that twinset did not make: the error says so.
             let e = net
                 .sync_routes(&[node("mx", "10.99.0.0/24", "192.168.50.99")], None)
                 .await
                 .unwrap_err()
                 .to_string();
-            assert!(e.contains("10.99.0.0/24") && e.contains("did not make"), "{e}");
+            assert!(
+                e.contains("10.99.0.0/24") && e.contains("is in the way"),
+                "{e}"
+            );
         });
     }
 }

@@ -82,9 +82,7 @@ pub fn unpin(path: &Path) -> Result<(), NetworkError> {
         return Err(io_error(
             "unmount the network namespace at",
             path,
-            io::Error::other(format!(
-                "still mounted after {MAX_STACKED_MOUNTS} unmounts"
-            )),
+            io::Error::other(format!("still mounted after {MAX_STACKED_MOUNTS} unmounts")),
         ));
     }
     match fs::remove_file(path) {
@@ -157,9 +155,7 @@ pub(crate) mod isolation {
 
     /// Runs `f` isolated (see the module) with a temporary directory; fails, saying
     /// why, when not root.
-    pub(crate) fn isolated<T: Send + 'static>(
-        f: impl FnOnce(&Path) -> T + Send + 'static,
-    ) -> T {
+    pub(crate) fn isolated<T: Send + 'static>(f: impl FnOnce(&Path) -> T + Send + 'static) -> T {
         assert!(
             nix::unistd::Uid::effective().is_root(),
             "this test needs root: it makes network namespaces, links and mounts (run the suite as root)"
