@@ -77,6 +77,20 @@ impl BridgeNetwork {
         self.netns_dir.join(uid)
     }
 
+    /// The pin of pod `uid`, refusing a uid that is not a plain file name (it names a
+    /// file under the data dir).
+    fn pin_of(&self, uid: &str) -> Result<PathBuf, NetworkError> {
+        if uid.is_empty() || uid == "." || uid == ".." || uid.contains('/') || uid.contains('\0') {
+            return Err(failed(
+                format!("pod uid {uid:?}"),
+                "not usable as a namespace file name",
+            ));
+        }
+        Ok(self.netns_path(uid))
+    }
+
+    /// Makes or checks the bridge with the gateway address (removing other IPv4
+    /// addresses from it: a range that changed), up, and IP forwarding on.
     async fn prepare(&self, bridge: &NodeBridge) -> Result<(), NetworkError> {
         if bridge.name != self.bridge {
             return Err(failed(
@@ -140,8 +154,10 @@ impl BridgeNetwork {
         enable_forwarding()
     }
 
+    /// Pins the pod's namespace and wires it unless it is wired already; undoes all of
+    /// it on failure.
     async fn attach_pod(&self, pod: &PodAttach) -> Result<Attached, NetworkError> {
-        let pin = self.netns_path(&pod.uid);
+        let pin = self.pin_of(&pod.uid)?;
         let host = routes::veth_name(&pod.uid);
         let attached = Attached {
             netns: pin.clone(),
@@ -181,12 +197,15 @@ impl BridgeNetwork {
         }
     }
 
+    /// Deletes the pod's host veth (its peer goes with it) and releases the namespace.
     async fn detach_pod(&self, uid: &str) -> Result<(), NetworkError> {
+        let pin = self.pin_of(uid)?;
         let host = routes::veth_name(uid);
         with_host(|h| async move { delete_link(&h, &host).await }).await?;
-        netns::unpin(&self.netns_path(uid))
+        netns::unpin(&pin)
     }
 
+    /// The file names under the namespace directory, sorted.
     fn pinned(&self) -> Result<Vec<String>, NetworkError> {
         let entries = match std::fs::read_dir(&self.netns_dir) {
             Ok(entries) => entries,
@@ -214,6 +233,8 @@ impl BridgeNetwork {
         Ok(uids)
     }
 
+    /// Lists this machine's addresses and twinset's routes, applies the plan. Every
+    /// change is tried; when some fail the error names each (the next sync retries).
     async fn sync(
         &self,
         ranges: &[NodeRange],
@@ -525,6 +546,7 @@ async fn delete_link(h: &Handle, name: &str) -> Result<(), NetworkError> {
     }
 }
 
+/// Sets link `index` (named `name`, for the error) up.
 async fn set_up(h: &Handle, index: u32, name: &str) -> Result<(), NetworkError> {
     h.link()
         .set(LinkUnspec::new_with_index(index).up().build())
@@ -614,6 +636,7 @@ fn route_message(r: &Route) -> RouteMessage {
     }
 }
 
+/// A route as an error names it.
 fn describe(r: &Route) -> String {
     match r.via {
         Some(gw) => format!("route {} via {gw}", r.dest),
@@ -621,6 +644,7 @@ fn describe(r: &Route) -> String {
     }
 }
 
+/// The routing table of a route (the attribute holds ids above 255).
 fn table_of(r: &RouteMessage) -> u32 {
     r.attributes
         .iter()
@@ -897,6 +921,9 @@ mod tests {
             net.prepare_node(&moved).await.unwrap();
             assert_eq!(host_addresses(net.bridge()).await, ["10.244.7.1/24"]);
 
+            // A uid that is no plain file name is refused.
+            let e = net.detach("../x").await.unwrap_err().to_string();
+            assert!(e.contains("\"../x\""), "{e}");
             // Another node's bridge name is refused, naming both.
             let e = net
                 .prepare_node(&NodeBridge {
