@@ -130,7 +130,8 @@ pub struct BenchArgs {
     /// The scenario: `daemonset` (apply -> every daemon pod Running and Ready),
     /// `sts-ordered` (OrderedReady per-ordinal step: pod i Ready -> pod i+1 Running) or
     /// `sts-parallel` (Parallel StatefulSet: apply -> every pod Running, pods/s) or
-    /// `writes` (durable writes/s at 1, 8, 64 clients; none, idle, stalled watchers).
+    /// `writes` (durable writes/s at 1, 8, 64 clients; none, idle, stalled watchers) or
+    /// `pod-network` (bridge pod network setup per pod, as root, no cluster needed).
     pub scenario: String,
     /// How many runs (default: 10 for daemonset, 1 for the StatefulSet scenarios).
     #[arg(long)]
@@ -142,7 +143,8 @@ pub struct BenchArgs {
         default_value = "deploy/examples/daemonset.yaml"
     )]
     pub filename: String,
-    /// Replicas of the StatefulSet scenarios (default: 50 for sts-ordered, 200 for sts-parallel).
+    /// Replicas of the StatefulSet scenarios (default: 50 for sts-ordered, 200 for
+    /// sts-parallel), or pods of pod-network (default 200).
     #[arg(long)]
     pub replicas: Option<u32>,
     /// Namespace of the StatefulSet scenarios' set.

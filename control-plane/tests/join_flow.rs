@@ -52,6 +52,8 @@ fn ctx(store: Arc<dyn Store>) -> Ctx {
         status_write_interval: Duration::from_secs(30),
         max_request_bytes: twinset_control_plane::api::DEFAULT_MAX_REQUEST_BYTES,
         watch_slots: twinset_control_plane::api::slots::WatchSlots::new(10, 10, 10),
+        pod_ranges: twinset_control_plane::pod_ranges::cell(),
+        cluster_cidr: "10.0.0.0/16".into(),
     }
 }
 

@@ -853,12 +853,11 @@ mod tests {
             .get(Kind::Node, "", "n1")
             .and_then(Object::into_node)
             .unwrap();
-        stored.status.get_or_insert_with(Default::default).addresses = vec![
-            twinset_proto::v1::NodeAddress {
+        stored.status.get_or_insert_with(Default::default).addresses =
+            vec![twinset_proto::v1::NodeAddress {
                 r#type: "InternalIP".into(),
                 address: "192.168.50.11".into(),
-            },
-        ];
+            }];
         let ranges = crate::pod_ranges::PodRanges::of([&stored]);
         svc.ctx.pod_ranges.send_replace(Arc::new(ranges.clone()));
         let beat = |version: &str| {
@@ -880,14 +879,24 @@ mod tests {
         let cidr = stored.spec.as_ref().unwrap().pod_cidr.clone();
         assert!(cidr.starts_with("10.0."), "{cidr}");
         assert_eq!(
-            (r.node_name.as_str(), r.pod_cidr.as_str(), r.node_ip.as_str()),
+            (
+                r.node_name.as_str(),
+                r.pod_cidr.as_str(),
+                r.node_ip.as_str()
+            ),
             ("n1", cidr.as_str(), "192.168.50.11")
         );
         assert_eq!(first.pod_ranges_version, ranges.version);
         let again = beat(&first.pod_ranges_version).await.unwrap().into_inner();
-        assert!(again.pod_ranges_unchanged, "an agent holding them gets none");
+        assert!(
+            again.pod_ranges_unchanged,
+            "an agent holding them gets none"
+        );
         assert!(again.pod_ranges.is_empty());
         let stale = beat("0000").await.unwrap().into_inner();
-        assert_eq!(stale.pod_ranges, first.pod_ranges, "an old version gets them all");
+        assert_eq!(
+            stale.pod_ranges, first.pod_ranges,
+            "an old version gets them all"
+        );
     }
 }

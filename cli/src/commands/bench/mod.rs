@@ -5,9 +5,12 @@
 //! - `sts-ordered`: the OrderedReady per-ordinal step of a StatefulSet ([`statefulset`]);
 //! - `sts-parallel`: a Parallel StatefulSet, apply → every pod Running ([`statefulset`]);
 //! - `writes`: durable writes/s and latency by client count, with and without idle and
-//!   stalled watchers ([`writes`]).
+//!   stalled watchers ([`writes`]);
+//! - `pod-network`: the bridge pod network's per-pod setup and teardown, on this machine
+//!   in a network namespace of its own, no cluster needed ([`podnet`]).
 
 mod daemonset;
+mod podnet;
 mod statefulset;
 mod writes;
 
@@ -19,7 +22,13 @@ use std::time::{Duration, Instant};
 use twinset_proto::v1::{ListRequest, Pod};
 
 /// The scenarios `bench` knows, as the user names them.
-pub const SCENARIOS: &[&str] = &["daemonset", "sts-ordered", "sts-parallel", "writes"];
+pub const SCENARIOS: &[&str] = &[
+    "daemonset",
+    "sts-ordered",
+    "sts-parallel",
+    "writes",
+    "pod-network",
+];
 
 /// Runs the chosen scenario and prints one line per run and a summary.
 pub async fn run(ctx: &Ctx, args: BenchArgs) -> anyhow::Result<()> {
@@ -29,6 +38,9 @@ pub async fn run(ctx: &Ctx, args: BenchArgs) -> anyhow::Result<()> {
             args.scenario,
             SCENARIOS.join(", ")
         );
+    }
+    if args.scenario == "pod-network" {
+        return podnet::run(&args);
     }
     let mut client = ctx.client().await?;
     match args.scenario.as_str() {
