@@ -170,6 +170,9 @@ impl BridgeNetwork {
                 format!("{} is not a pod address of {}", pod.ip, pod.range),
             ));
         }
+        // A namespace pinned before (an agent restart) may hold the pod's running
+        // containers: a failed attach must keep it, so a retry wires that same one.
+        let existed = netns::is_pinned(&pin);
         netns::pin_new(&pin)?;
         let wiring = Wiring {
             bridge: &self.bridge,
@@ -179,21 +182,42 @@ impl BridgeNetwork {
             prefix: pod.range.prefix(),
             gateway,
         };
-        let wired = async {
-            if wiring.is_complete().await? {
-                return Ok(());
+        let complete = match wiring.is_complete().await {
+            Ok(complete) => complete,
+            Err(e) => {
+                if !existed {
+                    self.undo_attach(&pod.uid).await;
+                }
+                return Err(e);
             }
-            wiring.make().await
         };
-        match wired.await {
+        if complete {
+            return Ok(attached);
+        }
+        match wiring.make().await {
             Ok(()) => Ok(attached),
             Err(e) => {
                 // Leave nothing half-made; the error that matters is the first one.
-                if let Err(cleanup) = self.detach_pod(&pod.uid).await {
-                    tracing::warn!(pod = %pod.uid, error = %cleanup, "could not undo a failed attach");
+                if existed {
+                    let host = host.clone();
+                    if let Err(cleanup) =
+                        with_host(|h| async move { delete_link(&h, &host).await }).await
+                    {
+                        tracing::warn!(pod = %pod.uid, error = %cleanup, "could not undo a failed attach");
+                    }
+                } else {
+                    self.undo_attach(&pod.uid).await;
                 }
                 Err(e)
             }
+        }
+    }
+
+    /// Removes what a failed attach made (it reports the attach's error, so this one
+    /// only goes to the log).
+    async fn undo_attach(&self, uid: &str) {
+        if let Err(cleanup) = self.detach_pod(uid).await {
+            tracing::warn!(pod = %uid, error = %cleanup, "could not undo a failed attach");
         }
     }
 
@@ -1085,6 +1109,31 @@ mod tests {
             assert!(lo_up && eth0_up);
             assert_eq!(addrs, ["10.244.1.2/24"]);
             assert_eq!(defaults, [ip("10.244.1.1")]);
+            // The bridge gone (an attach fails): the namespace that was there stays, and
+            // the next attach wires that same one.
+            let ns_inode = |pin: PathBuf| {
+                netns::run_in(&pin, || {
+                    use std::os::unix::fs::MetadataExt;
+                    std::fs::metadata("/proc/thread-self/ns/net").unwrap().ino()
+                })
+                .unwrap()
+            };
+            let before = ns_inode(a.netns.clone());
+            let bridge = net.bridge().to_string();
+            with_host(|h| async move { delete_link(&h, &bridge).await })
+                .await
+                .unwrap();
+            let e = net
+                .attach(&pod("pod-a", "10.244.1.2"))
+                .await
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("not prepared"), "{e}");
+            assert!(netns::is_pinned(&a.netns));
+            net.prepare_node(&node_bridge(&net)).await.unwrap();
+            net.attach(&pod("pod-a", "10.244.1.2")).await.unwrap();
+            assert_eq!(ns_inode(a.netns.clone()), before);
+            assert_eq!(pod_view(&a.netns).await.2, ["10.244.1.2/24"]);
             // A pod address outside the range is refused, naming it.
             let bad = PodAttach {
                 ip: ip("10.9.9.9"),
