@@ -895,10 +895,24 @@ mod tests {
             .collect()
     }
 
-    /// Accepts one connection and answers with what it reads plus the peer's address.
+    /// Accepts one connection (within [`CONNECT`], so a failed test leaves no thread
+    /// behind), echoes 4 bytes and returns the peer's address.
     fn serve_once(listener: TcpListener) -> std::thread::JoinHandle<SocketAddr> {
         std::thread::spawn(move || {
-            let (mut s, peer) = listener.accept().unwrap();
+            listener.set_nonblocking(true).unwrap();
+            let deadline = std::time::Instant::now() + CONNECT;
+            let (mut s, peer) = loop {
+                match listener.accept() {
+                    Ok(accepted) => break accepted,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        assert!(std::time::Instant::now() < deadline, "no connection came");
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                    Err(e) => panic!("accept: {e}"),
+                }
+            };
+            s.set_nonblocking(false).unwrap();
+            s.set_read_timeout(Some(CONNECT)).unwrap();
             let mut buf = [0u8; 4];
             s.read_exact(&mut buf).unwrap();
             s.write_all(&buf).unwrap();
