@@ -182,16 +182,10 @@ impl BridgeNetwork {
             prefix: pod.range.prefix(),
             gateway,
         };
-        let complete = match wiring.is_complete().await {
-            Ok(complete) => complete,
-            Err(e) => {
-                if !existed {
-                    self.undo_attach(&pod.uid).await;
-                }
-                return Err(e);
-            }
-        };
-        if complete {
+        // A namespace that was there may be wired already (an agent or container
+        // restart); one made just now has nothing in it yet. A failed look changes
+        // nothing.
+        if existed && wiring.is_complete().await? {
             return Ok(attached);
         }
         match wiring.make().await {
