@@ -154,8 +154,8 @@ impl BridgeNetwork {
         enable_forwarding()
     }
 
-    /// Pins the pod's namespace and wires it unless it is wired already; undoes all of
-    /// it on failure.
+    /// Pins the pod's namespace and wires it unless it is wired already; on failure
+    /// removes what it made.
     async fn attach_pod(&self, pod: &PodAttach) -> Result<Attached, NetworkError> {
         let pin = self.pin_of(&pod.uid)?;
         let host = routes::veth_name(&pod.uid);
@@ -1002,6 +1002,15 @@ mod tests {
             let host = host_link(&a.host_veth).await.expect("the host veth");
             assert!(is_up(&host));
             assert_eq!(controller_of(&host), Some(bridge.header.index));
+            // The bridge keeps its own MAC with a port on it (the pods' ARP entries for
+            // the gateway stay right as pods come and go).
+            let mac = |l: &LinkMessage| {
+                l.attributes.iter().find_map(|a| match a {
+                    LinkAttribute::Address(m) => Some(m.clone()),
+                    _ => None,
+                })
+            };
+            assert_eq!(mac(&bridge), Some(bridge_mac(net.bridge())));
 
             // Attach again changes nothing (an agent restart).
             let again = net.attach(&pod("pod-a", "10.244.1.2")).await.unwrap();
