@@ -154,8 +154,8 @@ impl BridgeNetwork {
         enable_forwarding()
     }
 
-    /// Pins the pod's namespace and wires it unless it is wired already; undoes all of
-    /// it on failure.
+    /// Pins the pod's namespace and wires it unless it is wired already; on failure
+    /// removes what it made.
     async fn attach_pod(&self, pod: &PodAttach) -> Result<Attached, NetworkError> {
         let pin = self.pin_of(&pod.uid)?;
         let host = routes::veth_name(&pod.uid);
@@ -170,6 +170,9 @@ impl BridgeNetwork {
                 format!("{} is not a pod address of {}", pod.ip, pod.range),
             ));
         }
+        // A namespace pinned before (an agent restart) may hold the pod's running
+        // containers: a failed attach must keep it, so a retry wires that same one.
+        let existed = netns::is_pinned(&pin);
         netns::pin_new(&pin)?;
         let wiring = Wiring {
             bridge: &self.bridge,
@@ -179,21 +182,36 @@ impl BridgeNetwork {
             prefix: pod.range.prefix(),
             gateway,
         };
-        let wired = async {
-            if wiring.is_complete().await? {
-                return Ok(());
-            }
-            wiring.make().await
-        };
-        match wired.await {
+        // A namespace that was there may be wired already (an agent or container
+        // restart); one made just now has nothing in it yet. A failed look changes
+        // nothing.
+        if existed && wiring.is_complete().await? {
+            return Ok(attached);
+        }
+        match wiring.make().await {
             Ok(()) => Ok(attached),
             Err(e) => {
                 // Leave nothing half-made; the error that matters is the first one.
-                if let Err(cleanup) = self.detach_pod(&pod.uid).await {
-                    tracing::warn!(pod = %pod.uid, error = %cleanup, "could not undo a failed attach");
+                if existed {
+                    let host = host.clone();
+                    if let Err(cleanup) =
+                        with_host(|h| async move { delete_link(&h, &host).await }).await
+                    {
+                        tracing::warn!(pod = %pod.uid, error = %cleanup, "could not undo a failed attach");
+                    }
+                } else {
+                    self.undo_attach(&pod.uid).await;
                 }
                 Err(e)
             }
+        }
+    }
+
+    /// Removes what a failed attach made (it reports the attach's error, so this one
+    /// only goes to the log).
+    async fn undo_attach(&self, uid: &str) {
+        if let Err(cleanup) = self.detach_pod(uid).await {
+            tracing::warn!(pod = %uid, error = %cleanup, "could not undo a failed attach");
         }
     }
 
@@ -871,10 +889,24 @@ mod tests {
             .collect()
     }
 
-    /// Accepts one connection and answers with what it reads plus the peer's address.
+    /// Accepts one connection (within [`CONNECT`], so a failed test leaves no thread
+    /// behind), echoes 4 bytes and returns the peer's address.
     fn serve_once(listener: TcpListener) -> std::thread::JoinHandle<SocketAddr> {
         std::thread::spawn(move || {
-            let (mut s, peer) = listener.accept().unwrap();
+            listener.set_nonblocking(true).unwrap();
+            let deadline = std::time::Instant::now() + CONNECT;
+            let (mut s, peer) = loop {
+                match listener.accept() {
+                    Ok(accepted) => break accepted,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        assert!(std::time::Instant::now() < deadline, "no connection came");
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                    Err(e) => panic!("accept: {e}"),
+                }
+            };
+            s.set_nonblocking(false).unwrap();
+            s.set_read_timeout(Some(CONNECT)).unwrap();
             let mut buf = [0u8; 4];
             s.read_exact(&mut buf).unwrap();
             s.write_all(&buf).unwrap();
@@ -970,6 +1002,15 @@ mod tests {
             let host = host_link(&a.host_veth).await.expect("the host veth");
             assert!(is_up(&host));
             assert_eq!(controller_of(&host), Some(bridge.header.index));
+            // The bridge keeps its own MAC with a port on it (the pods' ARP entries for
+            // the gateway stay right as pods come and go).
+            let mac = |l: &LinkMessage| {
+                l.attributes.iter().find_map(|a| match a {
+                    LinkAttribute::Address(m) => Some(m.clone()),
+                    _ => None,
+                })
+            };
+            assert_eq!(mac(&bridge), Some(bridge_mac(net.bridge())));
 
             // Attach again changes nothing (an agent restart).
             let again = net.attach(&pod("pod-a", "10.244.1.2")).await.unwrap();
@@ -1085,6 +1126,31 @@ mod tests {
             assert!(lo_up && eth0_up);
             assert_eq!(addrs, ["10.244.1.2/24"]);
             assert_eq!(defaults, [ip("10.244.1.1")]);
+            // The bridge gone (an attach fails): the namespace that was there stays, and
+            // the next attach wires that same one.
+            let ns_inode = |pin: PathBuf| {
+                netns::run_in(&pin, || {
+                    use std::os::unix::fs::MetadataExt;
+                    std::fs::metadata("/proc/thread-self/ns/net").unwrap().ino()
+                })
+                .unwrap()
+            };
+            let before = ns_inode(a.netns.clone());
+            let bridge = net.bridge().to_string();
+            with_host(|h| async move { delete_link(&h, &bridge).await })
+                .await
+                .unwrap();
+            let e = net
+                .attach(&pod("pod-a", "10.244.1.2"))
+                .await
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("not prepared"), "{e}");
+            assert!(netns::is_pinned(&a.netns));
+            net.prepare_node(&node_bridge(&net)).await.unwrap();
+            net.attach(&pod("pod-a", "10.244.1.2")).await.unwrap();
+            assert_eq!(ns_inode(a.netns.clone()), before);
+            assert_eq!(pod_view(&a.netns).await.2, ["10.244.1.2/24"]);
             // A pod address outside the range is refused, naming it.
             let bad = PodAttach {
                 ip: ip("10.9.9.9"),
