@@ -126,7 +126,10 @@ impl NetLab {
             );
             ipn(&lab.lan, &["link", "set", &port, "master", "br0", "up"]);
             ipn(&netns, &["link", "set", "lo", "up"]);
-            ipn(&netns, &["addr", "add", &format!("{ip_addr}/24"), "dev", "eth0"]);
+            ipn(
+                &netns,
+                &["addr", "add", &format!("{ip_addr}/24"), "dev", "eth0"],
+            );
             ipn(&netns, &["link", "set", "eth0", "up"]);
         }
         for ns in lab.namespaces() {
@@ -168,15 +171,8 @@ impl NetLab {
         let c = self
             .cluster
             .insert(Cluster::control_plane_only_with(&cluster_options));
-        let uses = (self.machines.len() - 1).to_string();
-        let token = c.run_ok(&[
-            "token",
-            "create",
-            "--uses",
-            &uses,
-            "--description",
-            "netlab machines",
-        ]);
+        // No limit on uses: a restarted agent (same data dir) may present it again.
+        let token = c.run_ok(&["token", "create", "--description", "netlab machines"]);
         c.use_join_token(token.trim());
         let nodes: Vec<String> = (1..self.machines.len()).map(node_name).collect();
         for i in 1..self.machines.len() {
@@ -202,7 +198,10 @@ impl NetLab {
         };
         flags.extend(self.options.agent_flags.iter().cloned());
         let extra: Vec<&str> = flags.iter().map(String::as_str).collect();
-        let c = self.cluster.as_mut().expect("the lab's cluster is not started");
+        let c = self
+            .cluster
+            .as_mut()
+            .expect("the lab's cluster is not started");
         c.spawn_agent_in(&node_name(i), &m.netns, listen.as_deref(), &extra);
     }
 
@@ -296,10 +295,7 @@ impl NetLab {
     /// Runs `f` on a thread of its own inside machine `i`'s network namespace (a client
     /// of the test: connect, bind), and returns its result.
     pub fn in_machine<T: Send>(&self, i: usize, f: impl FnOnce() -> T + Send) -> T {
-        in_netns(
-            &Path::new(NETNS_DIR).join(&self.machines[i].netns),
-            f,
-        )
+        in_netns(&Path::new(NETNS_DIR).join(&self.machines[i].netns), f)
     }
 
     fn cluster_marker(&self) -> String {
@@ -464,7 +460,12 @@ fn sweep_leftovers() {
 fn run_ip(args: &[&str]) -> Output {
     let mut cmd = Command::new("ip");
     cmd.args(args);
-    run_command_with(cmd, &format!("ip {}", args.join(" ")), None, COMMAND_TIMEOUT)
+    run_command_with(
+        cmd,
+        &format!("ip {}", args.join(" ")),
+        None,
+        COMMAND_TIMEOUT,
+    )
 }
 
 /// `ip ARGS`, panicking unless it succeeds; returns stdout.

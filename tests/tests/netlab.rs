@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use twinset_e2e::netlab::{self, fetch, in_netns, mounts_under, netns_inode, try_bind};
 use twinset_e2e::{
-    dns, ip_in_cidr, json, shell_pod, sql, timeout, wait_for, Cluster, LabOptions, NetLab,
-    PodView, GUIDE_STATEFULSET,
+    dns, ip_in_cidr, json, shell_pod, sql, timeout, wait_for, Cluster, LabOptions, NetLab, PodView,
+    GUIDE_STATEFULSET,
 };
 
 /// The port the responder pods listen on.
@@ -128,7 +128,11 @@ fn root_lab_machines_have_no_default_route_and_agents_join_over_the_lan() {
 
         let monitors = lab.cluster().run_guide_daemonset(3);
         let on: Vec<&str> = monitors.iter().map(|p| p.node.as_str()).collect();
-        assert_eq!(on, ["node1", "node2", "node3"], "one node-monitor per machine");
+        assert_eq!(
+            on,
+            ["node1", "node2", "node3"],
+            "one node-monitor per machine"
+        );
     }
     // Dropping the lab removed every namespace it made.
     let left = NetLab::namespaces_left(&id);
@@ -149,18 +153,17 @@ fn root_bridge_pods_reach_each_other_across_machines_and_a_deleted_nodes_routes_
             }
         })
         .collect();
-    for i in 1..4 {
+    for (i, cidr) in cidrs.iter().enumerate().skip(1) {
         let node = netlab::node_name(i);
         assert_eq!(
             internal_ip(c, &node),
             lab.ip(i).to_string(),
             "{node}'s InternalIP is its --node-ip"
         );
-        let net = cidrs[i].split('/').next().unwrap_or_default();
+        let net = cidr.split('/').next().unwrap_or_default();
         assert!(
             ip_in_cidr(net, lab.cluster_cidr()),
-            "{node}'s range {} is outside the cluster range {}",
-            cidrs[i],
+            "{node}'s range {cidr} is outside the cluster range {}",
             lab.cluster_cidr()
         );
     }
@@ -168,7 +171,12 @@ fn root_bridge_pods_reach_each_other_across_machines_and_a_deleted_nodes_routes_
     // The guide's DaemonSet: one pod per machine, each with an IP of its node's range.
     let monitors = c.run_guide_daemonset(3);
     for (i, p) in monitors.iter().enumerate() {
-        assert_eq!(p.node, netlab::node_name(i + 1), "{}", json::summary(&monitors));
+        assert_eq!(
+            p.node,
+            netlab::node_name(i + 1),
+            "{}",
+            json::summary(&monitors)
+        );
         assert!(
             ip_in_cidr(&p.ip, &cidrs[i + 1]),
             "{} on {} has IP {} outside {}",
@@ -197,15 +205,23 @@ fn root_bridge_pods_reach_each_other_across_machines_and_a_deleted_nodes_routes_
     assert!(ip_in_cidr(&echo.ip, &cidrs[3]), "{}", echo.ip);
     let addr: SocketAddr = (ipv4(&echo.ip), PORT).into();
     let answer = lab.in_machine(1, || {
-        wait_for(&format!("echo-3 at {addr} from machine 1"), timeout(), || {
-            fetch(addr)
-        })
+        wait_for(
+            &format!("echo-3 at {addr} from machine 1"),
+            timeout(),
+            || fetch(addr),
+        )
     });
     assert_eq!(answer.trim(), "echo-3");
 
     // Each agent routes the other nodes' ranges via their LAN IPs, and the whole cluster
-    // range is unreachable otherwise.
+    // range is unreachable otherwise; it forwards the pods' packets.
     for i in 1..4 {
+        let forward = lab.run_in(i, "cat", &["/proc/sys/net/ipv4/ip_forward"]);
+        assert_eq!(
+            forward.ok().trim(),
+            "1",
+            "machine {i} does not forward IPv4"
+        );
         let want: Vec<String> = (1..4)
             .filter(|j| *j != i)
             .map(|j| format!("{} via {} ", cidrs[j], lab.ip(j)))
@@ -225,7 +241,9 @@ fn root_bridge_pods_reach_each_other_across_machines_and_a_deleted_nodes_routes_
             },
         );
         assert!(
-            !routes.iter().any(|r| r.starts_with(&format!("{} ", cidrs[i]))),
+            !routes
+                .iter()
+                .any(|r| r.starts_with(&format!("{} ", cidrs[i]))),
             "machine {i} routes its own range elsewhere: {routes:?}"
         );
     }
@@ -238,7 +256,10 @@ fn root_bridge_pods_reach_each_other_across_machines_and_a_deleted_nodes_routes_
             timeout(),
             || {
                 let routes = twinset_routes(&lab, i);
-                if routes.iter().any(|r| r.starts_with(&format!("{} ", cidrs[3]))) {
+                if routes
+                    .iter()
+                    .any(|r| r.starts_with(&format!("{} ", cidrs[3])))
+                {
                     Err(format!("{routes:?}"))
                 } else {
                     Ok(())
@@ -313,10 +334,8 @@ fn root_bridge_agent_sigkill_keeps_pod_namespaces_ips_and_pids_and_a_container_r
     let manifest: Vec<String> = names.iter().map(|n| sleep_pod(n, "node1")).collect();
     lab.cluster().apply(&manifest.join("---\n")).ok();
     lab.cluster().wait_running("default", "keep-", 2);
-    let before: Vec<(PodView, twinset_e2e::ProcId, u64)> = names
-        .iter()
-        .map(|n| snapshot(lab.cluster(), n))
-        .collect();
+    let before: Vec<(PodView, twinset_e2e::ProcId, u64)> =
+        names.iter().map(|n| snapshot(lab.cluster(), n)).collect();
 
     lab.kill_agent(1);
     lab.spawn_agent(1);
@@ -354,7 +373,10 @@ fn root_bridge_agent_sigkill_keeps_pod_namespaces_ips_and_pids_and_a_container_r
             }
         },
     );
-    assert_eq!(restarted.0.ip, pod.ip, "the container restart changed the IP");
+    assert_eq!(
+        restarted.0.ip, pod.ip,
+        "the container restart changed the IP"
+    );
     assert_eq!(
         netns_inode(restarted.1.pid),
         Some(*inode),
@@ -431,7 +453,10 @@ fn root_bridge_100_pods_created_and_deleted_leave_no_veth_mount_or_ip() {
                 .collect()
         })
         .unwrap_or_default();
-    assert!(left.is_empty(), "namespace pins left in {netns_dir:?}: {left:?}");
+    assert!(
+        left.is_empty(),
+        "namespace pins left in {netns_dir:?}: {left:?}"
+    );
 }
 
 #[test]
