@@ -13,6 +13,10 @@
 //! ([`dns`] queries it with `dig`), [`PodWatch`] follows every pod event through the
 //! gRPC watch so that order can be asserted by store revision, and [`sql`] talks to
 //! the guide's MariaDB replicas.
+//!
+//! For pod networking across machines, [`NetLab`] (as root) builds machines as network
+//! namespaces on one LAN bridge with no default route, and runs the control plane and
+//! the agents inside them.
 
 pub mod binary;
 pub mod cluster;

@@ -85,7 +85,7 @@ impl NetLab {
         }
         assert!((1..=200).contains(&machines), "{machines} machines");
         static SWEEP: Once = Once::new();
-        SWEEP.call_once(sweep_leftovers);
+        SWEEP.call_once(NetLab::sweep_leftovers);
 
         let pid = std::process::id() as usize;
         let n = LABS.fetch_add(1, Ordering::SeqCst);
@@ -252,6 +252,28 @@ impl NetLab {
     /// `ip -n <machine i> ARGS`, panicking unless it succeeds; returns its stdout.
     pub fn ip_in(&self, i: usize, args: &[&str]) -> String {
         ipn(&self.machines[i].netns, args)
+    }
+
+    /// Deletes the namespaces of labs whose test process no longer runs (`tsl-<pid>-…`
+    /// with no process `<pid>`), killing what still runs in them. Done once per test
+    /// process when its first lab is built.
+    pub fn sweep_leftovers() {
+        let Ok(rd) = std::fs::read_dir(NETNS_DIR) else {
+            return;
+        };
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let Some(rest) = name.strip_prefix(PREFIX) else {
+                continue;
+            };
+            let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
+                continue;
+            };
+            if !Path::new(&format!("/proc/{pid}")).exists() {
+                eprintln!("removing network namespace {name} left by dead test process {pid}");
+                delete_netns(&name);
+            }
+        }
     }
 
     /// The prefix of the lab's namespace names (`tsl-<pid>-<n>`).
@@ -434,26 +456,6 @@ fn delete_netns(ns: &str) {
     let out = run_ip(&["netns", "del", ns]);
     if !out.success() {
         eprintln!("warning: could not delete network namespace {ns}: {out}");
-    }
-}
-
-/// Deletes the namespaces of labs whose test process no longer runs.
-fn sweep_leftovers() {
-    let Ok(rd) = std::fs::read_dir(NETNS_DIR) else {
-        return;
-    };
-    for e in rd.flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        let Some(rest) = name.strip_prefix(PREFIX) else {
-            continue;
-        };
-        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
-            continue;
-        };
-        if !Path::new(&format!("/proc/{pid}")).exists() {
-            eprintln!("removing network namespace {name} left by dead test process {pid}");
-            delete_netns(&name);
-        }
     }
 }
 

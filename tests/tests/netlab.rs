@@ -140,6 +140,31 @@ fn root_lab_machines_have_no_default_route_and_agents_join_over_the_lan() {
 }
 
 #[test]
+fn root_lab_sweeps_the_namespaces_of_dead_test_processes() {
+    twinset_e2e::require_root("network namespaces");
+    // A pid that ran and is gone (reaped): what a killed test process leaves.
+    let mut child = std::process::Command::new("true")
+        .spawn()
+        .expect("spawn true");
+    let dead = child.id();
+    child.wait().expect("reap true");
+    let leftover = format!("tsl-{dead}-0-m0");
+    let add = std::process::Command::new("ip")
+        .args(["netns", "add", &leftover])
+        .status()
+        .expect("run ip");
+    assert!(add.success(), "ip netns add {leftover}: {add}");
+    NetLab::sweep_leftovers();
+    let left = NetLab::namespaces_left(&format!("tsl-{dead}-0"));
+    assert!(left.is_empty(), "not swept: {left:?}");
+    // A live test's namespaces are not touched.
+    let lab = NetLab::build(1);
+    NetLab::sweep_leftovers();
+    let kept = NetLab::namespaces_left(lab.id());
+    assert_eq!(kept.len(), 2, "the live lab lost namespaces: {kept:?}");
+}
+
+#[test]
 fn root_bridge_pods_reach_each_other_across_machines_and_a_deleted_nodes_routes_go() {
     require_socat();
     let lab = NetLab::start_with(4, bridge());
