@@ -388,9 +388,13 @@ pub fn try_bind(ip: Ipv4Addr, port: u16) -> Result<(), std::io::Error> {
 
 /// The inode of a process's network namespace (`/proc/<pid>/ns/net`).
 pub fn netns_inode(pid: i32) -> Option<u64> {
-    std::fs::metadata(format!("/proc/{pid}/ns/net"))
-        .ok()
-        .map(|m| m.ino())
+    file_inode(Path::new(&format!("/proc/{pid}/ns/net")))
+}
+
+/// The inode of a file such as a namespace pin or `/proc/<pid>/ns/net` (two paths name
+/// one namespace when their inodes are equal).
+pub fn file_inode(path: &Path) -> Option<u64> {
+    std::fs::metadata(path).ok().map(|m| m.ino())
 }
 
 /// Mount points (from /proc/self/mountinfo) under `dir`.

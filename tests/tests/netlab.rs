@@ -9,7 +9,7 @@ use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::Path;
 use std::time::Duration;
 
-use twinset_e2e::netlab::{self, fetch, in_netns, mounts_under, netns_inode, try_bind};
+use twinset_e2e::netlab::{self, fetch, file_inode, in_netns, mounts_under, netns_inode, try_bind};
 use twinset_e2e::{
     dns, ip_in_cidr, json, shell_pod, sql, timeout, wait_for, Cluster, LabOptions, NetLab, PodView,
     GUIDE_STATEFULSET,
@@ -345,10 +345,7 @@ fn root_bridge_two_pods_on_one_node_each_reach_their_own_port_and_not_the_others
 }
 
 fn netns_inode_of(path: &Path) -> u64 {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata(path)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-        .ino()
+    file_inode(path).unwrap_or_else(|| panic!("{} does not exist", path.display()))
 }
 
 #[test]
