@@ -635,12 +635,15 @@ impl Cluster {
     /// Waits until each named node exists with condition Ready=True.
     pub fn wait_nodes_ready(&self, names: &[String]) {
         let what = format!("nodes {names:?} to be Ready");
-        wait_for(&what, timeout(), || {
+        // An agent that exited cannot come back: fail at once instead of at the deadline.
+        let outcome = wait_for(&what, timeout(), || {
             for (name, d) in &self.agents {
                 if names.contains(name)
                     && !procs::ProcId::of(d.child.id() as i32).is_some_and(|p| p.is_alive())
                 {
-                    return Err(format!("agent {name} exited; see logs"));
+                    return Ok(Err(format!(
+                        "agent {name} exited while waiting for {what}; see its log"
+                    )));
                 }
             }
             let nodes = self.nodes()?;
@@ -659,11 +662,14 @@ impl Cluster {
                 .map(|n| json::str_at(n, "/metadata/name"))
                 .collect();
             if names.iter().all(|n| ready.contains(n.as_str())) {
-                Ok(())
+                Ok(Ok(()))
             } else {
                 Err(format!("ready: {ready:?}"))
             }
         });
+        if let Err(e) = outcome {
+            panic!("{e}");
+        }
     }
 
     /// Parses a `get` table.
