@@ -65,6 +65,18 @@ pub struct Options {
     pub agent_flags: Vec<String>,
     /// Extra flags given to the control plane (each time it starts), e.g. `--event-ttl`.
     pub control_plane_flags: Vec<String>,
+    /// The network namespace (a name under `/run/netns`) the control plane and every CLI
+    /// command of [`Cluster::run`] run in, entered with `nsenter --net` (a lab machine,
+    /// see [`crate::netlab`]); None: the test's own.
+    pub netns: Option<String>,
+    /// The control plane's `--listen` address; None: `127.0.0.1:0`.
+    pub listen: Option<String>,
+    /// The control plane's `--dns-listen` address, used instead of a loopback one picked
+    /// by `dns` (agents get `--cluster-dns IP` when it is on port 53).
+    pub dns_listen: Option<SocketAddr>,
+    /// The cluster's pod range (`--cluster-cidr`) and each node's share of it
+    /// (`--node-cidr-prefix`); None: a loopback range of the cluster's own cut into /27s.
+    pub pod_range: Option<(String, u8)>,
 }
 
 impl Options {
@@ -97,7 +109,10 @@ pub struct Cluster {
     manifests: AtomicUsize,
     dns: Option<SocketAddr>,
     pod_range: String,
+    node_prefix: u8,
     control_plane_flags: Vec<String>,
+    netns: Option<String>,
+    listen: String,
     /// The join token agents start with, once made.
     token: Option<String>,
 }
@@ -160,9 +175,20 @@ impl Cluster {
             log_files: Vec::new(),
             seen: Mutex::new(BTreeSet::new()),
             manifests: AtomicUsize::new(0),
-            dns: options.dns.then(dns::pick_listen_addr),
-            pod_range: own_pod_range(),
+            dns: options
+                .dns_listen
+                .or_else(|| options.dns.then(dns::pick_listen_addr)),
+            pod_range: options
+                .pod_range
+                .as_ref()
+                .map_or_else(own_pod_range, |(r, _)| r.clone()),
+            node_prefix: options.pod_range.as_ref().map_or(27, |(_, p)| *p),
             control_plane_flags: options.control_plane_flags.clone(),
+            netns: options.netns.clone(),
+            listen: options
+                .listen
+                .clone()
+                .unwrap_or_else(|| "127.0.0.1:0".into()),
             token: None,
         };
         c.start_control_plane(None);
@@ -268,8 +294,24 @@ impl Cluster {
         base_command(&self.bin, &self.dir.join("home"), &self.test_id)
     }
 
-    fn spawn_daemon(&mut self, name: &str, args: &[String]) -> Daemon {
-        let (child, logs) = spawn_logged(self.command(), &self.dir.join("logs"), name, args);
+    /// As [`Cluster::command`], run in the network namespace `netns` (a name under
+    /// `/run/netns`) when given.
+    pub fn command_in(&self, netns: Option<&str>) -> Command {
+        base_command_in(&self.bin, &self.dir.join("home"), &self.test_id, netns)
+    }
+
+    /// The command the CLI verbs of [`Cluster::run`] use: in the control plane's network
+    /// namespace ([`Options::netns`]), with the server and admin kubeconfig set.
+    pub fn cli_command(&self) -> Command {
+        let mut cmd = self.command_in(self.netns.as_deref());
+        cmd.env("TWINSET_SERVER", self.server())
+            .env("TWINSET_CONFIG", self.kubeconfig());
+        cmd
+    }
+
+    fn spawn_daemon(&mut self, name: &str, netns: Option<&str>, args: &[String]) -> Daemon {
+        let cmd = self.command_in(netns);
+        let (child, logs) = spawn_logged(cmd, &self.dir.join("logs"), name, args);
         self.log_files.extend(logs);
         Daemon { child }
     }
@@ -281,7 +323,7 @@ impl Cluster {
         let data = self.dir.join("cp");
         let addr_file = data.join("address");
         let _ = std::fs::remove_file(&addr_file);
-        let listen = addr.clone().unwrap_or_else(|| "127.0.0.1:0".into());
+        let listen = addr.clone().unwrap_or_else(|| self.listen.clone());
         let mut args: Vec<String> = [
             "control-plane",
             "--data-dir",
@@ -293,7 +335,7 @@ impl Cluster {
             "--cluster-cidr",
             &self.pod_range,
             "--node-cidr-prefix",
-            "27",
+            &self.node_prefix.to_string(),
         ]
         .iter()
         .map(|s| s.to_string())
@@ -304,7 +346,8 @@ impl Cluster {
         }
         args.extend(self.control_plane_flags.iter().cloned());
         let name = format!("control-plane.{}", self.cp_runs);
-        let d = self.spawn_daemon(&name, &args);
+        let netns = self.netns.clone();
+        let d = self.spawn_daemon(&name, netns.as_deref(), &args);
         // Owned by the cluster from the start, so a failed start is still cleaned up.
         let cp = self.control_plane.insert(d);
         let found = wait_for("the control plane to listen", timeout(), || {
@@ -340,6 +383,31 @@ impl Cluster {
 
     /// As [`Cluster::spawn_agent`], with the data dir `data` (a re-installed machine).
     pub fn spawn_agent_at(&mut self, node: &str, data: &Path, extra: &[&str]) {
+        self.spawn_agent_placed(node, data, None, Some("127.0.0.1:0"), extra);
+    }
+
+    /// Starts an agent process for `node` (no waiting) in the network namespace `netns`
+    /// (a name under `/run/netns`: a lab machine), with `--listen listen` when given
+    /// (else the agent picks its daemon endpoint's address itself).
+    pub fn spawn_agent_in(
+        &mut self,
+        node: &str,
+        netns: &str,
+        listen: Option<&str>,
+        extra: &[&str],
+    ) {
+        let data = self.dir.join(node);
+        self.spawn_agent_placed(node, &data, Some(netns), listen, extra);
+    }
+
+    fn spawn_agent_placed(
+        &mut self,
+        node: &str,
+        data: &Path,
+        netns: Option<&str>,
+        listen: Option<&str>,
+        extra: &[&str],
+    ) {
         let token = self.join_token();
         let mut args: Vec<String> = vec![
             "agent".into(),
@@ -351,13 +419,15 @@ impl Cluster {
             node.into(),
             "--data-dir".into(),
             data.to_string_lossy().into_owned(),
-            "--listen".into(),
-            "127.0.0.1:0".into(),
             "--heartbeat".into(),
             "200ms".into(),
             "--restart-delay".into(),
             "200ms".into(),
         ];
+        if let Some(l) = listen {
+            args.push("--listen".into());
+            args.push(l.into());
+        }
         if let Some(d) = self.dns.filter(|d| d.port() == 53) {
             args.push("--cluster-dns".into());
             args.push(d.ip().to_string());
@@ -368,7 +438,7 @@ impl Cluster {
             args.push(table.to_string_lossy().into_owned());
         }
         args.extend(extra.iter().map(|s| s.to_string()));
-        let d = self.spawn_daemon(&format!("agent-{node}"), &args);
+        let d = self.spawn_daemon(&format!("agent-{node}"), netns, &args);
         self.agents.insert(node.to_string(), d);
     }
 
@@ -423,10 +493,8 @@ impl Cluster {
 
     /// Runs `twinset ARGS` with `stdin` fed to it.
     pub fn run_with_stdin(&self, args: &[&str], stdin: Option<&str>) -> Output {
-        let mut cmd = self.command();
-        cmd.env("TWINSET_SERVER", self.server())
-            .env("TWINSET_CONFIG", self.kubeconfig())
-            .args(args);
+        let mut cmd = self.cli_command();
+        cmd.args(args);
         run_command(cmd, args, stdin)
     }
 
@@ -567,12 +635,15 @@ impl Cluster {
     /// Waits until each named node exists with condition Ready=True.
     pub fn wait_nodes_ready(&self, names: &[String]) {
         let what = format!("nodes {names:?} to be Ready");
-        wait_for(&what, timeout(), || {
+        // An agent that exited cannot come back: fail at once instead of at the deadline.
+        let outcome = wait_for(&what, timeout(), || {
             for (name, d) in &self.agents {
                 if names.contains(name)
                     && !procs::ProcId::of(d.child.id() as i32).is_some_and(|p| p.is_alive())
                 {
-                    return Err(format!("agent {name} exited; see logs"));
+                    return Ok(Err(format!(
+                        "agent {name} exited while waiting for {what}; see its log"
+                    )));
                 }
             }
             let nodes = self.nodes()?;
@@ -591,11 +662,14 @@ impl Cluster {
                 .map(|n| json::str_at(n, "/metadata/name"))
                 .collect();
             if names.iter().all(|n| ready.contains(n.as_str())) {
-                Ok(())
+                Ok(Ok(()))
             } else {
                 Err(format!("ready: {ready:?}"))
             }
         });
+        if let Err(e) = outcome {
+            panic!("{e}");
+        }
     }
 
     /// Parses a `get` table.
@@ -688,6 +762,12 @@ impl Cluster {
         F: FnOnce(ClusterClient<tonic::transport::Channel>) -> Fut,
         Fut: Future<Output = T>,
     {
+        if let Some(ns) = &self.netns {
+            panic!(
+                "gRPC from the test process cannot reach a control plane in network namespace \
+                 {ns}: use the CLI (Cluster::run), which runs there"
+            );
+        }
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -796,7 +876,21 @@ pub fn spawn_logged<S: AsRef<std::ffi::OsStr> + std::fmt::Debug>(
 }
 
 pub fn base_command(bin: &Path, home: &Path, test_id: &str) -> Command {
-    let mut cmd = Command::new(bin);
+    base_command_in(bin, home, test_id, None)
+}
+
+/// As [`base_command`], entering the network namespace `netns` (a name under
+/// `/run/netns`) first with `nsenter --net`, which then runs the binary in place (same
+/// pid, same mounts and /sys, so cgroups work as on the host).
+pub fn base_command_in(bin: &Path, home: &Path, test_id: &str, netns: Option<&str>) -> Command {
+    let mut cmd = match netns {
+        Some(ns) => {
+            let mut c = Command::new("nsenter");
+            c.arg(format!("--net=/run/netns/{ns}")).arg("--").arg(bin);
+            c
+        }
+        None => Command::new(bin),
+    };
     cmd.env("HOME", home)
         .env(MARKER_ENV, test_id)
         // Plain log files: failure output shows them as text, without colour codes.

@@ -13,12 +13,17 @@
 //! ([`dns`] queries it with `dig`), [`PodWatch`] follows every pod event through the
 //! gRPC watch so that order can be asserted by store revision, and [`sql`] talks to
 //! the guide's MariaDB replicas.
+//!
+//! For pod networking across machines, [`NetLab`] (as root) builds machines as network
+//! namespaces on one LAN bridge with no default route, and runs the control plane and
+//! the agents inside them.
 
 pub mod binary;
 pub mod cluster;
 pub mod dns;
 pub mod json;
 pub mod net;
+pub mod netlab;
 pub mod output;
 pub mod procs;
 pub mod sandbox;
@@ -32,6 +37,7 @@ pub use binary::{repo_root, twinset_bin};
 pub use cluster::{Cluster, Options, GUIDE_DAEMONSET, GUIDE_STATEFULSET};
 pub use json::PodView;
 pub use net::{free_port, ip_in_cidr};
+pub use netlab::{LabOptions, NetLab};
 pub use output::Output;
 pub use procs::ProcId;
 pub use sandbox::Sandbox;
