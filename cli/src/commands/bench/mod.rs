@@ -194,7 +194,7 @@ mod tests {
     fn unknown_scenario_names_the_known_ones() {
         assert_eq!(
             SCENARIOS.join(", "),
-            "daemonset, sts-ordered, sts-parallel, writes"
+            "daemonset, sts-ordered, sts-parallel, writes, pod-network"
         );
     }
 }
