@@ -90,6 +90,16 @@ pub enum Error {
     /// The daemon endpoint's TLS could not be set up from the node's credentials.
     #[error("daemon endpoint TLS: {0}")]
     Tls(#[from] twinset_proto::tls::TlsError),
+    /// `--listen` names an address other than `--node-ip`.
+    #[error(
+        "--listen {listen} is not the node IP {node_ip}: the control plane reaches the daemon endpoint at the node IP; listen on it or on 0.0.0.0"
+    )]
+    ListenNotNodeIp {
+        /// The listen address.
+        listen: IpAddr,
+        /// The node IP.
+        node_ip: std::net::Ipv4Addr,
+    },
     /// The pod network cannot be used as configured.
     #[error("--pod-network {mode}: {message}")]
     PodNetwork {
@@ -462,9 +472,10 @@ async fn serve_node(
 fn node_ip(config: &Config, listen: IpAddr) -> Result<IpAddr, Error> {
     if let Some(ip) = config.node_ip {
         if !listen.is_unspecified() && listen != IpAddr::V4(ip) {
-            return Err(Error::Server(format!(
-                "--listen {listen} is not the node IP {ip}: the control plane reaches the daemon endpoint at the node IP; listen on it or on 0.0.0.0"
-            )));
+            return Err(Error::ListenNotNodeIp {
+                listen,
+                node_ip: ip,
+            });
         }
         return Ok(IpAddr::V4(ip));
     }
@@ -538,4 +549,45 @@ async fn start_network(
         }
     }
     Ok(net)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(node_ip: Option<&str>) -> Config {
+        let mut c = Config::new("https://127.0.0.1:6443", "n1", "/nonexistent");
+        c.node_ip = node_ip.map(|ip| ip.parse().unwrap());
+        c
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn the_node_ip_is_the_flag_else_the_listen_address_else_the_route_to_the_server() {
+        assert_eq!(
+            node_ip(&config(Some("192.168.50.11")), ip("0.0.0.0")).unwrap(),
+            ip("192.168.50.11")
+        );
+        assert_eq!(
+            node_ip(&config(Some("192.168.50.11")), ip("192.168.50.11")).unwrap(),
+            ip("192.168.50.11")
+        );
+        assert_eq!(
+            node_ip(&config(None), ip("127.0.0.7")).unwrap(),
+            ip("127.0.0.7")
+        );
+        // Listening everywhere: the address the kernel would use towards the server.
+        assert_eq!(
+            node_ip(&config(None), ip("0.0.0.0")).unwrap(),
+            ip("127.0.0.1")
+        );
+        let e = node_ip(&config(Some("192.168.50.11")), ip("127.0.0.1")).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "--listen 127.0.0.1 is not the node IP 192.168.50.11: the control plane reaches the daemon endpoint at the node IP; listen on it or on 0.0.0.0"
+        );
+    }
 }

@@ -360,7 +360,25 @@ fn root_bridge_agent_sigkill_keeps_pod_namespaces_ips_and_pids_and_a_container_r
         names.iter().map(|n| snapshot(lab.cluster(), n)).collect();
 
     lab.kill_agent(1);
+    // While it is down, a pod it never recorded leaves a pinned namespace behind (a crash
+    // between the pin and the record): the next agent removes it at start.
+    let stale = lab.node_dir(1).join("netns").join("stale-pod-uid");
+    std::fs::write(&stale, b"").unwrap();
+    let pinned = std::process::Command::new("unshare")
+        .args(["--net", "mount", "--bind", "/proc/self/ns/net"])
+        .arg(&stale)
+        .status()
+        .expect("unshare (util-linux)");
+    assert!(pinned.success(), "pinning a stale namespace: {pinned}");
+    assert_eq!(mounts_under(&stale), [stale.clone()]);
     lab.spawn_agent(1);
+    wait_for("the stale namespace to be removed", timeout(), || {
+        if stale.exists() || !mounts_under(&stale).is_empty() {
+            Err(format!("{} is still there", stale.display()))
+        } else {
+            Ok(())
+        }
+    });
     // The new agent works: it starts a new pod ...
     lab.cluster().apply(&sleep_pod("after", "node1")).ok();
     lab.cluster().wait_running("default", "after", 1);
