@@ -409,6 +409,7 @@ async fn serve_node(
     }
     tracing::info!(pod_cidr = %cidr, "registered");
     let network = start_network(config, ipam.cidr(), &state).await?;
+    let cluster_dns = pod_dns(config, ipam.cidr(), tracker, shutdown).await?;
     let (ranges_tx, ranges_rx) = tokio::sync::watch::channel(None);
     if network.mode() == network::Mode::Bridge {
         tracker.spawn(network::keep_routes(
@@ -452,7 +453,7 @@ async fn serve_node(
         shutdown: shutdown.clone(),
         stop_pods_on_shutdown: config.stop_pods_on_shutdown,
         claims: volumes::Claims::open(&volumes::claims_root(&config.data_dir)),
-        cluster_dns: config.cluster_dns,
+        cluster_dns,
         network,
     });
     let mut supervisor = supervisor::Supervisor::new(shared, workers.clone(), state.load_all());
@@ -502,6 +503,41 @@ fn source_address_towards(server: &str) -> Option<IpAddr> {
     let sock = std::net::UdpSocket::bind(bind).ok()?;
     sock.connect(target).ok()?;
     Some(sock.local_addr().ok()?.ip())
+}
+
+/// The DNS server pods' resolv.conf names: `--cluster-dns`, except in bridge mode when that
+/// is a loopback address of the machine (a local cluster), which pods in their own
+/// namespaces cannot reach: then the node's bridge address, where a relay to it runs.
+async fn pod_dns(
+    config: &Config,
+    range: Option<twinset_proto::Cidr>,
+    tracker: &TaskTracker,
+    shutdown: &CancellationToken,
+) -> Result<Option<IpAddr>, Error> {
+    let (Some(dns), Some(range)) = (config.cluster_dns, range) else {
+        return Ok(config.cluster_dns);
+    };
+    if config.pod_network != network::Mode::Bridge || !dns.is_loopback() {
+        return Ok(Some(dns));
+    }
+    let mode = config.pod_network;
+    let gateway = network::netlink::gateway_of(range).map_err(|e| Error::PodNetwork {
+        mode,
+        message: e.to_string(),
+    })?;
+    let at = SocketAddr::from((gateway, 53));
+    let upstream = SocketAddr::new(dns, 53);
+    let sockets = network::dns_relay::bind(at)
+        .await
+        .map_err(|source| Error::Bind { addr: at, source })?;
+    tracing::info!(%at, %upstream, "relaying pods' DNS queries to the loopback cluster DNS");
+    tracker.spawn(network::dns_relay::run(
+        sockets,
+        upstream,
+        tracker.clone(),
+        shutdown.clone(),
+    ));
+    Ok(Some(IpAddr::V4(gateway)))
 }
 
 /// The pod network of `config`: in bridge mode the node's bridge is made (gateway =

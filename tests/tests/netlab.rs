@@ -370,7 +370,7 @@ fn root_bridge_agent_sigkill_keeps_pod_namespaces_ips_and_pids_and_a_container_r
         .status()
         .expect("unshare (util-linux)");
     assert!(pinned.success(), "pinning a stale namespace: {pinned}");
-    assert_eq!(mounts_under(&stale), [stale.clone()]);
+    assert_eq!(mounts_under(&stale), std::slice::from_ref(&stale));
     lab.spawn_agent(1);
     wait_for("the stale namespace to be removed", timeout(), || {
         if stale.exists() || !mounts_under(&stale).is_empty() {

@@ -222,9 +222,9 @@ async fn start(
             a.push("--pod-network".into());
             a.push("bridge".into());
         }
-        // resolv.conf cannot name a port: pods use the cluster DNS only on port 53. A pod
-        // in its own network namespace cannot reach a loopback address of the host.
-        if let Some(dns) = dns.filter(|d| d.port() == 53 && !(bridge && d.ip().is_loopback())) {
+        // resolv.conf cannot name a port: pods use the cluster DNS only on port 53 (in
+        // bridge mode through a relay on their node's bridge).
+        if let Some(dns) = dns.filter(|d| d.port() == 53) {
             a.push("--cluster-dns".into());
             a.push(dns.ip().to_string());
         }

@@ -8,6 +8,7 @@
 //! The pod worker and the agent only talk to [`PodNetwork`]; the kernel work (netlink,
 //! namespaces) is in [`netlink`] and [`netns`], the route decisions in [`routes`] (pure).
 
+pub mod dns_relay;
 #[cfg(test)]
 pub mod fake;
 pub mod netlink;

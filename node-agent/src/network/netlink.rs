@@ -724,7 +724,7 @@ fn is_up(l: &LinkMessage) -> bool {
 }
 
 /// The first host of `range`: the bridge's address, the pods' gateway.
-fn gateway_of(range: Cidr) -> Result<Ipv4Addr, NetworkError> {
+pub fn gateway_of(range: Cidr) -> Result<Ipv4Addr, NetworkError> {
     if range.prefix() > 30 {
         return Err(failed(
             format!("pod range {range}"),

@@ -63,7 +63,7 @@ async fn wait_exits_until<G: Group + ?Sized>(group: &mut G, deadline: Instant) {
     }
 }
 
-/// What [`teardown`] removes besides the pod's cgroups, record and logs entry.
+/// What [`teardown`] removes besides the pod's cgroups, network, record and logs entry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Leave {
     /// Everything goes (its IP and folder too): the pod is gone from this node.
@@ -72,8 +72,8 @@ pub enum Leave {
     IpAndFolder,
 }
 
-/// Removes what a stopped pod leaves: its cgroups (killing any straggler), its
-/// record, its logs entry and, unless `leave` says so, its IP and folder.
+/// Removes what a stopped pod leaves: its cgroups (killing any straggler), its network,
+/// its record, its logs entry and, unless `leave` says so, its IP and folder.
 pub async fn teardown(ctx: &Shared, uid: &str, namespace: &str, name: &str, leave: Leave) {
     let rt = Arc::clone(&ctx.runtime);
     let owned = uid.to_string();
@@ -84,10 +84,12 @@ pub async fn teardown(ctx: &Shared, uid: &str, namespace: &str, name: &str, leav
     }
     records::forget(ctx, uid);
     records::unregister_logs(ctx, namespace, name, uid);
+    // No process of the pod is left in its network namespace: it goes in any case (a pod
+    // that comes back gets a new one, with the IP it kept).
+    if let Err(e) = ctx.network.detach(uid).await {
+        tracing::warn!(error = %e, "cannot remove the pod's network");
+    }
     if leave == Leave::Nothing {
-        if let Err(e) = ctx.network.detach(uid).await {
-            tracing::warn!(error = %e, "cannot remove the pod's network");
-        }
         records::release_ip(ctx, uid);
         let dir = records::pod_dir(ctx, namespace, name, uid);
         if let Err(e) = std::fs::remove_dir_all(&dir) {
