@@ -94,8 +94,10 @@ async fn keep_pod_routes(
 ) {
     use twinset_node_agent::network::{self, ClusterRanges};
     let (tx, rx) = tokio::sync::watch::channel(None);
-    let net: std::sync::Arc<dyn network::PodNetwork> =
-        std::sync::Arc::new(network::netlink::BridgeNetwork::new(&data_dir, ""));
+    // Only its routes are used: this machine runs no pods, so no bridge is made.
+    let net: std::sync::Arc<dyn network::PodNetwork> = std::sync::Arc::new(
+        network::netlink::BridgeNetwork::new(&data_dir, "control-plane"),
+    );
     tracing::info!(%cluster_cidr, "routing the nodes' pod ranges via their node IPs (--pod-routes)");
     let keeper = tokio::spawn(network::keep_routes(net, rx, shutdown.clone()));
     loop {

@@ -30,6 +30,11 @@ impl FakeNetwork {
         *self.fail_attach.lock().unwrap() = Some(message.to_string());
     }
 
+    /// Attaches succeed again.
+    pub fn heal(&self) {
+        *self.fail_attach.lock().unwrap() = None;
+    }
+
     /// The namespace pin of pod `uid`.
     pub fn netns(uid: &str) -> PathBuf {
         PathBuf::from("/fake/netns").join(uid)

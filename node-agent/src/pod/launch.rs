@@ -96,7 +96,7 @@ impl NotStarted {
     /// ContainerCreating, with the kubelet's FailedCreatePodSandBox event.
     pub fn sandbox(message: String) -> NotStarted {
         NotStarted {
-            reason: "ContainerCreating".into(),
+            reason: reason::CONTAINER_CREATING.into(),
             event: "FailedCreatePodSandBox".into(),
             message,
         }

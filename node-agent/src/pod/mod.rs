@@ -142,6 +142,9 @@ const RETRY_ON_CHANGE: [&str; 2] = [images::IMAGE_NOT_IN_TABLE, reason::CREATE_C
 
 type ExitFuture = BoxFuture<'static, (usize, u64, Exit)>;
 
+/// The longest wait between two tries at a pod's network (the kubelet's crash back-off cap).
+const MAX_SANDBOX_BACKOFF: Duration = Duration::from_secs(300);
+
 /// One pod's worker.
 pub struct PodWorker {
     ctx: Arc<Shared>,
@@ -173,6 +176,8 @@ pub struct PodWorker {
     netns: Option<PathBuf>,
     /// Why its network could not be made (bridge mode): its containers cannot start.
     sandbox_error: Option<String>,
+    /// When the network is tried again after a failure, and the back-off after that.
+    sandbox_retry: Option<(Instant, Duration)>,
 }
 
 /// Runs a pod until it is deleted, unassigned, or the agent stops. `adopt` is the
@@ -244,6 +249,7 @@ impl PodWorker {
             report_exits: false,
             netns: None,
             sandbox_error: None,
+            sandbox_retry: None,
         }
     }
 
@@ -299,31 +305,7 @@ impl PodWorker {
         if host_network {
             self.pod_ip = self.ctx.host_ip.clone();
         } else {
-            match records::allocate_ip(&self.ctx, &self.uid) {
-                Ok((ip, skipped)) => {
-                    if !skipped.is_empty() {
-                        let msg = format!(
-                            "skipped pod IP {} held by another process on the node; using {ip}",
-                            skipped.join(", ")
-                        );
-                        tracing::warn!("{msg}");
-                        self.event(Severity::Warning, "PodIPInUse", msg, None);
-                    }
-                    self.pod_ip = ip;
-                }
-                Err(e) if self.ctx.network.mode() == Mode::Bridge => {
-                    self.sandbox_error = Some(format!("no pod IP: {e}"));
-                }
-                Err(e) => {
-                    self.pod_ip = self.ctx.host_ip.clone();
-                    tracing::warn!(error = %e, "no pod IP; using the node's address");
-                    let msg = format!(
-                        "no pod IP ({e}); the pod uses the node's address {}",
-                        self.ctx.host_ip
-                    );
-                    self.event(Severity::Warning, "PodIPUnavailable", msg, None);
-                }
-            }
+            self.allocate_ip();
         }
         if let Err(e) = std::fs::create_dir_all(&self.dir) {
             tracing::warn!(dir = %self.dir.display(), error = %e, "cannot create the pod's log folder");
@@ -343,6 +325,37 @@ impl PodWorker {
             names,
         );
         records::save(&self.ctx, &self.record);
+    }
+
+    /// The pod's IP: its own (kept across agent restarts) or a new one. In bridge mode
+    /// a pod without one cannot start (its sandbox waits); in loopback mode it falls back
+    /// to the node's address, saying so.
+    fn allocate_ip(&mut self) {
+        match records::allocate_ip(&self.ctx, &self.uid) {
+            Ok((ip, skipped)) => {
+                if !skipped.is_empty() {
+                    let msg = format!(
+                        "skipped pod IP {} held by another process on the node; using {ip}",
+                        skipped.join(", ")
+                    );
+                    tracing::warn!("{msg}");
+                    self.event(Severity::Warning, "PodIPInUse", msg, None);
+                }
+                self.pod_ip = ip;
+            }
+            Err(e) if self.ctx.network.mode() == Mode::Bridge => {
+                self.sandbox_error = Some(format!("no pod IP: {e}"));
+            }
+            Err(e) => {
+                self.pod_ip = self.ctx.host_ip.clone();
+                tracing::warn!(error = %e, "no pod IP; using the node's address");
+                let msg = format!(
+                    "no pod IP ({e}); the pod uses the node's address {}",
+                    self.ctx.host_ip
+                );
+                self.event(Severity::Warning, "PodIPUnavailable", msg, None);
+            }
+        }
     }
 
     /// Bridge mode: makes (or, after an agent restart, finds) the pod's own network
@@ -374,8 +387,50 @@ impl PodWorker {
             }
             Err(e) => self.sandbox_error = Some(e.to_string()),
         }
-        if let Some(why) = &self.sandbox_error {
-            tracing::warn!(error = %why, "cannot create the pod's network");
+        self.plan_sandbox_retry();
+    }
+
+    /// After a failed network setup: logs it and sets when it is tried again (the restart
+    /// delay, doubling up to [`MAX_SANDBOX_BACKOFF`], as the kubelet retries a sandbox).
+    fn plan_sandbox_retry(&mut self) {
+        let Some(why) = &self.sandbox_error else {
+            self.sandbox_retry = None;
+            return;
+        };
+        tracing::warn!(error = %why, "cannot create the pod's network");
+        let delay = match self.sandbox_retry {
+            None => self.ctx.restart_delay,
+            Some((_, d)) => (d * 2).min(MAX_SANDBOX_BACKOFF),
+        };
+        self.sandbox_retry = Some((Instant::now() + delay, delay));
+    }
+
+    /// Tries the pod's network again when its retry is due; once it is made, the
+    /// containers that waited for it start.
+    async fn retry_sandbox(&mut self) {
+        match self.sandbox_retry {
+            Some((at, _)) if at <= Instant::now() => {}
+            _ => return,
+        }
+        self.sandbox_error = None;
+        if self.pod_ip.is_empty() {
+            self.allocate_ip();
+        }
+        if self.sandbox_error.is_none() {
+            self.attach_network().await;
+        } else {
+            self.plan_sandbox_retry();
+        }
+        if self.sandbox_error.is_some() {
+            return;
+        }
+        tracing::info!("the pod's network is made");
+        for i in 0..self.containers.len() {
+            if let Stage::Idle(idle) = self.containers[i].stage() {
+                if idle.waits_on(&[reason::CONTAINER_CREATING]) {
+                    self.start_container(i);
+                }
+            }
         }
     }
 
@@ -685,6 +740,7 @@ impl PodWorker {
                 .iter()
                 .filter_map(ContainerRun::wake_at)
                 .chain(self.probes.next_due())
+                .chain(self.sandbox_retry.map(|(at, _)| at))
                 .min();
             let wake = async move {
                 match next {
@@ -718,7 +774,10 @@ impl PodWorker {
                         self.apply_probe_effects(i, &name, effects);
                     }
                 }
-                _ = wake => self.timers_due(),
+                _ = wake => {
+                    self.timers_due();
+                    self.retry_sandbox().await;
+                }
             }
             self.report(false);
         }

@@ -501,7 +501,7 @@ async fn bridge_mode_runs_containers_in_the_pods_namespace_and_removes_it_with_t
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_pod_whose_network_cannot_be_made_waits_as_container_creating_and_never_runs() {
+async fn a_pod_whose_network_cannot_be_made_waits_as_container_creating_until_a_retry_makes_it() {
     let net = Arc::new(crate::network::fake::FakeNetwork::default());
     net.fail_attach("Operation not permitted (os error 1)");
     let mut s = setup_with(FakeRuntime::isolated(), net.clone());
@@ -523,6 +523,25 @@ async fn a_pod_whose_network_cannot_be_made_waits_as_container_creating_and_neve
     assert!(
         !s.rt.calls().iter().any(|(_, c)| is_start(c)),
         "no container runs outside its pod's network"
+    );
+    // Tried again after the restart delay, then twice that: once the network can be
+    // made, the container starts in it.
+    let t0 = Instant::now();
+    tokio::time::sleep(RESTART_DELAY * 2).await;
+    assert!(!s.rt.calls().iter().any(|(_, c)| is_start(c)));
+    net.heal();
+    let (at, _) = s.rt.next_call(is_start).await;
+    assert_eq!(
+        at - t0,
+        RESTART_DELAY * 3,
+        "retries at 1× then 2× the delay"
+    );
+    report_where(&mut s.reports, "running", running).await;
+    assert!(net.attached_now().contains_key(UID));
+    let launch = s.rt.launches().pop().unwrap();
+    assert_eq!(
+        launch.sandbox.unwrap().netns,
+        Some(crate::network::fake::FakeNetwork::netns(UID))
     );
     drop(desired);
     task.abort();
