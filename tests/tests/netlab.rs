@@ -9,10 +9,11 @@ use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::Path;
 use std::time::Duration;
 
+use twinset_e2e::cluster::run_command;
 use twinset_e2e::netlab::{self, fetch, file_inode, in_netns, mounts_under, netns_inode, try_bind};
 use twinset_e2e::{
     dns, ip_in_cidr, json, shell_pod, sql, timeout, wait_for, Cluster, LabOptions, NetLab, PodView,
-    GUIDE_STATEFULSET,
+    Sandbox, GUIDE_STATEFULSET,
 };
 
 /// The port the responder pods listen on.
@@ -603,4 +604,154 @@ fn root_mariadb_bridge_statefulset_answers_by_name_from_another_machine() {
         from_m1(&new.ip, "select v from lab.t")
     });
     assert_eq!(row, "kept", "the row written before the delete");
+}
+
+/// `twinset ARGS` run inside machine `i` of `lab`, as the sandbox `s` runs it (its HOME,
+/// so the CLI finds the cluster `up` made).
+fn twinset_in(lab: &NetLab, s: &Sandbox, i: usize, args: &[&str]) -> twinset_e2e::Output {
+    let base = s.command();
+    let mut cmd = std::process::Command::new("nsenter");
+    cmd.arg(format!("--net=/run/netns/{}", lab.netns(i)))
+        .arg(base.get_program())
+        .envs(
+            base.get_envs()
+                .filter_map(|(k, v)| Some((k.to_os_string(), v?.to_os_string()))),
+        )
+        .args(args);
+    run_command(cmd, args, None)
+}
+
+/// Unmounts whatever a failed run left pinned under the sandbox (before its dir goes).
+struct UnpinOnDrop(std::path::PathBuf);
+
+impl Drop for UnpinOnDrop {
+    fn drop(&mut self) {
+        for m in mounts_under(&self.0) {
+            let _ = nix::mount::umount2(&m, nix::mount::MntFlags::MNT_DETACH);
+        }
+    }
+}
+
+#[test]
+fn root_up_with_the_bridge_network_gives_pods_namespaces_and_cluster_names_through_the_relay() {
+    // One "machine" (a namespace without a default route) holds the whole local cluster.
+    let lab = NetLab::build(1);
+    let s = Sandbox::new();
+    let _unpin = UnpinOnDrop(s.dir().to_path_buf());
+    let data = s.dir().join("cluster");
+    let d = data.to_string_lossy().into_owned();
+    let out = twinset_in(
+        &lab,
+        &s,
+        0,
+        &[
+            "up",
+            "-d",
+            "--nodes",
+            "2",
+            "--data-dir",
+            &d,
+            "--port",
+            "6443",
+            "--pod-network",
+            "bridge",
+        ],
+    );
+    assert!(out.success(), "up -d --pod-network bridge: {out}");
+    let manifest = s.dir().join("web.yaml");
+    std::fs::write(
+        &manifest,
+        "apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: default}
+spec:
+  clusterIP: None
+  selector: {app: web}
+  ports: [{port: 80}]
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: web, namespace: default}
+spec:
+  serviceName: web
+  replicas: 1
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: web
+        image: busybox
+        command: [sleep, '3600']
+",
+    )
+    .unwrap();
+    twinset_in(&lab, &s, 0, &["apply", "-f", &manifest.to_string_lossy()]).ok();
+    let running = |n: usize| {
+        wait_for(&format!("{n} pods Running"), timeout(), || {
+            let out = twinset_in(&lab, &s, 0, &["get", "pods", "-o", "json"]);
+            let v: serde_json::Value =
+                serde_json::from_str(out.result()?).map_err(|e| e.to_string())?;
+            let pods: Vec<PodView> = json::items(&v).iter().map(PodView::from_json).collect();
+            if pods.len() == n && pods.iter().all(PodView::is_running_ready) {
+                Ok(pods)
+            } else {
+                Err(json::summary(&pods))
+            }
+        })
+    };
+    let web0 = running(1).remove(0);
+    // A client on the other node asks for web-0 by name, in a loop.
+    let other = if web0.node == "node1" {
+        "node2"
+    } else {
+        "node1"
+    };
+    let client = s.dir().join("client.yaml");
+    std::fs::write(
+        &client,
+        shell_pod(
+            "client",
+            other,
+            "while :; do getent hosts web-0.web.default.svc.cluster.local; sleep 1; done",
+        ),
+    )
+    .unwrap();
+    twinset_in(&lab, &s, 0, &["apply", "-f", &client.to_string_lossy()]).ok();
+    let pods = running(2);
+    for p in &pods {
+        assert!(
+            ip_in_cidr(&p.ip, "198.18.0.0/15"),
+            "{} has IP {} outside up's bridge range",
+            p.name,
+            p.ip
+        );
+    }
+    // The client resolves web-0's name through its node's DNS relay (the cluster DNS
+    // listens on a loopback address the pods cannot reach themselves).
+    let line = web0.ip.clone();
+    wait_for(
+        "the client to resolve web-0's name to its IP",
+        timeout(),
+        || {
+            let out = twinset_in(&lab, &s, 0, &["logs", "client"]);
+            let text = out.result()?.to_string();
+            if text
+                .lines()
+                .any(|l| l.starts_with(&line) && l.contains("web-0.web.default.svc.cluster.local"))
+            {
+                Ok(())
+            } else {
+                Err(format!("logs: {text:?}"))
+            }
+        },
+    );
+    let out = twinset_in(&lab, &s, 0, &["down", "--data-dir", &d]);
+    assert!(out.success(), "down: {out}");
+    assert_eq!(
+        mounts_under(s.dir()),
+        Vec::<std::path::PathBuf>::new(),
+        "down leaves no pod network namespace pinned"
+    );
 }

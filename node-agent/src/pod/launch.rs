@@ -346,6 +346,16 @@ mod tests {
 
     /// Plans container `index` of `pod`, isolated or not.
     fn plan_of(pod: &Pod, index: usize, isolated: bool) -> Result<LaunchPlan, NotStarted> {
+        plan_in(pod, index, isolated, None)
+    }
+
+    /// [`plan_of`] for a pod whose network namespace is pinned at `netns`.
+    fn plan_in(
+        pod: &Pod,
+        index: usize,
+        isolated: bool,
+        netns: Option<&Path>,
+    ) -> Result<LaunchPlan, NotStarted> {
         let images = table();
         let node = NodeFacts {
             node_name: "n1",
@@ -355,7 +365,7 @@ mod tests {
             images: &images,
         };
         let facts = PodFacts {
-            netns: None,
+            netns,
             pod,
             dir: Path::new("/data/pods/shop_web-0_u-1"),
             pod_ip: "10.9.0.7",
@@ -583,6 +593,25 @@ mod tests {
         assert_eq!(plan.launch.sandbox.as_ref().unwrap().hostname, None);
         assert_eq!(plan.tmp_dir, None);
         assert_eq!(env_of(&plan, "TMPDIR").as_deref(), Some("/var/tmp"));
+    }
+
+    #[test]
+    fn containers_join_the_pods_network_namespace_unless_the_pod_uses_the_hosts() {
+        let ns = Path::new("/data/netns/u-1");
+        let mut p = pod(vec![container("app")]);
+        let plan = plan_in(&p, 0, true, Some(ns)).unwrap();
+        assert_eq!(
+            plan.launch.sandbox.unwrap().netns.as_deref(),
+            Some(ns),
+            "the pod's own namespace"
+        );
+        p.spec.as_mut().unwrap().host_network = true;
+        let plan = plan_in(&p, 0, true, Some(ns)).unwrap();
+        assert_eq!(
+            plan.launch.sandbox.unwrap().netns,
+            None,
+            "hostNetwork: the node's namespace"
+        );
     }
 
     #[test]
