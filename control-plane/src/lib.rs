@@ -19,6 +19,7 @@ pub mod join;
 pub mod pki;
 pub mod pod_ranges;
 pub mod podutil;
+pub mod rest;
 pub mod scheduler;
 pub mod store;
 pub mod tls;
@@ -437,10 +438,16 @@ async fn serve(
     };
     let bootstrap =
         api::bootstrap::BootstrapService::new(store.clone(), ca.clone(), config.node_cert_ttl);
-    let served = tonic::transport::Server::builder()
-        .layer(api::refusals::RefusalsLayer {
-            max_request_bytes: config.max_request_bytes,
-        })
+    // One service instance answers both APIs: gRPC callers through tonic, REST callers
+    // (kubectl) through `rest`, which translates onto it.
+    let cluster = Arc::new(
+        ClusterService::new(ctx.clone())
+            .with_ca_hash(ca.hash())
+            .with_certificates(own_certs)
+            .with_agent_dialer(agents),
+    );
+    let mut grpc = tonic::service::Routes::builder();
+    grpc
         // Health is open to anyone (load balancers); reflection to administrators.
         .add_service(Authorized::new(Audience::Anyone, health_service))
         .add_service(Authorized::new(Audience::Admins, reflection))
@@ -455,13 +462,8 @@ async fn serve(
             .wrap(
                 // Requests up to the limit and a little over it decode, so that the service
                 // refuses them with the API server's message rather than the transport's.
-                ClusterServer::new(
-                    ClusterService::new(ctx.clone())
-                        .with_ca_hash(ca.hash())
-                        .with_certificates(own_certs)
-                        .with_agent_dialer(agents),
-                )
-                .max_decoding_message_size(decode_limit(config.max_request_bytes)),
+                ClusterServer::from_arc(Arc::clone(&cluster))
+                    .max_decoding_message_size(decode_limit(config.max_request_bytes)),
             ),
         ))
         .add_service(Authorized::new(
@@ -472,7 +474,18 @@ async fn serve(
         .add_service(Authorized::new(
             Audience::Anyone,
             BootstrapServer::new(bootstrap),
-        ))
+        ));
+    let routes = grpc
+        .routes()
+        .into_axum_router()
+        .merge(rest::router(cluster));
+    let served = tonic::transport::Server::builder()
+        // kubectl speaks HTTP/2, but other clients of the REST API only HTTP/1.1.
+        .accept_http1(true)
+        .layer(api::refusals::RefusalsLayer {
+            max_request_bytes: config.max_request_bytes,
+        })
+        .add_routes(tonic::service::Routes::from(routes))
         .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
         .await;
     controllers.cancel();

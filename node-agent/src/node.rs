@@ -10,16 +10,7 @@ use crate::runtime::procfs::machine;
 /// Maximum pods per node (the Kubernetes default).
 pub const MAX_PODS: u32 = 110;
 
-/// The Kubernetes name of this machine's architecture (`amd64`, `arm64`, ...).
-pub fn kube_arch() -> &'static str {
-    match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        "x86" => "386",
-        "powerpc64" => "ppc64le",
-        other => other,
-    }
-}
+pub use twinset_proto::kinds::kube_arch;
 
 /// What goes into the registration besides machine facts.
 #[derive(Clone, Debug)]

@@ -158,6 +158,24 @@ impl Kind {
         self.row().4
     }
 
+    /// Its short names (`ds`, `po`, …), as discovery lists them.
+    pub fn short_names(self) -> &'static [&'static str] {
+        self.row().5
+    }
+
+    /// The resource's singular name (`daemonset`).
+    pub fn singular(self) -> &'static str {
+        let q = self.qualified();
+        q.split('.').next().unwrap_or(q)
+    }
+
+    /// The API group (`apps`; empty for the core group).
+    pub fn group(self) -> &'static str {
+        self.api_version()
+            .split_once('/')
+            .map_or("", |(group, _)| group)
+    }
+
     /// Parses what a user types: kind, singular, plural, short name or qualified name, any
     /// case. Internal kinds are not found.
     pub fn parse(word: &str) -> Option<Kind> {
@@ -178,6 +196,18 @@ impl Kind {
     /// The served kind named exactly as in a manifest's `kind:` field.
     pub fn from_kind_name(name: &str) -> Option<Kind> {
         Kind::ALL.into_iter().find(|k| k.as_str() == name)
+    }
+}
+
+/// The Kubernetes name of this machine's architecture (`amd64`, `arm64`, ...): the
+/// nodes' `kubernetes.io/arch` label and the platform `/version` reports.
+pub fn kube_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "x86" => "386",
+        "powerpc64" => "ppc64le",
+        other => other,
     }
 }
 

@@ -236,6 +236,12 @@ pub fn server_config_for(
     client_auth: ClientAuth,
 ) -> Result<Arc<rustls::ServerConfig>, TlsError> {
     let builder = WebPkiClientVerifier::builder_with_provider(Arc::new(roots(ca_pem)?), provider());
+    // The control plane (client certificates optional) also serves its REST API to
+    // HTTP/1.1 clients; an agent's endpoint serves gRPC (HTTP/2) only.
+    let alpn: Vec<Vec<u8>> = match client_auth {
+        ClientAuth::Optional => vec![b"h2".to_vec(), b"http/1.1".to_vec()],
+        ClientAuth::Required => vec![b"h2".to_vec()],
+    };
     let builder = match client_auth {
         ClientAuth::Optional => builder.allow_unauthenticated(),
         ClientAuth::Required => builder,
@@ -248,7 +254,7 @@ pub fn server_config_for(
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_client_cert_verifier(verifier)
         .with_cert_resolver(Arc::new(Resolver(cert)));
-    config.alpn_protocols = vec![b"h2".to_vec()];
+    config.alpn_protocols = alpn;
     Ok(Arc::new(config))
 }
 

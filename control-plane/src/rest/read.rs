@@ -1,0 +1,171 @@
+//! Reads: get, list (label and field selectors, resourceVersion) and watch (chunked JSON
+//! lines from a resourceVersion; 410 Gone when it is too old), each a thin translation onto
+//! the Cluster service the gRPC API uses, so both APIs answer alike.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::response::Response;
+use futures::StreamExt;
+use serde_json::{json, Value};
+use tonic::Request;
+use twinset_proto::fields::FieldSelector;
+use twinset_proto::manifest::to_value;
+use twinset_proto::tls::server::PeerInfo;
+use twinset_proto::v1::cluster_server::Cluster;
+use twinset_proto::v1::{GetRequest, ListRequest, ObjectKey, WatchRequest};
+use twinset_proto::Kind;
+
+use super::path::Target;
+use super::status::{json_response, ApiError};
+use super::Query;
+use crate::api::cluster::ClusterService;
+
+/// A request to the Cluster service on behalf of the REST caller `peer`.
+fn on_behalf<T>(peer: Option<&PeerInfo>, message: T) -> Request<T> {
+    let mut r = Request::new(message);
+    if let Some(p) = peer {
+        r.extensions_mut().insert(p.clone());
+    }
+    r
+}
+
+/// GET of one object.
+pub async fn get(
+    cluster: &ClusterService,
+    peer: Option<&PeerInfo>,
+    t: &Target,
+    name: &str,
+) -> Result<Value, ApiError> {
+    let key = ObjectKey {
+        kind: t.kind.as_str().to_string(),
+        namespace: t.namespace.clone().unwrap_or_default(),
+        name: name.to_string(),
+    };
+    let got = cluster
+        .get(on_behalf(peer, GetRequest { key: Some(key) }))
+        .await?
+        .into_inner();
+    let obj = got
+        .object
+        .ok_or_else(|| ApiError::new(500, "InternalError", "the store returned no object"))?;
+    Ok(to_value(&obj))
+}
+
+/// The list of `t`'s collection as a `<Kind>List` with the revision it was read at.
+pub async fn list(
+    cluster: &ClusterService,
+    peer: Option<&PeerInfo>,
+    t: &Target,
+    q: &Query,
+) -> Result<(Vec<Value>, String), ApiError> {
+    let r = cluster
+        .list(on_behalf(
+            peer,
+            ListRequest {
+                kind: t.kind.as_str().to_string(),
+                namespace: t.namespace.clone().unwrap_or_default(),
+                label_selector: q.get("labelSelector").unwrap_or_default().to_string(),
+                field_selector: q.get("fieldSelector").unwrap_or_default().to_string(),
+            },
+        ))
+        .await?
+        .into_inner();
+    Ok((r.items.iter().map(to_value).collect(), r.resource_version))
+}
+
+/// A list document of `kind`.
+pub fn list_document(kind: Kind, items: Vec<Value>, resource_version: &str) -> Value {
+    json!({
+        "kind": format!("{}List", kind.as_str()),
+        "apiVersion": kind.api_version(),
+        "metadata": { "resourceVersion": resource_version },
+        "items": items,
+    })
+}
+
+/// `?watch=1`: newline-delimited JSON events, as kube-apiserver streams them. From
+/// `resourceVersion` when given; without one (or "0") the current objects come first as
+/// ADDED. A revision the history no longer holds is a 410 Gone.
+pub async fn watch(
+    cluster: Arc<ClusterService>,
+    peer: Option<PeerInfo>,
+    t: &Target,
+    q: &Query,
+) -> Result<Response, ApiError> {
+    let fields = match q.get("fieldSelector") {
+        Some(s) if !s.is_empty() => Some(
+            FieldSelector::parse(t.kind, s)
+                .map_err(|e| ApiError::new(400, "BadRequest", e.to_string()))?,
+        ),
+        _ => None,
+    };
+    let mut first: Vec<Value> = Vec::new();
+    let from = match q.get("resourceVersion") {
+        Some(rv) if !rv.is_empty() && rv != "0" => rv.to_string(),
+        _ => {
+            let (items, rv) = list(&cluster, peer.as_ref(), t, q).await?;
+            first = items
+                .into_iter()
+                .map(|o| json!({ "type": "ADDED", "object": o }))
+                .collect();
+            rv
+        }
+    };
+    let stream = cluster
+        .watch(on_behalf(
+            peer.as_ref(),
+            WatchRequest {
+                kind: t.kind.as_str().to_string(),
+                namespace: t.namespace.clone().unwrap_or_default(),
+                label_selector: q.get("labelSelector").unwrap_or_default().to_string(),
+                resource_version: from,
+            },
+        ))
+        .await
+        .map_err(|s| match s.code() {
+            tonic::Code::OutOfRange => ApiError::new(410, "Expired", s.message()),
+            _ => ApiError::from(s),
+        })?
+        .into_inner();
+    let name = t.name.clone();
+    let events = stream.filter_map(move |ev| {
+        let line = match ev {
+            Ok(ev) => {
+                let Some(obj) = ev.object else {
+                    return futures::future::ready(None);
+                };
+                let wanted = name.as_deref().is_none_or(|n| obj.name() == n)
+                    && fields.as_ref().is_none_or(|f| f.matches(&obj));
+                if !wanted {
+                    return futures::future::ready(None);
+                }
+                json!({ "type": ev.r#type, "object": to_value(&obj) })
+            }
+            Err(s) => {
+                let e = match s.code() {
+                    tonic::Code::OutOfRange => ApiError::new(410, "Expired", s.message()),
+                    _ => ApiError::from(s),
+                };
+                json!({ "type": "ERROR", "object": e.body() })
+            }
+        };
+        futures::future::ready(Some(line))
+    });
+    let lines = futures::stream::iter(first).chain(events).map(|v| {
+        let mut bytes = serde_json::to_vec(&v).unwrap_or_default();
+        bytes.push(b'\n');
+        Ok::<_, std::convert::Infallible>(bytes::Bytes::from(bytes))
+    });
+    // HTTP/1.1 sends it chunked, HTTP/2 as DATA frames: one event per frame or chunk.
+    Response::builder()
+        .status(200)
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(Body::from_stream(lines))
+        .map_err(|e| ApiError::new(500, "InternalError", e.to_string()))
+}
+
+/// A 200 answer with `body`.
+pub fn ok(body: &Value) -> Response {
+    json_response(200, body)
+}
