@@ -1,0 +1,243 @@
+//! kubectl itself against the control plane's REST API (issue 11): the admin kubeconfig the
+//! control plane writes works as KUBECONFIG; discovery, get, list and watch answer as
+//! kube-apiserver does; errors are Kubernetes Status objects; callers without the admin's
+//! certificate are refused. Runs the real `kubectl` (a dispatcher over bundled versions,
+//! chosen by the server's /version), and pins the oldest and newest bundled versions.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use twinset_e2e::cluster::run_command_with;
+use twinset_e2e::{dns, timeout, wait_for, Cluster, Output, GUIDE_DAEMONSET};
+
+fn kubectl_bin(version: Option<&str>) -> PathBuf {
+    let dispatcher = dns::which("kubectl")
+        .expect("kubectl not found on PATH: these tests run the real kubectl (Google Cloud SDK's dispatcher or a plain kubectl)");
+    match version {
+        None => dispatcher,
+        Some(v) => {
+            let real = std::fs::canonicalize(&dispatcher).unwrap_or(dispatcher);
+            let pinned = real.with_file_name(format!("kubectl.{v}"));
+            assert!(
+                pinned.is_file(),
+                "{} not found: the dispatcher's bundled kubectl {v} is needed",
+                pinned.display()
+            );
+            pinned
+        }
+    }
+}
+
+/// `kubectl ARGS` (the given binary) with `kubeconfig` as KUBECONFIG and a private HOME.
+fn kubectl_with(bin: &Path, kubeconfig: &Path, home: &Path, args: &[&str]) -> Output {
+    let mut cmd = Command::new(bin);
+    cmd.env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", home)
+        .env("KUBECONFIG", kubeconfig)
+        .args(args);
+    run_command_with(cmd, &format!("kubectl {}", args.join(" ")), None, timeout())
+}
+
+fn kubectl(c: &Cluster, args: &[&str]) -> Output {
+    kubectl_with(&kubectl_bin(None), &c.kubeconfig(), c.dir(), args)
+}
+
+#[test]
+fn kubectl_reads_the_guides_daemonset_and_its_pods() {
+    let c = Cluster::start(2);
+    let out = kubectl(&c, &["version"]);
+    assert!(out.ok().contains("Server Version: v1.31.0"), "{out}");
+    let nodes = kubectl(&c, &["get", "nodes", "-o", "name"])
+        .ok()
+        .to_string();
+    assert_eq!(
+        nodes.lines().collect::<Vec<_>>(),
+        ["node/node1", "node/node2"]
+    );
+    c.apply_repo_file(GUIDE_DAEMONSET).ok();
+    c.wait_running("kube-system", "node-monitor-", 2);
+    let out = kubectl(&c, &["get", "ds", "-A"]);
+    let text = out.ok();
+    assert!(
+        text.contains("kube-system") && text.contains("node-monitor"),
+        "{text}"
+    );
+    let out = kubectl(
+        &c,
+        &[
+            "get",
+            "pods",
+            "-n",
+            "kube-system",
+            "-l",
+            "app=node-monitor",
+            "-o",
+            "jsonpath={range .items[*]}{.metadata.name} {.status.phase} {.spec.nodeName}{\"\\n\"}{end}",
+        ],
+    );
+    let lines: Vec<String> = out.ok().lines().map(str::to_string).collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    for l in &lines {
+        let f: Vec<&str> = l.split(' ').collect();
+        assert!(
+            f[0].starts_with("node-monitor-") && f[1] == "Running",
+            "{l}"
+        );
+    }
+    // A field selector, as `kubectl get --field-selector` sends it.
+    let out = kubectl(
+        &c,
+        &[
+            "get",
+            "pods",
+            "-A",
+            "--field-selector",
+            "spec.nodeName=node1",
+            "-o",
+            "name",
+        ],
+    );
+    assert_eq!(out.ok().lines().count(), 1, "{out}");
+    // One object as YAML round-trips the fields twinset stores.
+    let out = kubectl(
+        &c,
+        &[
+            "get",
+            "ds",
+            "node-monitor",
+            "-n",
+            "kube-system",
+            "-o",
+            "yaml",
+        ],
+    );
+    let yaml = out.ok();
+    assert!(
+        yaml.contains("kind: DaemonSet") && yaml.contains("resourceVersion:"),
+        "{yaml}"
+    );
+    // Errors are kubectl's usual lines.
+    let out = kubectl(&c, &["get", "ds", "nope", "-n", "kube-system"]);
+    assert!(!out.success());
+    assert!(
+        out.stderr
+            .contains("Error from server (NotFound): daemonsets.apps \"nope\" not found"),
+        "{out}"
+    );
+    // api-resources lists the kinds with their short names.
+    let out = kubectl(&c, &["api-resources", "--no-headers"]);
+    let text = out.ok();
+    for (name, short) in [
+        ("daemonsets", "ds"),
+        ("statefulsets", "sts"),
+        ("pods", "po"),
+    ] {
+        assert!(
+            text.lines()
+                .any(|l| l.split_whitespace().take(2).eq([name, short])),
+            "{name} {short} in {text}"
+        );
+    }
+}
+
+#[test]
+fn kubectl_watch_streams_changes_from_a_resource_version() {
+    let c = Cluster::start(1);
+    let list = kubectl(&c, &["get", "--raw", "/api/v1/namespaces/default/pods"]);
+    let v: serde_json::Value = serde_json::from_str(list.ok()).unwrap();
+    assert_eq!(v["kind"], "PodList", "{v}");
+    let rv = v["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(rv.parse::<u64>().is_ok(), "list resourceVersion {rv:?}");
+    // `kubectl get -w` lists, then watches from the list's revision; it prints each change.
+    let mut cmd = Command::new(kubectl_bin(None));
+    cmd.env("KUBECONFIG", c.kubeconfig())
+        .env("HOME", c.dir())
+        .args(["get", "pods", "-n", "default", "-w", "-o", "name"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null());
+    let mut child = cmd.spawn().expect("kubectl get -w");
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    c.apply(&twinset_e2e::shell_pod("watched", "node1", "sleep 3600"))
+        .ok();
+    let seen = wait_for(
+        "kubectl get -w to print the new pod",
+        timeout(),
+        || match rx.try_recv() {
+            Ok(line) if line == "pod/watched" => Ok(line),
+            Ok(other) => Err(format!("got {other:?}")),
+            Err(e) => Err(e.to_string()),
+        },
+    );
+    assert_eq!(seen, "pod/watched");
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[test]
+fn callers_without_the_admin_certificate_are_refused() {
+    let c = Cluster::start(1);
+    // The admin kubeconfig without its client certificate (a bearer token instead, which
+    // this server does not take): anonymous.
+    let admin = std::fs::read_to_string(c.kubeconfig()).unwrap();
+    let config = twinset_proto::kubeconfig::Kubeconfig::parse(&admin).unwrap();
+    let ca = std::fs::canonicalize(c.dir())
+        .unwrap()
+        .join("anonymous-ca.crt");
+    std::fs::write(&ca, &config.credentials.ca_pem).unwrap();
+    let anonymous = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: {}\n    certificate-authority: {}\nusers:\n- name: nobody\n  user: {{token: not-a-credential}}\ncontexts:\n- name: c\n  context: {{cluster: c, user: nobody}}\ncurrent-context: c\n",
+        config.server,
+        ca.display()
+    );
+    let path = c.dir().join("anonymous.kubeconfig");
+    std::fs::write(&path, anonymous).unwrap();
+    let bin = kubectl_bin(None);
+    let out = kubectl_with(&bin, &path, c.dir(), &["get", "pods"]);
+    assert!(!out.success(), "{out}");
+    assert!(
+        out.stderr
+            .contains("error: You must be logged in to the server"),
+        "an anonymous caller is not authenticated: {out}"
+    );
+    // /version and the health paths are open to anyone.
+    let out = kubectl_with(&bin, &path, c.dir(), &["get", "--raw", "/healthz"]);
+    assert_eq!(out.ok().trim(), "ok");
+    let out = kubectl_with(&bin, &path, c.dir(), &["get", "--raw", "/version"]);
+    assert!(out.ok().contains("\"gitVersion\":\"v1.31.0\""), "{out}");
+}
+
+#[test]
+fn the_oldest_and_newest_bundled_kubectl_read_the_cluster() {
+    let c = Cluster::start(1);
+    for v in ["1.27", "1.33"] {
+        let bin = kubectl_bin(Some(v));
+        let out = kubectl_with(
+            &bin,
+            &c.kubeconfig(),
+            c.dir(),
+            &["get", "nodes", "-o", "name"],
+        );
+        assert_eq!(out.ok().trim(), "node/node1", "kubectl {v}: {out}");
+        let out = kubectl_with(&bin, &c.kubeconfig(), c.dir(), &["get", "ns", "nope"]);
+        assert!(
+            out.stderr
+                .contains("Error from server (NotFound): namespaces \"nope\" not found"),
+            "kubectl {v}: {out}"
+        );
+    }
+}
