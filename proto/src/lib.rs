@@ -1,7 +1,8 @@
 //! The public `twinset.v1` API and everything needed to speak it: the generated
 //! prost messages and tonic services, plus the Kubernetes manifest codec
-//! (YAML/JSON in the Kubernetes shape), validation, quantities, label selectors
-//! and the small time helpers that clients and servers share.
+//! (YAML/JSON in the Kubernetes shape), validation, quantities, label selectors,
+//! the table columns of every kind and the small time helpers that clients and
+//! servers share.
 //!
 //! The proto messages are the only object model: manifests decode straight into
 //! them and `get -o yaml` encodes them back.
@@ -14,6 +15,7 @@ pub mod v1 {
 
 pub mod certs;
 pub mod cidr;
+pub mod columns;
 pub mod defaults;
 pub mod fields;
 pub mod files;

@@ -21,8 +21,14 @@ pub fn parse(s: &str) -> Option<SystemTime> {
 
 /// kubectl's AGE column for a timestamp ("<unknown>" when absent or unparsable).
 pub fn age(timestamp: &str) -> String {
+    age_at(timestamp, SystemTime::now())
+}
+
+/// kubectl's AGE column for a timestamp as seen at `now` (translateTimestampSince):
+/// "<unknown>" when absent or unparsable, "<invalid>" when more than a second ahead.
+pub fn age_at(timestamp: &str, now: SystemTime) -> String {
     match parse(timestamp) {
-        Some(t) => match SystemTime::now().duration_since(t) {
+        Some(t) => match now.duration_since(t) {
             Ok(d) => human_duration(d),
             Err(e) if e.duration() > Duration::from_secs(1) => "<invalid>".to_string(),
             Err(_) => "0s".to_string(),
