@@ -13,6 +13,7 @@ pub mod discovery;
 pub mod path;
 mod read;
 pub mod status;
+pub mod table;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -121,7 +122,14 @@ async fn handle(State(rest): State<Arc<Rest>>, req: Request) -> Response {
         return e.into_response();
     }
     let query = Query::parse(req.uri().query());
-    match serve(&rest, peer, &method, &path, &query).await {
+    let accept = req
+        .headers()
+        .get(http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let table = table::requested(&accept, query.get("includeObject"));
+    match serve(&rest, peer, &method, &path, &query, table).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
     }
@@ -133,6 +141,7 @@ async fn serve(
     method: &http::Method,
     path: &str,
     q: &Query,
+    table: Option<table::TableRequest>,
 ) -> Result<Response, ApiError> {
     let route = path::parse(path)?;
     if method != http::Method::GET {
@@ -153,17 +162,30 @@ async fn serve(
                     t.kind.resource()
                 )));
             }
+            let kind = t.kind;
+            let render: read::Render = match table {
+                Some(req) => Arc::new(move |objs, rv| table::table(kind, objs, rv, req)),
+                None => Arc::new(|objs, _| {
+                    objs.first()
+                        .map(twinset_proto::manifest::to_value)
+                        .unwrap_or_default()
+                }),
+            };
             if q.flag("watch") {
-                return read::watch(Arc::clone(&rest.cluster), peer, &t, q).await;
+                return read::watch(Arc::clone(&rest.cluster), peer, &t, q, render).await;
             }
             match &t.name {
                 Some(name) => {
                     let obj = read::get(&rest.cluster, peer.as_ref(), &t, name).await?;
-                    Ok(read::ok(&obj))
+                    let rv = obj.resource_version().to_string();
+                    Ok(read::ok(&render(std::slice::from_ref(&obj), &rv)))
                 }
                 None => {
                     let (items, rv) = read::list(&rest.cluster, peer.as_ref(), &t, q).await?;
-                    Ok(read::ok(&read::list_document(t.kind, items, &rv)))
+                    Ok(read::ok(&match table {
+                        Some(req) => table::table(kind, &items, &rv, req),
+                        None => read::list_document(kind, &items, &rv),
+                    }))
                 }
             }
         }

@@ -13,7 +13,7 @@ use twinset_proto::fields::FieldSelector;
 use twinset_proto::manifest::to_value;
 use twinset_proto::tls::server::PeerInfo;
 use twinset_proto::v1::cluster_server::Cluster;
-use twinset_proto::v1::{GetRequest, ListRequest, ObjectKey, WatchRequest};
+use twinset_proto::v1::{GetRequest, ListRequest, Object, ObjectKey, WatchRequest};
 use twinset_proto::Kind;
 
 use super::path::Target;
@@ -30,13 +30,16 @@ fn on_behalf<T>(peer: Option<&PeerInfo>, message: T) -> Request<T> {
     r
 }
 
+/// How objects are written out: as themselves, or as rows of a Table.
+pub type Render = Arc<dyn Fn(&[Object], &str) -> Value + Send + Sync>;
+
 /// GET of one object.
 pub async fn get(
     cluster: &ClusterService,
     peer: Option<&PeerInfo>,
     t: &Target,
     name: &str,
-) -> Result<Value, ApiError> {
+) -> Result<Object, ApiError> {
     let key = ObjectKey {
         kind: t.kind.as_str().to_string(),
         namespace: t.namespace.clone().unwrap_or_default(),
@@ -46,19 +49,17 @@ pub async fn get(
         .get(on_behalf(peer, GetRequest { key: Some(key) }))
         .await?
         .into_inner();
-    let obj = got
-        .object
-        .ok_or_else(|| ApiError::new(500, "InternalError", "the store returned no object"))?;
-    Ok(to_value(&obj))
+    got.object
+        .ok_or_else(|| ApiError::new(500, "InternalError", "the store returned no object"))
 }
 
-/// The list of `t`'s collection as a `<Kind>List` with the revision it was read at.
+/// The objects of `t`'s collection and the revision they were read at.
 pub async fn list(
     cluster: &ClusterService,
     peer: Option<&PeerInfo>,
     t: &Target,
     q: &Query,
-) -> Result<(Vec<Value>, String), ApiError> {
+) -> Result<(Vec<Object>, String), ApiError> {
     let r = cluster
         .list(on_behalf(
             peer,
@@ -71,16 +72,16 @@ pub async fn list(
         ))
         .await?
         .into_inner();
-    Ok((r.items.iter().map(to_value).collect(), r.resource_version))
+    Ok((r.items, r.resource_version))
 }
 
 /// A list document of `kind`.
-pub fn list_document(kind: Kind, items: Vec<Value>, resource_version: &str) -> Value {
+pub fn list_document(kind: Kind, items: &[Object], resource_version: &str) -> Value {
     json!({
         "kind": format!("{}List", kind.as_str()),
         "apiVersion": kind.api_version(),
         "metadata": { "resourceVersion": resource_version },
-        "items": items,
+        "items": items.iter().map(to_value).collect::<Vec<_>>(),
     })
 }
 
@@ -92,6 +93,7 @@ pub async fn watch(
     peer: Option<PeerInfo>,
     t: &Target,
     q: &Query,
+    render: Render,
 ) -> Result<Response, ApiError> {
     let fields = match q.get("fieldSelector") {
         Some(s) if !s.is_empty() => Some(
@@ -106,8 +108,8 @@ pub async fn watch(
         _ => {
             let (items, rv) = list(&cluster, peer.as_ref(), t, q).await?;
             first = items
-                .into_iter()
-                .map(|o| json!({ "type": "ADDED", "object": o }))
+                .iter()
+                .map(|o| json!({ "type": "ADDED", "object": render(std::slice::from_ref(o), &o.resource_version().to_string()) }))
                 .collect();
             rv
         }
@@ -140,7 +142,8 @@ pub async fn watch(
                 if !wanted {
                     return futures::future::ready(None);
                 }
-                json!({ "type": ev.r#type, "object": to_value(&obj) })
+                let rv = obj.resource_version().to_string();
+                json!({ "type": ev.r#type, "object": render(std::slice::from_ref(&obj), &rv) })
             }
             Err(s) => {
                 let e = match s.code() {

@@ -114,14 +114,18 @@ fn default_columns_first_then_wide_ones() {
             "{kind:?}"
         );
         assert!(cols.iter().all(|c| c.priority == 0 || c.priority == 1));
-        assert!(cols.iter().all(|c| c.r#type == "string" || c.r#type == "integer"));
+        assert!(cols
+            .iter()
+            .all(|c| c.r#type == "string" || c.r#type == "integer"));
         assert!(cols.iter().all(|c| !c.description.is_empty()));
         assert_eq!(
             cols.iter().filter(|c| c.format == "name").count(),
             1,
             "{kind:?}: one column names the object"
         );
-        assert!(cols.iter().all(|c| c.format.is_empty() || c.format == "name"));
+        assert!(cols
+            .iter()
+            .all(|c| c.format.is_empty() || c.format == "name"));
     }
 }
 
@@ -170,7 +174,14 @@ fn headers_are_kubectls() {
     assert_eq!(headers(Kind::StatefulSet, true), ["CONTAINERS", "IMAGES"]);
     assert_eq!(
         headers(Kind::Service, false),
-        ["NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE"]
+        [
+            "NAME",
+            "TYPE",
+            "CLUSTER-IP",
+            "EXTERNAL-IP",
+            "PORT(S)",
+            "AGE"
+        ]
     );
     assert_eq!(headers(Kind::Service, true), ["SELECTOR"]);
     assert_eq!(
