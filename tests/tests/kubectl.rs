@@ -241,3 +241,101 @@ fn the_oldest_and_newest_bundled_kubectl_read_the_cluster() {
         );
     }
 }
+
+#[test]
+fn the_guides_commands_run_verbatim_with_kubectl_once_the_manifests_are_applied() {
+    let c = Cluster::start(3);
+    // `kubectl apply` needs the write verbs (next); the manifests go in with twinset.
+    c.apply_repo_file(GUIDE_DAEMONSET).ok();
+    c.apply_repo_file(twinset_e2e::GUIDE_STATEFULSET).ok();
+    let pods = c.wait_running("kube-system", "node-monitor-", 3);
+    c.wait_sts_ready("database", "mysql-db", 3);
+
+    let out = kubectl(&c, &["get", "ds", "-A"]);
+    let table = out.ok();
+    let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        header,
+        [
+            "NAMESPACE",
+            "NAME",
+            "DESIRED",
+            "CURRENT",
+            "READY",
+            "UP-TO-DATE",
+            "AVAILABLE",
+            "NODE",
+            "SELECTOR",
+            "AGE"
+        ],
+        "{table}"
+    );
+    let row: Vec<&str> = table.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(
+        &row[..7],
+        ["kube-system", "node-monitor", "3", "3", "3", "3", "3"],
+        "{table}"
+    );
+    let out = kubectl(&c, &["get", "pods", "-o", "wide", "-n", "kube-system"]);
+    let wide = out.ok();
+    assert!(wide.starts_with("NAME "), "{wide}");
+    assert!(
+        wide.lines().next().unwrap().contains("NOMINATED NODE"),
+        "{wide}"
+    );
+    assert_eq!(
+        wide.lines().filter(|l| l.contains("Running")).count(),
+        3,
+        "{wide}"
+    );
+    let out = kubectl(&c, &["describe", "ds", "node-monitor", "-n", "kube-system"]);
+    assert!(
+        out.ok().contains("Desired Number of Nodes Scheduled: 3"),
+        "{out}"
+    );
+    let out = kubectl(
+        &c,
+        &["logs", &pods[0].name, "-n", "kube-system", "--tail=1"],
+    );
+    assert!(out.ok().starts_with("node-monitor node="), "{out}");
+    let out = kubectl(&c, &["get", "sts", "-A"]);
+    assert!(out.ok().contains("mysql-db   3/3"), "{out}");
+    let out = kubectl(&c, &["describe", "sts", "mysql-db", "-n", "database"]);
+    assert!(out.ok().contains("Replicas:"), "{out}");
+    let out = kubectl(
+        &c,
+        &["scale", "sts", "mysql-db", "--replicas=4", "-n", "database"],
+    );
+    assert_eq!(out.ok().trim(), "statefulset.apps/mysql-db scaled");
+    let out = kubectl(
+        &c,
+        &[
+            "rollout",
+            "status",
+            "sts/mysql-db",
+            "-n",
+            "database",
+            "--timeout=120s",
+        ],
+    );
+    assert!(out.ok().contains("roll out complete: 4 new pods"), "{out}");
+    let out = kubectl(&c, &["get", "pvc", "-n", "database", "--no-headers"]);
+    assert_eq!(
+        out.ok().lines().filter(|l| l.contains("Bound")).count(),
+        4,
+        "{out}"
+    );
+    let out = kubectl(&c, &["delete", "pod", "mysql-db-1", "-n", "database"]);
+    assert_eq!(out.ok().trim(), "pod \"mysql-db-1\" deleted");
+    c.wait_sts_ready("database", "mysql-db", 4);
+    let out = kubectl(&c, &["delete", "ds", "node-monitor", "-n", "kube-system"]);
+    assert_eq!(out.ok().trim(), "daemonset.apps \"node-monitor\" deleted");
+    wait_for("the daemon pods to be gone", timeout(), || {
+        let left = c.pods_named("kube-system", "node-monitor-")?;
+        if left.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("{} left", left.len()))
+        }
+    });
+}

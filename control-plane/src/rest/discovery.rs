@@ -12,7 +12,7 @@ use super::path::GROUP_VERSIONS;
 pub const KUBERNETES_VERSION: (&str, &str) = ("1", "31");
 
 /// The verbs served on a collection or an object over REST.
-const VERBS: [&str; 3] = ["get", "list", "watch"];
+const VERBS: [&str; 4] = ["delete", "get", "list", "watch"];
 
 /// Kinds kubectl's `all` category (`kubectl get all`) includes.
 const IN_ALL: [Kind; 4] = [Kind::Pod, Kind::Service, Kind::DaemonSet, Kind::StatefulSet];
@@ -104,7 +104,7 @@ pub fn resources(group: &str, version: &str) -> Option<Value> {
             _ => {}
         }
         if kind == Kind::StatefulSet {
-            let mut scale = subresource(kind, "scale", "Scale", &["get"]);
+            let mut scale = subresource(kind, "scale", "Scale", &["get", "patch", "update"]);
             scale["group"] = json!("autoscaling");
             scale["version"] = json!("v1");
             list.push(scale);

@@ -14,6 +14,7 @@ pub mod path;
 mod read;
 pub mod status;
 pub mod table;
+mod verbs;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -22,6 +23,7 @@ use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use twinset_proto::tls::server::{Identity, PeerInfo};
+use twinset_proto::Kind;
 
 use crate::api::cluster::ClusterService;
 use path::Route;
@@ -129,25 +131,63 @@ async fn handle(State(rest): State<Arc<Rest>>, req: Request) -> Response {
         .unwrap_or_default()
         .to_string();
     let table = table::requested(&accept, query.get("includeObject"));
-    match serve(&rest, peer, &method, &path, &query, table).await {
+    let body = match axum::body::to_bytes(req.into_body(), MAX_BODY).await {
+        Ok(b) => b,
+        Err(_) => {
+            return ApiError::new(
+                413,
+                "RequestEntityTooLarge",
+                format!("{}: limit is {MAX_BODY}", crate::api::REQUEST_TOO_LARGE),
+            )
+            .into_response()
+        }
+    };
+    let call = Call {
+        peer,
+        method: &method,
+        path: &path,
+        q: &query,
+        table,
+        body: &body,
+    };
+    match serve(&rest, call).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
     }
 }
 
-async fn serve(
-    rest: &Rest,
+/// The largest request body read (the store's own limit on objects is checked by the
+/// service, with the API server's message).
+const MAX_BODY: usize = 4 * 1024 * 1024;
+
+/// One REST call, parsed.
+struct Call<'a> {
     peer: Option<PeerInfo>,
-    method: &http::Method,
-    path: &str,
-    q: &Query,
+    method: &'a http::Method,
+    path: &'a str,
+    q: &'a Query,
     table: Option<table::TableRequest>,
-) -> Result<Response, ApiError> {
+    body: &'a [u8],
+}
+
+fn not_served(method: &http::Method, path: &str) -> ApiError {
+    ApiError::not_implemented(format!(
+        "{method} {path} is not served over REST yet; use the twinset CLI or the gRPC API"
+    ))
+}
+
+async fn serve(rest: &Rest, call: Call<'_>) -> Result<Response, ApiError> {
+    let Call {
+        peer,
+        method,
+        path,
+        q,
+        table,
+        body,
+    } = call;
     let route = path::parse(path)?;
     if method != http::Method::GET {
-        return Err(ApiError::not_implemented(format!(
-            "{method} {path} is not served over REST yet; use the twinset CLI or the gRPC API for writes"
-        )));
+        return write(rest, peer, method, path, q, body, route).await;
     }
     match route {
         Route::CoreVersions => Ok(read::ok(&discovery::core_versions())),
@@ -156,11 +196,21 @@ async fn serve(
             .map(|v| read::ok(&v))
             .ok_or_else(|| ApiError::not_found_path(path)),
         Route::Object(t) => {
-            if let Some(sub) = &t.subresource {
-                return Err(ApiError::not_implemented(format!(
-                    "the {sub} subresource of {} is not served over REST yet",
-                    t.kind.resource()
-                )));
+            if let (Some(sub), Some(name)) = (t.subresource.as_deref(), t.name.as_deref()) {
+                return match (t.kind, sub) {
+                    (Kind::Pod, "log") => {
+                        verbs::logs(&rest.cluster, peer.as_ref(), &t, name, q).await
+                    }
+                    (Kind::StatefulSet, "scale") => {
+                        let obj = read::get(&rest.cluster, peer.as_ref(), &t, name).await?;
+                        Ok(read::ok(&verbs::scale_from(obj, name)?))
+                    }
+                    (_, "status") => {
+                        let obj = read::get(&rest.cluster, peer.as_ref(), &t, name).await?;
+                        Ok(read::ok(&twinset_proto::manifest::to_value(&obj)))
+                    }
+                    _ => Err(ApiError::not_found_path(path)),
+                };
             }
             let kind = t.kind;
             let render: read::Render = match table {
@@ -189,6 +239,40 @@ async fn serve(
                 }
             }
         }
+    }
+}
+
+/// The verbs other than GET.
+async fn write(
+    rest: &Rest,
+    peer: Option<PeerInfo>,
+    method: &http::Method,
+    path: &str,
+    q: &Query,
+    body: &[u8],
+    route: Route,
+) -> Result<Response, ApiError> {
+    let Route::Object(t) = route else {
+        return Err(ApiError::new(
+            405,
+            "MethodNotAllowed",
+            format!("{method} is not allowed on {path}"),
+        ));
+    };
+    let name = t.name.clone();
+    match (method, name.as_deref(), t.kind, t.subresource.as_deref()) {
+        (&http::Method::DELETE, Some(name), _, None) => Ok(read::ok(
+            &verbs::delete(&rest.cluster, peer.as_ref(), &t, name, q, body).await?,
+        )),
+        (
+            &http::Method::PATCH | &http::Method::PUT,
+            Some(name),
+            Kind::StatefulSet,
+            Some("scale"),
+        ) => Ok(read::ok(
+            &verbs::scale(&rest.cluster, peer.as_ref(), &t, name, body).await?,
+        )),
+        _ => Err(not_served(method, path)),
     }
 }
 

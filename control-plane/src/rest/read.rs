@@ -22,7 +22,7 @@ use super::Query;
 use crate::api::cluster::ClusterService;
 
 /// A request to the Cluster service on behalf of the REST caller `peer`.
-fn on_behalf<T>(peer: Option<&PeerInfo>, message: T) -> Request<T> {
+pub fn on_behalf<T>(peer: Option<&PeerInfo>, message: T) -> Request<T> {
     let mut r = Request::new(message);
     if let Some(p) = peer {
         r.extensions_mut().insert(p.clone());
