@@ -478,7 +478,8 @@ async fn serve(
     let routes = grpc
         .routes()
         .into_axum_router()
-        .merge(rest::router(cluster));
+        .merge(rest::router(cluster))
+        .fallback(rest::fallback);
     let served = tonic::transport::Server::builder()
         // kubectl speaks HTTP/2, but other clients of the REST API only HTTP/1.1.
         .accept_http1(true)

@@ -74,6 +74,21 @@ pub fn router(cluster: Arc<ClusterService>) -> axum::Router {
         .with_state(rest)
 }
 
+/// What answers a path nothing else serves: gRPC's UNIMPLEMENTED for a gRPC call (as
+/// tonic does), a Kubernetes 404 Status for anything else.
+pub async fn fallback(req: Request) -> Response {
+    let grpc = req
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/grpc"));
+    if grpc {
+        let (parts, ()) = tonic::Status::unimplemented("").into_http::<()>().into_parts();
+        return Response::from_parts(parts, axum::body::Body::empty());
+    }
+    ApiError::not_found_path(req.uri().path()).into_response()
+}
+
 async fn version() -> Response {
     read::ok(&discovery::version())
 }
