@@ -190,6 +190,7 @@ async fn guide_daemonset_on_three_nodes() {
         .apply(ApplyRequest {
             object: Some(obj.clone()),
             dry_run: false,
+            create_only: false,
         })
         .await
         .unwrap()
@@ -217,6 +218,7 @@ async fn guide_daemonset_on_three_nodes() {
         .apply(ApplyRequest {
             object: Some(obj),
             dry_run: false,
+            create_only: false,
         })
         .await
         .unwrap()
@@ -432,6 +434,7 @@ async fn orphan_cascade_keeps_pods_and_reapply_adopts_them() {
         .apply(ApplyRequest {
             object: Some(obj.clone()),
             dry_run: false,
+            create_only: false,
         })
         .await
         .unwrap();
@@ -462,6 +465,7 @@ async fn orphan_cascade_keeps_pods_and_reapply_adopts_them() {
         .apply(ApplyRequest {
             object: Some(obj),
             dry_run: false,
+            create_only: false,
         })
         .await
         .unwrap();
@@ -532,6 +536,7 @@ async fn orphan_cascade_keeps_pods_and_reapply_adopts_them() {
         .apply(ApplyRequest {
             object: Some(other),
             dry_run: false,
+            create_only: false,
         })
         .await
         .unwrap()
@@ -589,6 +594,7 @@ async fn assignments_resume_from_revision_and_survive_restart() {
         .apply(ApplyRequest {
             object: Some(obj),
             dry_run: false,
+            create_only: false,
         })
         .await
         .unwrap();

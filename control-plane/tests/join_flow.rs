@@ -434,6 +434,7 @@ async fn the_generic_cluster_calls_never_serve_tokens() {
         .apply(Request::new(ApplyRequest {
             object: Some(forged),
             dry_run: false,
+            create_only: false,
         }))
         .await
         .unwrap_err();

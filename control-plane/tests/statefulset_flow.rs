@@ -121,6 +121,7 @@ impl Cluster {
             .apply(ApplyRequest {
                 object: Some(obj),
                 dry_run: false,
+                create_only: false,
             })
             .await
             .unwrap()

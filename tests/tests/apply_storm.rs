@@ -43,6 +43,7 @@ fn storm(target: Target, round: usize, acked: Arc<Mutex<Vec<String>>>, count: Ar
                         .apply(v1::ApplyRequest {
                             object: Some(namespace(&name)),
                             dry_run: false,
+                            create_only: false,
                         })
                         .await;
                     if applied.is_err() {

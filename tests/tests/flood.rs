@@ -141,6 +141,7 @@ async fn flood(server: Target, stop: Arc<AtomicBool>, tally: Arc<Mutex<Tally>>) 
                     c.apply(v1::ApplyRequest {
                         object: Some(namespace(&format!("flood-{client}-{}", n % 3), n)),
                         dry_run: false,
+                        create_only: false,
                     })
                     .await
                     .map(|_| true)
@@ -258,6 +259,7 @@ fn writes_over_the_mutating_bound_are_refused_at_once_and_the_rest_acknowledged(
                         .apply(v1::ApplyRequest {
                             object: Some(namespace(&name, 0)),
                             dry_run: false,
+                            create_only: false,
                         })
                         .await;
                     match r {

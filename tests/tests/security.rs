@@ -443,6 +443,7 @@ fn a_node_certificate_speaks_only_for_its_own_node_and_pods() {
             .apply(v1::ApplyRequest {
                 object: Some(daemonset),
                 dry_run: false,
+                create_only: false,
             })
             .await
             .map(|_| ())

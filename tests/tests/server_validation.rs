@@ -59,6 +59,7 @@ fn over_grpc(c: &Cluster, obj: Object) -> (tonic::Status, tonic::Status) {
             .apply(v1::ApplyRequest {
                 object: Some(obj.clone()),
                 dry_run: false,
+                create_only: false,
             })
             .await;
         let update = client.update(v1::UpdateRequest { object: Some(obj) }).await;

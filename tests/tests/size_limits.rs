@@ -73,6 +73,7 @@ fn grpc_refusal(c: &Cluster, object: v1::Object) -> tonic::Status {
             .apply(v1::ApplyRequest {
                 object: Some(object),
                 dry_run: false,
+                create_only: false,
             })
             .await
             .expect_err("the apply is refused")
@@ -227,6 +228,7 @@ fn undecodable_and_oversize_requests_are_refused_in_the_apis_words() {
                 .insert("note".into(), "a".repeat(5 * 1024 * 1024));
         })),
         dry_run: false,
+        create_only: false,
     });
     let status = raw_apply(&c, big);
     assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");

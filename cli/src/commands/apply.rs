@@ -100,6 +100,7 @@ async fn apply_one(
     let req = ApplyRequest {
         object: Some(obj),
         dry_run: dry_run == DryRun::Server,
+        create_only: false,
     };
     let resp = match client.cluster.apply(req).await {
         Ok(r) => r.into_inner(),

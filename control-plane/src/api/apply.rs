@@ -116,7 +116,28 @@ pub async fn ensure_namespace(store: &dyn Store, ns: &str, dry_run: bool) -> Res
 /// Creates the object or brings the stored one in line with it, then runs what its
 /// kind's controller does after an apply ([`crate::controllers::after_apply`]).
 pub async fn apply(store: &dyn Store, obj: Object, dry_run: bool) -> Result<Applied, Status> {
-    let mut applied = apply_object(store, obj, dry_run).await?;
+    apply_as(store, obj, dry_run, false).await
+}
+
+/// [`apply`], or with `create_only` a create that refuses an object that exists
+/// (ALREADY_EXISTS), as kubectl create and a REST POST do.
+pub async fn apply_as(
+    store: &dyn Store,
+    obj: Object,
+    dry_run: bool,
+    create_only: bool,
+) -> Result<Applied, Status> {
+    if create_only {
+        let mut probe = obj.clone();
+        let kind = prepare(&mut probe)?;
+        if store.get(kind, probe.namespace(), probe.name()).is_some() {
+            return Err(status(StoreError::AlreadyExists {
+                resource: kind.group_resource(),
+                name: probe.name().to_string(),
+            }));
+        }
+    }
+    let mut applied = apply_object(store, obj, dry_run, create_only).await?;
     let notes = crate::controllers::after_apply(store, &applied.object, dry_run).await?;
     applied.notes.extend(notes);
     Ok(applied)
@@ -126,6 +147,7 @@ async fn apply_object(
     store: &dyn Store,
     mut obj: Object,
     dry_run: bool,
+    create_only: bool,
 ) -> Result<Applied, Status> {
     let kind = prepare(&mut obj)?;
     let mut notes = Vec::new();
@@ -150,6 +172,13 @@ async fn apply_object(
         Ok::<_, Status>(fresh)
     };
     let edit = |current: &mut Object| {
+        if create_only {
+            // Made by someone else between the check above and the write.
+            return Err(status(StoreError::AlreadyExists {
+                resource: current.kind().group_resource(),
+                name: current.name().to_string(),
+            }));
+        }
         if user_view(current) == user_view(&obj) {
             return Ok(Change::Keep);
         }

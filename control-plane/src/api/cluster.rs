@@ -142,9 +142,11 @@ impl Cluster for ClusterService {
         let r = request.into_inner();
         let obj = required(r.object, "object")?;
         let span = tracing::info_span!("apply", kind = %obj.kind(), namespace = obj.namespace(), name = obj.name());
-        let applied =
-            tracing::Instrument::instrument(apply::apply(self.store(), obj, r.dry_run), span)
-                .await?;
+        let applied = tracing::Instrument::instrument(
+            apply::apply_as(self.store(), obj, r.dry_run, r.create_only),
+            span,
+        )
+        .await?;
         Ok(Response::new(ApplyResponse {
             object: Some(applied.object),
             outcome: applied.outcome.to_string(),

@@ -83,7 +83,9 @@ pub async fn fallback(req: Request) -> Response {
         .and_then(|v| v.to_str().ok())
         .is_some_and(|ct| ct.starts_with("application/grpc"));
     if grpc {
-        let (parts, ()) = tonic::Status::unimplemented("").into_http::<()>().into_parts();
+        let (parts, ()) = tonic::Status::unimplemented("")
+            .into_http::<()>()
+            .into_parts();
         return Response::from_parts(parts, axum::body::Body::empty());
     }
     ApiError::not_found_path(req.uri().path()).into_response()
@@ -276,6 +278,10 @@ async fn write(
     };
     let name = t.name.clone();
     match (method, name.as_deref(), t.kind, t.subresource.as_deref()) {
+        (&http::Method::POST, None, _, None) => {
+            let (code, obj) = verbs::create(&rest.cluster, peer.as_ref(), &t, q, body).await?;
+            Ok(status::json_response(code, &obj))
+        }
         (&http::Method::DELETE, Some(name), _, None) => Ok(read::ok(
             &verbs::delete(&rest.cluster, peer.as_ref(), &t, name, q, body).await?,
         )),

@@ -80,6 +80,7 @@ pub async fn run(client: &mut Client, args: &BenchArgs) -> anyhow::Result<()> {
             .apply(ApplyRequest {
                 object: Some(ds.clone()),
                 dry_run: false,
+                create_only: false,
             })
             .await
             .map_err(|s| client.error(s))?;

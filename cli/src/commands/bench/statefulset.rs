@@ -209,6 +209,7 @@ async fn watch_and_apply(
         .apply(ApplyRequest {
             object: Some(set.clone()),
             dry_run: false,
+            create_only: false,
         })
         .await
         .map_err(|s| client.error(s))?;
