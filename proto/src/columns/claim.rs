@@ -20,14 +20,20 @@ pub const STORAGE_CLASS_ANNOTATION: &str = "volume.beta.kubernetes.io/storage-cl
 /// wide: VOLUMEMODE, NODE (Twinset's: the node the local volume lives on).
 pub const COLUMNS: &[Column] = &[
     NAME,
-    Column::string("Status", "The claim's phase, or Terminating once it is being deleted."),
+    Column::string(
+        "Status",
+        "The claim's phase, or Terminating once it is being deleted.",
+    ),
     Column::string("Volume", "The volume bound to the claim."),
     Column::string("Capacity", "The bound volume's capacity."),
     Column::string("Access Modes", "The bound volume's access modes."),
     Column::string("StorageClass", "The claim's storage class."),
     AGE,
-    Column::string("VolumeMode", "Whether the volume is a filesystem or a raw block device.")
-        .wide(),
+    Column::string(
+        "VolumeMode",
+        "Whether the volume is a filesystem or a raw block device.",
+    )
+    .wide(),
     Column::string("Node", "The node the claim's volume lives on.").wide(),
 ];
 
@@ -158,7 +164,17 @@ mod tests {
         assert_eq!(c.status_column(), "Pending");
         assert_eq!(
             cells(&pvc, SystemTime::now()),
-            ["c", "Pending", "", "", "", "local", "<unknown>", "<unset>", "<none>"]
+            [
+                "c",
+                "Pending",
+                "",
+                "",
+                "",
+                "local",
+                "<unknown>",
+                "<unset>",
+                "<none>"
+            ]
         );
     }
 

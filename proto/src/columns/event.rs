@@ -14,7 +14,11 @@ pub const COLUMNS: &[Column] = &[
     Column::string("Object", "The object the event is about, as kind/name."),
     Column::string("Message", "What happened, for people."),
     Column::string("Subobject", "The part of the object the event is about.").wide(),
-    Column::string("Source", "The component (and host) that reported the event.").wide(),
+    Column::string(
+        "Source",
+        "The component (and host) that reported the event.",
+    )
+    .wide(),
     Column::string("First Seen", "How long ago the event first happened.").wide(),
     Column::string("Count", "How often the event happened.").wide(),
     super::NAME.wide(),

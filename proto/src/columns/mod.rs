@@ -78,7 +78,10 @@ impl Column {
 /// The NAME column of every kind but events (where it is a wide one).
 pub const NAME: Column = Column {
     format: "name",
-    ..Column::string("Name", "The object's name, unique in its namespace and kind.")
+    ..Column::string(
+        "Name",
+        "The object's name, unique in its namespace and kind.",
+    )
 };
 
 /// The AGE column: how long ago the object was created.
@@ -120,10 +123,9 @@ pub fn cells_at(kind: Kind, obj: &Object, now: SystemTime) -> Vec<String> {
         Kind::DaemonSet => {
             workload::daemon_set_cells(obj.as_daemon_set().unwrap_or(&Default::default()), now)
         }
-        Kind::StatefulSet => workload::stateful_set_cells(
-            obj.as_stateful_set().unwrap_or(&Default::default()),
-            now,
-        ),
+        Kind::StatefulSet => {
+            workload::stateful_set_cells(obj.as_stateful_set().unwrap_or(&Default::default()), now)
+        }
         Kind::ControllerRevision => workload::controller_revision_cells(
             obj.as_controller_revision().unwrap_or(&Default::default()),
             now,

@@ -14,7 +14,11 @@ pub const COLUMNS: &[Column] = &[
 /// The cells of one namespace, matching [`COLUMNS`].
 pub fn cells(ns: &Namespace, now: SystemTime) -> Vec<String> {
     let meta = ns.metadata.clone().unwrap_or_default();
-    let phase = ns.status.as_ref().map(|s| s.phase.clone()).unwrap_or_default();
+    let phase = ns
+        .status
+        .as_ref()
+        .map(|s| s.phase.clone())
+        .unwrap_or_default();
     vec![
         meta.name,
         phase,

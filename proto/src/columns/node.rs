@@ -9,7 +9,10 @@ use std::time::SystemTime;
 /// OS-IMAGE, KERNEL-VERSION, CONTAINER-RUNTIME.
 pub const COLUMNS: &[Column] = &[
     NAME,
-    Column::string("Status", "Whether the node is ready, and whether it is cordoned."),
+    Column::string(
+        "Status",
+        "Whether the node is ready, and whether it is cordoned.",
+    ),
     Column::string("Roles", "The node's roles, from its node-role labels."),
     AGE,
     Column::string("Version", "The node agent's version."),
@@ -17,7 +20,11 @@ pub const COLUMNS: &[Column] = &[
     Column::string("External-IP", "The node's external address.").wide(),
     Column::string("OS-Image", "The operating system the node reports.").wide(),
     Column::string("Kernel-Version", "The node's kernel version.").wide(),
-    Column::string("Container-Runtime", "The node's container runtime and its version.").wide(),
+    Column::string(
+        "Container-Runtime",
+        "The node's container runtime and its version.",
+    )
+    .wide(),
 ];
 
 /// The cells of one node, matching [`COLUMNS`].

@@ -8,7 +8,10 @@ use std::time::SystemTime;
 /// Pod columns: NAME, READY, STATUS, RESTARTS, AGE | wide: IP, NODE, NOMINATED NODE, READINESS GATES.
 pub const COLUMNS: &[Column] = &[
     NAME,
-    Column::string("Ready", "How many of the pod's containers are ready, of how many."),
+    Column::string(
+        "Ready",
+        "How many of the pod's containers are ready, of how many.",
+    ),
     Column::string("Status", "The aggregate status of the pod's containers."),
     Column::string(
         "Restarts",
@@ -17,9 +20,16 @@ pub const COLUMNS: &[Column] = &[
     AGE,
     Column::string("IP", "The pod's IP address, once allocated.").wide(),
     Column::string("Node", "The node the pod is bound to.").wide(),
-    Column::string("Nominated Node", "The node a preempting pod is nominated to.").wide(),
-    Column::string("Readiness Gates", "The pod's readiness gates that are met, of how many.")
-        .wide(),
+    Column::string(
+        "Nominated Node",
+        "The node a preempting pod is nominated to.",
+    )
+    .wide(),
+    Column::string(
+        "Readiness Gates",
+        "The pod's readiness gates that are met, of how many.",
+    )
+    .wide(),
 ];
 
 /// The cells of one pod, matching [`COLUMNS`].
@@ -291,8 +301,14 @@ mod tests {
             }),
             ..Default::default()
         };
-        assert_eq!(summary(&pod("Failed", vec![term(2, 0)])).status, "ExitCode:2");
-        assert_eq!(summary(&pod("Failed", vec![term(137, 9)])).status, "Signal:9");
+        assert_eq!(
+            summary(&pod("Failed", vec![term(2, 0)])).status,
+            "ExitCode:2"
+        );
+        assert_eq!(
+            summary(&pod("Failed", vec![term(137, 9)])).status,
+            "Signal:9"
+        );
         let mut oom = term(137, 9);
         if let Some(t) = oom.state.as_mut().and_then(|s| s.terminated.as_mut()) {
             t.reason = "OOMKilled".into();
@@ -398,7 +414,17 @@ mod tests {
         let now = crate::time::parse("2024-03-05T07:00:00Z").unwrap() + Duration::from_secs(90);
         assert_eq!(
             cells(&p, now),
-            ["p", "0/1", "CrashLoopBackOff", "4", "90s", "127.128.1.2", "<none>", "<none>", "<none>"]
+            [
+                "p",
+                "0/1",
+                "CrashLoopBackOff",
+                "4",
+                "90s",
+                "127.128.1.2",
+                "<none>",
+                "<none>",
+                "<none>"
+            ]
         );
     }
 }

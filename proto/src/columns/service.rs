@@ -8,7 +8,10 @@ use std::time::SystemTime;
 pub const COLUMNS: &[Column] = &[
     NAME,
     Column::string("Type", "How the service is exposed (ClusterIP when unset)."),
-    Column::string("Cluster-IP", "The service's cluster IP, None when headless."),
+    Column::string(
+        "Cluster-IP",
+        "The service's cluster IP, None when headless.",
+    ),
     Column::string("External-IP", "The service's external addresses."),
     Column::string("Port(s)", "The service's ports and protocols."),
     AGE,

@@ -5,18 +5,10 @@ use crate::v1::{
 };
 use std::time::Duration;
 
-const EVERY_KIND: [Kind; 10] = [
-    Kind::Namespace,
-    Kind::Node,
-    Kind::Pod,
-    Kind::DaemonSet,
-    Kind::StatefulSet,
-    Kind::Service,
-    Kind::PersistentVolumeClaim,
-    Kind::ControllerRevision,
-    Kind::Event,
-    Kind::BootstrapToken,
-];
+/// Every kind, served or not.
+fn every_kind() -> impl Iterator<Item = Kind> {
+    Kind::ALL.into_iter().chain(Kind::INTERNAL)
+}
 
 fn meta(name: &str) -> Option<ObjectMeta> {
     Some(ObjectMeta {
@@ -83,7 +75,7 @@ fn headers(kind: Kind, wide: bool) -> Vec<String> {
 #[test]
 fn every_kind_has_one_cell_per_column() {
     let now = crate::time::parse("2024-03-05T07:10:00Z").unwrap();
-    for kind in EVERY_KIND {
+    for kind in every_kind() {
         let cols = columns(kind);
         let cells = cells_at(kind, &named(kind), now);
         assert_eq!(cells.len(), cols.len(), "{kind:?}: {cells:?}");
@@ -107,21 +99,25 @@ fn every_kind_has_one_cell_per_column() {
 
 #[test]
 fn default_columns_first_then_wide_ones() {
-    for kind in EVERY_KIND {
+    for kind in every_kind() {
         let cols = columns(kind);
         assert!(
             cols.windows(2).all(|w| w[0].priority <= w[1].priority),
             "{kind:?}"
         );
         assert!(cols.iter().all(|c| c.priority == 0 || c.priority == 1));
-        assert!(cols.iter().all(|c| c.r#type == "string" || c.r#type == "integer"));
+        assert!(cols
+            .iter()
+            .all(|c| c.r#type == "string" || c.r#type == "integer"));
         assert!(cols.iter().all(|c| !c.description.is_empty()));
         assert_eq!(
             cols.iter().filter(|c| c.format == "name").count(),
             1,
             "{kind:?}: one column names the object"
         );
-        assert!(cols.iter().all(|c| c.format.is_empty() || c.format == "name"));
+        assert!(cols
+            .iter()
+            .all(|c| c.format.is_empty() || c.format == "name"));
     }
 }
 
@@ -170,7 +166,14 @@ fn headers_are_kubectls() {
     assert_eq!(headers(Kind::StatefulSet, true), ["CONTAINERS", "IMAGES"]);
     assert_eq!(
         headers(Kind::Service, false),
-        ["NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE"]
+        [
+            "NAME",
+            "TYPE",
+            "CLUSTER-IP",
+            "EXTERNAL-IP",
+            "PORT(S)",
+            "AGE"
+        ]
     );
     assert_eq!(headers(Kind::Service, true), ["SELECTOR"]);
     assert_eq!(

@@ -21,7 +21,10 @@ pub const DAEMON_SET_COLUMNS: &[Column] = &[
     Column::integer("Ready", "How many nodes run a ready daemon pod."),
     Column::integer("Up-to-date", "How many nodes run the current pod template."),
     Column::integer("Available", "How many nodes run an available daemon pod."),
-    Column::string("Node Selector", "The labels a node must have to run the pod."),
+    Column::string(
+        "Node Selector",
+        "The labels a node must have to run the pod.",
+    ),
     AGE,
     CONTAINERS,
     IMAGES,
