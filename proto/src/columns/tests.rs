@@ -252,3 +252,11 @@ fn pod_status_cell() {
     assert_eq!(cells[2], "Terminating");
     assert_eq!(cells[4], "2m");
 }
+
+#[test]
+fn integer_cells_are_json_numbers() {
+    let ds = columns(Kind::DaemonSet);
+    assert_eq!(ds[1].json_cell("3".into()), serde_json::json!(3));
+    assert_eq!(ds[0].json_cell("3".into()), serde_json::json!("3"));
+    assert_eq!(ds[1].json_cell("x".into()), serde_json::json!("x"));
+}
