@@ -3,8 +3,9 @@
 //! levels), so the tab writer aligns them exactly as kubectl does.
 use super::format::{self, NONE};
 use super::tabwriter::TabWriter;
-use super::{claim, service, status};
+use super::{claim, service};
 use std::collections::BTreeMap;
+use twinset_proto::columns;
 use twinset_proto::quantity::{self, Quantity};
 use twinset_proto::v1::{
     Container, ContainerState, ContainerStatus, DaemonSet, Event, Node, PersistentVolumeClaim, Pod,
@@ -480,7 +481,7 @@ pub fn node(node: &Node, pods: &[Pod], events: &[Event]) -> String {
     let st = node.status.clone().unwrap_or_default();
     let mut w = Writer::new();
     w.kv(0, "Name", &meta.name);
-    w.kv(0, "Roles", &status::node_roles(node));
+    w.kv(0, "Roles", &columns::node::roles(node));
     w.labels("", "Labels", &meta.labels);
     w.annotations("", "Annotations", &meta.annotations);
     w.kv(
@@ -1004,7 +1005,7 @@ fn describe_events(w: &mut Writer, events: &[Event]) {
     w.w.flush();
     let mut events = events.to_vec();
     events.sort_by_key(|e| {
-        let t = super::table::event_last_seen(e);
+        let t = columns::event::last_seen(e);
         twinset_proto::time::parse(&t)
     });
     w.write(0, "Events:\n  Type\tReason\tAge\tFrom\tMessage\n");
@@ -1021,7 +1022,7 @@ fn describe_events(w: &mut Writer, events: &[Event]) {
         let interval = if e.count > 1 {
             format!(
                 "{} (x{} over {})",
-                format::age(&super::table::event_last_seen(e)),
+                format::age(&columns::event::last_seen(e)),
                 e.count,
                 format::age(&first)
             )

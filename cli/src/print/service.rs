@@ -1,79 +1,15 @@
-//! What kubectl shows of a Service (printers.go printService, describe.go
-//! describeService), and its endpoints as the endpoints controller would list them:
-//! Twinset has no Endpoints objects, so they are derived from the selected pods.
+//! What kubectl's describe shows of a Service beyond its table cells (describe.go
+//! describeService): target ports, and its endpoints as the endpoints controller would
+//! list them: Twinset has no Endpoints objects, so they are derived from the selected
+//! pods. The cells live in [`twinset_proto::columns::service`].
 use super::format::NONE;
+use twinset_proto::columns::service::protocol;
+pub use twinset_proto::columns::service::{cluster_ips, type_of};
 use twinset_proto::v1::int_or_string::Value;
 use twinset_proto::v1::{Pod, ServicePort, ServiceSpec};
 
 /// How many endpoints kubectl's describe lists before `+ N more...`.
 const MAX_ENDPOINTS: usize = 3;
-
-/// The service type, `ClusterIP` when unset (the API default).
-pub fn type_of(spec: &ServiceSpec) -> String {
-    if spec.r#type.is_empty() {
-        "ClusterIP".to_string()
-    } else {
-        spec.r#type.clone()
-    }
-}
-
-/// `spec.clusterIPs`, or `[spec.clusterIP]` when only that is set (the API server fills
-/// one from the other; `None` for a headless service).
-pub fn cluster_ips(spec: &ServiceSpec) -> Vec<String> {
-    if !spec.cluster_ips.is_empty() {
-        spec.cluster_ips.clone()
-    } else if !spec.cluster_ip.is_empty() {
-        vec![spec.cluster_ip.clone()]
-    } else {
-        Vec::new()
-    }
-}
-
-/// The CLUSTER-IP column: the first cluster IP (`None` when headless), else `<none>`.
-pub fn cluster_ip_column(spec: &ServiceSpec) -> String {
-    cluster_ips(spec)
-        .into_iter()
-        .next()
-        .unwrap_or_else(|| NONE.to_string())
-}
-
-/// The EXTERNAL-IP column (getServiceExternalIP): `<pending>` for a LoadBalancer that has
-/// no ingress yet, `<none>` otherwise (Twinset services have no external IPs).
-pub fn external_ip_column(spec: &ServiceSpec) -> String {
-    if spec.r#type == "LoadBalancer" {
-        "<pending>".to_string()
-    } else {
-        NONE.to_string()
-    }
-}
-
-fn protocol(p: &ServicePort) -> &str {
-    if p.protocol.is_empty() {
-        "TCP"
-    } else {
-        &p.protocol
-    }
-}
-
-/// The PORT(S) column (makePortString): `3306/TCP`, `80:30080/TCP`, comma-joined; `<none>`.
-pub fn ports_column(spec: &ServiceSpec) -> String {
-    let ports: Vec<String> = spec
-        .ports
-        .iter()
-        .map(|p| {
-            if p.node_port > 0 {
-                format!("{}:{}/{}", p.port, p.node_port, protocol(p))
-            } else {
-                format!("{}/{}", p.port, protocol(p))
-            }
-        })
-        .collect();
-    if ports.is_empty() {
-        NONE.to_string()
-    } else {
-        ports.join(",")
-    }
-}
 
 /// A service port's `TargetPort:` value in describe: `3306/TCP` or `mysql/TCP`.
 pub fn target_port(p: &ServicePort) -> String {
@@ -226,21 +162,13 @@ mod tests {
     }
 
     #[test]
-    fn columns() {
-        let s = spec(vec![port(None)]);
-        assert_eq!(type_of(&s), "ClusterIP");
-        assert_eq!(cluster_ip_column(&s), "None");
-        assert_eq!(external_ip_column(&s), "<none>");
-        assert_eq!(ports_column(&s), "3306/TCP");
-        assert_eq!(ports_column(&ServiceSpec::default()), "<none>");
-        assert_eq!(cluster_ip_column(&ServiceSpec::default()), "<none>");
-        let mut np = port(None);
-        np.node_port = 30306;
-        assert_eq!(
-            ports_column(&spec(vec![np.clone(), port(None)])),
-            "3306:30306/TCP,3306/TCP"
-        );
+    fn target_port_number_or_name() {
         assert_eq!(target_port(&port(Some(IntOrString::int(3307)))), "3307/TCP");
+        assert_eq!(target_port(&port(None)), "3306/TCP");
+        let named = port(Some(IntOrString {
+            value: Some(Value::StrVal("db".into())),
+        }));
+        assert_eq!(target_port(&named), "db/TCP");
     }
 
     #[test]

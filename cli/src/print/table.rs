@@ -1,10 +1,10 @@
-//! `get` tables: one set of columns per kind, as kubectl prints them
-//! (printers.go), laid out by the tab writer with kubectl's padding.
-use super::format::{self, NONE};
+//! `get` tables: the shared columns of each kind ([`twinset_proto::columns`]) laid
+//! out as kubectl prints them, by the tab writer with kubectl's padding, plus the
+//! columns only the client adds (NAMESPACE for `-A`, LABELS for `--show-labels`).
 use super::tabwriter::TabWriter;
-use super::{claim, service, status};
+use twinset_proto::columns;
 use twinset_proto::kinds::Kind;
-use twinset_proto::v1::{Container, Object, PodTemplateSpec};
+use twinset_proto::v1::Object;
 
 /// How `get` was asked to print.
 #[derive(Debug, Clone, Copy, Default)]
@@ -26,332 +26,51 @@ pub fn render(kind: Kind, objects: &[Object], opts: TableOptions) -> String {
     w.finish()
 }
 
-/// Writes the header (unless `no_headers`) and one row per object into `w`.
+/// Writes the header (unless `no_headers`) and one row per object into `w`: the
+/// shared columns of `kind` (wide ones only with `-o wide`), their names upper-cased
+/// as kubectl prints them.
 pub fn write(w: &mut TabWriter, kind: Kind, objects: &[Object], opts: TableOptions) {
-    let (base, wide) = headers(kind);
+    let cols = columns::columns(kind);
+    let shown = |c: &columns::Column| opts.wide || !c.is_wide();
     let namespace_column = opts.all_namespaces && kind.namespaced();
     if !opts.no_headers {
-        let mut cells: Vec<&str> = Vec::new();
+        let mut cells: Vec<String> = Vec::new();
         if namespace_column {
-            cells.push("NAMESPACE");
+            cells.push("NAMESPACE".to_string());
         }
-        cells.extend_from_slice(base);
-        if opts.wide {
-            cells.extend_from_slice(wide);
-        }
+        cells.extend(cols.iter().filter(|c| shown(c)).map(|c| c.header()));
         if opts.show_labels {
-            cells.push("LABELS");
+            cells.push("LABELS".to_string());
         }
         w.write(&cells.join("\t"));
         w.write("\n");
     }
     for obj in objects {
-        let (base, wide) = row(kind, obj);
         let mut cells: Vec<String> = Vec::new();
         if namespace_column {
             cells.push(obj.namespace().to_string());
         }
-        cells.extend(base);
-        if opts.wide {
-            cells.extend(wide);
-        }
+        cells.extend(
+            columns::cells(kind, obj)
+                .into_iter()
+                .zip(&cols)
+                .filter(|(_, c)| shown(c))
+                .map(|(cell, _)| cell),
+        );
         if opts.show_labels {
-            cells.push(format::labels(&obj.meta().labels));
+            cells.push(columns::format::labels(&obj.meta().labels));
         }
         w.write(&cells.join("\t"));
         w.write("\n");
     }
-}
-
-/// The column headers of `kind`: the default ones and those `-o wide` adds.
-pub fn headers(kind: Kind) -> (&'static [&'static str], &'static [&'static str]) {
-    match kind {
-        Kind::DaemonSet => (
-            &[
-                "NAME",
-                "DESIRED",
-                "CURRENT",
-                "READY",
-                "UP-TO-DATE",
-                "AVAILABLE",
-                "NODE SELECTOR",
-                "AGE",
-            ],
-            &["CONTAINERS", "IMAGES", "SELECTOR"],
-        ),
-        Kind::StatefulSet => (&["NAME", "READY", "AGE"], &["CONTAINERS", "IMAGES"]),
-        Kind::Pod => (
-            &["NAME", "READY", "STATUS", "RESTARTS", "AGE"],
-            &["IP", "NODE", "NOMINATED NODE", "READINESS GATES"],
-        ),
-        Kind::Node => (
-            &["NAME", "STATUS", "ROLES", "AGE", "VERSION"],
-            &[
-                "INTERNAL-IP",
-                "EXTERNAL-IP",
-                "OS-IMAGE",
-                "KERNEL-VERSION",
-                "CONTAINER-RUNTIME",
-            ],
-        ),
-        Kind::Namespace => (&["NAME", "STATUS", "AGE"], &[]),
-        Kind::PersistentVolumeClaim => (
-            &[
-                "NAME",
-                "STATUS",
-                "VOLUME",
-                "CAPACITY",
-                "ACCESS MODES",
-                "STORAGECLASS",
-                "AGE",
-            ],
-            &["VOLUMEMODE", "NODE"],
-        ),
-        Kind::Service => (
-            &[
-                "NAME",
-                "TYPE",
-                "CLUSTER-IP",
-                "EXTERNAL-IP",
-                "PORT(S)",
-                "AGE",
-            ],
-            &["SELECTOR"],
-        ),
-        Kind::ControllerRevision => (&["NAME", "CONTROLLER", "REVISION", "AGE"], &[]),
-        // Not served by `get` (see `twinset token list`); named for completeness.
-        Kind::BootstrapToken => (&["NAME", "AGE"], &[]),
-        Kind::Event => (
-            &["LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"],
-            &["SUBOBJECT", "SOURCE", "FIRST SEEN", "COUNT", "NAME"],
-        ),
-    }
-}
-
-/// The cells of one object: default columns and `-o wide` columns.
-pub fn row(kind: Kind, obj: &Object) -> (Vec<String>, Vec<String>) {
-    let meta = obj.meta();
-    let name = meta.name.clone();
-    let age = format::age(&meta.creation_timestamp);
-    match kind {
-        Kind::DaemonSet => {
-            let ds = obj.as_daemon_set().cloned().unwrap_or_default();
-            let spec = ds.spec.unwrap_or_default();
-            let st = ds.status.unwrap_or_default();
-            let node_selector = spec
-                .template
-                .as_ref()
-                .and_then(|t| t.spec.as_ref())
-                .map(|s| format::labels(&s.node_selector))
-                .unwrap_or_else(|| NONE.to_string());
-            let (containers, images) = containers_images(spec.template.as_ref());
-            (
-                vec![
-                    name,
-                    st.desired_number_scheduled.to_string(),
-                    st.current_number_scheduled.to_string(),
-                    st.number_ready.to_string(),
-                    st.updated_number_scheduled.to_string(),
-                    st.number_available.to_string(),
-                    node_selector,
-                    age,
-                ],
-                vec![
-                    containers,
-                    images,
-                    format::label_selector(spec.selector.as_ref()),
-                ],
-            )
-        }
-        Kind::StatefulSet => {
-            let sts = obj.as_stateful_set().cloned().unwrap_or_default();
-            let spec = sts.spec.unwrap_or_default();
-            let st = sts.status.unwrap_or_default();
-            let (containers, images) = containers_images(spec.template.as_ref());
-            (
-                vec![
-                    name,
-                    format!("{}/{}", st.ready_replicas, spec.replicas.unwrap_or(1)),
-                    age,
-                ],
-                vec![containers, images],
-            )
-        }
-        Kind::Pod => {
-            let pod = obj.as_pod().cloned().unwrap_or_default();
-            let summary = status::pod_summary(&pod);
-            let spec = pod.spec.unwrap_or_default();
-            let st = pod.status.unwrap_or_default();
-            (
-                vec![
-                    name,
-                    summary.ready.clone(),
-                    summary.status.clone(),
-                    summary.restarts_column(),
-                    age,
-                ],
-                vec![
-                    format::or_none(&st.pod_ip),
-                    format::or_none(&spec.node_name),
-                    format::or_none(&st.nominated_node_name),
-                    NONE.to_string(),
-                ],
-            )
-        }
-        Kind::Node => {
-            let node = obj.as_node().cloned().unwrap_or_default();
-            let info = node
-                .status
-                .as_ref()
-                .and_then(|s| s.node_info.clone())
-                .unwrap_or_default();
-            (
-                vec![
-                    name,
-                    status::node_status(&node),
-                    status::node_roles(&node),
-                    age,
-                    info.kubelet_version.clone(),
-                ],
-                vec![
-                    status::node_address(&node, "InternalIP"),
-                    status::node_address(&node, "ExternalIP"),
-                    format::or_none(&info.os_image),
-                    format::or_none(&info.kernel_version),
-                    format::or_none(&info.container_runtime_version),
-                ],
-            )
-        }
-        Kind::Namespace => {
-            let ns = obj.as_namespace().cloned().unwrap_or_default();
-            let phase = ns.status.map(|s| s.phase).unwrap_or_default();
-            (vec![name, phase, age], vec![])
-        }
-        Kind::PersistentVolumeClaim => {
-            let pvc = obj
-                .as_persistent_volume_claim()
-                .cloned()
-                .unwrap_or_default();
-            let c = claim::Claim::of(&pvc);
-            (
-                vec![
-                    name,
-                    c.status_column(),
-                    c.volume,
-                    c.capacity,
-                    c.access_modes,
-                    c.storage_class,
-                    age,
-                ],
-                vec![
-                    c.volume_mode.unwrap_or_else(|| "<unset>".to_string()),
-                    format::or_none(&c.node),
-                ],
-            )
-        }
-        Kind::Service => {
-            let svc = obj.as_service().cloned().unwrap_or_default();
-            let spec = svc.spec.unwrap_or_default();
-            (
-                vec![
-                    name,
-                    service::type_of(&spec),
-                    service::cluster_ip_column(&spec),
-                    service::external_ip_column(&spec),
-                    service::ports_column(&spec),
-                    age,
-                ],
-                vec![format::labels(&spec.selector)],
-            )
-        }
-        Kind::ControllerRevision => {
-            let cr = obj.as_controller_revision().cloned().unwrap_or_default();
-            let controller = meta
-                .owner_references
-                .iter()
-                .find(|r| r.controller == Some(true))
-                .or_else(|| meta.owner_references.first())
-                .map(|r| {
-                    let qualified = Kind::parse(&r.kind)
-                        .map(|k| k.qualified().to_string())
-                        .unwrap_or_else(|| r.kind.to_lowercase());
-                    format!("{qualified}/{}", r.name)
-                })
-                .unwrap_or_else(|| NONE.to_string());
-            (vec![name, controller, cr.revision.to_string(), age], vec![])
-        }
-        Kind::BootstrapToken => (vec![name, age], vec![]),
-        Kind::Event => {
-            let ev = obj.as_event().cloned().unwrap_or_default();
-            let last = event_last_seen(&ev);
-            let involved = ev.involved_object.clone().unwrap_or_default();
-            let object = format!("{}/{}", involved.kind.to_lowercase(), involved.name);
-            let source = ev
-                .source
-                .as_ref()
-                .map(|s| {
-                    if s.host.is_empty() {
-                        s.component.clone()
-                    } else {
-                        format!("{}, {}", s.component, s.host)
-                    }
-                })
-                .unwrap_or_default();
-            let first = if ev.first_timestamp.is_empty() {
-                meta.creation_timestamp.clone()
-            } else {
-                ev.first_timestamp.clone()
-            };
-            (
-                vec![
-                    format::age(&last),
-                    ev.r#type.clone(),
-                    ev.reason.clone(),
-                    object,
-                    ev.message.trim().to_string(),
-                ],
-                vec![
-                    involved.field_path.clone(),
-                    source,
-                    format::age(&first),
-                    ev.count.max(1).to_string(),
-                    name,
-                ],
-            )
-        }
-    }
-}
-
-/// When an event was last seen: lastTimestamp, else firstTimestamp, else its creation.
-pub fn event_last_seen(ev: &twinset_proto::v1::Event) -> String {
-    if !ev.last_timestamp.is_empty() {
-        ev.last_timestamp.clone()
-    } else if !ev.first_timestamp.is_empty() {
-        ev.first_timestamp.clone()
-    } else {
-        ev.metadata
-            .as_ref()
-            .map(|m| m.creation_timestamp.clone())
-            .unwrap_or_default()
-    }
-}
-
-fn containers_images(template: Option<&PodTemplateSpec>) -> (String, String) {
-    let containers: &[Container] = template
-        .and_then(|t| t.spec.as_ref())
-        .map(|s| s.containers.as_slice())
-        .unwrap_or(&[]);
-    let names: Vec<&str> = containers.iter().map(|c| c.name.as_str()).collect();
-    let images: Vec<&str> = containers.iter().map(|c| c.image.as_str()).collect();
-    (names.join(","), images.join(","))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use twinset_proto::v1::{
-        DaemonSet, DaemonSetSpec, DaemonSetStatus, LabelSelector, Namespace, NamespaceStatus,
-        ObjectMeta, PodSpec,
+        Container, DaemonSet, DaemonSetSpec, DaemonSetStatus, LabelSelector, Namespace,
+        NamespaceStatus, ObjectMeta, PodSpec, PodTemplateSpec,
     };
 
     fn ds(name: &str, ns: &str) -> Object {

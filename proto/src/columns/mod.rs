@@ -73,6 +73,16 @@ impl Column {
     pub fn header(&self) -> String {
         self.name.to_uppercase()
     }
+
+    /// A cell of this column as a Table row carries it in JSON: a number for an
+    /// `integer` column (kube-apiserver sends int64 there), else the string. Every
+    /// integer cell [`cells`] computes is a decimal number; anything else stays a string.
+    pub fn json_cell(&self, cell: String) -> serde_json::Value {
+        match cell.parse::<i64>() {
+            Ok(n) if self.r#type == "integer" => serde_json::Value::from(n),
+            _ => serde_json::Value::String(cell),
+        }
+    }
 }
 
 /// The NAME column of every kind but events (where it is a wide one).

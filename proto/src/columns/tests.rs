@@ -5,18 +5,10 @@ use crate::v1::{
 };
 use std::time::Duration;
 
-const EVERY_KIND: [Kind; 10] = [
-    Kind::Namespace,
-    Kind::Node,
-    Kind::Pod,
-    Kind::DaemonSet,
-    Kind::StatefulSet,
-    Kind::Service,
-    Kind::PersistentVolumeClaim,
-    Kind::ControllerRevision,
-    Kind::Event,
-    Kind::BootstrapToken,
-];
+/// Every kind, served or not.
+fn every_kind() -> impl Iterator<Item = Kind> {
+    Kind::ALL.into_iter().chain(Kind::INTERNAL)
+}
 
 fn meta(name: &str) -> Option<ObjectMeta> {
     Some(ObjectMeta {
@@ -83,7 +75,7 @@ fn headers(kind: Kind, wide: bool) -> Vec<String> {
 #[test]
 fn every_kind_has_one_cell_per_column() {
     let now = crate::time::parse("2024-03-05T07:10:00Z").unwrap();
-    for kind in EVERY_KIND {
+    for kind in every_kind() {
         let cols = columns(kind);
         let cells = cells_at(kind, &named(kind), now);
         assert_eq!(cells.len(), cols.len(), "{kind:?}: {cells:?}");
@@ -107,7 +99,7 @@ fn every_kind_has_one_cell_per_column() {
 
 #[test]
 fn default_columns_first_then_wide_ones() {
-    for kind in EVERY_KIND {
+    for kind in every_kind() {
         let cols = columns(kind);
         assert!(
             cols.windows(2).all(|w| w[0].priority <= w[1].priority),
@@ -259,4 +251,12 @@ fn pod_status_cell() {
     let cells = cells_at(Kind::Pod, &Object::from(pod), now + Duration::from_secs(90));
     assert_eq!(cells[2], "Terminating");
     assert_eq!(cells[4], "2m");
+}
+
+#[test]
+fn integer_cells_are_json_numbers() {
+    let ds = columns(Kind::DaemonSet);
+    assert_eq!(ds[1].json_cell("3".into()), serde_json::json!(3));
+    assert_eq!(ds[0].json_cell("3".into()), serde_json::json!("3"));
+    assert_eq!(ds[1].json_cell("x".into()), serde_json::json!("x"));
 }
