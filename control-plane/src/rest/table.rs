@@ -56,20 +56,11 @@ pub fn requested(accept: &str, include_object: Option<&str>) -> Option<TableRequ
     })
 }
 
-fn cell(column: &columns::Column, text: String) -> Value {
-    if column.r#type == "integer" {
-        if let Ok(n) = text.parse::<i64>() {
-            return json!(n);
-        }
-    }
-    json!(text)
-}
-
 fn row(kind: Kind, cols: &[columns::Column], obj: &Object, req: TableRequest) -> Value {
     let cells: Vec<Value> = cols
         .iter()
         .zip(columns::cells(kind, obj))
-        .map(|(c, text)| cell(c, text))
+        .map(|(c, text)| c.json_cell(text))
         .collect();
     let mut r = json!({ "cells": cells });
     match req.include {
