@@ -379,11 +379,9 @@ fn kubectl_create_and_a_first_apply_create_and_an_existing_object_is_refused() {
         &c,
         &["create", "--validate=false", "-f", &bad.to_string_lossy()],
     );
-    // (422 Invalid without field causes yet: kubectl says "The request is invalid".)
-    assert!(out.stderr.starts_with("The request is invalid: "), "{out}");
     assert!(
-        out.stderr.contains(
-            "DaemonSet \"Bad_Name\" is invalid: metadata.name: Invalid value: \"Bad_Name\""
+        out.stderr.starts_with(
+            "The DaemonSet \"Bad_Name\" is invalid: metadata.name: Invalid value: \"Bad_Name\""
         ),
         "{out}"
     );

@@ -46,9 +46,11 @@ impl ApiError {
         ApiError::new(501, "NotImplemented", what)
     }
 
-    /// The `Status` object.
+    /// The `Status` object. An Invalid one (`Kind "name" is invalid: field: what`) names
+    /// the object and the field in its details, as kube-apiserver does, so kubectl says
+    /// `The Kind "name" is invalid: field: what`.
     pub fn body(&self) -> Value {
-        json!({
+        let mut body = json!({
             "kind": "Status",
             "apiVersion": "v1",
             "metadata": {},
@@ -56,8 +58,29 @@ impl ApiError {
             "message": self.message,
             "reason": self.reason,
             "code": self.code,
-        })
+        });
+        if self.reason == "Invalid" {
+            if let Some(details) = invalid_details(&self.message) {
+                body["details"] = details;
+            }
+        }
+        body
     }
+}
+
+/// The details of `Kind "name" is invalid: field: what` (None for another message).
+fn invalid_details(message: &str) -> Option<Value> {
+    let (head, rest) = message.split_once(" is invalid: ")?;
+    let (kind, quoted) = head.split_once(' ')?;
+    let name = quoted.strip_prefix('"')?.strip_suffix('"')?;
+    let kind = twinset_proto::Kind::from_kind_name(kind)?;
+    let (field, what) = rest.split_once(": ").unwrap_or(("", rest));
+    Some(json!({
+        "name": name,
+        "group": kind.group(),
+        "kind": kind.as_str(),
+        "causes": [{ "reason": "FieldValueInvalid", "message": what, "field": field }],
+    }))
 }
 
 /// The Kubernetes form of a gRPC refusal of the Cluster service (the REST API calls the
@@ -115,6 +138,24 @@ mod tests {
                 "message": "daemonsets.apps \"x\" not found", "reason": "NotFound", "code": 404
             })
         );
+        let invalid = ApiError::from(tonic::Status::invalid_argument(
+            "DaemonSet \"Bad_Name\" is invalid: metadata.name: Invalid value: \"Bad_Name\": no",
+        ));
+        assert_eq!(
+            invalid.body()["details"],
+            json!({
+                "name": "Bad_Name", "group": "apps", "kind": "DaemonSet",
+                "causes": [{
+                    "reason": "FieldValueInvalid",
+                    "message": "Invalid value: \"Bad_Name\": no",
+                    "field": "metadata.name"
+                }]
+            })
+        );
+        assert!(ApiError::from(tonic::Status::invalid_argument("bad"))
+            .body()
+            .get("details")
+            .is_none());
         for (status, code, reason) in [
             (tonic::Status::already_exists("a"), 409, "AlreadyExists"),
             (tonic::Status::aborted("a"), 409, "Conflict"),
