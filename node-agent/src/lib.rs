@@ -408,7 +408,10 @@ async fn serve_node(
         ipam.set_cidr(&cidr)?;
     }
     tracing::info!(pod_cidr = %cidr, "registered");
-    let network = start_network(config, ipam.cidr(), &state).await?;
+    // The pods an earlier agent recorded: adopted (or stopped) by the supervisor; any
+    // network left by a pod not among them is removed now.
+    let recorded = state.load_all();
+    let network = start_network(config, ipam.cidr(), &recorded).await?;
     let cluster_dns = pod_dns(config, ipam.cidr(), tracker, shutdown).await?;
     let (ranges_tx, ranges_rx) = tokio::sync::watch::channel(None);
     if network.mode() == network::Mode::Bridge {
@@ -456,7 +459,7 @@ async fn serve_node(
         cluster_dns,
         network,
     });
-    let mut supervisor = supervisor::Supervisor::new(shared, workers.clone(), state.load_all());
+    let mut supervisor = supervisor::Supervisor::new(shared, workers.clone(), recorded);
     sync::watch_assignments(
         client,
         config.node_name.clone(),
@@ -546,7 +549,7 @@ async fn pod_dns(
 async fn start_network(
     config: &Config,
     range: Option<twinset_proto::Cidr>,
-    state: &state::Journal,
+    recorded: &[state::PodRecord],
 ) -> Result<Arc<dyn network::PodNetwork>, Error> {
     let mode = config.pod_network;
     if mode == network::Mode::Loopback {
@@ -573,10 +576,8 @@ async fn start_network(
         .await
         .map_err(|e| err(e.to_string()))?;
     tracing::info!(bridge = %bridge.name, %range, "pods get their own network namespace on the node's bridge");
-    let known: std::collections::BTreeSet<String> =
-        state.load_all().into_iter().map(|r| r.uid).collect();
     for uid in net.attached().await.map_err(|e| err(e.to_string()))? {
-        if known.contains(&uid) {
+        if recorded.iter().any(|r| r.uid == uid) {
             continue;
         }
         tracing::info!(uid = %uid, "removing the network of a pod that no longer exists");

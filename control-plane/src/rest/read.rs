@@ -33,6 +33,15 @@ pub fn on_behalf<T>(peer: Option<&PeerInfo>, message: T) -> Request<T> {
 /// How objects are written out: as themselves, or as rows of a Table.
 pub type Render = Arc<dyn Fn(&[Object], &str) -> Value + Send + Sync>;
 
+/// The service's key of `t`'s object `name`.
+pub fn key(t: &Target, name: &str) -> ObjectKey {
+    ObjectKey {
+        kind: t.kind.as_str().to_string(),
+        namespace: t.namespace.clone().unwrap_or_default(),
+        name: name.to_string(),
+    }
+}
+
 /// GET of one object.
 pub async fn get(
     cluster: &ClusterService,
@@ -40,11 +49,7 @@ pub async fn get(
     t: &Target,
     name: &str,
 ) -> Result<Object, ApiError> {
-    let key = ObjectKey {
-        kind: t.kind.as_str().to_string(),
-        namespace: t.namespace.clone().unwrap_or_default(),
-        name: name.to_string(),
-    };
+    let key = key(t, name);
     let got = cluster
         .get(on_behalf(peer, GetRequest { key: Some(key) }))
         .await?
@@ -124,11 +129,7 @@ pub async fn watch(
                 resource_version: from,
             },
         ))
-        .await
-        .map_err(|s| match s.code() {
-            tonic::Code::OutOfRange => ApiError::new(410, "Expired", s.message()),
-            _ => ApiError::from(s),
-        })?
+        .await?
         .into_inner();
     let name = t.name.clone();
     let events = stream.filter_map(move |ev| {
@@ -145,13 +146,8 @@ pub async fn watch(
                 let rv = obj.resource_version().to_string();
                 json!({ "type": ev.r#type, "object": render(std::slice::from_ref(&obj), &rv) })
             }
-            Err(s) => {
-                let e = match s.code() {
-                    tonic::Code::OutOfRange => ApiError::new(410, "Expired", s.message()),
-                    _ => ApiError::from(s),
-                };
-                json!({ "type": "ERROR", "object": e.body() })
-            }
+            // "Too old" arrives as OUT_OF_RANGE: a 410 Expired Status, so the client relists.
+            Err(s) => json!({ "type": "ERROR", "object": ApiError::from(s).body() }),
         };
         futures::future::ready(Some(line))
     });

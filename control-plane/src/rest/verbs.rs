@@ -9,21 +9,13 @@ use futures::StreamExt;
 use serde_json::{json, Value};
 use twinset_proto::tls::server::PeerInfo;
 use twinset_proto::v1::cluster_server::Cluster;
-use twinset_proto::v1::{DeleteRequest, LogsRequest, Object, ObjectKey, ScaleRequest, StatefulSet};
+use twinset_proto::v1::{DeleteRequest, LogsRequest, Object, ScaleRequest, StatefulSet};
 
 use super::path::Target;
-use super::read::on_behalf;
+use super::read::{key, on_behalf};
 use super::status::ApiError;
 use super::Query;
 use crate::api::cluster::ClusterService;
-
-fn key(t: &Target, name: &str) -> ObjectKey {
-    ObjectKey {
-        kind: t.kind.as_str().to_string(),
-        namespace: t.namespace.clone().unwrap_or_default(),
-        name: name.to_string(),
-    }
-}
 
 fn bad_request(message: impl Into<String>) -> ApiError {
     ApiError::new(400, "BadRequest", message)
