@@ -50,6 +50,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     builder =
                         builder.field_attribute(&fpath, format!("#[serde(rename = \"{json}\")]"));
                 }
+                if fpath == ".twinset.v1.ManagedFieldsEntry.fields_v1" {
+                    builder = builder.field_attribute(
+                        &fpath,
+                        "#[serde(with = \"crate::serde_support::json_text\")]",
+                    );
+                }
                 if QUANTITY_MAPS.contains(&fpath.as_str()) {
                     builder = builder.field_attribute(
                         &fpath,

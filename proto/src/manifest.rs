@@ -75,6 +75,25 @@ fn decode_with(text: &str, validated: bool) -> Result<Vec<Object>, ManifestError
     Ok(out)
 }
 
+/// Decodes one object from its JSON shape (a patched object, a server-side apply's
+/// result), checking apiVersion, kind and shape but not validating it.
+pub fn decode_json(doc: Value) -> Result<Object, ManifestError> {
+    decode_value(doc, false).map_err(|m| err(1, m))
+}
+
+/// The one document of a YAML or JSON text, as a generic value (a server-side apply's
+/// configuration, which need not be a whole object).
+pub fn parse_one(text: &str) -> Result<Value, ManifestError> {
+    let mut docs = parse_documents(text)?;
+    match docs.len() {
+        1 => Ok(docs.remove(0)),
+        n => Err(err(
+            0,
+            format!("{n} documents given; one object is expected"),
+        )),
+    }
+}
+
 /// Splits the text into non-empty documents.
 fn parse_documents(text: &str) -> Result<Vec<Value>, ManifestError> {
     let trimmed = text.trim_start();

@@ -113,6 +113,37 @@ pub async fn ensure_namespace(store: &dyn Store, ns: &str, dry_run: bool) -> Res
     }
 }
 
+/// How one write is made: what the REST verbs and the gRPC Apply differ in.
+#[derive(Clone, Debug, Default)]
+pub struct WriteOptions {
+    /// Validate and report what would happen, write nothing.
+    pub dry_run: bool,
+    /// Refuse (ALREADY_EXISTS) an object that exists: kubectl create, a REST POST.
+    pub create_only: bool,
+    /// Refuse (NOT_FOUND) an object that does not exist: a REST PUT or PATCH.
+    pub update_only: bool,
+    /// Compare-and-swap: ABORTED (409 Conflict) unless the stored object is at this
+    /// resourceVersion.
+    pub resource_version: Option<u64>,
+    /// Who writes: it owns the fields the write changes (metadata.managedFields).
+    pub field_manager: String,
+    /// A server-side apply of a configuration instead of the object's full state.
+    pub server_side: Option<ServerSide>,
+}
+
+/// A server-side apply: the configuration as sent (fields it leaves out are not its
+/// concern) and whether it takes fields other managers own.
+#[derive(Clone, Debug)]
+pub struct ServerSide {
+    /// The applied configuration in its JSON shape.
+    pub config: serde_json::Value,
+    /// Take conflicting fields instead of refusing.
+    pub force: bool,
+}
+
+/// The field manager of writes that name none (the twinset CLI's apply over gRPC).
+pub const DEFAULT_MANAGER: &str = "twinset";
+
 /// Creates the object or brings the stored one in line with it, then runs what its
 /// kind's controller does after an apply ([`crate::controllers::after_apply`]).
 pub async fn apply(store: &dyn Store, obj: Object, dry_run: bool) -> Result<Applied, Status> {
@@ -127,7 +158,19 @@ pub async fn apply_as(
     dry_run: bool,
     create_only: bool,
 ) -> Result<Applied, Status> {
-    if create_only {
+    let opts = WriteOptions {
+        dry_run,
+        create_only,
+        ..Default::default()
+    };
+    write(store, obj, &opts).await
+}
+
+/// One write as `opts` says: create, apply, replace, patch result or server-side apply.
+/// `obj` is the object to write (for a server-side apply, the configuration decoded:
+/// only its kind, namespace and name are used).
+pub async fn write(store: &dyn Store, obj: Object, opts: &WriteOptions) -> Result<Applied, Status> {
+    if opts.create_only {
         let mut probe = obj.clone();
         let kind = prepare(&mut probe)?;
         if store.get(kind, probe.namespace(), probe.name()).is_some() {
@@ -137,28 +180,124 @@ pub async fn apply_as(
             }));
         }
     }
-    let mut applied = apply_object(store, obj, dry_run, create_only).await?;
-    let notes = crate::controllers::after_apply(store, &applied.object, dry_run).await?;
+    let mut applied = apply_object(store, obj, opts).await?;
+    let notes = crate::controllers::after_apply(store, &applied.object, opts.dry_run).await?;
     applied.notes.extend(notes);
     Ok(applied)
+}
+
+/// The object a write asks for, given what is stored (`current`): the request's object,
+/// or the result of a server-side apply; prepared, and with its managed fields.
+fn desired(
+    kind: Kind,
+    obj: &Object,
+    current: Option<&Object>,
+    opts: &WriteOptions,
+) -> Result<Object, Status> {
+    let manager = if opts.field_manager.is_empty() {
+        DEFAULT_MANAGER
+    } else {
+        opts.field_manager.as_str()
+    };
+    let now = twinset_proto::time::now();
+    let writer = twinset_proto::managed::Writer {
+        manager,
+        api_version: kind.api_version(),
+        time: &now,
+    };
+    let current_json = current.map(twinset_proto::manifest::to_value);
+    let entries = current
+        .map(|c| c.meta().managed_fields.clone())
+        .unwrap_or_default();
+    match &opts.server_side {
+        None => {
+            let mut o = obj.clone();
+            let new_json = twinset_proto::manifest::to_value(&o);
+            o.meta_mut().managed_fields = twinset_proto::managed::record_update(
+                &kind,
+                &entries,
+                writer,
+                current_json.as_ref(),
+                &new_json,
+            );
+            Ok(o)
+        }
+        Some(ss) => {
+            let empty = serde_json::Value::Object(Default::default());
+            let r = twinset_proto::managed::apply(
+                &kind,
+                current_json.as_ref().unwrap_or(&empty),
+                &entries,
+                writer,
+                &ss.config,
+                ss.force,
+            )
+            .map_err(|e| match e {
+                // 409 Conflict over REST, with kube-apiserver's message.
+                twinset_proto::managed::ApplyError::Conflicts { message, .. } => {
+                    Status::aborted(message)
+                }
+                other => Status::invalid_argument(other.to_string()),
+            })?;
+            let mut o = twinset_proto::manifest::decode_json(r.object)
+                .map_err(|e| Status::invalid_argument(e.to_string()))?;
+            o.meta_mut().managed_fields = r.entries;
+            prepare(&mut o)?;
+            Ok(o)
+        }
+    }
+}
+
+/// ABORTED (409 Conflict) unless `current` is at the revision `opts` expects.
+fn check_revision(current: &Object, opts: &WriteOptions) -> Result<(), Status> {
+    match opts.resource_version {
+        Some(expected) if expected != current.resource_version() => {
+            Err(status(StoreError::Conflict {
+                resource: current.kind().group_resource(),
+                name: current.name().to_string(),
+                expected,
+                actual: current.resource_version(),
+            }))
+        }
+        _ => Ok(()),
+    }
 }
 
 async fn apply_object(
     store: &dyn Store,
     mut obj: Object,
-    dry_run: bool,
-    create_only: bool,
+    opts: &WriteOptions,
 ) -> Result<Applied, Status> {
-    let kind = prepare(&mut obj)?;
+    let kind = if opts.server_side.is_some() {
+        // A configuration need not be a whole object: it is validated once merged.
+        let kind = obj
+            .kind_opt()
+            .ok_or_else(|| Status::invalid_argument("the object has no kind"))?;
+        if kind.namespaced() && obj.namespace().is_empty() {
+            obj.meta_mut().namespace = "default".into();
+        }
+        kind
+    } else {
+        prepare(&mut obj)?
+    };
     let mut notes = Vec::new();
-    if kind.namespaced() && ensure_namespace(store, obj.namespace(), dry_run).await? {
+    if kind.namespaced() && ensure_namespace(store, obj.namespace(), opts.dry_run).await? {
         notes.push(format!("namespace/{} created", obj.namespace()));
     }
-    if dry_run {
+    let missing = || status(StoreError::not_found(kind, obj.name()));
+    if opts.dry_run {
         let (object, outcome) = match store.get(kind, obj.namespace(), obj.name()) {
-            None => (obj, "created"),
-            Some(current) if user_view(&current) == user_view(&obj) => (current, "unchanged"),
-            Some(current) => (merge(&current, &obj)?, "configured"),
+            None if opts.update_only => return Err(missing()),
+            None => (desired(kind, &obj, None, opts)?, "created"),
+            Some(current) => {
+                check_revision(&current, opts)?;
+                let want = desired(kind, &obj, Some(&current), opts)?;
+                if user_view(&current) == user_view(&want) {
+                    (current, "unchanged")
+                } else {
+                    (merge(&current, &want)?, "configured")
+                }
+            }
         };
         return Ok(Applied {
             object,
@@ -167,22 +306,31 @@ async fn apply_object(
         });
     }
     let create = || {
-        let mut fresh = obj.clone();
+        if opts.update_only {
+            return Err(missing());
+        }
+        let mut fresh = desired(kind, &obj, None, opts)?;
         clear_server_fields(fresh.meta_mut());
         Ok::<_, Status>(fresh)
     };
     let edit = |current: &mut Object| {
-        if create_only {
+        if opts.create_only {
             // Made by someone else between the check above and the write.
             return Err(status(StoreError::AlreadyExists {
                 resource: current.kind().group_resource(),
                 name: current.name().to_string(),
             }));
         }
-        if user_view(current) == user_view(&obj) {
+        check_revision(current, opts)?;
+        let want = desired(kind, &obj, Some(current), opts)?;
+        if user_view(current) == user_view(&want)
+            && current.meta().managed_fields == want.meta().managed_fields
+        {
             return Ok(Change::Keep);
         }
-        *current = merge(current, &obj)?;
+        let managed = want.meta().managed_fields.clone();
+        *current = merge(current, &want)?;
+        current.meta_mut().managed_fields = managed;
         Ok(Change::Write)
     };
     let (object, outcome) = match create_or_update(store, &Key::of(&obj), create, edit).await? {

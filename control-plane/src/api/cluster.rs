@@ -68,6 +68,17 @@ impl ClusterService {
     fn store(&self) -> &dyn Store {
         &*self.ctx.store
     }
+
+    /// One write as `opts` says (the REST API's create, replace, patch and server-side
+    /// apply; the gRPC Apply is the same with default options).
+    pub async fn write(
+        &self,
+        obj: Object,
+        opts: &apply::WriteOptions,
+    ) -> Result<apply::Applied, Status> {
+        let span = tracing::info_span!("write", kind = %obj.kind(), namespace = obj.namespace(), name = obj.name());
+        tracing::Instrument::instrument(apply::write(self.store(), obj, opts), span).await
+    }
 }
 
 fn required<T>(v: Option<T>, what: &str) -> Result<T, Status> {

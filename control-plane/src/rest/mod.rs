@@ -14,6 +14,7 @@ pub mod path;
 mod read;
 pub mod status;
 pub mod table;
+mod update;
 mod verbs;
 
 use std::collections::BTreeMap;
@@ -147,6 +148,19 @@ async fn handle(State(rest): State<Arc<Rest>>, req: Request) -> Response {
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_string();
+    let (content_type, user_agent) = {
+        let header = |name: http::header::HeaderName| {
+            req.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string()
+        };
+        (
+            header(http::header::CONTENT_TYPE),
+            header(http::header::USER_AGENT),
+        )
+    };
     let table = table::requested(&accept, query.get("includeObject"));
     let body = match axum::body::to_bytes(req.into_body(), MAX_BODY).await {
         Ok(b) => b,
@@ -165,6 +179,8 @@ async fn handle(State(rest): State<Arc<Rest>>, req: Request) -> Response {
         path: &path,
         q: &query,
         table,
+        content_type: &content_type,
+        user_agent: &user_agent,
         body: &body,
     };
     match serve(&rest, call).await {
@@ -184,6 +200,8 @@ struct Call<'a> {
     path: &'a str,
     q: &'a Query,
     table: Option<table::TableRequest>,
+    content_type: &'a str,
+    user_agent: &'a str,
     body: &'a [u8],
 }
 
@@ -194,18 +212,17 @@ fn not_served(method: &http::Method, path: &str) -> ApiError {
 }
 
 async fn serve(rest: &Rest, call: Call<'_>) -> Result<Response, ApiError> {
+    let route = path::parse(call.path)?;
+    if call.method != http::Method::GET {
+        return write(rest, &call, route).await;
+    }
     let Call {
         peer,
-        method,
         path,
         q,
         table,
-        body,
+        ..
     } = call;
-    let route = path::parse(path)?;
-    if method != http::Method::GET {
-        return write(rest, peer, method, path, q, body, route).await;
-    }
     match route {
         Route::CoreVersions => Ok(read::ok(&discovery::core_versions())),
         Route::Groups => Ok(read::ok(&discovery::groups())),
@@ -260,15 +277,9 @@ async fn serve(rest: &Rest, call: Call<'_>) -> Result<Response, ApiError> {
 }
 
 /// The verbs other than GET.
-async fn write(
-    rest: &Rest,
-    peer: Option<PeerInfo>,
-    method: &http::Method,
-    path: &str,
-    q: &Query,
-    body: &[u8],
-    route: Route,
-) -> Result<Response, ApiError> {
+async fn write(rest: &Rest, call: &Call<'_>, route: Route) -> Result<Response, ApiError> {
+    let (method, path, q, body) = (call.method, call.path, call.q, call.body);
+    let peer = call.peer.as_ref();
     let Route::Object(t) = route else {
         return Err(ApiError::new(
             405,
@@ -277,13 +288,30 @@ async fn write(
         ));
     };
     let name = t.name.clone();
+    let cluster = &rest.cluster;
     match (method, name.as_deref(), t.kind, t.subresource.as_deref()) {
         (&http::Method::POST, None, _, None) => {
-            let (code, obj) = verbs::create(&rest.cluster, peer.as_ref(), &t, q, body).await?;
-            Ok(status::json_response(code, &obj))
+            let obj = verbs::create(cluster, &t, q, call.user_agent, body).await?;
+            Ok(status::json_response(201, &obj))
         }
+        (&http::Method::PUT, Some(name), _, None) => Ok(read::ok(
+            &update::replace(cluster, &t, name, q, call.user_agent, body).await?,
+        )),
+        (&http::Method::PATCH, Some(name), _, None) => Ok(read::ok(
+            &update::patch(
+                cluster,
+                peer,
+                &t,
+                name,
+                q,
+                call.user_agent,
+                call.content_type,
+                body,
+            )
+            .await?,
+        )),
         (&http::Method::DELETE, Some(name), _, None) => Ok(read::ok(
-            &verbs::delete(&rest.cluster, peer.as_ref(), &t, name, q, body).await?,
+            &verbs::delete(cluster, peer, &t, name, q, body).await?,
         )),
         (
             &http::Method::PATCH | &http::Method::PUT,
@@ -291,7 +319,7 @@ async fn write(
             Kind::StatefulSet,
             Some("scale"),
         ) => Ok(read::ok(
-            &verbs::scale(&rest.cluster, peer.as_ref(), &t, name, body).await?,
+            &verbs::scale(cluster, peer, &t, name, body).await?,
         )),
         _ => Err(not_served(method, path)),
     }

@@ -200,60 +200,17 @@ pub fn scale_from(obj: Object, name: &str) -> Result<Value, ApiError> {
 
 /// POST to a collection: creates the object in the body (JSON or YAML), refusing one that
 /// exists (409 AlreadyExists); `dryRun=All` validates and writes nothing. The answer is
-/// the created object, 201.
+/// the created object (201).
 pub async fn create(
     cluster: &ClusterService,
-    peer: Option<&PeerInfo>,
     t: &Target,
     q: &Query,
+    user_agent: &str,
     body: &[u8],
-) -> Result<(u16, Value), ApiError> {
-    let text = std::str::from_utf8(body)
-        .map_err(|_| bad_request("the request body is not UTF-8 JSON or YAML"))?;
-    let mut objects = twinset_proto::manifest::decode_unvalidated(text)
-        .map_err(|e| bad_request(e.to_string()))?;
-    if objects.len() != 1 {
-        return Err(bad_request(format!(
-            "the request body holds {} objects; POST creates one",
-            objects.len()
-        )));
-    }
-    let mut obj = objects.remove(0);
-    if obj.kind() != t.kind {
-        return Err(bad_request(format!(
-            "the body is a {}, the path is for {}",
-            obj.kind(),
-            t.kind.resource()
-        )));
-    }
-    if let Some(ns) = &t.namespace {
-        let own = obj.namespace().to_string();
-        if own.is_empty() {
-            obj.meta_mut().namespace = ns.clone();
-        } else if &own != ns {
-            return Err(bad_request(format!(
-                "the namespace of the provided object ({own}) does not match the namespace sent on the request ({ns})"
-            )));
-        }
-    }
-    let dry_run = match q.get("dryRun") {
-        None | Some("") => false,
-        Some("All") => true,
-        Some(other) => return Err(bad_request(format!("unsupported dryRun {other:?}"))),
-    };
-    let r = cluster
-        .apply(on_behalf(
-            peer,
-            twinset_proto::v1::ApplyRequest {
-                object: Some(obj),
-                dry_run,
-                create_only: true,
-            },
-        ))
-        .await?
-        .into_inner();
-    let created = r
-        .object
-        .ok_or_else(|| ApiError::new(500, "InternalError", "create returned no object"))?;
-    Ok((201, twinset_proto::manifest::to_value(&created)))
+) -> Result<Value, ApiError> {
+    let obj = super::update::body_object(t, None, body)?;
+    let mut opts = super::update::options(q, user_agent)?;
+    opts.create_only = true;
+    let created = cluster.write(obj, &opts).await?;
+    Ok(twinset_proto::manifest::to_value(&created.object))
 }
