@@ -347,3 +347,75 @@ fn kubectl_patch_replace_and_bad_writes() {
     );
     assert_eq!(c.store_revision(), before, "refused writes change nothing");
 }
+
+#[test]
+fn a_nodes_certificate_reads_only_what_the_node_authorizer_allows() {
+    let c = Cluster::start(2);
+    c.apply(&twinset_e2e::shell_pod("on-one", "node1", "sleep 3600"))
+        .ok();
+    c.apply(&twinset_e2e::shell_pod("on-two", "node2", "sleep 3600"))
+        .ok();
+    // kubectl with node1's own client certificate.
+    let admin = std::fs::read_to_string(c.kubeconfig()).unwrap();
+    let config = twinset_proto::kubeconfig::Kubeconfig::parse(&admin).unwrap();
+    let pki = std::fs::canonicalize(c.dir()).unwrap().join("node1/pki");
+    let node_config = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: {}\n    certificate-authority: {}\nusers:\n- name: node-user\n  user:\n    client-certificate: {}\n    client-key: {}\ncontexts:\n- name: c\n  context: {{cluster: c, user: node-user}}\ncurrent-context: c\n",
+        config.server,
+        pki.join("ca.crt").display(),
+        pki.join("node.crt").display(),
+        pki.join("node.key").display(),
+    );
+    let kc = c.dir().join("node1.kubeconfig");
+    std::fs::write(&kc, node_config).unwrap();
+    let as_node = |args: &[&str]| {
+        let bin = dns::which("kubectl").expect("kubectl not found on PATH");
+        let mut cmd = Command::new(bin);
+        cmd.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", c.dir())
+            .env("KUBECONFIG", &kc)
+            .args(args);
+        run_command_with(cmd, &format!("kubectl {}", args.join(" ")), None, timeout())
+    };
+    let out = as_node(&["get", "nodes", "-o", "name"]);
+    assert_eq!(out.ok().trim(), "node/node1\nnode/node2");
+    let out = as_node(&[
+        "get",
+        "pods",
+        "-A",
+        "--field-selector=spec.nodeName=node1",
+        "-o",
+        "name",
+    ]);
+    assert_eq!(out.ok().trim(), "pod/on-one");
+    let out = as_node(&["get", "pod", "on-one", "-o", "name"]);
+    assert_eq!(out.ok().trim(), "pod/on-one");
+    let out = as_node(&["get", "pod", "on-two"]);
+    assert!(
+        out.stderr.contains("Error from server (Forbidden): pods \"on-two\" is forbidden: User \"system:node:node1\" cannot get resource \"pods\"")
+            && out.stderr.contains("no relationship found between node 'node1' and this object"),
+        "{out}"
+    );
+    let out = as_node(&["get", "pods", "-A"]);
+    assert!(
+        out.stderr.contains("Error from server (Forbidden): pods is forbidden: User \"system:node:node1\" cannot list resource \"pods\""),
+        "{out}"
+    );
+    let before = c.store_revision();
+    let out = as_node(&["delete", "node", "node2"]);
+    assert!(
+        out.stderr.contains("Error from server (Forbidden)"),
+        "{out}"
+    );
+    let out = as_node(&["get", "ds", "-A"]);
+    assert!(
+        out.stderr.contains("Error from server (Forbidden)"),
+        "{out}"
+    );
+    assert_eq!(
+        c.store_revision(),
+        before,
+        "a node's refused write changes nothing"
+    );
+}

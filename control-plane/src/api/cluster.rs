@@ -65,7 +65,8 @@ impl ClusterService {
         self
     }
 
-    fn store(&self) -> &dyn Store {
+    /// The store the service reads and writes.
+    pub(crate) fn store(&self) -> &dyn Store {
         &*self.ctx.store
     }
 

@@ -9,6 +9,7 @@
 //! discovery documents come from the kind table ([`discovery`]), errors are Kubernetes
 //! `Status` objects ([`status`]).
 
+mod authz;
 pub mod discovery;
 pub mod path;
 mod read;
@@ -103,45 +104,40 @@ async fn healthy() -> Response {
         .unwrap_or_default()
 }
 
-/// Who may use the API: administrators; nodes and other certificates are refused (403),
-/// callers without a valid client certificate are not authenticated (401).
-fn admit(peer: Option<&PeerInfo>, method: &http::Method, path: &str) -> Result<(), ApiError> {
-    let Some(peer) = peer else {
-        return Err(ApiError::unauthorized());
-    };
-    if peer.expired(chrono::Utc::now().timestamp()).is_some() {
-        return Err(ApiError::unauthorized());
-    }
-    match &peer.identity {
-        Identity::Admin(_) => Ok(()),
-        Identity::Anonymous => Err(ApiError::unauthorized()),
-        other => Err(ApiError::new(
-            403,
-            "Forbidden",
-            format!(
-                "User \"{}\" cannot {} {path}",
-                other.user(),
-                method.as_str().to_lowercase()
-            ),
-        )),
-    }
-}
-
 async fn handle(State(rest): State<Arc<Rest>>, req: Request) -> Response {
     let peer = req.extensions().get::<PeerInfo>().cloned();
     let path = req.uri().path().to_string();
     let method = req.method().clone();
-    if let Err(e) = admit(peer.as_ref(), &method, &path) {
-        tracing::warn!(
-            user = %peer.as_ref().map_or("system:anonymous".to_string(), |p| p.identity.user()),
-            %method,
-            %path,
-            "refused: {}",
-            e.message
-        );
-        return e.into_response();
-    }
     let query = Query::parse(req.uri().query());
+    let admitted = path::parse(&path)
+        .map_err(|e| match &peer {
+            // Who is not authenticated learns nothing of what exists.
+            Some(p) if p.identity != Identity::Anonymous => e,
+            _ => status::ApiError::unauthorized(),
+        })
+        .and_then(|route| {
+            let access = authz::decide(peer.as_ref(), &method, &path, &route, &query)?;
+            if let Some(Identity::Node(node)) = peer.as_ref().map(|p| &p.identity) {
+                // A deleted node's (or a re-joined node's old) certificate is refused.
+                let probe = read::on_behalf(peer.as_ref(), ());
+                crate::api::authz::require_node(&probe, rest.cluster.store(), node, "read")
+                    .map_err(ApiError::from)?;
+            }
+            Ok((route, access))
+        });
+    let (route, access) = match admitted {
+        Ok(ok) => ok,
+        Err(e) => {
+            tracing::warn!(
+                user = %peer.as_ref().map_or("system:anonymous".to_string(), |p| p.identity.user()),
+                %method,
+                %path,
+                "refused: {}",
+                e.message
+            );
+            return e.into_response();
+        }
+    };
     let accept = req
         .headers()
         .get(http::header::ACCEPT)
@@ -175,6 +171,8 @@ async fn handle(State(rest): State<Arc<Rest>>, req: Request) -> Response {
     };
     let call = Call {
         peer,
+        access,
+        route,
         method: &method,
         path: &path,
         q: &query,
@@ -196,6 +194,8 @@ const MAX_BODY: usize = 4 * 1024 * 1024;
 /// One REST call, parsed.
 struct Call<'a> {
     peer: Option<PeerInfo>,
+    access: authz::Access,
+    route: Route,
     method: &'a http::Method,
     path: &'a str,
     q: &'a Query,
@@ -212,12 +212,14 @@ fn not_served(method: &http::Method, path: &str) -> ApiError {
 }
 
 async fn serve(rest: &Rest, call: Call<'_>) -> Result<Response, ApiError> {
-    let route = path::parse(call.path)?;
     if call.method != http::Method::GET {
+        let route = call.route.clone();
         return write(rest, &call, route).await;
     }
     let Call {
         peer,
+        access,
+        route,
         path,
         q,
         table,
@@ -261,6 +263,21 @@ async fn serve(rest: &Rest, call: Call<'_>) -> Result<Response, ApiError> {
             match &t.name {
                 Some(name) => {
                     let obj = read::get(&rest.cluster, peer.as_ref(), &t, name).await?;
+                    if let authz::Access::PodOf(node) = &access {
+                        let bound = obj
+                            .as_pod()
+                            .and_then(|p| p.spec.as_ref())
+                            .map(|s| s.node_name.as_str());
+                        if bound != Some(node.as_str()) {
+                            let identity = Identity::Node(node.clone());
+                            let mut e = authz::forbidden(&identity, "get", &t);
+                            e.message = format!(
+                                "{}: no relationship found between node '{node}' and this object",
+                                e.message
+                            );
+                            return Err(e);
+                        }
+                    }
                     let rv = obj.resource_version().to_string();
                     Ok(read::ok(&render(std::slice::from_ref(&obj), &rv)))
                 }
@@ -339,32 +356,6 @@ mod tests {
                 not_after,
             }),
         }
-    }
-
-    #[test]
-    fn only_administrators_with_a_valid_certificate_are_admitted() {
-        let later = chrono::Utc::now().timestamp() + 3600;
-        let get = http::Method::GET;
-        assert!(admit(
-            Some(&peer(Identity::Admin("admin".into()), later)),
-            &get,
-            "/api"
-        )
-        .is_ok());
-        assert_eq!(admit(None, &get, "/api").unwrap_err().code, 401);
-        let expired = peer(Identity::Admin("admin".into()), 1);
-        assert_eq!(admit(Some(&expired), &get, "/api").unwrap_err().code, 401);
-        let node = admit(
-            Some(&peer(Identity::Node("n1".into()), later)),
-            &get,
-            "/api/v1/pods",
-        )
-        .unwrap_err();
-        assert_eq!((node.code, node.reason), (403, "Forbidden"));
-        assert_eq!(
-            node.message,
-            "User \"system:node:n1\" cannot get /api/v1/pods"
-        );
     }
 
     #[test]
