@@ -345,18 +345,6 @@ async fn write(rest: &Rest, call: &Call<'_>, route: Route) -> Result<Response, A
 #[cfg(test)]
 mod tests {
     use super::*;
-    use twinset_proto::tls::server::PeerCert;
-
-    fn peer(identity: Identity, not_after: i64) -> PeerInfo {
-        PeerInfo {
-            remote: "127.0.0.1:1".parse().unwrap(),
-            identity,
-            cert: Some(PeerCert {
-                key_sha256: "k".into(),
-                not_after,
-            }),
-        }
-    }
 
     #[test]
     fn queries_decode() {
