@@ -505,6 +505,10 @@ pub struct ControlPlaneArgs {
     /// How long an Event is kept after it was last seen (e.g. 1h, 90s; default 1h).
     #[arg(long, value_parser = positive_duration)]
     pub event_ttl: Option<Duration>,
+    /// How often a REST watch that allows bookmarks (`allowWatchBookmarks=true`) gets a
+    /// BOOKMARK event (e.g. 1m, 5s; default 1m, as kube-apiserver).
+    #[arg(long, value_parser = positive_duration)]
+    pub watch_bookmark_interval: Option<Duration>,
     /// Another DNS name or IP address the server certificate covers (repeatable): the
     /// names agents and clients on other machines dial.
     #[arg(long = "tls-san", value_name = "NAME|IP")]

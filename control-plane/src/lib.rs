@@ -105,6 +105,8 @@ pub struct Config {
     /// Every node's pod range and node IP, kept current while it runs; a caller that
     /// routes pod traffic (`twinset control-plane --pod-routes`) subscribes to it.
     pub pod_ranges: pod_ranges::PodRangesCell,
+    /// How often a REST watch that allows bookmarks gets one.
+    pub watch_bookmark_interval: Duration,
 }
 
 impl Config {
@@ -137,6 +139,7 @@ impl Config {
             admin_cert_ttl: DEFAULT_ADMIN_CERT_TTL,
             node_cert_ttl: DEFAULT_NODE_CERT_TTL,
             pod_ranges: pod_ranges::cell(),
+            watch_bookmark_interval: Duration::from_secs(60),
         }
     }
 }
@@ -478,7 +481,7 @@ async fn serve(
     let routes = grpc
         .routes()
         .into_axum_router()
-        .merge(rest::router(cluster))
+        .merge(rest::router(cluster, config.watch_bookmark_interval))
         .fallback(rest::fallback);
     let served = tonic::transport::Server::builder()
         // kubectl speaks HTTP/2, but other clients of the REST API only HTTP/1.1.

@@ -419,3 +419,70 @@ fn a_nodes_certificate_reads_only_what_the_node_authorizer_allows() {
         "a node's refused write changes nothing"
     );
 }
+
+#[test]
+fn watches_that_allow_bookmarks_get_them_with_the_delivered_revision() {
+    let c = Cluster::start_with(
+        1,
+        twinset_e2e::cluster::Options {
+            control_plane_flags: vec!["--watch-bookmark-interval".into(), "1s".into()],
+            ..Default::default()
+        },
+    );
+    let bin = dns::which("kubectl").expect("kubectl not found on PATH");
+    let mut cmd = Command::new(bin);
+    cmd.env("KUBECONFIG", c.kubeconfig())
+        .env("HOME", c.dir())
+        .args([
+            "get",
+            "--raw",
+            "/api/v1/namespaces/default/pods?watch=1&allowWatchBookmarks=true",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null());
+    let mut child = cmd.spawn().expect("kubectl get --raw (watch)");
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<serde_json::Value>();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let Ok(v) = serde_json::from_str(&line) else {
+                continue;
+            };
+            if tx.send(v).is_err() {
+                break;
+            }
+        }
+    });
+    c.apply(&twinset_e2e::shell_pod("marked", "node1", "sleep 3600"))
+        .ok();
+    // The pod's ADDED, then a bookmark at (at least) its revision.
+    let added_rv: u64 = wait_for("the pod's ADDED event", timeout(), || match rx.try_recv() {
+        Ok(v) if v["type"] == "ADDED" && v["object"]["metadata"]["name"] == "marked" => v["object"]
+            ["metadata"]["resourceVersion"]
+            .as_str()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| format!("no resourceVersion in {v}")),
+        Ok(v) => Err(format!("got {v}")),
+        Err(e) => Err(e.to_string()),
+    });
+    let mark = wait_for("a BOOKMARK", timeout(), || match rx.try_recv() {
+        Ok(v) if v["type"] == "BOOKMARK" => Ok(v),
+        Ok(v) => Err(format!("got {v}")),
+        Err(e) => Err(e.to_string()),
+    });
+    assert_eq!(mark["object"]["kind"], "Pod", "{mark}");
+    let rv: u64 = mark["object"]["metadata"]["resourceVersion"]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_default();
+    assert!(
+        rv >= added_rv,
+        "bookmark {rv} before the delivered {added_rv}"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}

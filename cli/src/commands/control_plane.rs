@@ -44,6 +44,9 @@ pub fn config(args: ControlPlaneArgs) -> twinset_control_plane::Config {
     if let Some(ttl) = args.event_ttl {
         config.event_ttl = ttl;
     }
+    if let Some(every) = args.watch_bookmark_interval {
+        config.watch_bookmark_interval = every;
+    }
     config.tls_san = args.tls_san;
     config.insecure_listen = args.insecure_listen;
     // clap lets only both or neither through.

@@ -59,11 +59,17 @@ impl Query {
 /// What the handlers share.
 struct Rest {
     cluster: Arc<ClusterService>,
+    /// How often watches that allow bookmarks get one.
+    bookmark_every: std::time::Duration,
 }
 
-/// The REST routes, over `cluster` (the same service instance gRPC callers reach).
-pub fn router(cluster: Arc<ClusterService>) -> axum::Router {
-    let rest = Arc::new(Rest { cluster });
+/// The REST routes, over `cluster` (the same service instance gRPC callers reach);
+/// watches that allow bookmarks get one every `bookmark_every`.
+pub fn router(cluster: Arc<ClusterService>, bookmark_every: std::time::Duration) -> axum::Router {
+    let rest = Arc::new(Rest {
+        cluster,
+        bookmark_every,
+    });
     axum::Router::new()
         .route("/version", any(version))
         .route("/healthz", any(healthy))
@@ -258,7 +264,9 @@ async fn serve(rest: &Rest, call: Call<'_>) -> Result<Response, ApiError> {
                 }),
             };
             if q.flag("watch") {
-                return read::watch(Arc::clone(&rest.cluster), peer, &t, q, render).await;
+                let bookmarks = q.flag("allowWatchBookmarks").then_some(rest.bookmark_every);
+                return read::watch(Arc::clone(&rest.cluster), peer, &t, q, render, bookmarks)
+                    .await;
             }
             match &t.name {
                 Some(name) => {

@@ -92,13 +92,16 @@ pub fn list_document(kind: Kind, items: &[Object], resource_version: &str) -> Va
 
 /// `?watch=1`: newline-delimited JSON events, as kube-apiserver streams them. From
 /// `resourceVersion` when given; without one (or "0") the current objects come first as
-/// ADDED. A revision the history no longer holds is a 410 Gone.
+/// ADDED. A revision the history no longer holds is a 410 Gone. With `bookmarks`, a
+/// BOOKMARK event that often carries the revision every event up to has been delivered
+/// at (so a client can resume from there).
 pub async fn watch(
     cluster: Arc<ClusterService>,
     peer: Option<PeerInfo>,
     t: &Target,
     q: &Query,
     render: Render,
+    bookmarks: Option<std::time::Duration>,
 ) -> Result<Response, ApiError> {
     let fields = match q.get("fieldSelector") {
         Some(s) if !s.is_empty() => Some(
@@ -126,15 +129,23 @@ pub async fn watch(
                 kind: t.kind.as_str().to_string(),
                 namespace: t.namespace.clone().unwrap_or_default(),
                 label_selector: q.get("labelSelector").unwrap_or_default().to_string(),
-                resource_version: from,
+                resource_version: from.clone(),
             },
         ))
         .await?
         .into_inner();
     let name = t.name.clone();
+    let delivered = Arc::new(std::sync::atomic::AtomicU64::new(
+        from.parse().unwrap_or_default(),
+    ));
+    let seen = Arc::clone(&delivered);
     let events = stream.filter_map(move |ev| {
         let line = match ev {
             Ok(ev) => {
+                // Every event of the stream counts as delivered, the filtered-out too.
+                if let Ok(rv) = ev.resource_version.parse::<u64>() {
+                    seen.fetch_max(rv, std::sync::atomic::Ordering::Relaxed);
+                }
                 let Some(obj) = ev.object else {
                     return futures::future::ready(None);
                 };
@@ -151,6 +162,7 @@ pub async fn watch(
         };
         futures::future::ready(Some(line))
     });
+    let events = with_bookmarks(events, bookmarks, t.kind, delivered);
     let lines = futures::stream::iter(first).chain(events).map(|v| {
         let mut bytes = serde_json::to_vec(&v).unwrap_or_default();
         bytes.push(b'\n');
@@ -162,6 +174,44 @@ pub async fn watch(
         .header(http::header::CONTENT_TYPE, "application/json")
         .body(Body::from_stream(lines))
         .map_err(|e| ApiError::new(500, "InternalError", e.to_string()))
+}
+
+/// `events`, with a BOOKMARK every `every` (when set) until the events end.
+fn with_bookmarks(
+    events: impl futures::Stream<Item = Value> + Send + 'static,
+    every: Option<std::time::Duration>,
+    kind: Kind,
+    delivered: Arc<std::sync::atomic::AtomicU64>,
+) -> futures::stream::BoxStream<'static, Value> {
+    let Some(every) = every else {
+        return events.boxed();
+    };
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let marks = futures::stream::unfold(ticks, move |mut ticks| {
+        let delivered = Arc::clone(&delivered);
+        async move {
+            ticks.tick().await;
+            let rv = delivered.load(std::sync::atomic::Ordering::Relaxed);
+            let mark = json!({
+                "type": "BOOKMARK",
+                "object": {
+                    "kind": kind.as_str(),
+                    "apiVersion": kind.api_version(),
+                    "metadata": { "resourceVersion": rv.to_string() },
+                },
+            });
+            Some((mark, ticks))
+        }
+    });
+    // The events' end ends the bookmarks too.
+    let events = events
+        .map(Some)
+        .chain(futures::stream::once(async { None }));
+    futures::stream::select(events, marks.map(Some))
+        .take_while(|v| futures::future::ready(v.is_some()))
+        .filter_map(futures::future::ready)
+        .boxed()
 }
 
 /// A 200 answer with `body`.
