@@ -88,6 +88,143 @@ pub fn strategic_merge(
         .unwrap_or(Value::Object(Map::new())))
 }
 
+/// Applies a JSON patch (RFC 6902: add, remove, replace, move, copy, test) to `target`;
+/// on any failed operation nothing is applied.
+pub fn json_patch(target: &Value, ops: &Value) -> Result<Value, PatchError> {
+    let Value::Array(ops) = ops else {
+        return Err(PatchError::Invalid {
+            path: ".".into(),
+            message: "a JSON patch must be a list of operations".into(),
+        });
+    };
+    let mut doc = target.clone();
+    for (i, op) in ops.iter().enumerate() {
+        let fail = |message: String| PatchError::Invalid {
+            path: format!("operation {i}"),
+            message,
+        };
+        let field = |name: &str| {
+            op.get(name)
+                .and_then(Value::as_str)
+                .ok_or_else(|| fail(format!("{name} is missing")))
+        };
+        let path = pointer(field("path")?).map_err(&fail)?;
+        let value = || {
+            op.get("value")
+                .cloned()
+                .ok_or_else(|| fail("value is missing".into()))
+        };
+        match field("op")? {
+            "add" => add(&mut doc, &path, value()?).map_err(&fail)?,
+            "remove" => {
+                remove(&mut doc, &path).map_err(&fail)?;
+            }
+            "replace" => {
+                remove(&mut doc, &path).map_err(&fail)?;
+                add(&mut doc, &path, value()?).map_err(&fail)?;
+            }
+            "move" => {
+                let from = pointer(field("from")?).map_err(&fail)?;
+                if path.starts_with(&from) && path.len() > from.len() {
+                    return Err(fail("cannot move a value into itself".into()));
+                }
+                let v = remove(&mut doc, &from).map_err(&fail)?;
+                add(&mut doc, &path, v).map_err(&fail)?;
+            }
+            "copy" => {
+                let from = pointer(field("from")?).map_err(&fail)?;
+                let v = get(&doc, &from)
+                    .cloned()
+                    .ok_or_else(|| fail("from: no such value".into()))?;
+                add(&mut doc, &path, v).map_err(&fail)?;
+            }
+            "test" => {
+                if get(&doc, &path) != Some(&value()?) {
+                    return Err(fail(format!("test failed at {}", field("path")?)));
+                }
+            }
+            other => return Err(fail(format!("unknown op {other:?}"))),
+        }
+    }
+    Ok(doc)
+}
+
+/// The reference tokens of a JSON pointer (RFC 6901).
+fn pointer(p: &str) -> Result<Vec<String>, String> {
+    if p.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rest = p
+        .strip_prefix('/')
+        .ok_or_else(|| format!("path {p:?} does not start with /"))?;
+    Ok(rest
+        .split('/')
+        .map(|t| t.replace("~1", "/").replace("~0", "~"))
+        .collect())
+}
+
+fn get<'a>(doc: &'a Value, path: &[String]) -> Option<&'a Value> {
+    path.iter().try_fold(doc, |cur, t| match cur {
+        Value::Object(m) => m.get(t),
+        Value::Array(a) => t.parse::<usize>().ok().and_then(|i| a.get(i)),
+        _ => None,
+    })
+}
+
+fn parent<'a>(doc: &'a mut Value, path: &[String]) -> Result<&'a mut Value, String> {
+    let mut cur = doc;
+    for t in path {
+        cur = match cur {
+            Value::Object(m) => m.get_mut(t),
+            Value::Array(a) => t.parse::<usize>().ok().and_then(|i| a.get_mut(i)),
+            _ => None,
+        }
+        .ok_or_else(|| format!("no value at /{}", path.join("/")))?;
+    }
+    Ok(cur)
+}
+
+fn add(doc: &mut Value, path: &[String], value: Value) -> Result<(), String> {
+    let Some((last, up)) = path.split_last() else {
+        *doc = value;
+        return Ok(());
+    };
+    match parent(doc, up)? {
+        Value::Object(m) => {
+            m.insert(last.clone(), value);
+            Ok(())
+        }
+        Value::Array(a) => {
+            let at = if last == "-" {
+                a.len()
+            } else {
+                last.parse::<usize>()
+                    .ok()
+                    .filter(|i| *i <= a.len())
+                    .ok_or_else(|| format!("index {last} is out of range"))?
+            };
+            a.insert(at, value);
+            Ok(())
+        }
+        _ => Err(format!("/{} is not a map or list", up.join("/"))),
+    }
+}
+
+fn remove(doc: &mut Value, path: &[String]) -> Result<Value, String> {
+    let (last, up) = path
+        .split_last()
+        .ok_or_else(|| "cannot remove the whole document".to_string())?;
+    let missing = || format!("no value at /{}", path.join("/"));
+    match parent(doc, up)? {
+        Value::Object(m) => m.remove(last).ok_or_else(missing),
+        Value::Array(a) => match last.parse::<usize>() {
+            Ok(i) if i < a.len() => Ok(a.remove(i)),
+            _ => Err(missing()),
+        },
+        _ => Err(missing()),
+    }
+}
+
 const PATCH: &str = "$patch";
 const RETAIN_KEYS: &str = "$retainKeys";
 const SET_ORDER: &str = "$setElementOrder/";
@@ -313,6 +450,35 @@ mod tests {
         let mut scalar = json!({"a": 1});
         merge_patch(&mut scalar, &json!(["x"]));
         assert_eq!(scalar, json!(["x"]));
+    }
+
+    #[test]
+    fn json_patch_follows_rfc_6902_and_is_all_or_nothing() {
+        let doc = json!({"metadata": {"labels": {"a/b": "1"}}, "spec": {"args": ["x", "y"]}});
+        let out = json_patch(
+            &doc,
+            &json!([
+                {"op": "add", "path": "/spec/args/-", "value": "z"},
+                {"op": "remove", "path": "/metadata/labels/a~1b"},
+                {"op": "replace", "path": "/spec/args/0", "value": "w"},
+                {"op": "copy", "from": "/spec/args", "path": "/spec/copy"},
+                {"op": "move", "from": "/spec/copy", "path": "/spec/moved"},
+                {"op": "test", "path": "/spec/moved/1", "value": "y"}
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            out,
+            json!({"metadata": {"labels": {}}, "spec": {"args": ["w", "y", "z"], "moved": ["w", "y", "z"]}})
+        );
+        let e = json_patch(
+            &doc,
+            &json!([{"op": "remove", "path": "/spec/args/0"}, {"op": "test", "path": "/spec/args/0", "value": "x"}]),
+        )
+        .unwrap_err();
+        assert_eq!(e.to_string(), "operation 1: test failed at /spec/args/0");
+        let e = json_patch(&doc, &json!([{"op": "remove", "path": "/nope"}])).unwrap_err();
+        assert_eq!(e.to_string(), "operation 0: no value at /nope");
     }
 
     #[test]

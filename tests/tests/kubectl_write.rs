@@ -306,7 +306,20 @@ fn kubectl_patch_replace_and_bad_writes() {
         jsonpath(&c, &["ds", "web"], "{.metadata.labels.fresh}"),
         "yes"
     );
-    // JSON patch is refused by name; a patch to a missing object is NotFound.
+    // JSON patch: a label removed; a failed test operation changes nothing.
+    let out = kubectl(
+        &c,
+        &[
+            "patch",
+            "ds",
+            "web",
+            "--type=json",
+            "-p",
+            r#"[{"op":"remove","path":"/metadata/labels/fresh"}]"#,
+        ],
+    );
+    assert_eq!(out.ok().trim(), "daemonset.apps/web patched");
+    assert_eq!(jsonpath(&c, &["ds", "web"], "{.metadata.labels}"), "");
     let before = c.store_revision();
     let out = kubectl(
         &c,
@@ -316,10 +329,15 @@ fn kubectl_patch_replace_and_bad_writes() {
             "web",
             "--type=json",
             "-p",
-            r#"[{"op":"remove","path":"/metadata/labels"}]"#,
+            r#"[{"op":"test","path":"/spec/template/spec/containers/0/image","value":"nginx"}]"#,
         ],
     );
-    assert!(out.stderr.contains("application/json-patch+json"), "{out}");
+    assert!(
+        out.stderr
+            .contains("operation 0: test failed at /spec/template/spec/containers/0/image"),
+        "{out}"
+    );
+    // A patch to a missing object is NotFound.
     let out = kubectl(
         &c,
         &[

@@ -1,5 +1,5 @@
 //! The writes that change an object in place: PUT (a replace, compare-and-swap on the
-//! body's resourceVersion), PATCH as JSON merge patch, strategic merge patch (what
+//! body's resourceVersion), PATCH as JSON patch, JSON merge patch, strategic merge patch (what
 //! `kubectl apply` sends) and server-side apply (`application/apply-patch+yaml`, with
 //! `fieldManager` and `force`). Each computes the new object from the stored one and writes
 //! it through the Cluster service's one write path, so validation, immutable fields and
@@ -148,6 +148,8 @@ pub enum PatchType {
     Strategic,
     /// `application/apply-patch+yaml`: server-side apply.
     Apply,
+    /// `application/json-patch+json` (RFC 6902).
+    Json,
 }
 
 impl PatchType {
@@ -156,6 +158,7 @@ impl PatchType {
         let media = content_type.split(';').next().unwrap_or_default().trim();
         match media {
             "application/merge-patch+json" => Ok(PatchType::Merge),
+            "application/json-patch+json" => Ok(PatchType::Json),
             "application/strategic-merge-patch+json" => Ok(PatchType::Strategic),
             "application/apply-patch+yaml" | "application/apply-patch+json" => {
                 Ok(PatchType::Apply)
@@ -165,8 +168,8 @@ impl PatchType {
                 "UnsupportedMediaType",
                 format!(
                     "the body of the request was in an unknown format ({other:?}) - accepted media types include: \
-                     application/merge-patch+json, application/strategic-merge-patch+json, application/apply-patch+yaml \
-                     (JSON patch, application/json-patch+json, is not served)"
+                     application/json-patch+json, application/merge-patch+json, \
+                     application/strategic-merge-patch+json, application/apply-patch+yaml"
                 ),
             )),
         }
@@ -199,11 +202,15 @@ pub async fn patch(
     let patch: Value = serde_json::from_str(text)
         .map_err(|e| bad_request(format!("the patch is not valid JSON: {e}")))?;
     opts.update_only = true;
-    let explicit = revision(
-        patch["metadata"]["resourceVersion"]
-            .as_str()
-            .unwrap_or_default(),
-    )?;
+    let explicit = match kind {
+        // A JSON patch names its precondition with a test operation, if at all.
+        PatchType::Json => None,
+        _ => revision(
+            patch["metadata"]["resourceVersion"]
+                .as_str()
+                .unwrap_or_default(),
+        )?,
+    };
     let mut last = None;
     for _ in 0..PATCH_ATTEMPTS {
         let current = get(cluster, peer, t, name).await?;
@@ -214,6 +221,8 @@ pub async fn patch(
                 merge_patch(&mut v, &patch);
                 v
             }
+            PatchType::Json => twinset_proto::patch::json_patch(&original, &patch)
+                .map_err(|e| ApiError::new(422, "Invalid", e.to_string()))?,
             _ => strategic_merge(&t.kind, &original, &patch)
                 .map_err(|e| bad_request(e.to_string()))?,
         };
