@@ -6,30 +6,8 @@
 use prost::Message;
 use std::path::PathBuf;
 
-/// Proto field names whose Kubernetes JSON name is not plain camelCase.
-const RENAMES: &[(&str, &str)] = &[
-    ("pod_ip", "podIP"),
-    ("pod_ips", "podIPs"),
-    ("host_ip", "hostIP"),
-    ("pod_cidr", "podCIDR"),
-    ("pod_cidrs", "podCIDRs"),
-    ("cluster_ip", "clusterIP"),
-    ("cluster_ips", "clusterIPs"),
-    ("image_id", "imageID"),
-    ("container_id", "containerID"),
-    ("provider_id", "providerID"),
-    ("machine_id", "machineID"),
-    ("boot_id", "bootID"),
-];
-
-/// Fields holding quantity maps ({"cpu": "100m"}): numbers are accepted and every value is validated.
-const QUANTITY_MAPS: &[&str] = &[
-    ".twinset.v1.ResourceRequirements.limits",
-    ".twinset.v1.ResourceRequirements.requests",
-    ".twinset.v1.NodeStatus.capacity",
-    ".twinset.v1.NodeStatus.allocatable",
-    ".twinset.v1.PersistentVolumeClaimStatus.capacity",
-];
+// RENAMES and QUANTITY_MAPS: the one table the crate's `schema` reads too.
+include!("src/json_names.rs");
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let files = [
@@ -41,6 +19,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for f in files {
         println!("cargo:rerun-if-changed={f}");
     }
+    println!("cargo:rerun-if-changed=src/json_names.rs");
     let fds = protox::compile(files, ["."])?;
     let out = PathBuf::from(std::env::var("OUT_DIR")?);
     std::fs::write(out.join("twinset_descriptor.bin"), fds.encode_to_vec())?;

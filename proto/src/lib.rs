@@ -20,11 +20,14 @@ pub mod defaults;
 pub mod fields;
 pub mod files;
 pub mod intorstr;
+/// The one table of JSON names build.rs and [`schema`] share.
+pub mod json_names;
 pub mod kinds;
 pub mod kubeconfig;
 pub mod manifest;
 pub mod object;
 pub mod quantity;
+pub mod schema;
 pub mod selector;
 pub mod serde_support;
 #[cfg(feature = "stalled")]
