@@ -10,6 +10,7 @@
 //! `Status` objects ([`status`]).
 
 pub mod discovery;
+pub mod openapi;
 pub mod path;
 mod read;
 pub mod status;
@@ -71,6 +72,7 @@ pub fn router(cluster: Arc<ClusterService>) -> axum::Router {
         .route("/api/{*rest}", any(handle))
         .route("/apis", any(handle))
         .route("/apis/{*rest}", any(handle))
+        .route("/openapi/{*rest}", any(openapi::handle))
         .with_state(rest)
 }
 
@@ -126,20 +128,32 @@ fn admit(peer: Option<&PeerInfo>, method: &http::Method, path: &str) -> Result<(
     }
 }
 
-async fn handle(State(rest): State<Arc<Rest>>, req: Request) -> Response {
+/// [`admit`] for `req`, the refusal logged and answered; the caller's `PeerInfo` if admitted.
+fn admit_request(req: &Request) -> Result<Option<PeerInfo>, Response> {
     let peer = req.extensions().get::<PeerInfo>().cloned();
+    let (method, path) = (req.method(), req.uri().path());
+    match admit(peer.as_ref(), method, path) {
+        Ok(()) => Ok(peer),
+        Err(e) => {
+            tracing::warn!(
+                user = %peer.as_ref().map_or("system:anonymous".to_string(), |p| p.identity.user()),
+                %method,
+                %path,
+                "refused: {}",
+                e.message
+            );
+            Err(e.into_response())
+        }
+    }
+}
+
+async fn handle(State(rest): State<Arc<Rest>>, req: Request) -> Response {
+    let peer = match admit_request(&req) {
+        Ok(peer) => peer,
+        Err(refused) => return refused,
+    };
     let path = req.uri().path().to_string();
     let method = req.method().clone();
-    if let Err(e) = admit(peer.as_ref(), &method, &path) {
-        tracing::warn!(
-            user = %peer.as_ref().map_or("system:anonymous".to_string(), |p| p.identity.user()),
-            %method,
-            %path,
-            "refused: {}",
-            e.message
-        );
-        return e.into_response();
-    }
     let query = Query::parse(req.uri().query());
     let accept = req
         .headers()
