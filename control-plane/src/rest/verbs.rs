@@ -211,7 +211,7 @@ pub async fn create(
     let text = std::str::from_utf8(body)
         .map_err(|_| bad_request("the request body is not UTF-8 JSON or YAML"))?;
     let mut objects = twinset_proto::manifest::decode_unvalidated(text)
-        .map_err(|e| bad_request(e.to_string()))?;
+        .map_err(|e| bad_request(e.server_message(t.kind)))?;
     if objects.len() != 1 {
         return Err(bad_request(format!(
             "the request body holds {} objects; POST creates one",

@@ -85,7 +85,9 @@ fn schema(s: &Value) -> pb::Schema {
                 oneof: Some(pb::additional_properties_item::Oneof::Boolean(*b)),
             })),
             v @ Value::Object(_) => Some(Box::new(pb::AdditionalPropertiesItem {
-                oneof: Some(pb::additional_properties_item::Oneof::Schema(Box::new(schema(v)))),
+                oneof: Some(pb::additional_properties_item::Oneof::Schema(Box::new(
+                    schema(v),
+                ))),
             })),
             _ => None,
         },
@@ -164,24 +166,28 @@ fn parameter(p: &Value) -> pb::Parameter {
             schema: p.get("schema").map(schema),
         }),
         Some("path") => pb::parameter::Oneof::NonBodyParameter(pb::NonBodyParameter {
-            oneof: Some(NonBody::PathParameterSubSchema(pb::PathParameterSubSchema {
-                required,
-                r#in: "path".into(),
-                description: text(&p["description"]),
-                name: text(&p["name"]),
-                r#type: text(&p["type"]),
-                unique_items,
-            })),
+            oneof: Some(NonBody::PathParameterSubSchema(
+                pb::PathParameterSubSchema {
+                    required,
+                    r#in: "path".into(),
+                    description: text(&p["description"]),
+                    name: text(&p["name"]),
+                    r#type: text(&p["type"]),
+                    unique_items,
+                },
+            )),
         }),
         _ => pb::parameter::Oneof::NonBodyParameter(pb::NonBodyParameter {
-            oneof: Some(NonBody::QueryParameterSubSchema(pb::QueryParameterSubSchema {
-                required,
-                r#in: "query".into(),
-                description: text(&p["description"]),
-                name: text(&p["name"]),
-                r#type: text(&p["type"]),
-                unique_items,
-            })),
+            oneof: Some(NonBody::QueryParameterSubSchema(
+                pb::QueryParameterSubSchema {
+                    required,
+                    r#in: "query".into(),
+                    description: text(&p["description"]),
+                    name: text(&p["name"]),
+                    r#type: text(&p["type"]),
+                    unique_items,
+                },
+            )),
         }),
     };
     pb::Parameter { oneof: Some(oneof) }

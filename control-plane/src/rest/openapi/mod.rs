@@ -33,8 +33,10 @@ use super::discovery::{KUBERNETES_VERSION, VERBS};
 use super::path::GROUP_VERSIONS;
 use super::status::ApiError;
 
-/// The media type of gnostic's protobuf `openapi_v2.Document`.
-pub const V2_PROTOBUF: &str = "application/com.github.proto-openapi.spec.v2@v1.0+protobuf";
+/// The media type of gnostic's protobuf `openapi_v2.Document`, as kube-apiserver names it
+/// in its answers (kubectl asks for `…spec.v2@v1.0+protobuf`, which Go cannot parse as a
+/// Content-Type).
+pub const V2_PROTOBUF: &str = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf";
 
 /// The patch bodies a PATCH operation would take (`application/strategic-merge-patch+json`
 /// is what makes kubectl apply compute its patch from these documents).
@@ -65,11 +67,20 @@ const QUERY_PARAMETERS: &[(&str, &str, &str, &str)] = &[
 
 /// Descriptions for the fields every kind has, where the proto says nothing.
 const STANDARD_FIELDS: &[(&str, &str)] = &[
-    ("apiVersion", "APIVersion defines the versioned schema of this representation of an object."),
-    ("kind", "Kind is a string value representing the REST resource this object represents."),
+    (
+        "apiVersion",
+        "APIVersion defines the versioned schema of this representation of an object.",
+    ),
+    (
+        "kind",
+        "Kind is a string value representing the REST resource this object represents.",
+    ),
     ("metadata", "Standard object's metadata."),
     ("spec", "The desired behavior of the object."),
-    ("status", "The most recently observed status of the object. Read-only."),
+    (
+        "status",
+        "The most recently observed status of the object. Read-only.",
+    ),
 ];
 
 const INT_OR_STRING_DEFINITION: &str = "io.k8s.apimachinery.pkg.util.intstr.IntOrString";
@@ -277,7 +288,11 @@ fn operation_id(head: &str, kind: Kind, namespaced_path: bool, all_namespaces: b
         capitalised(version),
         if namespaced_path { "Namespaced" } else { "" },
         kind.as_str(),
-        if all_namespaces { "ForAllNamespaces" } else { "" },
+        if all_namespaces {
+            "ForAllNamespaces"
+        } else {
+            ""
+        },
     )
 }
 
@@ -298,7 +313,9 @@ fn operation(spec: Spec, kind: Kind, op: Operation, namespaced_path: bool, all: 
     };
     let mut parameters: Vec<Value> = QUERY_PARAMETERS
         .iter()
-        .filter(|(v, ..)| *v == verb || (verb == "list" && *v == "watch" && VERBS.contains(&"watch")))
+        .filter(|(v, ..)| {
+            *v == verb || (verb == "list" && *v == "watch" && VERBS.contains(&"watch"))
+        })
         .map(|(_, name, ty, d)| spec.parameter(name, "query", ty, d))
         .collect();
     let body_types: &[&str] = match method {
@@ -330,7 +347,8 @@ fn operation(spec: Spec, kind: Kind, op: Operation, namespaced_path: bool, all: 
             }
             o["produces"] = json!(["application/json", "application/yaml"]);
             o["schemes"] = json!(["https"]);
-            o["responses"] = json!({ code: { "description": "OK", "schema": spec.refer(&answer) } });
+            o["responses"] =
+                json!({ code: { "description": "OK", "schema": spec.refer(&answer) } });
         }
         Spec::V3 => {
             if !body_types.is_empty() {
@@ -361,28 +379,53 @@ fn paths(spec: Spec, kind: Kind) -> Vec<(String, Value)> {
     let namespace = spec.parameter("namespace", "path", "string", "The object's namespace.");
     let name = spec.parameter("name", "path", "string", "The object's name.");
     let mut out = Vec::new();
-    let mut add = |path: String, ops: &[Operation], params: Vec<Value>, ns_path: bool, all: bool| {
-        let mut item = Map::new();
-        for &op in ops.iter().filter(|(_, verb, ..)| VERBS.contains(verb)) {
-            item.insert(op.0.to_string(), operation(spec, kind, op, ns_path, all));
-        }
-        if item.is_empty() {
-            return;
-        }
-        if !params.is_empty() {
-            item.insert("parameters".into(), json!(params));
-        }
-        out.push((path, Value::Object(item)));
-    };
+    let mut add =
+        |path: String, ops: &[Operation], params: Vec<Value>, ns_path: bool, all: bool| {
+            let mut item = Map::new();
+            for &op in ops.iter().filter(|(_, verb, ..)| VERBS.contains(verb)) {
+                item.insert(op.0.to_string(), operation(spec, kind, op, ns_path, all));
+            }
+            if item.is_empty() {
+                return;
+            }
+            if !params.is_empty() {
+                item.insert("parameters".into(), json!(params));
+            }
+            out.push((path, Value::Object(item)));
+        };
     if kind.namespaced() {
         let coll = format!("{prefix}/namespaces/{{namespace}}/{res}");
-        add(coll.clone(), &COLLECTION_OPERATIONS, vec![namespace.clone()], true, false);
-        add(format!("{coll}/{{name}}"), &OBJECT_OPERATIONS, vec![name, namespace], true, false);
-        add(format!("{prefix}/{res}"), &COLLECTION_OPERATIONS[..1], vec![], false, true);
+        add(
+            coll.clone(),
+            &COLLECTION_OPERATIONS,
+            vec![namespace.clone()],
+            true,
+            false,
+        );
+        add(
+            format!("{coll}/{{name}}"),
+            &OBJECT_OPERATIONS,
+            vec![name, namespace],
+            true,
+            false,
+        );
+        add(
+            format!("{prefix}/{res}"),
+            &COLLECTION_OPERATIONS[..1],
+            vec![],
+            false,
+            true,
+        );
     } else {
         let coll = format!("{prefix}/{res}");
         add(coll.clone(), &COLLECTION_OPERATIONS, vec![], false, false);
-        add(format!("{coll}/{{name}}"), &OBJECT_OPERATIONS, vec![name], false, false);
+        add(
+            format!("{coll}/{{name}}"),
+            &OBJECT_OPERATIONS,
+            vec![name],
+            false,
+            false,
+        );
     }
     out
 }
@@ -423,6 +466,7 @@ fn v2_document() -> Value {
 }
 
 /// One served document, encoded once.
+#[derive(Debug)]
 struct Document {
     body: Vec<u8>,
     content_type: &'static str,
@@ -493,26 +537,82 @@ fn v2() -> &'static (Document, Document) {
     })
 }
 
+/// The media subtypes (after `application/`) of gnostic's protobuf v2 document: kubectl
+/// asks for the first, kube-apiserver answers with the second.
+const V2_PROTOBUF_SUBTYPES: [&str; 2] = [
+    "com.github.proto-openapi.spec.v2@v1.0+protobuf",
+    "com.github.proto-openapi.spec.v2.v1.0+protobuf",
+];
+
+/// Whether one clause of an Accept header (`type/subtype;params`) takes `application/subtype`.
+fn takes(clause: &str, subtype: &str) -> bool {
+    let media = clause.split(';').next().unwrap_or_default().trim();
+    let (t, s) = media.split_once('/').unwrap_or((media, ""));
+    (t == "*" || t == "application") && (s == "*" || s == subtype)
+}
+
+/// The first of `offered` (subtypes of `application/`, with their document) that the
+/// Accept header takes, in the header's order, as kube-openapi's handler chooses; an
+/// empty header takes anything.
+fn negotiate<'a>(accept: &str, offered: &[(&str, &'a Document)]) -> Option<&'a Document> {
+    let accept = if accept.trim().is_empty() {
+        "*/*"
+    } else {
+        accept
+    };
+    accept.split(',').find_map(|clause| {
+        offered
+            .iter()
+            .find(|(subtype, _)| takes(clause, subtype))
+            .map(|(_, doc)| *doc)
+    })
+}
+
+/// What `/openapi/…` answers.
+#[derive(Debug)]
+enum Answer {
+    Document(&'static Document),
+    /// The document moved: its hash is another (301 to the current URL, as upstream).
+    Moved(String),
+}
+
 /// The document at `path` (`/openapi/v2`, `/openapi/v3`, `/openapi/v3/apis/apps/v1`), in
-/// the form `accept` asks for.
-fn document(path: &str, accept: &str) -> Result<&'static Document, ApiError> {
+/// the form `accept` asks for; `hash` is the `?hash=` of a v3 document's URL.
+fn document(path: &str, accept: &str, hash: Option<&str>) -> Result<Answer, ApiError> {
     let path = path.trim_end_matches('/');
-    match path {
+    let not_acceptable = || {
+        ApiError::new(
+            406,
+            "NotAcceptable",
+            format!("{path} is served as application/json (and /openapi/v2 as {V2_PROTOBUF}), not as {accept}"),
+        )
+    };
+    let doc = match path {
         "/openapi/v2" => {
             let (json, protobuf) = v2();
-            Ok(if accept.contains("application/com.github.proto-openapi.spec.v2") {
-                protobuf
-            } else {
-                json
-            })
+            let offered = [
+                ("json", json),
+                (V2_PROTOBUF_SUBTYPES[0], protobuf),
+                (V2_PROTOBUF_SUBTYPES[1], protobuf),
+            ];
+            negotiate(accept, &offered).ok_or_else(not_acceptable)?
         }
-        "/openapi/v3" => Ok(&v3().index),
-        _ => path
-            .strip_prefix("/openapi/v3/")
-            .and_then(|gv| v3().documents.get(gv))
-            .map(|(doc, _)| doc)
-            .ok_or_else(|| ApiError::not_found_path(path)),
-    }
+        "/openapi/v3" => negotiate(accept, &[("json", &v3().index)]).ok_or_else(not_acceptable)?,
+        _ => {
+            let gv = path
+                .strip_prefix("/openapi/v3/")
+                .ok_or_else(|| ApiError::not_found_path(path))?;
+            let (doc, current) = v3()
+                .documents
+                .get(gv)
+                .ok_or_else(|| ApiError::not_found_path(path))?;
+            if hash.is_some_and(|h| h != current) {
+                return Ok(Answer::Moved(format!("/openapi/v3/{gv}?hash={current}")));
+            }
+            negotiate(accept, &[("json", doc)]).ok_or_else(not_acceptable)?
+        }
+    };
+    Ok(Answer::Document(doc))
 }
 
 /// `GET /openapi/…`, for the callers the rest of the API admits.
@@ -533,10 +633,17 @@ pub async fn handle(req: Request) -> Response {
         .get(http::header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
-    match document(req.uri().path(), accept) {
-        Ok(doc) => Response::builder()
+    let query = super::Query::parse(req.uri().query());
+    match document(req.uri().path(), accept, query.get("hash")) {
+        Ok(Answer::Document(doc)) => Response::builder()
             .header(http::header::CONTENT_TYPE, doc.content_type)
+            .header(http::header::VARY, "Accept")
             .body(Body::from(doc.body.as_slice()))
+            .unwrap_or_default(),
+        Ok(Answer::Moved(to)) => Response::builder()
+            .status(301)
+            .header(http::header::LOCATION, to)
+            .body(Body::empty())
             .unwrap_or_default(),
         Err(e) => e.into_response(),
     }
