@@ -128,8 +128,8 @@ fn admit(peer: Option<&PeerInfo>, method: &http::Method, path: &str) -> Result<(
     }
 }
 
-/// [`admit`] for `req`, the refusal logged and answered; the caller's `PeerInfo` if admitted.
-fn admit_request(req: &Request) -> Result<Option<PeerInfo>, Response> {
+/// [`admit`] for `req`, a refusal logged; the caller's `PeerInfo` if admitted.
+fn admit_request(req: &Request) -> Result<Option<PeerInfo>, ApiError> {
     let peer = req.extensions().get::<PeerInfo>().cloned();
     let (method, path) = (req.method(), req.uri().path());
     match admit(peer.as_ref(), method, path) {
@@ -142,7 +142,7 @@ fn admit_request(req: &Request) -> Result<Option<PeerInfo>, Response> {
                 "refused: {}",
                 e.message
             );
-            Err(e.into_response())
+            Err(e)
         }
     }
 }
@@ -150,7 +150,7 @@ fn admit_request(req: &Request) -> Result<Option<PeerInfo>, Response> {
 async fn handle(State(rest): State<Arc<Rest>>, req: Request) -> Response {
     let peer = match admit_request(&req) {
         Ok(peer) => peer,
-        Err(refused) => return refused,
+        Err(refused) => return refused.into_response(),
     };
     let path = req.uri().path().to_string();
     let method = req.method().clone();

@@ -618,7 +618,7 @@ fn document(path: &str, accept: &str, hash: Option<&str>) -> Result<Answer, ApiE
 /// `GET /openapi/…`, for the callers the rest of the API admits.
 pub async fn handle(req: Request) -> Response {
     if let Err(refused) = super::admit_request(&req) {
-        return refused;
+        return refused.into_response();
     }
     if req.method() != http::Method::GET && req.method() != http::Method::HEAD {
         return ApiError::new(
