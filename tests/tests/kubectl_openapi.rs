@@ -99,6 +99,7 @@ fn kubectl_explain_prints_the_fields_of_the_schema() {
         "updateStrategy\t<DaemonSetUpdateStrategy>",
         "template\t<PodTemplateSpec>",
         "minReadySeconds\t<integer>",
+        "How pods are replaced when the template changes.",
     ] {
         assert!(text.contains(want), "{want:?} in {text}");
     }
