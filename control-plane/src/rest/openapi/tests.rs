@@ -114,7 +114,10 @@ fn v3_definitions_carry_kinds_types_and_patch_metadata() {
         format!("#/components/schemas/{QUANTITY_DEFINITION}")
     );
     let port = &defs["io.k8s.api.core.v1.ContainerPort"]["properties"]["containerPort"];
-    assert_eq!(port, &json!({ "type": "integer", "format": "int32" }));
+    assert_eq!(
+        port,
+        &json!({ "type": "integer", "format": "int32", "description": "The port the container listens on." })
+    );
     let ios = &defs[INT_OR_STRING_DEFINITION];
     assert_eq!(
         (&ios["format"], &ios["x-kubernetes-int-or-string"]),
