@@ -22,6 +22,29 @@ pub struct ManifestError {
     pub message: String,
 }
 
+/// How an unknown field's error ends (`spec.foo: unknown field`).
+const UNKNOWN_FIELD: &str = ": unknown field";
+
+impl ManifestError {
+    /// The path of the unknown field this error is about (`spec.foo`), if it is one.
+    pub fn unknown_field(&self) -> Option<&str> {
+        let head = self.message.strip_suffix(UNKNOWN_FIELD)?;
+        head.rsplit(": ").next()
+    }
+
+    /// The error in kube-apiserver's words for a request body of `kind` it cannot
+    /// decode (`DaemonSet in version "v1" cannot be handled as a DaemonSet: strict
+    /// decoding error: unknown field "spec.foo"`), so kubectl prints its usual line.
+    pub fn server_message(&self, kind: Kind) -> String {
+        let version = kind.api_version().rsplit('/').next().unwrap_or_default();
+        let detail = match self.unknown_field() {
+            Some(field) => format!("strict decoding error: unknown field {field:?}"),
+            None => self.message.clone(),
+        };
+        format!("{kind} in version {version:?} cannot be handled as a {kind}: {detail}")
+    }
+}
+
 fn err(document: usize, message: impl Into<String>) -> ManifestError {
     ManifestError {
         document,
@@ -205,7 +228,7 @@ fn typed<T: DeserializeOwned + Into<Object>>(doc: Value) -> Result<Object, Strin
                 } else {
                     full
                 };
-                return Err(format!("{full}: unknown field"));
+                return Err(format!("{full}{UNKNOWN_FIELD}"));
             }
             Err(if path == "." {
                 inner
@@ -352,6 +375,19 @@ mod tests {
         );
         let bad = GUIDE_DS.replace("  namespace: kube-system", "  namespac: kube-system");
         assert_eq!(fail(&bad), "metadata.namespac: unknown field");
+        let e = decode(&bad).unwrap_err();
+        assert_eq!(e.unknown_field(), Some("metadata.namespac"));
+        assert_eq!(
+            e.server_message(Kind::DaemonSet),
+            "DaemonSet in version \"v1\" cannot be handled as a DaemonSet: strict decoding error: unknown field \"metadata.namespac\""
+        );
+        let two = decode(&format!("{GUIDE_DS}---\n{bad}")).unwrap_err();
+        assert_eq!(two.unknown_field(), Some("metadata.namespac"));
+        let other = decode(&GUIDE_DS.replace("apps/v1", "apps/v2")).unwrap_err();
+        assert_eq!(other.unknown_field(), None);
+        assert!(other.server_message(Kind::DaemonSet).starts_with(
+            "DaemonSet in version \"v1\" cannot be handled as a DaemonSet: no matches"
+        ));
     }
 
     #[test]

@@ -67,175 +67,43 @@ const ATOMIC: &str = "atomic";
 /// Every list field of the object messages whose upstream type carries patch or list
 /// markers, exactly as k8s.io/api and k8s.io/apimachinery declare them. A list not here
 /// has no strategy: a patch replaces it.
+#[rustfmt::skip]
 pub const LIST_RULES: &[ListRule] = &[
-    rule(
-        "ObjectMeta",
-        "ownerReferences",
-        MERGE,
-        Some("uid"),
-        "map",
-        &["uid"],
-    ),
+    rule("ObjectMeta", "ownerReferences", MERGE, Some("uid"), "map", &["uid"]),
     rule("ObjectMeta", "finalizers", MERGE, None, "set", &[]),
     rule("LabelSelector", "matchExpressions", None, None, ATOMIC, &[]),
-    rule(
-        "LabelSelectorRequirement",
-        "values",
-        None,
-        None,
-        ATOMIC,
-        &[],
-    ),
+    rule("LabelSelectorRequirement", "values", None, None, ATOMIC, &[]),
     rule("NamespaceSpec", "finalizers", None, None, ATOMIC, &[]),
     rule("NodeSpec", "podCIDRs", MERGE, None, "set", &[]),
     rule("NodeSpec", "taints", None, None, ATOMIC, &[]),
-    rule(
-        "NodeStatus",
-        "conditions",
-        MERGE,
-        Some("type"),
-        "map",
-        &["type"],
-    ),
-    rule(
-        "NodeStatus",
-        "addresses",
-        MERGE,
-        Some("type"),
-        "map",
-        &["type"],
-    ),
-    rule(
-        "PodSpec",
-        "containers",
-        MERGE,
-        Some("name"),
-        "map",
-        &["name"],
-    ),
-    rule(
-        "PodSpec",
-        "initContainers",
-        MERGE,
-        Some("name"),
-        "map",
-        &["name"],
-    ),
-    rule(
-        "PodSpec",
-        "volumes",
-        Some("merge,retainKeys"),
-        Some("name"),
-        "map",
-        &["name"],
-    ),
+    rule("NodeStatus", "conditions", MERGE, Some("type"), "map", &["type"]),
+    rule("NodeStatus", "addresses", MERGE, Some("type"), "map", &["type"]),
+    rule("PodSpec", "containers", MERGE, Some("name"), "map", &["name"]),
+    rule("PodSpec", "initContainers", MERGE, Some("name"), "map", &["name"]),
+    rule("PodSpec", "volumes", Some("merge,retainKeys"), Some("name"), "map", &["name"]),
     rule("PodSpec", "tolerations", None, None, ATOMIC, &[]),
     rule("Container", "command", None, None, ATOMIC, &[]),
     rule("Container", "args", None, None, ATOMIC, &[]),
-    rule(
-        "Container",
-        "ports",
-        MERGE,
-        Some("containerPort"),
-        "map",
-        &["containerPort", "protocol"],
-    ),
+    rule("Container", "ports", MERGE, Some("containerPort"), "map", &["containerPort", "protocol"]),
     rule("Container", "env", MERGE, Some("name"), "map", &["name"]),
-    rule(
-        "Container",
-        "volumeMounts",
-        MERGE,
-        Some("mountPath"),
-        "map",
-        &["mountPath"],
-    ),
+    rule("Container", "volumeMounts", MERGE, Some("mountPath"), "map", &["mountPath"]),
     rule("ExecAction", "command", None, None, ATOMIC, &[]),
-    rule(
-        "NodeAffinity",
-        "preferredDuringSchedulingIgnoredDuringExecution",
-        None,
-        None,
-        ATOMIC,
-        &[],
-    ),
+    rule("NodeAffinity", "preferredDuringSchedulingIgnoredDuringExecution", None, None, ATOMIC, &[]),
     rule("NodeSelector", "nodeSelectorTerms", None, None, ATOMIC, &[]),
-    rule(
-        "NodeSelectorTerm",
-        "matchExpressions",
-        None,
-        None,
-        ATOMIC,
-        &[],
-    ),
+    rule("NodeSelectorTerm", "matchExpressions", None, None, ATOMIC, &[]),
     rule("NodeSelectorTerm", "matchFields", None, None, ATOMIC, &[]),
     rule("NodeSelectorRequirement", "values", None, None, ATOMIC, &[]),
-    rule(
-        "PodStatus",
-        "conditions",
-        MERGE,
-        Some("type"),
-        "map",
-        &["type"],
-    ),
+    rule("PodStatus", "conditions", MERGE, Some("type"), "map", &["type"]),
     rule("PodStatus", "podIPs", MERGE, Some("ip"), "map", &["ip"]),
     rule("PodStatus", "containerStatuses", None, None, ATOMIC, &[]),
-    rule(
-        "PodStatus",
-        "initContainerStatuses",
-        None,
-        None,
-        ATOMIC,
-        &[],
-    ),
-    rule(
-        "ServiceSpec",
-        "ports",
-        MERGE,
-        Some("port"),
-        "map",
-        &["port", "protocol"],
-    ),
+    rule("PodStatus", "initContainerStatuses", None, None, ATOMIC, &[]),
+    rule("ServiceSpec", "ports", MERGE, Some("port"), "map", &["port", "protocol"]),
     rule("ServiceSpec", "clusterIPs", None, None, ATOMIC, &[]),
-    rule(
-        "PersistentVolumeClaimSpec",
-        "accessModes",
-        None,
-        None,
-        ATOMIC,
-        &[],
-    ),
-    rule(
-        "PersistentVolumeClaimStatus",
-        "accessModes",
-        None,
-        None,
-        ATOMIC,
-        &[],
-    ),
-    rule(
-        "DaemonSetStatus",
-        "conditions",
-        MERGE,
-        Some("type"),
-        "map",
-        &["type"],
-    ),
-    rule(
-        "StatefulSetSpec",
-        "volumeClaimTemplates",
-        None,
-        None,
-        ATOMIC,
-        &[],
-    ),
-    rule(
-        "StatefulSetStatus",
-        "conditions",
-        MERGE,
-        Some("type"),
-        "map",
-        &["type"],
-    ),
+    rule("PersistentVolumeClaimSpec", "accessModes", None, None, ATOMIC, &[]),
+    rule("PersistentVolumeClaimStatus", "accessModes", None, None, ATOMIC, &[]),
+    rule("DaemonSetStatus", "conditions", MERGE, Some("type"), "map", &["type"]),
+    rule("StatefulSetSpec", "volumeClaimTemplates", None, None, ATOMIC, &[]),
+    rule("StatefulSetStatus", "conditions", MERGE, Some("type"), "map", &["type"]),
 ];
 
 impl ListRule {
@@ -281,6 +149,8 @@ pub enum Type {
     IntOrString,
     /// A Kubernetes quantity ("100m", "128Mi"); numbers are accepted too.
     Quantity,
+    /// Any JSON object, kept as JSON text in the proto (managedFields' fieldsV1).
+    Object,
     /// Another object message, by its proto name.
     Message(String),
 }
@@ -417,6 +287,10 @@ impl Schema {
     }
 }
 
+/// The one string field holding JSON text that manifests show as a JSON object (see
+/// `serde_support::json_text` and build.rs).
+const JSON_TEXT_FIELD: &str = ".twinset.v1.ManagedFieldsEntry.fields_v1";
+
 /// The schema, read from the descriptors on first use.
 pub fn schema() -> &'static Schema {
     static SCHEMA: OnceLock<Schema> = OnceLock::new();
@@ -471,7 +345,11 @@ fn build(set: &FileDescriptorSet) -> Schema {
                 .map(|(j, f)| {
                     let name = json_name(f.name());
                     let qualified = format!(".{}.{}.{}", file.package(), msg.name(), f.name());
-                    let shape = shape(msg, f, QUANTITY_MAPS.contains(&qualified.as_str()));
+                    let shape = if qualified == JSON_TEXT_FIELD {
+                        Shape::One(Type::Object)
+                    } else {
+                        shape(msg, f, QUANTITY_MAPS.contains(&qualified.as_str()))
+                    };
                     let list = list_rule(msg.name(), &name);
                     Field {
                         description: at(&[4, i as i32, 2, j as i32]),
@@ -628,6 +506,8 @@ mod tests {
             meta.field("generation").unwrap().shape,
             Shape::One(Type::Int64)
         );
+        let m = s.message("ManagedFieldsEntry").unwrap();
+        assert_eq!(m.field("fieldsV1").unwrap().shape, Shape::One(Type::Object));
         let r = s.message("ResourceRequirements").unwrap();
         assert_eq!(r.field("limits").unwrap().shape, Shape::Map(Type::Quantity));
         let ru = s.message("RollingUpdateDaemonSet").unwrap();
@@ -669,87 +549,49 @@ mod tests {
     #[test]
     fn merge_keys_follow_upstream() {
         use ListStrategy::*;
-        let pod_spec = ["spec", "template", "spec"];
-        let at = |rest: &[&'static str]| -> Vec<&'static str> {
-            pod_spec.iter().chain(rest).copied().collect()
-        };
-        let ds = Kind::DaemonSet;
-        assert_eq!(list_strategy(ds, &at(&["containers"])), MergeByKey("name"));
-        assert_eq!(
-            list_strategy(ds, &at(&["initContainers"])),
-            MergeByKey("name")
-        );
-        assert_eq!(
-            list_strategy(ds, &at(&["containers", "env"])),
-            MergeByKey("name")
-        );
-        assert_eq!(
-            list_strategy(ds, &at(&["containers", "ports"])),
-            MergeByKey("containerPort")
-        );
-        assert_eq!(
-            list_strategy(ds, &at(&["containers", "volumeMounts"])),
-            MergeByKey("mountPath")
-        );
-        assert_eq!(list_strategy(ds, &at(&["containers", "args"])), Replace);
-        assert_eq!(list_strategy(ds, &at(&["volumes"])), MergeByKey("name"));
-        assert!(retain_keys(ds, &at(&["volumes"])));
-        assert!(!retain_keys(ds, &at(&["containers"])));
-        assert_eq!(list_strategy(ds, &at(&["tolerations"])), Replace);
-        assert_eq!(
-            list_strategy(ds, &["metadata", "finalizers"]),
-            MergePrimitives
-        );
-        assert_eq!(
-            list_strategy(ds, &["metadata", "ownerReferences"]),
-            MergeByKey("uid")
-        );
-        assert_eq!(
-            list_strategy(ds, &["spec", "selector", "matchExpressions"]),
-            Replace
-        );
-        assert_eq!(
-            list_strategy(ds, &["status", "conditions"]),
-            MergeByKey("type")
-        );
-        assert_eq!(
-            list_strategy(Kind::Pod, &["spec", "containers"]),
-            MergeByKey("name")
-        );
-        assert_eq!(
-            list_strategy(Kind::Pod, &["status", "podIPs"]),
-            MergeByKey("ip")
-        );
-        assert_eq!(
-            list_strategy(Kind::Service, &["spec", "ports"]),
-            MergeByKey("port")
-        );
-        assert_eq!(
-            list_strategy(Kind::Node, &["status", "addresses"]),
-            MergeByKey("type")
-        );
-        assert_eq!(list_strategy(Kind::Node, &["spec", "taints"]), Replace);
-        assert_eq!(
-            list_strategy(Kind::Node, &["spec", "podCIDRs"]),
-            MergePrimitives
-        );
-        let sts = Kind::StatefulSet;
-        assert_eq!(
-            list_strategy(sts, &["spec", "volumeClaimTemplates"]),
-            Replace
-        );
-        assert_eq!(
-            list_strategy(
+        const TEMPLATE: &str = "spec.template.spec";
+        let (ds, pod, sts) = (Kind::DaemonSet, Kind::Pod, Kind::StatefulSet);
+        let cases: &[(Kind, &str, ListStrategy)] = &[
+            (ds, "T.containers", MergeByKey("name")),
+            (ds, "T.initContainers", MergeByKey("name")),
+            (ds, "T.containers.env", MergeByKey("name")),
+            (ds, "T.containers.ports", MergeByKey("containerPort")),
+            (ds, "T.containers.volumeMounts", MergeByKey("mountPath")),
+            (ds, "T.containers.args", Replace),
+            (ds, "T.volumes", MergeByKey("name")),
+            (ds, "T.tolerations", Replace),
+            (ds, "metadata.finalizers", MergePrimitives),
+            (ds, "metadata.ownerReferences", MergeByKey("uid")),
+            (ds, "spec.selector.matchExpressions", Replace),
+            (ds, "status.conditions", MergeByKey("type")),
+            (pod, "spec.containers", MergeByKey("name")),
+            (pod, "status.podIPs", MergeByKey("ip")),
+            (Kind::Service, "spec.ports", MergeByKey("port")),
+            (Kind::Node, "status.addresses", MergeByKey("type")),
+            (Kind::Node, "spec.taints", Replace),
+            (Kind::Node, "spec.podCIDRs", MergePrimitives),
+            (sts, "spec.volumeClaimTemplates", Replace),
+            (
                 sts,
-                &["spec", "volumeClaimTemplates", "metadata", "finalizers"]
+                "spec.volumeClaimTemplates.metadata.finalizers",
+                MergePrimitives,
             ),
-            MergePrimitives
-        );
-        // Not lists, or unknown: Replace.
-        assert_eq!(list_strategy(ds, &["spec", "template"]), Replace);
-        assert_eq!(list_strategy(ds, &["spec", "nope"]), Replace);
-        assert_eq!(list_strategy(ds, &[]), Replace);
-        assert_eq!(list_strategy(ds, &["metadata", "labels"]), Replace);
+            // Not lists, or unknown: Replace.
+            (ds, "spec.template", Replace),
+            (ds, "spec.nope", Replace),
+            (ds, "", Replace),
+            (ds, "metadata.labels", Replace),
+        ];
+        for (kind, path, want) in cases {
+            let path = match path.strip_prefix('T') {
+                Some(rest) => format!("{TEMPLATE}{rest}"),
+                None => path.to_string(),
+            };
+            let segments: Vec<&str> = path.split('.').filter(|s| !s.is_empty()).collect();
+            assert_eq!(list_strategy(*kind, &segments), *want, "{kind} {path}");
+            let volumes = path.ends_with(".volumes");
+            assert_eq!(retain_keys(*kind, &segments), volumes, "{kind} {path}");
+        }
     }
 
     #[test]

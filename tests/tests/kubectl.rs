@@ -4,40 +4,10 @@
 //! certificate are refused. Runs the real `kubectl` (a dispatcher over bundled versions,
 //! chosen by the server's /version), and pins the oldest and newest bundled versions.
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use twinset_e2e::cluster::run_command_with;
-use twinset_e2e::{dns, timeout, wait_for, Cluster, Output, GUIDE_DAEMONSET};
-
-fn kubectl_bin(version: Option<&str>) -> PathBuf {
-    let dispatcher = dns::which("kubectl")
-        .expect("kubectl not found on PATH: these tests run the real kubectl (Google Cloud SDK's dispatcher or a plain kubectl)");
-    match version {
-        None => dispatcher,
-        Some(v) => {
-            let real = std::fs::canonicalize(&dispatcher).unwrap_or(dispatcher);
-            let pinned = real.with_file_name(format!("kubectl.{v}"));
-            assert!(
-                pinned.is_file(),
-                "{} not found: the dispatcher's bundled kubectl {v} is needed",
-                pinned.display()
-            );
-            pinned
-        }
-    }
-}
-
-/// `kubectl ARGS` (the given binary) with `kubeconfig` as KUBECONFIG and a private HOME.
-fn kubectl_with(bin: &Path, kubeconfig: &Path, home: &Path, args: &[&str]) -> Output {
-    let mut cmd = Command::new(bin);
-    cmd.env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", home)
-        .env("KUBECONFIG", kubeconfig)
-        .args(args);
-    run_command_with(cmd, &format!("kubectl {}", args.join(" ")), None, timeout())
-}
+use twinset_e2e::kubectl::{kubectl_bin, kubectl_with};
+use twinset_e2e::{timeout, wait_for, Cluster, Output, GUIDE_DAEMONSET};
 
 fn kubectl(c: &Cluster, args: &[&str]) -> Output {
     kubectl_with(&kubectl_bin(None), &c.kubeconfig(), c.dir(), args)
@@ -345,19 +315,13 @@ fn kubectl_create_and_a_first_apply_create_and_an_existing_object_is_refused() {
     let c = Cluster::start(2);
     let ds = twinset_e2e::repo_root().join(GUIDE_DAEMONSET);
     let ds = ds.to_string_lossy();
-    // Plain `kubectl apply` validates against the OpenAPI documents, not served yet.
     let out = kubectl(&c, &["apply", "-f", &ds]);
-    assert!(
-        out.stderr.contains("failed to download openapi"),
-        "validation needs the OpenAPI documents: {out}"
-    );
-    let out = kubectl(&c, &["apply", "--validate=false", "-f", &ds]);
     assert_eq!(out.ok().trim(), "daemonset.apps/node-monitor created");
     c.wait_running("kube-system", "node-monitor-", 2);
-    let out = kubectl(&c, &["apply", "--validate=false", "-f", &ds]);
+    let out = kubectl(&c, &["apply", "-f", &ds]);
     assert_eq!(out.ok().trim(), "daemonset.apps/node-monitor unchanged");
     let before = c.store_revision();
-    let out = kubectl(&c, &["create", "--validate=false", "-f", &ds]);
+    let out = kubectl(&c, &["create", "-f", &ds]);
     assert!(
         out.stderr
             .contains("Error from server (AlreadyExists): error when creating \"")
@@ -375,10 +339,7 @@ fn kubectl_create_and_a_first_apply_create_and_an_existing_object_is_refused() {
     let bad = c.write_manifest(
         "apiVersion: apps/v1\nkind: DaemonSet\nmetadata:\n  name: Bad_Name\n  namespace: default\nspec:\n  selector:\n    matchLabels: {app: x}\n  template:\n    metadata:\n      labels: {app: x}\n    spec:\n      containers:\n      - name: c\n        image: busybox\n",
     );
-    let out = kubectl(
-        &c,
-        &["create", "--validate=false", "-f", &bad.to_string_lossy()],
-    );
+    let out = kubectl(&c, &["create", "-f", &bad.to_string_lossy()]);
     assert!(
         out.stderr.starts_with(
             "The DaemonSet \"Bad_Name\" is invalid: metadata.name: Invalid value: \"Bad_Name\""

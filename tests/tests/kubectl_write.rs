@@ -7,19 +7,11 @@
 use std::path::Path;
 use std::process::Command;
 
-use twinset_e2e::cluster::run_command_with;
-use twinset_e2e::{dns, timeout, wait_for, Cluster, Output};
+use twinset_e2e::kubectl::{kubectl_as, kubectl_bin, kubectl_with};
+use twinset_e2e::{timeout, wait_for, Cluster, Output};
 
 fn kubectl(c: &Cluster, args: &[&str]) -> Output {
-    let bin = dns::which("kubectl")
-        .expect("kubectl not found on PATH: these tests run the real kubectl (Google Cloud SDK's dispatcher or a plain kubectl)");
-    let mut cmd = Command::new(bin);
-    cmd.env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", c.dir())
-        .env("KUBECONFIG", c.kubeconfig())
-        .args(args);
-    run_command_with(cmd, &format!("kubectl {}", args.join(" ")), None, timeout())
+    kubectl_as(c, None, args)
 }
 
 /// A DaemonSet `web` in default with `image`, extra container lines (indented for the
@@ -53,7 +45,7 @@ fn jsonpath(c: &Cluster, what: &[&str], expr: &str) -> String {
 fn kubectl_apply_of_an_edited_manifest_patches_and_rolls_out() {
     let c = Cluster::start(2);
     let v1 = c.write_manifest(&web("twinset/sleep:latest", "", &[("A", "1")]));
-    let out = kubectl(&c, &["apply", "--validate=false", "-f", &path(&v1)]);
+    let out = kubectl(&c, &["apply", "-f", &path(&v1)]);
     assert_eq!(out.ok().trim(), "daemonset.apps/web created");
     let first = c.wait_running("default", "web-", 2);
     // The edit: another image (with its args) and one more env var.
@@ -62,7 +54,7 @@ fn kubectl_apply_of_an_edited_manifest_patches_and_rolls_out() {
         "        args: [\"-c\", \"exec sleep 3600\"]\n",
         &[("A", "1"), ("B", "2")],
     ));
-    let out = kubectl(&c, &["apply", "--validate=false", "-f", &path(&v2)]);
+    let out = kubectl(&c, &["apply", "-f", &path(&v2)]);
     assert_eq!(out.ok().trim(), "daemonset.apps/web configured");
     assert_eq!(
         jsonpath(
@@ -100,7 +92,7 @@ fn kubectl_apply_of_an_edited_manifest_patches_and_rolls_out() {
     }
     // The same manifest again: nothing to patch.
     let before = c.store_revision();
-    let out = kubectl(&c, &["apply", "--validate=false", "-f", &path(&v2)]);
+    let out = kubectl(&c, &["apply", "-f", &path(&v2)]);
     assert_eq!(out.ok().trim(), "daemonset.apps/web unchanged");
     assert_eq!(c.store_revision(), before);
 
@@ -110,7 +102,7 @@ fn kubectl_apply_of_an_edited_manifest_patches_and_rolls_out() {
     let generation = jsonpath(&c, &["ds", "web"], "{.metadata.generation}");
     let yaml = kubectl(&c, &["get", "ds", "web", "-o", "yaml"]);
     let again = c.write_manifest(yaml.ok());
-    let out = kubectl(&c, &["apply", "--validate=false", "-f", &path(&again)]);
+    let out = kubectl(&c, &["apply", "-f", &path(&again)]);
     assert_eq!(out.ok().trim(), "daemonset.apps/web configured");
     assert_eq!(
         jsonpath(&c, &["ds", "web"], "{.metadata.generation}"),
@@ -123,7 +115,7 @@ fn kubectl_apply_of_an_edited_manifest_patches_and_rolls_out() {
     let moved = c.write_manifest(
         &web("busybox:latest", "", &[]).replace("{app: web}", "{app: web, tier: x}"),
     );
-    let out = kubectl(&c, &["apply", "--validate=false", "-f", &path(&moved)]);
+    let out = kubectl(&c, &["apply", "-f", &path(&moved)]);
     assert!(
         out.stderr
             .contains("The DaemonSet \"web\" is invalid: spec.selector")
@@ -141,16 +133,7 @@ fn kubectl_apply_of_an_edited_manifest_patches_and_rolls_out() {
 fn server_side_apply_owns_fields_and_refuses_conflicts_unless_forced() {
     let c = Cluster::start(1);
     let v1 = c.write_manifest(&web("twinset/sleep:latest", "", &[]));
-    let out = kubectl(
-        &c,
-        &[
-            "apply",
-            "--server-side",
-            "--validate=false",
-            "-f",
-            &path(&v1),
-        ],
-    );
+    let out = kubectl(&c, &["apply", "--server-side", "-f", &path(&v1)]);
     assert_eq!(out.ok().trim(), "daemonset.apps/web serverside-applied");
     c.wait_running("default", "web-", 1);
     let managers = jsonpath(
@@ -168,7 +151,6 @@ fn server_side_apply_owns_fields_and_refuses_conflicts_unless_forced() {
         &[
             "apply",
             "--server-side",
-            "--validate=false",
             "--field-manager=deployer",
             "-f",
             &path(&other),
@@ -189,7 +171,6 @@ fn server_side_apply_owns_fields_and_refuses_conflicts_unless_forced() {
         &[
             "apply",
             "--server-side",
-            "--validate=false",
             "--field-manager=deployer",
             "--force-conflicts",
             "-f",
@@ -216,7 +197,6 @@ fn server_side_apply_owns_fields_and_refuses_conflicts_unless_forced() {
             &[
                 "apply",
                 "--server-side",
-                "--validate=false",
                 "--field-manager=deployer",
                 "-f",
                 &path(file),
@@ -233,7 +213,7 @@ fn server_side_apply_owns_fields_and_refuses_conflicts_unless_forced() {
 fn kubectl_patch_replace_and_bad_writes() {
     let c = Cluster::start(1);
     let v1 = c.write_manifest(&web("twinset/sleep:latest", "", &[("A", "1")]));
-    kubectl(&c, &["create", "--validate=false", "-f", &path(&v1)]).ok();
+    kubectl(&c, &["create", "-f", &path(&v1)]).ok();
     // Strategic merge: the env list merges by name.
     let out = kubectl(
         &c,
@@ -288,7 +268,7 @@ fn kubectl_patch_replace_and_bad_writes() {
     obj["metadata"]["labels"] = serde_json::json!({"stale": "yes"});
     let stale = c.write_manifest(&obj.to_string());
     let before = c.store_revision();
-    let out = kubectl(&c, &["replace", "--validate=false", "-f", &path(&stale)]);
+    let out = kubectl(&c, &["replace", "-f", &path(&stale)]);
     assert!(
         out.stderr.contains("Error from server (Conflict)")
             && out.stderr.contains("the object has been modified"),
@@ -300,7 +280,7 @@ fn kubectl_patch_replace_and_bad_writes() {
     let mut obj: serde_json::Value = serde_json::from_str(got.ok()).unwrap();
     obj["metadata"]["labels"] = serde_json::json!({"fresh": "yes"});
     let fresh = c.write_manifest(&obj.to_string());
-    let out = kubectl(&c, &["replace", "--validate=false", "-f", &path(&fresh)]);
+    let out = kubectl(&c, &["replace", "-f", &path(&fresh)]);
     assert_eq!(out.ok().trim(), "daemonset.apps/web replaced");
     assert_eq!(
         jsonpath(&c, &["ds", "web"], "{.metadata.labels.fresh}"),
@@ -357,7 +337,7 @@ fn kubectl_patch_replace_and_bad_writes() {
     let sts = c.write_manifest(
         "apiVersion: apps/v1\nkind: StatefulSet\nmetadata:\n  name: db\n  namespace: default\nspec:\n  replicas: -1\n  serviceName: db\n  selector:\n    matchLabels: {app: db}\n  template:\n    metadata:\n      labels: {app: db}\n    spec:\n      containers:\n      - name: c\n        image: twinset/sleep:latest\n",
     );
-    let out = kubectl(&c, &["apply", "--validate=false", "-f", &path(&sts)]);
+    let out = kubectl(&c, &["apply", "-f", &path(&sts)]);
     assert!(
         out.stderr
             .contains("The StatefulSet \"db\" is invalid: spec.replicas"),
@@ -386,16 +366,7 @@ fn a_nodes_certificate_reads_only_what_the_node_authorizer_allows() {
     );
     let kc = c.dir().join("node1.kubeconfig");
     std::fs::write(&kc, node_config).unwrap();
-    let as_node = |args: &[&str]| {
-        let bin = dns::which("kubectl").expect("kubectl not found on PATH");
-        let mut cmd = Command::new(bin);
-        cmd.env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HOME", c.dir())
-            .env("KUBECONFIG", &kc)
-            .args(args);
-        run_command_with(cmd, &format!("kubectl {}", args.join(" ")), None, timeout())
-    };
+    let as_node = |args: &[&str]| kubectl_with(&kubectl_bin(None), &kc, c.dir(), args);
     let out = as_node(&["get", "nodes", "-o", "name"]);
     assert_eq!(out.ok().trim(), "node/node1\nnode/node2");
     let out = as_node(&[
@@ -447,8 +418,7 @@ fn watches_that_allow_bookmarks_get_them_with_the_delivered_revision() {
             ..Default::default()
         },
     );
-    let bin = dns::which("kubectl").expect("kubectl not found on PATH");
-    let mut cmd = Command::new(bin);
+    let mut cmd = Command::new(kubectl_bin(None));
     cmd.env("KUBECONFIG", c.kubeconfig())
         .env("HOME", c.dir())
         .args([

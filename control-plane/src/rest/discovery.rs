@@ -12,7 +12,9 @@ use super::path::GROUP_VERSIONS;
 pub const KUBERNETES_VERSION: (&str, &str) = ("1", "31");
 
 /// The verbs served on a collection or an object over REST.
-const VERBS: [&str; 5] = ["create", "delete", "get", "list", "watch"];
+pub(crate) const VERBS: [&str; 7] = [
+    "create", "delete", "get", "list", "patch", "update", "watch",
+];
 
 /// Kinds kubectl's `all` category (`kubectl get all`) includes.
 const IN_ALL: [Kind; 4] = [Kind::Pod, Kind::Service, Kind::DaemonSet, Kind::StatefulSet];

@@ -11,6 +11,7 @@
 
 mod authz;
 pub mod discovery;
+pub mod openapi;
 pub mod path;
 mod read;
 pub mod status;
@@ -79,6 +80,7 @@ pub fn router(cluster: Arc<ClusterService>, bookmark_every: std::time::Duration)
         .route("/api/{*rest}", any(handle))
         .route("/apis", any(handle))
         .route("/apis/{*rest}", any(handle))
+        .route("/openapi/{*rest}", any(openapi::handle))
         .with_state(rest)
 }
 
@@ -108,6 +110,27 @@ async fn healthy() -> Response {
         .header(http::header::CONTENT_TYPE, "text/plain")
         .body(axum::body::Body::from("ok"))
         .unwrap_or_default()
+}
+
+/// Admits any caller with a valid client certificate of the cluster CA (discovery and
+/// the OpenAPI documents are for every authenticated user, as kube-apiserver's
+/// system:discovery role); others get 401, logged.
+fn admit_request(req: &Request) -> Result<Option<PeerInfo>, ApiError> {
+    let peer = req.extensions().get::<PeerInfo>().cloned();
+    let (method, path) = (req.method(), req.uri().path());
+    let valid = peer.as_ref().is_some_and(|p| {
+        p.identity != Identity::Anonymous && p.expired(chrono::Utc::now().timestamp()).is_none()
+    });
+    if valid {
+        return Ok(peer);
+    }
+    tracing::warn!(
+        user = %peer.as_ref().map_or("system:anonymous".to_string(), |p| p.identity.user()),
+        %method,
+        %path,
+        "refused: not authenticated"
+    );
+    Err(ApiError::unauthorized())
 }
 
 async fn handle(State(rest): State<Arc<Rest>>, req: Request) -> Response {

@@ -69,7 +69,7 @@ pub fn body_object(t: &Target, name: Option<&str>, body: &[u8]) -> Result<Object
     let text = std::str::from_utf8(body)
         .map_err(|_| bad_request("the request body is not UTF-8 JSON or YAML"))?;
     let mut objects = twinset_proto::manifest::decode_unvalidated(text)
-        .map_err(|e| bad_request(e.to_string()))?;
+        .map_err(|e| bad_request(e.server_message(t.kind)))?;
     if objects.len() != 1 {
         return Err(bad_request(format!(
             "the request body holds {} objects; one is expected",
@@ -226,7 +226,7 @@ pub async fn patch(
             _ => strategic_merge(&t.kind, &original, &patch)
                 .map_err(|e| bad_request(e.to_string()))?,
         };
-        let mut obj = decode_json(patched).map_err(|e| bad_request(e.to_string()))?;
+        let mut obj = decode_json(patched).map_err(|e| bad_request(e.server_message(t.kind)))?;
         fits(t, Some(name), &mut obj)?;
         opts.resource_version = Some(explicit.unwrap_or(current.resource_version()));
         match cluster.write(obj, &opts).await {
@@ -267,7 +267,7 @@ async fn apply(
     };
     let config =
         twinset_proto::manifest::parse_one(text).map_err(|e| bad_request(e.to_string()))?;
-    let mut obj = decode_json(config.clone()).map_err(|e| bad_request(e.to_string()))?;
+    let mut obj = decode_json(config.clone()).map_err(|e| bad_request(e.server_message(t.kind)))?;
     fits(t, Some(name), &mut obj)?;
     let mut config = config;
     if let (Some(ns), Some(meta)) = (&t.namespace, config.get_mut("metadata")) {
@@ -299,11 +299,10 @@ mod tests {
             PatchType::Apply
         );
         assert_eq!(
-            PatchType::of("application/json-patch+json")
-                .unwrap_err()
-                .code,
-            415
+            PatchType::of("application/json-patch+json").unwrap(),
+            PatchType::Json
         );
+        assert_eq!(PatchType::of("text/plain").unwrap_err().code, 415);
     }
 
     #[test]
