@@ -23,6 +23,7 @@ pub mod intorstr;
 pub mod kinds;
 pub mod kubeconfig;
 pub mod manifest;
+pub mod metrics;
 pub mod object;
 pub mod quantity;
 pub mod selector;
