@@ -16,6 +16,7 @@ pub mod dns;
 pub mod events;
 pub mod ipam;
 pub mod join;
+pub mod metrics;
 pub mod pki;
 pub mod pod_ranges;
 pub mod podutil;
@@ -105,6 +106,9 @@ pub struct Config {
     /// Every node's pod range and node IP, kept current while it runs; a caller that
     /// routes pod traffic (`twinset control-plane --pod-routes`) subscribes to it.
     pub pod_ranges: pod_ranges::PodRangesCell,
+    /// `--metrics-open`: any TLS client may read `/metrics`, with or without a client
+    /// certificate (false: administrators only).
+    pub metrics_open: bool,
 }
 
 impl Config {
@@ -137,6 +141,7 @@ impl Config {
             admin_cert_ttl: DEFAULT_ADMIN_CERT_TTL,
             node_cert_ttl: DEFAULT_NODE_CERT_TTL,
             pod_ranges: pod_ranges::cell(),
+            metrics_open: false,
         }
     }
 }
@@ -436,6 +441,11 @@ async fn serve(
             ))
         }
     };
+    let registry = metrics::registry(store.clone(), ctx.watch_slots.clone());
+    let metrics_access = twinset_proto::metrics::Access {
+        open: config.metrics_open,
+        readers: twinset_proto::metrics::Readers::Admins,
+    };
     let bootstrap =
         api::bootstrap::BootstrapService::new(store.clone(), ca.clone(), config.node_cert_ttl);
     // One service instance answers both APIs: gRPC callers through tonic, REST callers
@@ -479,10 +489,16 @@ async fn serve(
         .routes()
         .into_axum_router()
         .merge(rest::router(cluster))
+        .merge(twinset_proto::metrics::router(
+            Arc::new(registry),
+            metrics_access,
+        ))
         .fallback(rest::fallback);
     let served = tonic::transport::Server::builder()
         // kubectl speaks HTTP/2, but other clients of the REST API only HTTP/1.1.
         .accept_http1(true)
+        // Outermost, so it counts what callers receive, refusals included.
+        .layer(metrics::requests::RequestsLayer)
         .layer(api::refusals::RefusalsLayer {
             max_request_bytes: config.max_request_bytes,
         })

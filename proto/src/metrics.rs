@@ -26,6 +26,22 @@ pub const START_BUCKETS: [f64; 13] = [
     0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0,
 ];
 
+/// The pod phases, each always reported (a phase with no pods as 0).
+pub const POD_PHASES: [&str; 5] = ["Pending", "Running", "Succeeded", "Failed", "Unknown"];
+
+/// The phase label of a pod whose status says `phase`: "" (nothing reported yet) is
+/// Pending, as kubectl shows it; anything unrecognised is Unknown, so the label stays
+/// one of [`POD_PHASES`].
+pub fn phase_label(phase: &str) -> &'static str {
+    match phase {
+        "" => "Pending",
+        p => POD_PHASES
+            .into_iter()
+            .find(|known| *known == p)
+            .unwrap_or("Unknown"),
+    }
+}
+
 /// Which certificates may read the metrics when they are not open.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Readers {
@@ -192,6 +208,14 @@ mod tests {
         assert!(decide(open, Some(&anonymous), 10).is_ok());
         assert!(decide(open, None, 10).is_ok());
         assert!(decide(open, Some(&node), 10).is_ok());
+    }
+
+    #[test]
+    fn phase_labels_are_bounded() {
+        assert_eq!(phase_label(""), "Pending");
+        assert_eq!(phase_label("Running"), "Running");
+        assert_eq!(phase_label("Succeeded"), "Succeeded");
+        assert_eq!(phase_label("Exploded"), "Unknown");
     }
 
     #[test]
