@@ -22,6 +22,7 @@ pub mod binary;
 pub mod cluster;
 pub mod dns;
 pub mod json;
+pub mod metrics;
 pub mod net;
 pub mod netlab;
 pub mod output;
