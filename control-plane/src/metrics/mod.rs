@@ -231,9 +231,5 @@ mod tests {
         assert!(text.contains("twinset_pods{phase=\"Running\"} 2\n"), "{text}");
         assert!(text.contains("twinset_pods{phase=\"Succeeded\"} 0\n"), "{text}");
         assert!(text.contains("twinset_watches 1\n"), "{text}");
-        assert!(
-            text.contains("# TYPE twinset_store_write_duration_seconds histogram\n"),
-            "{text}"
-        );
     }
 }
