@@ -180,7 +180,10 @@ mod tests {
         assert!(decide(AGENT, Some(&cp), 10).is_ok());
         let e = decide(CLOSED, Some(&cp), 10).unwrap_err();
         assert_eq!(e.status, StatusCode::FORBIDDEN);
-        assert_eq!(e.message, "User \"twinset-control-plane\" cannot get /metrics");
+        assert_eq!(
+            e.message,
+            "User \"twinset-control-plane\" cannot get /metrics"
+        );
         let e = decide(AGENT, Some(&node), 10).unwrap_err();
         assert_eq!(e.status, StatusCode::FORBIDDEN);
         assert_eq!(e.message, "User \"system:node:n1\" cannot get /metrics");

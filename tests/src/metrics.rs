@@ -87,7 +87,9 @@ fn parse_labels(s: &str) -> Result<(Labels, &str), String> {
             return Err(format!("bad label name {name:?}"));
         }
         rest = rest[eq + 1..].trim_start_matches(' ');
-        rest = rest.strip_prefix('"').ok_or("a label value without quotes")?;
+        rest = rest
+            .strip_prefix('"')
+            .ok_or("a label value without quotes")?;
         let mut value = String::new();
         let mut chars = rest.char_indices();
         let end = loop {
@@ -164,9 +166,7 @@ impl Exposition {
                         if !is_metric_name(name) {
                             return Err(at("bad metric name".into()));
                         }
-                        if !["counter", "gauge", "histogram", "summary", "untyped"]
-                            .contains(kind)
-                        {
+                        if !["counter", "gauge", "histogram", "summary", "untyped"].contains(kind) {
                             return Err(at(format!("unknown type {kind:?}")));
                         }
                         if families.contains_key(*name) {
@@ -207,7 +207,10 @@ impl Exposition {
             let family = family_of(&families, name)
                 .ok_or_else(|| at("a sample of no declared family".into()))?
                 .to_string();
-            if seen.insert((name.to_string(), labels.clone()), ()).is_some() {
+            if seen
+                .insert((name.to_string(), labels.clone()), ())
+                .is_some()
+            {
                 return Err(at("a repeated series".into()));
             }
             if let Some(f) = families.get_mut(&family) {
@@ -244,7 +247,9 @@ impl Exposition {
                 let pairs = buckets.windows(2);
                 for w in pairs {
                     if w[1].0 <= w[0].0 || w[1].1 < w[0].1 {
-                        return Err(format!("{name}{labels:?}: buckets not cumulative: {buckets:?}"));
+                        return Err(format!(
+                            "{name}{labels:?}: buckets not cumulative: {buckets:?}"
+                        ));
                     }
                 }
                 let last = buckets.last().copied().unwrap_or((0.0, 0.0));

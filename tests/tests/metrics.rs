@@ -23,7 +23,12 @@ enum At<'a> {
 
 /// `GET path` at `at` as the holder of `creds`: the status and body, or why no TLS
 /// connection was made.
-fn fetch(c: &Cluster, at: &At, creds: &ClientCredentials, path: &str) -> Result<(u16, String), String> {
+fn fetch(
+    c: &Cluster,
+    at: &At,
+    creds: &ClientCredentials,
+    path: &str,
+) -> Result<(u16, String), String> {
     runtime().block_on(async {
         let channel = match at {
             At::ControlPlane => connect(&c.server(), creds).await,
@@ -67,7 +72,11 @@ fn metrics_parse_and_move_when_a_daemonsets_pods_start() {
     let agent = |c: &Cluster, node| scrape(c, &At::Agent(node), &admin);
 
     let before = cp(&c);
-    assert_eq!(before.sum("twinset_watches", &[]), 0.0, "no client watches yet");
+    assert_eq!(
+        before.sum("twinset_watches", &[]),
+        0.0,
+        "no client watches yet"
+    );
     let agents_before: Vec<Exposition> = ["node1", "node2"].map(|n| agent(&c, n)).into();
     for family in [
         "twinset_agent_pod_start_duration_seconds",
@@ -77,12 +86,19 @@ fn metrics_parse_and_move_when_a_daemonsets_pods_start() {
         assert!(agents_before[0].has(family), "no {family} on node1");
     }
 
-    let out = c.apply(&twinset_e2e::sleep_daemonset("counted", "default", SLEEP_ENV));
+    let out = c.apply(&twinset_e2e::sleep_daemonset(
+        "counted", "default", SLEEP_ENV,
+    ));
     assert!(out.success(), "{out}");
     c.wait_running("default", "counted-", 2);
     // A REST list, counted by verb and resource.
-    let (status, body) = fetch(&c, &At::ControlPlane, &admin, "/api/v1/namespaces/default/pods")
-        .unwrap_or_else(|e| panic!("{e}"));
+    let (status, body) = fetch(
+        &c,
+        &At::ControlPlane,
+        &admin,
+        "/api/v1/namespaces/default/pods",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(status, 200, "{body}");
 
     // A client's Watch stream is counted while it is open.
@@ -102,11 +118,14 @@ fn metrics_parse_and_move_when_a_daemonsets_pods_start() {
         "twinset_pods",
         "twinset_watches",
     ] {
-        assert!(after.has(family), "no {family} in {:#?}", after.families.keys());
+        assert!(
+            after.has(family),
+            "no {family} in {:#?}",
+            after.families.keys()
+        );
     }
-    let moved = |name: &str, labels: &[(&str, &str)]| {
-        (before.sum(name, labels), after.sum(name, labels))
-    };
+    let moved =
+        |name: &str, labels: &[(&str, &str)]| (before.sum(name, labels), after.sum(name, labels));
     let (was, is) = moved("twinset_pods", &[("phase", "Running")]);
     assert_eq!(is, was + 2.0, "pods Running: {was} → {is}");
     let apply = [
@@ -121,14 +140,24 @@ fn metrics_parse_and_move_when_a_daemonsets_pods_start() {
         &[("service", "twinset.v1.Cluster"), ("method", "Apply")],
     );
     assert!(is >= was + 1.0, "Apply latencies: {was} → {is}");
-    let reports = [("service", "twinset.v1.Nodes"), ("method", "ReportStatus"), ("code", "OK")];
+    let reports = [
+        ("service", "twinset.v1.Nodes"),
+        ("method", "ReportStatus"),
+        ("code", "OK"),
+    ];
     let (was, is) = moved("twinset_grpc_requests_total", &reports);
     assert!(is >= was + 2.0, "status reports: {was} → {is}");
     let list = [("verb", "list"), ("resource", "pods"), ("code", "2xx")];
     let (was, is) = moved("twinset_rest_requests_total", &list);
     assert!(is >= was + 1.0, "REST pod lists: {was} → {is}");
-    let (was, is) = moved("twinset_store_write_duration_seconds_count", &[("op", "create")]);
-    assert!(is >= was + 3.0, "store creates (the set, two pods): {was} → {is}");
+    let (was, is) = moved(
+        "twinset_store_write_duration_seconds_count",
+        &[("op", "create")],
+    );
+    assert!(
+        is >= was + 3.0,
+        "store creates (the set, two pods): {was} → {is}"
+    );
     let ds = [("controller", "daemonset-controller")];
     let (was, is) = moved("twinset_controller_reconcile_duration_seconds_count", &ds);
     assert!(is >= was + 1.0, "DaemonSet reconciles: {was} → {is}");
@@ -166,7 +195,10 @@ fn metrics_need_a_readers_certificate() {
         (403, "User \"system:node:node1\" cannot get /metrics")
     );
     let refused = fetch(&c, &At::Agent("node2"), &anonymous, "/metrics");
-    assert!(refused.is_err(), "node2 answered a client without a certificate: {refused:?}");
+    assert!(
+        refused.is_err(),
+        "node2 answered a client without a certificate: {refused:?}"
+    );
 }
 
 #[test]
@@ -189,10 +221,12 @@ fn metrics_open_lets_any_tls_client_read() {
     assert_eq!(status, 401);
     // Still TLS only: plain text gets no answer.
     let plain = runtime().block_on(async {
-        let endpoint =
-            tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{}", c.daemon_port("node1")))
-                .map_err(|e| e.to_string())?
-                .timeout(Duration::from_secs(5));
+        let endpoint = tonic::transport::Endpoint::from_shared(format!(
+            "http://127.0.0.1:{}",
+            c.daemon_port("node1")
+        ))
+        .map_err(|e| e.to_string())?
+        .timeout(Duration::from_secs(5));
         let channel = endpoint.connect().await.map_err(|e| e.to_string())?;
         get(channel, "/metrics").await
     });

@@ -212,7 +212,12 @@ mod tests {
     #[tokio::test]
     async fn pods_are_counted_by_phase_and_scraped_with_the_open_watches() {
         let store: Arc<dyn Store> = Arc::new(MemoryStore::new(100));
-        for (name, phase) in [("a", "Running"), ("b", "Running"), ("c", ""), ("d", "Failed")] {
+        for (name, phase) in [
+            ("a", "Running"),
+            ("b", "Running"),
+            ("c", ""),
+            ("d", "Failed"),
+        ] {
             store.create(pod(name, phase)).await.unwrap();
         }
         assert_eq!(
@@ -228,8 +233,14 @@ mod tests {
         let watches = WatchSlots::new(10, 10, 10);
         let _slot = watches.acquire(None, "admin").unwrap();
         let text = twinset_proto::metrics::encode(&registry(store, watches)).unwrap();
-        assert!(text.contains("twinset_pods{phase=\"Running\"} 2\n"), "{text}");
-        assert!(text.contains("twinset_pods{phase=\"Succeeded\"} 0\n"), "{text}");
+        assert!(
+            text.contains("twinset_pods{phase=\"Running\"} 2\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("twinset_pods{phase=\"Succeeded\"} 0\n"),
+            "{text}"
+        );
         assert!(text.contains("twinset_watches 1\n"), "{text}");
     }
 }

@@ -105,7 +105,9 @@ static GRPC_METHODS: LazyLock<HashMap<String, (String, String)>> = LazyLock::new
                 }
             }
         }
-        Err(e) => tracing::error!(error = %e, "the API's descriptor set does not decode; gRPC calls are counted as unknown"),
+        Err(e) => {
+            tracing::error!(error = %e, "the API's descriptor set does not decode; gRPC calls are counted as unknown")
+        }
     }
     add("grpc.health.v1.Health".into(), "Check".into());
     add("grpc.health.v1.Health".into(), "Watch".into());
@@ -120,7 +122,10 @@ fn grpc_call(path: &str) -> GrpcCall {
     let methods: &'static HashMap<String, (String, String)> = &GRPC_METHODS;
     methods
         .get(path)
-        .map_or(UNKNOWN_CALL, |(service, method)| GrpcCall { service, method })
+        .map_or(UNKNOWN_CALL, |(service, method)| GrpcCall {
+            service,
+            method,
+        })
 }
 
 /// The name of a gRPC status code, as gRPC spells it in its own metrics.
@@ -267,9 +272,7 @@ where
     let m = metrics();
     match call {
         Call::Rest(c) => {
-            m.rest_latency
-                .get_or_create(&c)
-                .observe(took.as_secs_f64());
+            m.rest_latency.get_or_create(&c).observe(took.as_secs_f64());
             m.rest_requests
                 .get_or_create(&RestResult {
                     verb: c.verb,
@@ -281,9 +284,7 @@ where
             response.map(tonic::body::Body::new)
         }
         Call::Grpc(c) => {
-            m.grpc_latency
-                .get_or_create(&c)
-                .observe(took.as_secs_f64());
+            m.grpc_latency.get_or_create(&c).observe(took.as_secs_f64());
             // Refused at once: the status is in the head ("trailers only").
             let mut pending = Some(c);
             if let Some(status) = tonic::Status::from_header_map(response.headers()) {
@@ -389,7 +390,11 @@ mod tests {
     #[test]
     fn rest_requests_are_named_as_kube_apiserver_names_them() {
         let cases = [
-            (Method::GET, "/api/v1/namespaces/default/pods", rc("list", "pods", "")),
+            (
+                Method::GET,
+                "/api/v1/namespaces/default/pods",
+                rc("list", "pods", ""),
+            ),
             (Method::GET, "/api/v1/pods?watch=1", rc("watch", "pods", "")),
             (
                 Method::GET,
@@ -431,7 +436,11 @@ mod tests {
             (Method::GET, "/readyz", rc("get", "health", "")),
             (Method::GET, "/metrics", rc("get", "metrics", "")),
             (Method::POST, "/anything/at/all", rc("other", "unknown", "")),
-            (Method::GET, "/apis/made.up/v1/things", rc("get", "unknown", "")),
+            (
+                Method::GET,
+                "/apis/made.up/v1/things",
+                rc("get", "unknown", ""),
+            ),
         ];
         for (method, uri, want) in cases {
             assert_eq!(rest(method.clone(), uri), want, "{method} {uri}");
@@ -467,7 +476,10 @@ mod tests {
                 method: "Check"
             })
         );
-        assert_eq!(call("/twinset.v1.Cluster/Nonsense"), Call::Grpc(UNKNOWN_CALL));
+        assert_eq!(
+            call("/twinset.v1.Cluster/Nonsense"),
+            Call::Grpc(UNKNOWN_CALL)
+        );
         assert_eq!(call("/evil.Service/x1"), Call::Grpc(UNKNOWN_CALL));
     }
 
