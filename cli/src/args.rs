@@ -450,6 +450,11 @@ pub struct ControlPlaneArgs {
     /// address is loopback.
     #[arg(long, value_name = "127.0.0.1:PORT")]
     pub insecure_listen: Option<SocketAddr>,
+    /// Let any TLS client read /metrics, with or without a client certificate (for a
+    /// Prometheus that has none). Still TLS only. Default: administrators' certificates
+    /// only (anonymous 401, other certificates 403).
+    #[arg(long)]
+    pub metrics_open: bool,
     /// The range node pod ranges are cut from.
     #[arg(long)]
     pub cluster_cidr: Option<String>,
@@ -619,6 +624,12 @@ pub struct AgentArgs {
     /// received, and the node then shows NotReady.
     #[arg(long, hide = true, value_parser = parse_size)]
     pub assignment_receive_limit: Option<u64>,
+    /// Let any TLS client read /metrics on the daemon endpoint, with or without a client
+    /// certificate (for a Prometheus that has none). Still TLS only. Default:
+    /// administrators' and the control plane's certificates only; without this flag a
+    /// client with no certificate is refused at the handshake.
+    #[arg(long)]
+    pub metrics_open: bool,
 }
 
 fn parse_pod_network(s: &str) -> Result<twinset_node_agent::network::Mode, String> {

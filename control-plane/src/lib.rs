@@ -16,6 +16,7 @@ pub mod dns;
 pub mod events;
 pub mod ipam;
 pub mod join;
+pub mod metrics;
 pub mod pki;
 pub mod pod_ranges;
 pub mod podutil;
@@ -107,6 +108,9 @@ pub struct Config {
     pub pod_ranges: pod_ranges::PodRangesCell,
     /// How often a REST watch that allows bookmarks gets one.
     pub watch_bookmark_interval: Duration,
+    /// `--metrics-open`: any TLS client may read `/metrics`, with or without a client
+    /// certificate (false: administrators only).
+    pub metrics_open: bool,
 }
 
 impl Config {
@@ -140,6 +144,7 @@ impl Config {
             node_cert_ttl: DEFAULT_NODE_CERT_TTL,
             pod_ranges: pod_ranges::cell(),
             watch_bookmark_interval: Duration::from_secs(60),
+            metrics_open: false,
         }
     }
 }
@@ -439,6 +444,11 @@ async fn serve(
             ))
         }
     };
+    let registry = metrics::registry(store.clone(), ctx.watch_slots.clone());
+    let metrics_access = twinset_proto::metrics::Access {
+        open: config.metrics_open,
+        readers: twinset_proto::metrics::Readers::Admins,
+    };
     let bootstrap =
         api::bootstrap::BootstrapService::new(store.clone(), ca.clone(), config.node_cert_ttl);
     // One service instance answers both APIs: gRPC callers through tonic, REST callers
@@ -482,10 +492,16 @@ async fn serve(
         .routes()
         .into_axum_router()
         .merge(rest::router(cluster, config.watch_bookmark_interval))
+        .merge(twinset_proto::metrics::router(
+            Arc::new(registry),
+            metrics_access,
+        ))
         .fallback(rest::fallback);
     let served = tonic::transport::Server::builder()
         // kubectl speaks HTTP/2, but other clients of the REST API only HTTP/1.1.
         .accept_http1(true)
+        // Outermost, so it counts what callers receive, refusals included.
+        .layer(metrics::requests::RequestsLayer)
         .layer(api::refusals::RefusalsLayer {
             max_request_bytes: config.max_request_bytes,
         })

@@ -2,7 +2,9 @@
 //! certificate (from a swappable cell, so a renewed certificate is used from the next
 //! handshake on), every caller must present a certificate of the cluster CA, and only
 //! the control plane's may call (it proxies `twinset logs`); a node's certificate, an
-//! admin's or any other is refused with PERMISSION_DENIED naming it, and logged.
+//! admin's or any other is refused with PERMISSION_DENIED naming it, and logged. The
+//! same port serves `/metrics` to administrators and the control plane
+//! ([`metrics_access`]).
 
 use crate::join::NodeCredentials;
 use std::sync::Arc;
@@ -16,12 +18,28 @@ pub fn serving_cert(creds: &NodeCredentials) -> Result<Arc<ServerCert>, TlsError
 }
 
 /// The endpoint's TLS configuration: the certificate in `cell`, a client certificate of
-/// the CA of `creds` required.
+/// the CA of `creds` required — unless `metrics_open` (`--metrics-open`) lets clients
+/// without one in to read `/metrics` (every NodeAgent method still refuses them).
 pub fn tls_config(
     creds: &NodeCredentials,
     cell: Arc<ServerCert>,
+    metrics_open: bool,
 ) -> Result<Arc<rustls::ServerConfig>, TlsError> {
-    server_config_for(&creds.ca_pem, cell, ClientAuth::Required)
+    let client_auth = if metrics_open {
+        ClientAuth::Optional
+    } else {
+        ClientAuth::Required
+    };
+    server_config_for(&creds.ca_pem, cell, client_auth)
+}
+
+/// Who may read the agent's `/metrics`: administrators and the control plane, or anyone
+/// with `--metrics-open`.
+pub fn metrics_access(open: bool) -> twinset_proto::metrics::Access {
+    twinset_proto::metrics::Access {
+        open,
+        readers: twinset_proto::metrics::Readers::AdminsAndControlPlane,
+    }
 }
 
 /// Whether `identity` may call `method` (`twinset.v1.NodeAgent/Logs`): only the control

@@ -20,6 +20,7 @@ pub mod images;
 pub mod ipam;
 pub mod join;
 pub mod logs;
+pub mod metrics;
 pub mod network;
 pub mod node;
 pub mod pod;
@@ -163,6 +164,10 @@ pub struct Config {
     /// route its pod range via. None: the daemon endpoint's address, or when that is
     /// unspecified the address this machine reaches the control plane from.
     pub node_ip: Option<std::net::Ipv4Addr>,
+    /// `--metrics-open`: any TLS client may read `/metrics`, with or without a client
+    /// certificate (false: administrators and the control plane only, and a client
+    /// without a certificate is refused at the handshake).
+    pub metrics_open: bool,
 }
 
 impl Config {
@@ -194,6 +199,7 @@ impl Config {
             token: None,
             pod_network: network::Mode::Loopback,
             node_ip: None,
+            metrics_open: false,
         }
     }
 }
@@ -294,14 +300,25 @@ async fn run_agent(config: Config, shutdown: CancellationToken) -> Result<(), Er
     let serving = endpoint::serving_cert(&creds)?;
     let incoming = twinset_proto::tls::server::incoming(
         listener,
-        endpoint::tls_config(&creds, serving.clone())?,
+        endpoint::tls_config(&creds, serving.clone(), config.metrics_open)?,
         shutdown.clone(),
     );
     let log_service = logs::LogService::new(registry.clone(), tracker.clone(), shutdown.clone());
+    // Beside NodeAgent, `/metrics` (for Prometheus, which may speak HTTP/1.1).
+    let mut grpc = tonic::service::Routes::builder();
+    grpc.add_service(NodeAgentServer::new(log_service));
+    let routes = grpc
+        .routes()
+        .into_axum_router()
+        .merge(twinset_proto::metrics::router(
+            Arc::new(metrics::registry()),
+            endpoint::metrics_access(config.metrics_open),
+        ));
     let serve_shutdown = shutdown.clone();
     let server = tracker.spawn(async move {
         Server::builder()
-            .add_service(NodeAgentServer::new(log_service))
+            .accept_http1(true)
+            .add_routes(tonic::service::Routes::from(routes))
             .serve_with_incoming_shutdown(incoming, serve_shutdown.cancelled_owned())
             .await
     });

@@ -26,6 +26,7 @@ pub mod kinds;
 pub mod kubeconfig;
 pub mod managed;
 pub mod manifest;
+pub mod metrics;
 pub mod object;
 pub mod patch;
 pub mod quantity;

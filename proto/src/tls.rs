@@ -170,6 +170,22 @@ pub async fn connect(server: &str, creds: &ClientCredentials) -> Result<Channel,
         .map_err(ConnectError::Transport)
 }
 
+/// A channel to `address` (`HOST:PORT`) over TLS with `creds`, connected now, that
+/// checks the server's certificate for `server_name` rather than the host dialled: how
+/// a client reaches an agent's endpoint, whose certificate names its node.
+pub async fn connect_as(
+    address: &str,
+    server_name: &str,
+    creds: &ClientCredentials,
+) -> Result<Channel, ConnectError> {
+    let (endpoint, _, authority) = endpoint(address)?;
+    let connector = connector(creds.config()?, server_name.to_string(), authority)?;
+    endpoint
+        .connect_with_connector(connector)
+        .await
+        .map_err(ConnectError::Transport)
+}
+
 /// A channel to `server` over TLS with `creds` that connects on first use (and again
 /// after a failure).
 pub fn connect_lazy(server: &str, creds: &ClientCredentials) -> Result<Channel, TlsError> {

@@ -228,6 +228,19 @@ impl Cluster {
         }
     }
 
+    /// Node `node`'s credentials from its data dir (`pki/ca.crt`, `node.crt`,
+    /// `node.key`), as an intruder on that machine would find them.
+    pub fn node_credentials(&self, node: &str) -> twinset_proto::tls::ClientCredentials {
+        let pki = self.node_dir(node).join("pki");
+        let read = |f: &str| {
+            std::fs::read_to_string(pki.join(f)).unwrap_or_else(|e| panic!("{node} {f}: {e}"))
+        };
+        twinset_proto::tls::ClientCredentials {
+            ca_pem: read("ca.crt"),
+            identity: Some((read("node.crt"), read("node.key"))),
+        }
+    }
+
     /// The join token this cluster's agents start with (made on first use: no expiry,
     /// no limit on uses).
     pub fn join_token(&mut self) -> String {

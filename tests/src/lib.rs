@@ -23,6 +23,7 @@ pub mod cluster;
 pub mod dns;
 pub mod json;
 pub mod kubectl;
+pub mod metrics;
 pub mod net;
 pub mod netlab;
 pub mod output;

@@ -70,7 +70,7 @@ fn a_plain_text_client_gets_no_answer() {
 #[test]
 fn a_node_certificate_cannot_call_the_cluster_service() {
     let c = Cluster::start(1);
-    let creds = node_credentials(&c, "node1");
+    let creds = c.node_credentials("node1");
     let server = c.server();
     let refused = runtime().block_on(async move {
         let channel = twinset_proto::tls::connect(&server, &creds)
@@ -216,18 +216,6 @@ fn ca_flags(crt: &Path, key: &Path) -> Vec<String> {
     ]
 }
 
-/// A node's credentials from its data dir (`pki/ca.crt`, `node.crt`, `node.key`).
-fn node_credentials(c: &Cluster, node: &str) -> ClientCredentials {
-    let pki = c.node_dir(node).join("pki");
-    let read = |f: &str| {
-        std::fs::read_to_string(pki.join(f)).unwrap_or_else(|e| panic!("{node} {f}: {e}"))
-    };
-    ClientCredentials {
-        ca_pem: read("ca.crt"),
-        identity: Some((read("node.crt"), read("node.key"))),
-    }
-}
-
 #[test]
 fn an_operators_ca_signs_the_server_the_admin_and_the_nodes() {
     let outside = tempfile::tempdir().expect("temp dir");
@@ -258,7 +246,7 @@ fn an_operators_ca_signs_the_server_the_admin_and_the_nodes() {
     let token = c.join_token();
     let parsed = twinset_proto::token::Token::parse(&token).expect("a join token");
     assert_eq!(parsed.ca_hash(), twinset_proto::token::sha256_hex(&ca_der));
-    let creds = node_credentials(&c, "node1");
+    let creds = c.node_credentials("node1");
     assert_eq!(der_of(&creds.ca_pem, "node1 pki/ca.crt"), ca_der);
     let server = c.server();
     let first = runtime().block_on(async move {
@@ -388,7 +376,7 @@ fn a_node_certificate_speaks_only_for_its_own_node_and_pods() {
         .find(|p| p.node == "node2")
         .cloned()
         .unwrap_or_else(|| panic!("no pod on node2: {pods:?}"));
-    let creds = node_credentials(&c, "node1");
+    let creds = c.node_credentials("node1");
     let server = c.server();
     let forged_status = v1::PodStatus {
         phase: "Failed".into(),
@@ -550,7 +538,7 @@ fn an_agents_endpoint_answers_only_the_control_plane() {
     let ClientCredentials {
         ca_pem: ca,
         identity: Some((cert, key)),
-    } = node_credentials(&c, "node1")
+    } = c.node_credentials("node1")
     else {
         panic!("node1's credentials have no certificate");
     };
@@ -680,7 +668,7 @@ fn insecure_listen_serves_plain_text_only_on_loopback_and_says_so() {
 #[test]
 fn deleting_a_node_makes_its_certificate_useless_at_once() {
     let c = Cluster::start(2);
-    let creds = node_credentials(&c, "node1");
+    let creds = c.node_credentials("node1");
     let server = c.server();
     let heartbeat = move || {
         let (server, creds) = (server.clone(), creds.clone());

@@ -117,6 +117,7 @@ pub async fn run(ctx: &Ctx, args: AgentArgs) -> anyhow::Result<()> {
         config.stop_pods_on_shutdown = stop;
     }
     config.cluster_dns = args.cluster_dns;
+    config.metrics_open = args.metrics_open;
     if let Some(g) = args.sync_grace {
         config.sync_grace = g;
     }

@@ -49,6 +49,7 @@ pub fn config(args: ControlPlaneArgs) -> twinset_control_plane::Config {
     }
     config.tls_san = args.tls_san;
     config.insecure_listen = args.insecure_listen;
+    config.metrics_open = args.metrics_open;
     // clap lets only both or neither through.
     if let (Some(cert), Some(key)) = (args.tls_ca_cert, args.tls_ca_key) {
         config.tls_ca = Some(twinset_control_plane::pki::CaFiles { cert, key });

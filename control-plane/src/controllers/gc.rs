@@ -13,6 +13,9 @@ use tracing::Instrument;
 use twinset_proto::v1::Object;
 use twinset_proto::Kind;
 
+/// The collector's name in its metrics (kube-controller-manager's).
+pub const COMPONENT: &str = "garbage-collector-controller";
+
 /// Kinds whose objects may be dependents.
 const DEPENDENT_KINDS: [Kind; 3] = [
     Kind::Pod,
@@ -22,7 +25,7 @@ const DEPENDENT_KINDS: [Kind; 3] = [
 
 /// Runs the collector until `token` is cancelled.
 pub async fn run(store: Arc<dyn Store>, token: CancellationToken) {
-    let queue = Arc::new(Queue::default());
+    let queue = Arc::new(Queue::named(COMPONENT));
     let watcher = {
         let (store, queue, token) = (store.clone(), queue.clone(), token.clone());
         tokio::spawn(async move {
@@ -39,7 +42,10 @@ pub async fn run(store: Arc<dyn Store>, token: CancellationToken) {
             continue;
         };
         let span = tracing::info_span!("collect", object = %key);
-        if let Err(e) = collect(&*store, &obj).instrument(span).await {
+        let started = std::time::Instant::now();
+        let collected = collect(&*store, &obj).instrument(span).await;
+        queue.reconciled(started.elapsed());
+        if let Err(e) = collected {
             tracing::warn!(object = %key, error = %e, "garbage collection failed; retrying");
             queue.add_after(key, std::time::Duration::from_secs(1));
         }

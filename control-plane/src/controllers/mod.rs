@@ -46,10 +46,20 @@ pub async fn after_apply(
 
 /// A deduplicating work queue of keys: a key waiting in the queue is there once, and a
 /// key waiting for a timer has one timer (repeated requeues merge into the earliest).
+/// A named queue ([`Queue::named`]) reports its depth and its controller's reconcile
+/// times as metrics.
 #[derive(Debug, Default)]
 pub struct Queue {
     inner: Mutex<QueueInner>,
     notify: Notify,
+    meter: Option<Meter>,
+}
+
+/// A controller's instruments: the keys ready in its queue, the time of its reconciles.
+#[derive(Debug)]
+struct Meter {
+    depth: prometheus_client::metrics::gauge::Gauge,
+    reconcile: prometheus_client::metrics::histogram::Histogram,
 }
 
 #[derive(Debug, Default)]
@@ -72,13 +82,45 @@ impl QueueInner {
 }
 
 impl Queue {
+    /// A queue whose depth and reconcile times are reported for `controller` (its
+    /// component name, `daemonset-controller`).
+    pub fn named(controller: &'static str) -> Queue {
+        let label = crate::metrics::ControllerLabel { controller };
+        let m = crate::metrics::metrics();
+        Queue {
+            meter: Some(Meter {
+                depth: m.queue_depth.get_or_create_owned(&label),
+                reconcile: m.reconcile.get_or_create_owned(&label),
+            }),
+            ..Queue::default()
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, QueueInner> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Reports how many keys are ready (under the lock that changed it).
+    fn gauge(&self, inner: &QueueInner) {
+        if let Some(m) = &self.meter {
+            m.depth
+                .set(i64::try_from(inner.ready.len()).unwrap_or(i64::MAX));
+        }
+    }
+
+    /// Records one reconcile of this queue's controller that took `took`.
+    pub fn reconciled(&self, took: Duration) {
+        if let Some(m) = &self.meter {
+            m.reconcile.observe(took.as_secs_f64());
+        }
+    }
+
     /// Queues a key unless it is already waiting.
     pub fn add(&self, key: Key) {
-        if self.lock().push(key) {
+        let mut inner = self.lock();
+        if inner.push(key) {
+            self.gauge(&inner);
+            drop(inner);
             self.notify.notify_one();
         }
     }
@@ -122,13 +164,15 @@ impl Queue {
                     inner.timers.remove(&key);
                     inner.push(key);
                 }
-                match inner.ready.pop_front() {
+                let next = match inner.ready.pop_front() {
                     Some(key) => {
                         inner.queued.remove(&key);
                         Poll::Ready(key)
                     }
                     None => Poll::Pending,
-                }
+                };
+                self.gauge(&inner);
+                next
             });
             tokio::select! {
                 key = ready => return key,
@@ -185,7 +229,10 @@ where
             namespace = %key.namespace,
             name = %key.name
         );
-        match reconcile(key.clone()).instrument(span.clone()).await {
+        let started = std::time::Instant::now();
+        let reconciled = reconcile(key.clone()).instrument(span.clone()).await;
+        queue.reconciled(started.elapsed());
+        match reconciled {
             Ok(requeue) => {
                 backoff.succeeded(&key);
                 if let Some(after) = requeue.delay() {

@@ -56,7 +56,7 @@ pub struct Shell<W> {
 pub async fn run<W: Workload>(workload: W, store: Arc<dyn Store>, token: CancellationToken) {
     let shell = Arc::new(Shell {
         store: store.clone(),
-        queue: Arc::new(Queue::default()),
+        queue: Arc::new(Queue::named(W::COMPONENT)),
         workload,
     });
     let watcher = {

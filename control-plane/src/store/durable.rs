@@ -151,6 +151,19 @@ impl DurableStore {
     }
 
     async fn write(&self, op: Op) -> Result<Object> {
+        let kind = match &op {
+            Op::Create(_) => "create",
+            Op::Update(..) => "update",
+            Op::Delete(..) => "delete",
+        };
+        let started = std::time::Instant::now();
+        let written = self.write_durably(op).await;
+        crate::metrics::store_write(kind, started.elapsed());
+        written
+    }
+
+    /// [`DurableStore::write`] without its timing.
+    async fn write_durably(&self, op: Op) -> Result<Object> {
         let tx = self
             .tx
             .lock()

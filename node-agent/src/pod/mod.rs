@@ -178,6 +178,11 @@ pub struct PodWorker {
     sandbox_error: Option<String>,
     /// When the network is tried again after a failure, and the back-off after that.
     sandbox_retry: Option<(Instant, Duration)>,
+    /// When its assignment reached the agent, until its start is recorded (None once
+    /// recorded, and for a pod adopted from an earlier agent, which started then).
+    assigned_at: Option<Instant>,
+    /// Its place in the pods-per-phase metric.
+    phase: crate::metrics::PhaseSlot,
 }
 
 /// Runs a pod until it is deleted, unassigned, or the agent stops. `adopt` is the
@@ -250,6 +255,8 @@ impl PodWorker {
             netns: None,
             sandbox_error: None,
             sandbox_retry: None,
+            assigned_at: Some(Instant::now()),
+            phase: crate::metrics::PhaseSlot::default(),
         }
     }
 
@@ -281,6 +288,9 @@ impl PodWorker {
     }
 
     async fn main(mut self, adopt: Option<PodRecord>) {
+        if adopt.is_some() {
+            self.assigned_at = None;
+        }
         self.setup();
         self.attach_network().await;
         let deleting = is_deleting(&self.pod);
@@ -706,7 +716,10 @@ impl PodWorker {
         let now = Instant::now();
         for i in 0..self.containers.len() {
             match self.containers[i].stage() {
-                Stage::Idle(idle) if idle.restart_due(now) => self.start_container(i),
+                Stage::Idle(idle) if idle.restart_due(now) => {
+                    crate::metrics::container_restarted();
+                    self.start_container(i)
+                }
                 Stage::Running(active) => {
                     let pid = active.process().pid;
                     if active.take_kill_due(now) {
@@ -920,6 +933,12 @@ impl PodWorker {
 
     fn report(&mut self, terminated: bool) {
         let status = self.compute_status();
+        self.phase.set(&status.phase);
+        if crate::metrics::all_running(&status, self.containers.len()) {
+            if let Some(at) = self.assigned_at.take() {
+                crate::metrics::pod_started(at.elapsed());
+            }
+        }
         if self.last_sent.as_ref() == Some(&status) && self.events.is_empty() && !terminated {
             return;
         }

@@ -236,12 +236,9 @@ pub fn server_config_for(
     client_auth: ClientAuth,
 ) -> Result<Arc<rustls::ServerConfig>, TlsError> {
     let builder = WebPkiClientVerifier::builder_with_provider(Arc::new(roots(ca_pem)?), provider());
-    // The control plane (client certificates optional) also serves its REST API to
-    // HTTP/1.1 clients; an agent's endpoint serves gRPC (HTTP/2) only.
-    let alpn: Vec<Vec<u8>> = match client_auth {
-        ClientAuth::Optional => vec![b"h2".to_vec(), b"http/1.1".to_vec()],
-        ClientAuth::Required => vec![b"h2".to_vec()],
-    };
+    // Besides gRPC (HTTP/2), the control plane serves its REST API and both serve
+    // `/metrics`, to HTTP/1.1 clients too (Prometheus among them).
+    let alpn: Vec<Vec<u8>> = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     let builder = match client_auth {
         ClientAuth::Optional => builder.allow_unauthenticated(),
         ClientAuth::Required => builder,
