@@ -5,6 +5,9 @@
 //! Each stream's data stays unread in the client until [`StalledWatches::finish`] reads
 //! every stream to its end, giving back flow-control credit as it goes, and reports how
 //! each one ended (its gRPC status).
+//!
+//! The gRPC framing it speaks ([`grpc_frame`], [`take_message`], [`status_of`]) is public
+//! for `twinset bench rest`, which times raw calls the same way.
 
 use crate::tls::ClientCredentials;
 use crate::v1::WatchRequest;
