@@ -10,7 +10,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use twinset_e2e::cluster::run_command_with;
-use twinset_e2e::{dns, repo_root, timeout, Cluster, Output};
+use twinset_e2e::{dns, repo_root, sleep_statefulset, timeout, Cluster, Output};
 
 /// What to run when the Python packages are missing.
 const INSTALL: &str = "pip install -r tests/python/requirements.txt";
@@ -89,30 +89,7 @@ fn grpcio_with_reflection_v1alpha_only_lists_the_services() {
 fn python_kubernetes_client_lists_pods_scales_and_watches_a_statefulset() {
     let c = Cluster::start(2);
     let (ns, set) = ("pyclient", "web");
-    c.apply(&format!(
-        "apiVersion: apps/v1
-kind: StatefulSet
-metadata:
-  name: {set}
-  namespace: {ns}
-spec:
-  serviceName: {set}
-  replicas: 1
-  selector:
-    matchLabels:
-      app: {set}
-  template:
-    metadata:
-      labels:
-        app: {set}
-    spec:
-      terminationGracePeriodSeconds: 5
-      containers:
-      - name: sleep
-        image: twinset/sleep:latest
-"
-    ))
-    .ok();
+    c.apply(&sleep_statefulset(set, ns, 1)).ok();
     c.wait_sts_ready(ns, set, 1);
 
     let kubeconfig = c.kubeconfig();

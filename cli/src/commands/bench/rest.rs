@@ -26,6 +26,7 @@ use tonic::body::Body;
 use tonic::transport::Channel;
 use tower::ServiceExt;
 use twinset_proto::stalled::{grpc_frame, status_of, take_message};
+use twinset_proto::v1::cluster_client::ClusterClient;
 use twinset_proto::v1::{
     self, ApplyRequest, Container, DeleteRequest, ListRequest, ListResponse, Object, ObjectKey,
     ObjectMeta, PodSpec, WatchEvent, WatchRequest,
@@ -130,7 +131,7 @@ struct Measured {
     grpc_watch_bytes: usize,
 }
 
-/// The timed rounds, each API in turn (which goes first alternates), after a warm-up.
+/// The timed rounds, lists then watches.
 async fn measure(
     channel: &Channel,
     pods: usize,
@@ -138,68 +139,70 @@ async fn measure(
     lists: usize,
     watches: usize,
 ) -> anyhow::Result<Measured> {
-    let (mut rest_list, mut grpc_list) = (Vec::new(), Vec::new());
-    let (mut rest_bytes, mut grpc_bytes) = (0, 0);
-    let mut listed = 0;
-    for round in 0..WARM_UP + lists {
-        let rest_first = round % 2 == 0;
-        let mut rest = None;
-        let mut grpc = None;
-        for which in [rest_first, !rest_first] {
-            if which {
-                rest = Some(rest_list_once(channel).await?);
-            } else {
-                grpc = Some(grpc_list_once(channel).await?);
-            }
-        }
-        let (Some((rt, rb, rn)), Some((gt, gb, gn))) = (rest, grpc) else {
-            unreachable!("both APIs ran this round")
-        };
-        ensure!(
-            rn == gn,
-            "the REST Table has {rn} rows, the gRPC list {gn} pods"
-        );
-        listed = gn;
-        (rest_bytes, grpc_bytes) = (rb, gb);
-        if round >= WARM_UP {
-            rest_list.push(rt);
-            grpc_list.push(gt);
-        }
-    }
-    let (mut rest_watch, mut grpc_watch) = (Vec::new(), Vec::new());
-    let (mut rest_watch_bytes, mut grpc_watch_bytes) = (0, 0);
-    for round in 0..WARM_UP + watches {
-        let rest_first = round % 2 == 0;
-        let mut rest = None;
-        let mut grpc = None;
-        for which in [rest_first, !rest_first] {
-            if which {
-                rest = Some(rest_watch_once(channel, since, pods).await?);
-            } else {
-                grpc = Some(grpc_watch_once(channel, since, pods).await?);
-            }
-        }
-        let (Some((rt, rb)), Some((gt, gb))) = (rest, grpc) else {
-            unreachable!("both APIs ran this round")
-        };
-        (rest_watch_bytes, grpc_watch_bytes) = (rb, gb);
-        if round >= WARM_UP {
-            rest_watch.push(rt);
-            grpc_watch.push(gt);
-        }
-    }
-    let stats = |s: &[Duration]| Stats::of(s).context("no samples");
+    let (rest_list, grpc_list, (rest_list_bytes, rows), (grpc_list_bytes, listed)) = alternate(
+        lists,
+        || rest_list_once(channel),
+        || grpc_list_once(channel),
+    )
+    .await?;
+    ensure!(
+        rows == listed,
+        "the REST Table has {rows} rows, the gRPC list {listed} pods"
+    );
+    let (rest_watch, grpc_watch, rest_watch_bytes, grpc_watch_bytes) = alternate(
+        watches,
+        || rest_watch_once(channel, since, pods),
+        || grpc_watch_once(channel, since, pods),
+    )
+    .await?;
     Ok(Measured {
         listed,
-        rest_list: stats(&rest_list)?,
-        rest_list_bytes: rest_bytes,
-        grpc_list: stats(&grpc_list)?,
-        grpc_list_bytes: grpc_bytes,
-        rest_watch: stats(&rest_watch)?,
+        rest_list,
+        rest_list_bytes,
+        grpc_list,
+        grpc_list_bytes,
+        rest_watch,
         rest_watch_bytes,
-        grpc_watch: stats(&grpc_watch)?,
+        grpc_watch,
         grpc_watch_bytes,
     })
+}
+
+/// [`WARM_UP`] + `rounds` rounds of both APIs, which goes first alternating from round to
+/// round; the statistics of the timed rounds and what the last round of each returned.
+async fn alternate<R, G, RF, GF>(
+    rounds: usize,
+    mut rest: impl FnMut() -> RF,
+    mut grpc: impl FnMut() -> GF,
+) -> anyhow::Result<(Stats, Stats, R, G)>
+where
+    RF: std::future::Future<Output = anyhow::Result<(Duration, R)>>,
+    GF: std::future::Future<Output = anyhow::Result<(Duration, G)>>,
+{
+    let (mut rest_times, mut grpc_times) = (Vec::new(), Vec::new());
+    let (mut rest_last, mut grpc_last) = (None, None);
+    for round in 0..WARM_UP + rounds {
+        let (rt, gt) = if round % 2 == 0 {
+            let (rt, r) = rest().await?;
+            let (gt, g) = grpc().await?;
+            (rest_last, grpc_last) = (Some(r), Some(g));
+            (rt, gt)
+        } else {
+            let (gt, g) = grpc().await?;
+            let (rt, r) = rest().await?;
+            (rest_last, grpc_last) = (Some(r), Some(g));
+            (rt, gt)
+        };
+        if round >= WARM_UP {
+            rest_times.push(rt);
+            grpc_times.push(gt);
+        }
+    }
+    let (Some(r), Some(g)) = (rest_last, grpc_last) else {
+        bail!("no round ran");
+    };
+    let stats = |s: &[Duration]| Stats::of(s).context("no timed round");
+    Ok((stats(&rest_times)?, stats(&grpc_times)?, r, g))
 }
 
 /// A request's answer, read as it arrives.
@@ -287,8 +290,8 @@ fn grpc_ok(what: &str, answer: &Answer, trailers: Option<&http::HeaderMap>) -> a
 
 /// One `kubectl get pods -A`: every page of the Table, timed from each request to its
 /// last byte (the pages' JSON is read between pages, outside the time, for `continue`).
-/// Returns the time, the bytes and the rows.
-async fn rest_list_once(channel: &Channel) -> anyhow::Result<(Duration, usize, usize)> {
+/// Returns the time, and the bytes and the rows.
+async fn rest_list_once(channel: &Channel) -> anyhow::Result<(Duration, (usize, usize))> {
     let mut elapsed = Duration::ZERO;
     let (mut bytes, mut rows) = (0, 0);
     let mut next: Option<String> = None;
@@ -324,14 +327,14 @@ async fn rest_list_once(channel: &Channel) -> anyhow::Result<(Duration, usize, u
             .filter(|t| !t.is_empty())
             .map(str::to_string);
         if next.is_none() {
-            return Ok((elapsed, bytes, rows));
+            return Ok((elapsed, (bytes, rows)));
         }
     }
 }
 
 /// One gRPC List of every pod, timed from the request to the trailers. Returns the time,
-/// the bytes and the pods.
-async fn grpc_list_once(channel: &Channel) -> anyhow::Result<(Duration, usize, usize)> {
+/// and the bytes and the pods.
+async fn grpc_list_once(channel: &Channel) -> anyhow::Result<(Duration, (usize, usize))> {
     let what = "Cluster.List";
     let request = grpc_post(
         "/twinset.v1.Cluster/List",
@@ -352,7 +355,7 @@ async fn grpc_list_once(channel: &Channel) -> anyhow::Result<(Duration, usize, u
     let bytes = body.len();
     let message = take_message(&mut body).with_context(|| format!("{what}: no message"))?;
     let list = ListResponse::decode(message).with_context(|| format!("{what}: decoding"))?;
-    Ok((elapsed, bytes, list.items.len()))
+    Ok((elapsed, (bytes, list.items.len())))
 }
 
 /// A REST watch of the namespace's pods from `since`, timed until `events` lines have
@@ -477,26 +480,18 @@ fn pod(i: usize) -> Object {
 
 /// Applies `count` pods with [`WRITERS`] concurrent writers.
 async fn load(channel: &Channel, count: usize) -> anyhow::Result<()> {
-    let mut tasks = tokio::task::JoinSet::new();
-    for w in 0..WRITERS {
-        let mut api = v1::cluster_client::ClusterClient::new(channel.clone());
-        tasks.spawn(async move {
-            for i in (w..count).step_by(WRITERS) {
-                api.apply(ApplyRequest {
-                    object: Some(pod(i)),
-                    dry_run: false,
-                    create_only: true,
-                })
-                .await
-                .map_err(|s| anyhow::anyhow!("creating pod bench-rest-{i:05}: {}", s.message()))?;
-            }
-            anyhow::Ok(())
-        });
-    }
-    while let Some(done) = tasks.join_next().await {
-        done??;
-    }
-    Ok(())
+    let api = ClusterClient::new(channel.clone());
+    concurrently(api, (0..count).collect(), |mut api, i| async move {
+        api.apply(ApplyRequest {
+            object: Some(pod(i)),
+            dry_run: false,
+            create_only: true,
+        })
+        .await
+        .map_err(|s| anyhow::anyhow!("creating pod bench-rest-{i:05}: {}", s.message()))?;
+        Ok(())
+    })
+    .await
 }
 
 /// Deletes every pod of the benchmark's namespace at once (grace 0), with [`WRITERS`]
@@ -508,23 +503,45 @@ async fn remove_pods(client: &mut Client) -> anyhow::Result<()> {
         .iter()
         .map(|o| o.name().to_string())
         .collect();
+    concurrently(client.cluster.clone(), names, |mut api, name| async move {
+        api.delete(DeleteRequest {
+            key: Some(ObjectKey {
+                kind: "Pod".into(),
+                namespace: NAMESPACE.into(),
+                name: name.clone(),
+            }),
+            propagation_policy: String::new(),
+            grace_period_seconds: Some(0),
+        })
+        .await
+        .map_err(|s| anyhow::anyhow!("deleting pod {name}: {}", s.message()))?;
+        Ok(())
+    })
+    .await
+}
+
+/// `op` on every item, by [`WRITERS`] workers each with its own clone of `api` (one
+/// connection, many concurrent calls); the first failure is the result.
+async fn concurrently<T, F, Fut>(
+    api: ClusterClient<Channel>,
+    items: Vec<T>,
+    op: F,
+) -> anyhow::Result<()>
+where
+    T: Send + 'static,
+    F: Fn(ClusterClient<Channel>, T) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = anyhow::Result<()>> + Send,
+{
+    let mut shares: Vec<Vec<T>> = (0..WRITERS).map(|_| Vec::new()).collect();
+    for (i, item) in items.into_iter().enumerate() {
+        shares[i % WRITERS].push(item);
+    }
     let mut tasks = tokio::task::JoinSet::new();
-    for w in 0..WRITERS {
-        let mut api = client.cluster.clone();
-        let mine: Vec<String> = names.iter().skip(w).step_by(WRITERS).cloned().collect();
+    for share in shares {
+        let (api, op) = (api.clone(), op.clone());
         tasks.spawn(async move {
-            for name in mine {
-                api.delete(DeleteRequest {
-                    key: Some(ObjectKey {
-                        kind: "Pod".into(),
-                        namespace: NAMESPACE.into(),
-                        name: name.clone(),
-                    }),
-                    propagation_policy: String::new(),
-                    grace_period_seconds: Some(0),
-                })
-                .await
-                .map_err(|s| anyhow::anyhow!("deleting pod {name}: {}", s.message()))?;
+            for item in share {
+                op(api.clone(), item).await?;
             }
             anyhow::Ok(())
         });
