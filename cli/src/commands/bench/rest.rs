@@ -230,7 +230,10 @@ impl Answer {
 
     /// The next piece of the body, or None at its end (then the trailers, if any, are in
     /// `trailers`).
-    async fn next(&mut self, trailers: &mut Option<http::HeaderMap>) -> anyhow::Result<Option<Bytes>> {
+    async fn next(
+        &mut self,
+        trailers: &mut Option<http::HeaderMap>,
+    ) -> anyhow::Result<Option<Bytes>> {
         loop {
             let Some(frame) = self.body.frame().await else {
                 return Ok(None);
