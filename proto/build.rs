@@ -2,12 +2,34 @@
 //! prost messages and tonic services. Object messages (everything outside
 //! api.proto) also get serde derives in the Kubernetes JSON shape, so a manifest
 //! decodes straight into them: camelCase names, absent fields default, unknown
-//! fields refused, default values left out of the output.
+//! fields refused, default values left out of the output (except the fields
+//! Kubernetes always writes, `ALWAYS_WRITTEN`).
 use prost::Message;
 use std::path::PathBuf;
 
 // RENAMES and QUANTITY_MAPS: the one table the crate's `schema` reads too.
 include!("src/json_names.rs");
+
+/// Fields the Kubernetes OpenAPI schema marks required whose value may be the default (0,
+/// false, ""): written even then, as kube-apiserver writes them, because strict clients
+/// (the official Python client's models) refuse an object without them. Every other field
+/// at its default is left out.
+const ALWAYS_WRITTEN: &[&str] = &[
+    ".twinset.v1.ContainerStatus.name",
+    ".twinset.v1.ContainerStatus.ready",
+    ".twinset.v1.ContainerStatus.restart_count",
+    ".twinset.v1.ContainerStatus.image",
+    ".twinset.v1.ContainerStatus.image_id",
+    ".twinset.v1.ContainerStateTerminated.exit_code",
+    ".twinset.v1.ContainerPort.container_port",
+    ".twinset.v1.ServicePort.port",
+    ".twinset.v1.DaemonEndpoint.port",
+    ".twinset.v1.StatefulSetStatus.replicas",
+    ".twinset.v1.DaemonSetStatus.current_number_scheduled",
+    ".twinset.v1.DaemonSetStatus.number_misscheduled",
+    ".twinset.v1.DaemonSetStatus.desired_number_scheduled",
+    ".twinset.v1.DaemonSetStatus.number_ready",
+];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let files = [
@@ -42,10 +64,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             );
             for field in &msg.field {
                 let fpath = format!("{path}.{}", field.name());
-                builder = builder.field_attribute(
-                    &fpath,
-                    "#[serde(skip_serializing_if = \"crate::serde_support::is_default\")]",
-                );
+                if !ALWAYS_WRITTEN.contains(&fpath.as_str()) {
+                    builder = builder.field_attribute(
+                        &fpath,
+                        "#[serde(skip_serializing_if = \"crate::serde_support::is_default\")]",
+                    );
+                }
                 if let Some((_, json)) = RENAMES.iter().find(|(p, _)| *p == field.name()) {
                     builder =
                         builder.field_attribute(&fpath, format!("#[serde(rename = \"{json}\")]"));

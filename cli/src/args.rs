@@ -131,9 +131,11 @@ pub struct BenchArgs {
     /// `sts-ordered` (OrderedReady per-ordinal step: pod i Ready -> pod i+1 Running) or
     /// `sts-parallel` (Parallel StatefulSet: apply -> every pod Running, pods/s) or
     /// `writes` (durable writes/s at 1, 8, 64 clients; none, idle, stalled watchers) or
-    /// `pod-network` (bridge pod network setup per pod, as root, no cluster needed).
+    /// `pod-network` (bridge pod network setup per pod, as root, no cluster needed) or
+    /// `rest` (REST Table list and watch of 1000 pods beside the same over gRPC).
     pub scenario: String,
-    /// How many runs (default: 10 for daemonset, 1 for the StatefulSet scenarios).
+    /// How many runs (default: 10 for daemonset, 1 for the StatefulSet scenarios; for
+    /// rest, 200 list rounds, and a quarter as many watch rounds).
     #[arg(long)]
     pub runs: Option<usize>,
     /// The DaemonSet manifest to apply (daemonset scenario).
@@ -144,7 +146,7 @@ pub struct BenchArgs {
     )]
     pub filename: String,
     /// Replicas of the StatefulSet scenarios (default: 50 for sts-ordered, 200 for
-    /// sts-parallel), or pods of pod-network (default 200).
+    /// sts-parallel), or pods of pod-network (default 200) and of rest (default 1000).
     #[arg(long)]
     pub replicas: Option<u32>,
     /// Namespace of the StatefulSet scenarios' set.

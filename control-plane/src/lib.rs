@@ -384,9 +384,17 @@ async fn serve(
     health
         .set_service_status("", tonic_health::ServingStatus::Serving)
         .await;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(twinset_proto::FILE_DESCRIPTOR_SET)
+    // Reflection in both versions: `grpc.reflection.v1` and the older
+    // `grpc.reflection.v1alpha`, which several tools and language libraries still only speak.
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(twinset_proto::FILE_DESCRIPTOR_SET)
+    };
+    let reflection_v1 = reflection()
         .build_v1()
+        .map_err(|e| Error::Reflection(e.to_string()))?;
+    let reflection_v1alpha = reflection()
+        .build_v1alpha()
         .map_err(|e| Error::Reflection(e.to_string()))?;
 
     let controllers = CancellationToken::new();
@@ -463,7 +471,8 @@ async fn serve(
     grpc
         // Health is open to anyone (load balancers); reflection to administrators.
         .add_service(Authorized::new(Audience::Anyone, health_service))
-        .add_service(Authorized::new(Audience::Admins, reflection))
+        .add_service(Authorized::new(Audience::Admins, reflection_v1))
+        .add_service(Authorized::new(Audience::Admins, reflection_v1alpha))
         .add_service(Authorized::new(
             Audience::Admins,
             // Clients' calls only (not the agents' Nodes service) count against the

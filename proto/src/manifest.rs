@@ -358,6 +358,27 @@ mod tests {
     }
 
     #[test]
+    fn fields_kubernetes_requires_are_written_at_their_default() {
+        let pod = one(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\nspec:\n  containers:\n  - name: c\n    image: sleep\nstatus:\n  containerStatuses:\n  - name: c\n    image: sleep\n",
+        );
+        let v = to_value(&pod);
+        let status = &v["status"]["containerStatuses"][0];
+        assert_eq!(status["restartCount"], 0, "{v}");
+        assert_eq!(status["ready"], false, "{v}");
+        assert_eq!(status["imageID"], "", "{v}");
+        // Others at their default stay out, and the object reads back the same.
+        assert!(status.get("containerID").is_none(), "{v}");
+        assert_eq!(one(&to_json(&pod)), pod);
+        let mut sts = one(GUIDE_STS);
+        if let Some(v1::object::Kind::StatefulSet(s)) = &mut sts.kind {
+            s.status = Some(v1::StatefulSetStatus::default());
+        }
+        let v = to_value(&sts);
+        assert_eq!(v["status"], serde_json::json!({ "replicas": 0 }));
+    }
+
+    #[test]
     fn multi_document_and_lists() {
         let two = format!("{GUIDE_DS}---\n{GUIDE_STS}");
         assert_eq!(decode(&two).unwrap().len(), 2);

@@ -5,6 +5,9 @@
 //! Each stream's data stays unread in the client until [`StalledWatches::finish`] reads
 //! every stream to its end, giving back flow-control credit as it goes, and reports how
 //! each one ended (its gRPC status).
+//!
+//! The gRPC framing it speaks ([`grpc_frame`], [`take_message`], [`status_of`]) is public
+//! for `twinset bench rest`, which times raw calls the same way.
 
 use crate::tls::ClientCredentials;
 use crate::v1::WatchRequest;
@@ -162,7 +165,7 @@ impl Drop for StalledWatches {
 }
 
 /// A gRPC message frame: not compressed, 4-byte big-endian length, the message.
-fn grpc_frame(request: &WatchRequest) -> Bytes {
+pub fn grpc_frame<M: Message>(request: &M) -> Bytes {
     let msg = request.encode_to_vec();
     let mut b = BytesMut::with_capacity(5 + msg.len());
     b.extend_from_slice(&[0]);
@@ -183,12 +186,7 @@ async fn read_to_end(headers: http::HeaderMap, mut recv: h2::RecvStream) -> Resu
         let chunk = chunk?;
         let _ = recv.flow_control().release_capacity(chunk.len());
         buf.extend_from_slice(&chunk);
-        while buf.len() >= 5 {
-            let len = u32::from_be_bytes([buf[1], buf[2], buf[3], buf[4]]) as usize;
-            if buf.len() < 5 + len {
-                break;
-            }
-            buf.advance(5 + len);
+        while take_message(&mut buf).is_some() {
             messages += 1;
         }
     }
@@ -200,8 +198,23 @@ async fn read_to_end(headers: http::HeaderMap, mut recv: h2::RecvStream) -> Resu
     }))
 }
 
-/// The gRPC status in a header block, when there is one.
-fn status_of(h: &http::HeaderMap, messages: usize) -> Option<Ending> {
+/// The first whole gRPC message at the front of `buf` (its frame taken off), once all of
+/// it has arrived.
+pub fn take_message(buf: &mut BytesMut) -> Option<Bytes> {
+    if buf.len() < 5 {
+        return None;
+    }
+    let len = u32::from_be_bytes([buf[1], buf[2], buf[3], buf[4]]) as usize;
+    if buf.len() < 5 + len {
+        return None;
+    }
+    buf.advance(5);
+    Some(buf.split_to(len).freeze())
+}
+
+/// The gRPC status in a header block (trailers, or the headers of a trailers-only
+/// answer), when there is one; `messages` is what the stream delivered before it.
+pub fn status_of(h: &http::HeaderMap, messages: usize) -> Option<Ending> {
     let code = h.get("grpc-status")?.to_str().ok()?.parse().ok()?;
     let message = h
         .get("grpc-message")
@@ -258,6 +271,17 @@ mod tests {
             u32::from_be_bytes([f[1], f[2], f[3], f[4]]) as usize,
             f.len() - 5
         );
+        // Read back one message at a time, only once the whole of it is there.
+        let mut buf = BytesMut::new();
+        buf.extend_from_slice(&f[..f.len() - 1]);
+        assert_eq!(take_message(&mut buf), None);
+        buf.extend_from_slice(&f[f.len() - 1..]);
+        buf.extend_from_slice(&f);
+        for _ in 0..2 {
+            let m = take_message(&mut buf).expect("a whole message");
+            assert_eq!(WatchRequest::decode(m).unwrap(), r);
+        }
+        assert!(buf.is_empty());
         assert_eq!(WatchRequest::decode(&f[5..]).unwrap(), r);
     }
 }

@@ -108,6 +108,34 @@ spec:
     )
 }
 
+/// A StatefulSet of `replicas` `twinset/sleep` pods (instantly ready, no claims) in
+/// `namespace`, OrderedReady, stopped with a 5 s grace.
+pub fn sleep_statefulset(name: &str, namespace: &str, replicas: u32) -> String {
+    format!(
+        "apiVersion: apps/v1
+kind: StatefulSet
+metadata:
+  name: {name}
+  namespace: {namespace}
+spec:
+  serviceName: {name}
+  replicas: {replicas}
+  selector:
+    matchLabels:
+      app: {name}
+  template:
+    metadata:
+      labels:
+        app: {name}
+    spec:
+      terminationGracePeriodSeconds: 5
+      containers:
+      - name: sleep
+        image: twinset/sleep:latest
+"
+    )
+}
+
 /// The guide's StatefulSet reduced to what validation looks at (no claims, no probes):
 /// the base the bad-input tests edit.
 pub const MINIMAL_STS: &str = "apiVersion: apps/v1

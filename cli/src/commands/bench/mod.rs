@@ -7,10 +7,13 @@
 //! - `writes`: durable writes/s and latency by client count, with and without idle and
 //!   stalled watchers ([`writes`]);
 //! - `pod-network`: the bridge pod network's per-pod setup and teardown, on this machine
-//!   in a network namespace of its own, no cluster needed ([`podnet`]).
+//!   in a network namespace of its own, no cluster needed ([`podnet`]);
+//! - `rest`: the Kubernetes REST API beside gRPC on the same port — a Table list of
+//!   1000 pods as kubectl asks for it and a watch delivering 1000 events ([`rest`]).
 
 mod daemonset;
 mod podnet;
+mod rest;
 mod statefulset;
 mod writes;
 
@@ -28,6 +31,7 @@ pub const SCENARIOS: &[&str] = &[
     "sts-parallel",
     "writes",
     "pod-network",
+    "rest",
 ];
 
 /// Runs the chosen scenario and prints one line per run and a summary.
@@ -47,6 +51,7 @@ pub async fn run(ctx: &Ctx, args: BenchArgs) -> anyhow::Result<()> {
         "daemonset" => daemonset::run(&mut client, &args).await,
         "sts-ordered" => statefulset::ordered(&mut client, &args).await,
         "writes" => writes::run(&mut client, &args).await,
+        "rest" => rest::run(&mut client, &args).await,
         _ => statefulset::parallel(&mut client, &args).await,
     }
 }
@@ -194,7 +199,7 @@ mod tests {
     fn unknown_scenario_names_the_known_ones() {
         assert_eq!(
             SCENARIOS.join(", "),
-            "daemonset, sts-ordered, sts-parallel, writes, pod-network"
+            "daemonset, sts-ordered, sts-parallel, writes, pod-network, rest"
         );
     }
 }
