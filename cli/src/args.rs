@@ -219,6 +219,9 @@ pub struct GetArgs {
     /// After listing, watch for changes and print them.
     #[arg(short = 'w', long)]
     pub watch: bool,
+    /// Keep metadata.managedFields in -o yaml/json (left out by default, as kubectl does).
+    #[arg(long)]
+    pub show_managed_fields: bool,
 }
 
 /// `describe`.

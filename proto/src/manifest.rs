@@ -261,6 +261,31 @@ pub fn to_value(obj: &Object) -> Value {
     }
 }
 
+/// Appends the object's JSON (the shape of [`to_value`]) to `out`, written straight from
+/// the message without an intermediate value tree (lists of many objects).
+pub fn write_json(obj: &Object, out: &mut Vec<u8>) {
+    fn w<T: Serialize>(t: &T, out: &mut Vec<u8>) {
+        if serde_json::to_writer(&mut *out, t).is_err() {
+            out.extend_from_slice(b"null");
+        }
+    }
+    let mut obj = obj.clone();
+    obj.set_type_meta();
+    match &obj.kind {
+        Some(v1::object::Kind::Namespace(o)) => w(o, out),
+        Some(v1::object::Kind::Node(o)) => w(o, out),
+        Some(v1::object::Kind::Pod(o)) => w(o, out),
+        Some(v1::object::Kind::DaemonSet(o)) => w(o, out),
+        Some(v1::object::Kind::StatefulSet(o)) => w(o, out),
+        Some(v1::object::Kind::Service(o)) => w(o, out),
+        Some(v1::object::Kind::PersistentVolumeClaim(o)) => w(o, out),
+        Some(v1::object::Kind::ControllerRevision(o)) => w(o, out),
+        Some(v1::object::Kind::Event(o)) => w(o, out),
+        Some(v1::object::Kind::BootstrapToken(o)) => w(o, out),
+        None => out.extend_from_slice(b"null"),
+    }
+}
+
 fn list_value(objs: &[Object]) -> Value {
     serde_json::json!({
         "apiVersion": "v1",

@@ -344,6 +344,25 @@ fn kubectl_patch_replace_and_bad_writes() {
         "{out}"
     );
     assert_eq!(c.store_revision(), before, "refused writes change nothing");
+    // The scale subresource takes a JSON patch too.
+    let sts = c.write_manifest(
+        "apiVersion: apps/v1\nkind: StatefulSet\nmetadata:\n  name: db\n  namespace: default\nspec:\n  replicas: 0\n  serviceName: db\n  selector:\n    matchLabels: {app: db}\n  template:\n    metadata:\n      labels: {app: db}\n    spec:\n      containers:\n      - name: c\n        image: twinset/sleep:latest\n",
+    );
+    kubectl(&c, &["apply", "-f", &path(&sts)]).ok();
+    let out = kubectl(
+        &c,
+        &[
+            "patch",
+            "sts",
+            "db",
+            "--subresource=scale",
+            "--type=json",
+            "-p",
+            r#"[{"op":"replace","path":"/spec/replicas","value":1}]"#,
+        ],
+    );
+    assert_eq!(out.ok().trim(), "scale.autoscaling/db patched");
+    assert_eq!(jsonpath(&c, &["sts", "db"], "{.spec.replicas}"), "1");
 }
 
 #[test]

@@ -23,6 +23,7 @@ pub async fn run(ctx: &Ctx, args: GetArgs) -> anyhow::Result<()> {
         all_namespaces: args.all_namespaces && names.is_empty(),
         show_labels: args.show_labels,
         no_headers: args.no_headers,
+        show_managed_fields: args.show_managed_fields,
     };
     let mut client = ctx.client().await?;
 
@@ -97,7 +98,15 @@ fn render(
 ) -> String {
     match format {
         Output::Table | Output::Wide => table::render(kind, objects, opts),
-        other => output::render(objects, other, single),
+        other if opts.show_managed_fields => output::render(objects, other, single),
+        other => {
+            // Field ownership is noise in a manifest; kubectl leaves it out too.
+            let mut plain = objects.to_vec();
+            for o in &mut plain {
+                o.meta_mut().managed_fields.clear();
+            }
+            output::render(&plain, other, single)
+        }
     }
 }
 

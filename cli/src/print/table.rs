@@ -17,6 +17,8 @@ pub struct TableOptions {
     pub show_labels: bool,
     /// `--no-headers`.
     pub no_headers: bool,
+    /// `--show-managed-fields` (for -o yaml/json).
+    pub show_managed_fields: bool,
 }
 
 /// Renders `objects` (all of `kind`) as kubectl's table for that kind.

@@ -314,10 +314,10 @@ async fn serve(rest: &Rest, call: Call<'_>) -> Result<Response, ApiError> {
                 }
                 None => {
                     let (items, rv) = read::list(&rest.cluster, peer.as_ref(), &t, q).await?;
-                    Ok(read::ok(&match table {
-                        Some(req) => table::table(kind, &items, &rv, req),
-                        None => read::list_document(kind, &items, &rv),
-                    }))
+                    Ok(match table {
+                        Some(req) => read::ok(&table::table(kind, &items, &rv, req)),
+                        None => read::ok_bytes(read::list_document(kind, &items, &rv)),
+                    })
                 }
             }
         }
@@ -366,9 +366,12 @@ async fn write(rest: &Rest, call: &Call<'_>, route: Route) -> Result<Response, A
             Some(name),
             Kind::StatefulSet,
             Some("scale"),
-        ) => Ok(read::ok(
-            &verbs::scale(cluster, peer, &t, name, body).await?,
-        )),
+        ) => {
+            let patch = (method == http::Method::PATCH).then_some(call.content_type);
+            Ok(read::ok(
+                &verbs::scale(cluster, peer, &t, name, patch, body).await?,
+            ))
+        }
         _ => Err(not_served(method, path)),
     }
 }

@@ -10,7 +10,6 @@ use futures::StreamExt;
 use serde_json::{json, Value};
 use tonic::Request;
 use twinset_proto::fields::FieldSelector;
-use twinset_proto::manifest::to_value;
 use twinset_proto::tls::server::PeerInfo;
 use twinset_proto::v1::cluster_server::Cluster;
 use twinset_proto::v1::{GetRequest, ListRequest, Object, ObjectKey, WatchRequest};
@@ -80,14 +79,26 @@ pub async fn list(
     Ok((r.items, r.resource_version))
 }
 
-/// A list document of `kind`.
-pub fn list_document(kind: Kind, items: &[Object], resource_version: &str) -> Value {
-    json!({
+/// A list document of `kind`, written straight to bytes (a list of a thousand pods
+/// costs a few milliseconds this way, several times that through value trees).
+pub fn list_document(kind: Kind, items: &[Object], resource_version: &str) -> Vec<u8> {
+    let head = json!({
         "kind": format!("{}List", kind.as_str()),
         "apiVersion": kind.api_version(),
         "metadata": { "resourceVersion": resource_version },
-        "items": items.iter().map(to_value).collect::<Vec<_>>(),
-    })
+    });
+    let mut out = serde_json::to_vec(&head).unwrap_or_default();
+    // Reopen the head object to append the items.
+    out.pop();
+    out.extend_from_slice(b",\"items\":[");
+    for (i, obj) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        twinset_proto::manifest::write_json(obj, &mut out);
+    }
+    out.extend_from_slice(b"]}");
+    out
 }
 
 /// `?watch=1`: newline-delimited JSON events, as kube-apiserver streams them. From
@@ -217,4 +228,13 @@ fn with_bookmarks(
 /// A 200 answer with `body`.
 pub fn ok(body: &Value) -> Response {
     json_response(200, body)
+}
+
+/// A 200 answer with a JSON body already written.
+pub fn ok_bytes(body: Vec<u8>) -> Response {
+    Response::builder()
+        .status(200)
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(Body::from(body))
+        .unwrap_or_else(|_| Response::new(Body::empty()))
 }

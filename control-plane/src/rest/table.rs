@@ -66,11 +66,11 @@ fn row(kind: Kind, cols: &[columns::Column], obj: &Object, req: TableRequest) ->
     match req.include {
         Include::None => {}
         Include::Metadata => {
-            let full = to_value(obj);
+            // The metadata alone, not the whole object: most of a Table's cost otherwise.
             r["object"] = json!({
                 "kind": "PartialObjectMetadata",
                 "apiVersion": "meta.k8s.io/v1",
-                "metadata": full.get("metadata").cloned().unwrap_or(Value::Null),
+                "metadata": serde_json::to_value(obj.meta()).unwrap_or(Value::Null),
             });
         }
         Include::Object => r["object"] = to_value(obj),

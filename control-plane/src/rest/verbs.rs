@@ -150,17 +150,42 @@ fn statefulset(obj: Object, name: &str) -> Result<StatefulSet, ApiError> {
         .ok_or_else(|| ApiError::new(500, "InternalError", format!("{name} is not a StatefulSet")))
 }
 
-/// A PATCH (merge patch `{"spec":{"replicas":N}}`) or PUT (a Scale) of
-/// `statefulsets/NAME/scale`: the replicas asked for, then the new Scale.
+/// A PATCH (JSON, merge or strategic merge patch of the current Scale, as its
+/// Content-Type says) or PUT (a whole Scale) of `statefulsets/NAME/scale`: the replicas
+/// asked for, then the new Scale.
 pub async fn scale(
     cluster: &ClusterService,
     peer: Option<&PeerInfo>,
     t: &Target,
     name: &str,
+    patch: Option<&str>,
     body: &[u8],
 ) -> Result<Value, ApiError> {
     let doc: Value = serde_json::from_slice(body)
         .map_err(|e| bad_request(format!("the Scale body is not JSON: {e}")))?;
+    let doc = match patch {
+        None => doc,
+        Some(content_type) => {
+            let current = scale_from(super::read::get(cluster, peer, t, name).await?, name)?;
+            match super::update::PatchType::of(content_type)? {
+                super::update::PatchType::Json => twinset_proto::patch::json_patch(&current, &doc)
+                    .map_err(|e| ApiError::new(422, "Invalid", e.to_string()))?,
+                super::update::PatchType::Apply => {
+                    return Err(ApiError::new(
+                        415,
+                        "UnsupportedMediaType",
+                        "server-side apply of the scale subresource is not served; apply the StatefulSet's spec.replicas",
+                    ))
+                }
+                // A Scale has no lists: a strategic merge is a merge patch.
+                _ => {
+                    let mut v = current;
+                    twinset_proto::patch::merge_patch(&mut v, &doc);
+                    v
+                }
+            }
+        }
+    };
     let replicas = doc["spec"]["replicas"].as_i64().ok_or_else(|| {
         ApiError::new(
             422,
