@@ -29,6 +29,16 @@ const ALWAYS_WRITTEN: &[&str] = &[
     ".twinset.v1.DaemonSetStatus.number_misscheduled",
     ".twinset.v1.DaemonSetStatus.desired_number_scheduled",
     ".twinset.v1.DaemonSetStatus.number_ready",
+    ".twinset.v1.NodeSystemInfo.machine_id",
+    ".twinset.v1.NodeSystemInfo.boot_id",
+    ".twinset.v1.NodeSystemInfo.kernel_version",
+    ".twinset.v1.NodeSystemInfo.os_image",
+    ".twinset.v1.NodeSystemInfo.container_runtime_version",
+    ".twinset.v1.NodeSystemInfo.kubelet_version",
+    ".twinset.v1.NodeSystemInfo.operating_system",
+    ".twinset.v1.NodeSystemInfo.architecture",
+    ".twinset.v1.NodeSystemInfo.kube_proxy_version",
+    ".twinset.v1.NodeSystemInfo.system_uuid",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

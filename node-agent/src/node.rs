@@ -90,6 +90,8 @@ pub fn build(input: &NodeInput<'_>) -> v1::Node {
                 kubelet_version: concat!("v", env!("CARGO_PKG_VERSION")).into(),
                 operating_system: "linux".into(),
                 architecture: kube_arch().into(),
+                kube_proxy_version: String::new(),
+                system_uuid: machine::read_trimmed("/sys/class/dmi/id/product_uuid"),
             }),
         }),
     }

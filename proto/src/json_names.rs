@@ -15,6 +15,7 @@ pub const RENAMES: &[(&str, &str)] = &[
     ("provider_id", "providerID"),
     ("machine_id", "machineID"),
     ("boot_id", "bootID"),
+    ("system_uuid", "systemUUID"),
 ];
 
 /// Fields holding quantity maps ({"cpu": "100m"}): numbers are accepted and every value is validated.

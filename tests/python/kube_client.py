@@ -6,6 +6,7 @@ the new replicas are ready.
 The client reads the admin kubeconfig as it reads any other (server, CA and client
 certificate inline). Output, one fact a line:
 
+    node NAME READY                     every node (True/False/Unknown)
     pod NAMESPACE/NAME PHASE            every pod, before the scale
     scaled NAMESPACE/NAME to N          the Scale the server answered
     event TYPE NAMESPACE/NAME desired=D replicas=R ready=Y   each watch event of the set
@@ -49,6 +50,11 @@ def main():
     core = client.CoreV1Api()
     apps = client.AppsV1Api()
     try:
+        for node in core.list_node().items:
+            ready = next(
+                (c.status for c in node.status.conditions or [] if c.type == "Ready"), "Unknown"
+            )
+            print(f"node {node.metadata.name} {ready}")
         print_pods(core)
         # The revision to watch from: every change of the set after this list is seen.
         listed = apps.list_namespaced_stateful_set(ns, field_selector=f"metadata.name={name}")

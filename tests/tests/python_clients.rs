@@ -117,6 +117,8 @@ fn python_kubernetes_client_lists_pods_scales_and_watches_a_statefulset() {
             .position(|l| *l == line)
             .unwrap_or_else(|| panic!("{line:?} missing from {lines:?}"))
     };
+    // The nodes, with their Ready condition (the client's strict node model decodes).
+    at("node node1 True");
     // Before the scale: the one replica, Running.
     let listed = at("pod pyclient/web-0 Running");
     let scaled = at("scaled pyclient/web to 3");
