@@ -279,11 +279,16 @@ async fn serve(rest: &Rest, call: Call<'_>) -> Result<Response, ApiError> {
             }
             let kind = t.kind;
             let render: read::Render = match table {
-                Some(req) => Arc::new(move |objs, rv| table::table(kind, objs, rv, req)),
+                Some(req) => Arc::new(move |objs, rv| {
+                    serde_json::to_vec(&table::table(kind, objs, rv, req)).unwrap_or_default()
+                }),
                 None => Arc::new(|objs, _| {
-                    objs.first()
-                        .map(twinset_proto::manifest::to_value)
-                        .unwrap_or_default()
+                    let mut out = Vec::new();
+                    match objs.first() {
+                        Some(o) => twinset_proto::manifest::write_json(o, &mut out),
+                        None => out.extend_from_slice(b"null"),
+                    }
+                    out
                 }),
             };
             if q.flag("watch") {
@@ -310,7 +315,7 @@ async fn serve(rest: &Rest, call: Call<'_>) -> Result<Response, ApiError> {
                         }
                     }
                     let rv = obj.resource_version().to_string();
-                    Ok(read::ok(&render(std::slice::from_ref(&obj), &rv)))
+                    Ok(read::ok_bytes(render(std::slice::from_ref(&obj), &rv)))
                 }
                 None => {
                     let (items, rv) = read::list(&rest.cluster, peer.as_ref(), &t, q).await?;

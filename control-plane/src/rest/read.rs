@@ -30,7 +30,20 @@ pub fn on_behalf<T>(peer: Option<&PeerInfo>, message: T) -> Request<T> {
 }
 
 /// How objects are written out: as themselves, or as rows of a Table.
-pub type Render = Arc<dyn Fn(&[Object], &str) -> Value + Send + Sync>;
+/// It writes JSON bytes straight away, as the lists and watches of many objects need.
+pub type Render = Arc<dyn Fn(&[Object], &str) -> Vec<u8> + Send + Sync>;
+
+/// One line of a watch: `{"type":…,"object":…}` and a newline, around an object already
+/// written.
+fn event_line(kind: &str, object: &[u8]) -> Vec<u8> {
+    let mut line = Vec::with_capacity(object.len() + 32);
+    line.extend_from_slice(b"{\"type\":");
+    line.extend_from_slice(&serde_json::to_vec(kind).unwrap_or_default());
+    line.extend_from_slice(b",\"object\":");
+    line.extend_from_slice(object);
+    line.extend_from_slice(b"}\n");
+    line
+}
 
 /// The service's key of `t`'s object `name`.
 pub fn key(t: &Target, name: &str) -> ObjectKey {
@@ -121,14 +134,17 @@ pub async fn watch(
         ),
         _ => None,
     };
-    let mut first: Vec<Value> = Vec::new();
+    let mut first: Vec<Vec<u8>> = Vec::new();
     let from = match q.get("resourceVersion") {
         Some(rv) if !rv.is_empty() && rv != "0" => rv.to_string(),
         _ => {
             let (items, rv) = list(&cluster, peer.as_ref(), t, q).await?;
             first = items
                 .iter()
-                .map(|o| json!({ "type": "ADDED", "object": render(std::slice::from_ref(o), &o.resource_version().to_string()) }))
+                .map(|o| {
+                    let rv = o.resource_version().to_string();
+                    event_line("ADDED", &render(std::slice::from_ref(o), &rv))
+                })
                 .collect();
             rv
         }
@@ -166,19 +182,20 @@ pub async fn watch(
                     return futures::future::ready(None);
                 }
                 let rv = obj.resource_version().to_string();
-                json!({ "type": ev.r#type, "object": render(std::slice::from_ref(&obj), &rv) })
+                event_line(&ev.r#type, &render(std::slice::from_ref(&obj), &rv))
             }
             // "Too old" arrives as OUT_OF_RANGE: a 410 Expired Status, so the client relists.
-            Err(s) => json!({ "type": "ERROR", "object": ApiError::from(s).body() }),
+            Err(s) => event_line(
+                "ERROR",
+                &serde_json::to_vec(&ApiError::from(s).body()).unwrap_or_default(),
+            ),
         };
         futures::future::ready(Some(line))
     });
     let events = with_bookmarks(events, bookmarks, t.kind, delivered);
-    let lines = futures::stream::iter(first).chain(events).map(|v| {
-        let mut bytes = serde_json::to_vec(&v).unwrap_or_default();
-        bytes.push(b'\n');
-        Ok::<_, std::convert::Infallible>(bytes::Bytes::from(bytes))
-    });
+    let lines = futures::stream::iter(first)
+        .chain(events)
+        .map(|line| Ok::<_, std::convert::Infallible>(bytes::Bytes::from(line)));
     // HTTP/1.1 sends it chunked, HTTP/2 as DATA frames: one event per frame or chunk.
     Response::builder()
         .status(200)
@@ -189,11 +206,11 @@ pub async fn watch(
 
 /// `events`, with a BOOKMARK every `every` (when set) until the events end.
 fn with_bookmarks(
-    events: impl futures::Stream<Item = Value> + Send + 'static,
+    events: impl futures::Stream<Item = Vec<u8>> + Send + 'static,
     every: Option<std::time::Duration>,
     kind: Kind,
     delivered: Arc<std::sync::atomic::AtomicU64>,
-) -> futures::stream::BoxStream<'static, Value> {
+) -> futures::stream::BoxStream<'static, Vec<u8>> {
     let Some(every) = every else {
         return events.boxed();
     };
@@ -204,14 +221,12 @@ fn with_bookmarks(
         async move {
             ticks.tick().await;
             let rv = delivered.load(std::sync::atomic::Ordering::Relaxed);
-            let mark = json!({
-                "type": "BOOKMARK",
-                "object": {
-                    "kind": kind.as_str(),
-                    "apiVersion": kind.api_version(),
-                    "metadata": { "resourceVersion": rv.to_string() },
-                },
+            let object = json!({
+                "kind": kind.as_str(),
+                "apiVersion": kind.api_version(),
+                "metadata": { "resourceVersion": rv.to_string() },
             });
+            let mark = event_line("BOOKMARK", &serde_json::to_vec(&object).unwrap_or_default());
             Some((mark, ticks))
         }
     });

@@ -66,11 +66,14 @@ fn row(kind: Kind, cols: &[columns::Column], obj: &Object, req: TableRequest) ->
     match req.include {
         Include::None => {}
         Include::Metadata => {
-            // The metadata alone, not the whole object: most of a Table's cost otherwise.
+            // The metadata alone, not the whole object, and without the field ownership
+            // (kubectl's columns never read it): most of a Table's cost otherwise.
+            let mut meta = obj.meta().clone();
+            meta.managed_fields.clear();
             r["object"] = json!({
                 "kind": "PartialObjectMetadata",
                 "apiVersion": "meta.k8s.io/v1",
-                "metadata": serde_json::to_value(obj.meta()).unwrap_or(Value::Null),
+                "metadata": serde_json::to_value(&meta).unwrap_or(Value::Null),
             });
         }
         Include::Object => r["object"] = to_value(obj),
