@@ -279,9 +279,7 @@ async fn serve(rest: &Rest, call: Call<'_>) -> Result<Response, ApiError> {
             }
             let kind = t.kind;
             let render: read::Render = match table {
-                Some(req) => Arc::new(move |objs, rv| {
-                    serde_json::to_vec(&table::table(kind, objs, rv, req)).unwrap_or_default()
-                }),
+                Some(req) => Arc::new(move |objs, rv| table::write(kind, objs, rv, req)),
                 None => Arc::new(|objs, _| {
                     let mut out = Vec::new();
                     match objs.first() {
@@ -320,7 +318,7 @@ async fn serve(rest: &Rest, call: Call<'_>) -> Result<Response, ApiError> {
                 None => {
                     let (items, rv) = read::list(&rest.cluster, peer.as_ref(), &t, q).await?;
                     Ok(match table {
-                        Some(req) => read::ok(&table::table(kind, &items, &rv, req)),
+                        Some(req) => read::ok_bytes(table::write(kind, &items, &rv, req)),
                         None => read::ok_bytes(read::list_document(kind, &items, &rv)),
                     })
                 }

@@ -4,7 +4,6 @@
 
 use serde_json::{json, Value};
 use twinset_proto::columns;
-use twinset_proto::manifest::to_value;
 use twinset_proto::v1::Object;
 use twinset_proto::Kind;
 
@@ -56,13 +55,21 @@ pub fn requested(accept: &str, include_object: Option<&str>) -> Option<TableRequ
     })
 }
 
-fn row(kind: Kind, cols: &[columns::Column], obj: &Object, req: TableRequest) -> Value {
+/// Appends one row: its cells and, as asked, the object's metadata or the object.
+fn write_row(
+    kind: Kind,
+    cols: &[columns::Column],
+    obj: &Object,
+    req: TableRequest,
+    out: &mut Vec<u8>,
+) {
     let cells: Vec<Value> = cols
         .iter()
         .zip(columns::cells(kind, obj))
         .map(|(c, text)| c.json_cell(text))
         .collect();
-    let mut r = json!({ "cells": cells });
+    out.extend_from_slice(b"{\"cells\":");
+    out.extend_from_slice(&serde_json::to_vec(&cells).unwrap_or_default());
     match req.include {
         Include::None => {}
         Include::Metadata => {
@@ -70,19 +77,25 @@ fn row(kind: Kind, cols: &[columns::Column], obj: &Object, req: TableRequest) ->
             // (kubectl's columns never read it): most of a Table's cost otherwise.
             let mut meta = obj.meta().clone();
             meta.managed_fields.clear();
-            r["object"] = json!({
-                "kind": "PartialObjectMetadata",
-                "apiVersion": "meta.k8s.io/v1",
-                "metadata": serde_json::to_value(&meta).unwrap_or(Value::Null),
-            });
+            out.extend_from_slice(
+                b",\"object\":{\"kind\":\"PartialObjectMetadata\",\"apiVersion\":\"meta.k8s.io/v1\",\"metadata\":",
+            );
+            if serde_json::to_writer(&mut *out, &meta).is_err() {
+                out.extend_from_slice(b"null");
+            }
+            out.push(b'}');
         }
-        Include::Object => r["object"] = to_value(obj),
+        Include::Object => {
+            out.extend_from_slice(b",\"object\":");
+            twinset_proto::manifest::write_json(obj, out);
+        }
     }
-    r
+    out.push(b'}');
 }
 
-/// The Table of `objects` of `kind`, read at `resource_version`.
-pub fn table(kind: Kind, objects: &[Object], resource_version: &str, req: TableRequest) -> Value {
+/// The Table of `objects` of `kind`, read at `resource_version`, written straight to
+/// bytes (a Table of a thousand pods is what `kubectl get pods -A` asks for).
+pub fn write(kind: Kind, objects: &[Object], resource_version: &str, req: TableRequest) -> Vec<u8> {
     let cols = columns::columns(kind);
     let defs: Vec<Value> = cols
         .iter()
@@ -96,14 +109,29 @@ pub fn table(kind: Kind, objects: &[Object], resource_version: &str, req: TableR
             })
         })
         .collect();
-    let rows: Vec<Value> = objects.iter().map(|o| row(kind, &cols, o, req)).collect();
-    json!({
+    let head = json!({
         "kind": "Table",
         "apiVersion": req.api_version,
         "metadata": { "resourceVersion": resource_version },
         "columnDefinitions": defs,
-        "rows": rows,
-    })
+    });
+    let mut out = serde_json::to_vec(&head).unwrap_or_default();
+    // Reopen the head object to append the rows.
+    out.pop();
+    out.extend_from_slice(b",\"rows\":[");
+    for (i, obj) in objects.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_row(kind, &cols, obj, req, &mut out);
+    }
+    out.extend_from_slice(b"]}");
+    out
+}
+
+/// [`write`] as a JSON value.
+pub fn table(kind: Kind, objects: &[Object], resource_version: &str, req: TableRequest) -> Value {
+    serde_json::from_slice(&write(kind, objects, resource_version, req)).unwrap_or_default()
 }
 
 #[cfg(test)]
