@@ -29,12 +29,7 @@ pub fn decide(
     route: &Route,
     q: &Query,
 ) -> Result<Access, ApiError> {
-    let Some(peer) = peer else {
-        return Err(ApiError::unauthorized());
-    };
-    if peer.expired(chrono::Utc::now().timestamp()).is_some() {
-        return Err(ApiError::unauthorized());
-    }
+    let peer = authenticated(peer)?;
     match &peer.identity {
         Identity::Admin(_) => Ok(Access::Full),
         Identity::Anonymous => Err(ApiError::unauthorized()),
@@ -48,6 +43,20 @@ pub fn decide(
                 method.as_str().to_lowercase()
             ),
         )),
+    }
+}
+
+/// The caller, if it presented an unexpired client certificate of the cluster CA; 401
+/// otherwise.
+pub fn authenticated(peer: Option<&PeerInfo>) -> Result<&PeerInfo, ApiError> {
+    match peer {
+        Some(p)
+            if p.identity != Identity::Anonymous
+                && p.expired(chrono::Utc::now().timestamp()).is_none() =>
+        {
+            Ok(p)
+        }
+        _ => Err(ApiError::unauthorized()),
     }
 }
 

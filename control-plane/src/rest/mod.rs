@@ -118,10 +118,7 @@ async fn healthy() -> Response {
 fn admit_request(req: &Request) -> Result<Option<PeerInfo>, ApiError> {
     let peer = req.extensions().get::<PeerInfo>().cloned();
     let (method, path) = (req.method(), req.uri().path());
-    let valid = peer.as_ref().is_some_and(|p| {
-        p.identity != Identity::Anonymous && p.expired(chrono::Utc::now().timestamp()).is_none()
-    });
-    if valid {
+    if authz::authenticated(peer.as_ref()).is_ok() {
         return Ok(peer);
     }
     tracing::warn!(

@@ -100,15 +100,30 @@ pub fn list_document(kind: Kind, items: &[Object], resource_version: &str) -> Ve
         "apiVersion": kind.api_version(),
         "metadata": { "resourceVersion": resource_version },
     });
-    let mut out = serde_json::to_vec(&head).unwrap_or_default();
-    // Reopen the head object to append the items.
+    with_array(&head, "items", items, twinset_proto::manifest::write_json)
+}
+
+/// The JSON object `head` with one more field, `key`: the array of `items`, each
+/// written by `write` straight into the bytes.
+pub fn with_array<T>(
+    head: &Value,
+    key: &str,
+    items: &[T],
+    mut write: impl FnMut(&T, &mut Vec<u8>),
+) -> Vec<u8> {
+    let mut out = serde_json::to_vec(head).unwrap_or_default();
+    // Reopen the head object (`{…}`) to append the field.
     out.pop();
-    out.extend_from_slice(b",\"items\":[");
-    for (i, obj) in items.iter().enumerate() {
+    if out.len() > 1 {
+        out.push(b',');
+    }
+    out.extend_from_slice(&serde_json::to_vec(key).unwrap_or_default());
+    out.extend_from_slice(b":[");
+    for (i, item) in items.iter().enumerate() {
         if i > 0 {
             out.push(b',');
         }
-        twinset_proto::manifest::write_json(obj, &mut out);
+        write(item, &mut out);
     }
     out.extend_from_slice(b"]}");
     out
@@ -247,9 +262,5 @@ pub fn ok(body: &Value) -> Response {
 
 /// A 200 answer with a JSON body already written.
 pub fn ok_bytes(body: Vec<u8>) -> Response {
-    Response::builder()
-        .status(200)
-        .header(http::header::CONTENT_TYPE, "application/json")
-        .body(Body::from(body))
-        .unwrap_or_else(|_| Response::new(Body::empty()))
+    super::status::json_bytes_response(200, body)
 }

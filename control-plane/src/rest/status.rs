@@ -116,10 +116,15 @@ impl IntoResponse for ApiError {
 
 /// A JSON answer with status `code`.
 pub fn json_response(code: u16, body: &Value) -> Response {
+    json_bytes_response(code, serde_json::to_vec(body).unwrap_or_default())
+}
+
+/// A JSON answer with status `code` whose body is already written.
+pub fn json_bytes_response(code: u16, body: Vec<u8>) -> Response {
     Response::builder()
         .status(code)
         .header(http::header::CONTENT_TYPE, "application/json")
-        .body(Body::from(serde_json::to_vec(body).unwrap_or_default()))
+        .body(Body::from(body))
         .unwrap_or_else(|_| Response::new(Body::empty()))
 }
 

@@ -115,18 +115,9 @@ pub fn write(kind: Kind, objects: &[Object], resource_version: &str, req: TableR
         "metadata": { "resourceVersion": resource_version },
         "columnDefinitions": defs,
     });
-    let mut out = serde_json::to_vec(&head).unwrap_or_default();
-    // Reopen the head object to append the rows.
-    out.pop();
-    out.extend_from_slice(b",\"rows\":[");
-    for (i, obj) in objects.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        write_row(kind, &cols, obj, req, &mut out);
-    }
-    out.extend_from_slice(b"]}");
-    out
+    super::read::with_array(&head, "rows", objects, |obj, out| {
+        write_row(kind, &cols, obj, req, out)
+    })
 }
 
 /// [`write`] as a JSON value.
