@@ -137,6 +137,14 @@ impl ObjectMeta {
             .iter()
             .find(|r| r.controller == Some(true))
     }
+
+    /// True when this object's controller reference (`controller: true`) names the
+    /// object with `uid`: the object belongs to that controller, as kubectl counts it.
+    pub fn is_controlled_by(&self, uid: &str) -> bool {
+        self.owner_references
+            .iter()
+            .any(|r| r.controller == Some(true) && r.uid == uid)
+    }
 }
 
 #[cfg(test)]
