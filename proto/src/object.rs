@@ -169,4 +169,25 @@ mod tests {
         assert_eq!(o.resource_version(), 42);
         assert!(o.as_node().is_none());
     }
+
+    #[test]
+    fn only_the_controller_reference_controls() {
+        let reference = |uid: &str, controller| OwnerReference {
+            uid: uid.into(),
+            controller,
+            ..Default::default()
+        };
+        let m = ObjectMeta {
+            owner_references: vec![reference("a", Some(false)), reference("b", Some(true))],
+            ..Default::default()
+        };
+        assert!(m.is_controlled_by("b"));
+        assert!(!m.is_controlled_by("a"));
+        assert!(m.is_owned_by("a"));
+        let m = ObjectMeta {
+            owner_references: vec![reference("c", None)],
+            ..Default::default()
+        };
+        assert!(!m.is_controlled_by("c"));
+    }
 }

@@ -168,7 +168,7 @@ fn mariadb_tree_draws_the_guides_two_sets_with_live_names() {
 
     // One namespace: the same section without the namespace prefix.
     let got = tree(&c, &["-n", "database"]);
-    let mut sts_body = body[monitors.len() + 2..].to_vec();
+    let mut sts_body = body[monitors.len() + 3..].to_vec();
     sts_body.insert(0, "StatefulSet: mysql-db (3/3 ready)".to_string());
     assert_lines(&got, &guide_box(&sts_body));
 }
@@ -284,7 +284,14 @@ fn tree_shows_pending_replicas_says_when_empty_and_colours_only_terminals() {
     ));
     let got = tree(&c, &["-A"]);
     assert_lines(&got, &guide_box(&body));
-    assert_eq!(got.lines().next().map(str::len), Some(MIN_WIDTH + 2));
+
+    // One namespace, short lines: no prefix, and the guide's 60 columns inside.
+    let got = tree(&c, &["-n", "kube-system"]);
+    let mut ds_body = body[..monitors.len() + 1].to_vec();
+    ds_body[0] = "DaemonSet: node-monitor (2/2 ready)".into();
+    let want = guide_box(&ds_body);
+    assert_lines(&got, &want);
+    assert_eq!(want[0].len(), MIN_WIDTH + 2);
 
     // On a terminal the marks are coloured; NO_COLOR turns that off.
     let shown = tree_on_terminal(&c, "-n kube-system", None);

@@ -426,7 +426,9 @@ fn only_pods_the_set_controls_in_its_namespace_belong_to_it() {
         "{got}"
     );
     // A set without a uid (never returned by the API) owns nothing.
-    f.stateful_sets[0].metadata.as_mut().map(|m| m.uid.clear());
+    if let Some(m) = f.stateful_sets[0].metadata.as_mut() {
+        m.uid.clear();
+    }
     f.pods.push(pod("ns", "s-9", "", "n", Run::Ready, &[]));
     assert!(!f.plain().contains("s-9"));
 }
@@ -460,7 +462,7 @@ fn several_namespaces_are_sorted_and_named_daemon_sets_first() {
     // One blank line between sets, none after the last.
     let blank = format!("|{}|", " ".repeat(MIN_WIDTH));
     assert_eq!(got.lines().filter(|l| *l == blank).count(), 3, "{got}");
-    assert!(!got.lines().rev().nth(1).is_some_and(|l| l == blank));
+    assert_ne!(got.lines().rev().nth(1), Some(blank.as_str()));
 }
 
 #[test]
