@@ -214,6 +214,16 @@ fn guide() -> Fixture {
     f
 }
 
+/// The first `n` lines inside the box, below the title, without their padding and
+/// right bar.
+fn body_lines(text: &str, n: usize) -> Vec<String> {
+    text.lines()
+        .skip(3)
+        .take(n)
+        .map(|l| l.trim_end_matches('|').trim_end().to_string())
+        .collect()
+}
+
 /// Every line of `text` has the same printed width and sits between bars.
 fn assert_boxed(text: &str) -> usize {
     let lines: Vec<&str> = text.lines().collect();
@@ -370,14 +380,8 @@ fn pending_pods_claims_missing_lost_and_several_per_pod() {
     f.pods
         .push(pod("db", "m-3", "u", "", Run::Pending, &["data-m-3"]));
     let got = f.plain();
-    let body: Vec<String> = got
-        .lines()
-        .skip(3)
-        .take(5)
-        .map(|l| l.trim_end_matches('|').trim_end().to_string())
-        .collect();
     assert_eq!(
-        body,
+        body_lines(&got, 5),
         [
             "| StatefulSet: m (1/4 ready)",
             "|   -> Pod: m-0 (with PVC data-m-0, logs-m-0, runs on node1) Running 1/1",
@@ -408,14 +412,8 @@ fn only_pods_the_set_controls_in_its_namespace_belong_to_it() {
     }
     f.pods.push(not_controller);
     let got = f.plain();
-    let body: Vec<String> = got
-        .lines()
-        .skip(3)
-        .take(5)
-        .map(|l| l.trim_end_matches('|').trim_end().to_string())
-        .collect();
     assert_eq!(
-        body,
+        body_lines(&got, 5),
         [
             "| DaemonSet: d (0/0 ready)",
             "|   (no pods)",
