@@ -63,6 +63,20 @@ pub enum Command {
     Token(TokenArgs),
     /// Inspect the cluster's certificates.
     Certs(CertsArgs),
+    /// Draw each DaemonSet and StatefulSet with its pods, claims and nodes (the guide's
+    /// text view of the cluster).
+    Tree(TreeArgs),
+}
+
+/// `tree`.
+#[derive(Debug, Args)]
+pub struct TreeArgs {
+    /// Namespace (default: `default`).
+    #[arg(short = 'n', long)]
+    pub namespace: Option<String>,
+    /// Draw the sets of every namespace, named `namespace/name`.
+    #[arg(short = 'A', long)]
+    pub all_namespaces: bool,
 }
 
 /// `certs`.
