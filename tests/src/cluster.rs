@@ -104,7 +104,7 @@ fn gives_flag(flags: &[impl AsRef<str>], names: &[&str]) -> bool {
     flags.iter().map(AsRef::as_ref).any(|f| {
         names
             .iter()
-            .any(|n| f == n || f.strip_prefix(n).is_some_and(|rest| rest.starts_with('=')))
+            .any(|n| f == *n || f.strip_prefix(n).is_some_and(|rest| rest.starts_with('=')))
     })
 }
 
