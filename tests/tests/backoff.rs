@@ -13,7 +13,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use twinset_e2e::{holds_for, timeout, wait_for, Cluster, Options};
+use twinset_e2e::{holds_for, shell_pod, timeout, wait_for, Cluster, Options};
 
 const BASE_MS: u64 = 400;
 const MAX_MS: u64 = 1600;
@@ -46,28 +46,17 @@ fn cluster() -> Cluster {
 fn pod(name: &str, policy: &str, dir: &Path, script: &str) -> String {
     let dir = dir.display();
     format!(
-        "apiVersion: v1
-kind: Pod
-metadata:
-  name: {name}
-  namespace: default
-spec:
-  nodeName: node1
-  restartPolicy: {policy}
-  terminationGracePeriodSeconds: 1
-  containers:
-  - name: main
-    image: busybox
-    command: [\"sh\", \"-c\", {script:?}]
-    volumeMounts:
+        "{}    volumeMounts:
     - name: times
       mountPath: {dir}
+  restartPolicy: {policy}
   volumes:
   - name: times
     hostPath:
       path: {dir}
       type: DirectoryOrCreate
-"
+",
+        shell_pod(name, "node1", script)
     )
 }
 

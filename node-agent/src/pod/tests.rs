@@ -621,6 +621,15 @@ async fn restart_policies_decide_restarts_and_the_pods_phase() {
     }
 }
 
+/// Process `pid` exits 1; returns how long until the restart, whose pid replaces it.
+async fn crash_and_restart(s: &Setup, pid: &mut u32) -> Duration {
+    let crashed = Instant::now();
+    s.rt.exit(*pid, exit_code(1));
+    let (at, call) = s.rt.next_call(is_start).await;
+    *pid = pid_of(&call);
+    at - crashed
+}
+
 /// A crash-looping container restarts after 1×, 2×, 4× the base, then the max; a run
 /// as long as the reset period brings the delay back to the base.
 #[tokio::test(start_paused = true)]
@@ -631,11 +640,7 @@ async fn restarts_back_off_doubling_to_the_max_and_reset_after_a_long_run() {
     let mut pid = pid_of(&call);
     let mut gaps = Vec::new();
     for _ in 0..5 {
-        let crashed = Instant::now();
-        s.rt.exit(pid, exit_code(1));
-        let (at, call) = s.rt.next_call(is_start).await;
-        gaps.push(at - crashed);
-        pid = pid_of(&call);
+        gaps.push(crash_and_restart(&s, &mut pid).await);
     }
     assert_eq!(gaps, [1, 2, 4, 4, 4].map(|n| n * RESTART_DELAY));
     let r = report_where(&mut s.reports, "the fifth restart", |r| {
@@ -648,11 +653,7 @@ async fn restarts_back_off_doubling_to_the_max_and_reset_after_a_long_run() {
     tokio::time::sleep(RESET_AFTER).await;
     let mut gaps = Vec::new();
     for _ in 0..2 {
-        let crashed = Instant::now();
-        s.rt.exit(pid, exit_code(1));
-        let (at, call) = s.rt.next_call(is_start).await;
-        gaps.push(at - crashed);
-        pid = pid_of(&call);
+        gaps.push(crash_and_restart(&s, &mut pid).await);
     }
     assert_eq!(gaps, [RESTART_DELAY, 2 * RESTART_DELAY]);
     drop(desired);
