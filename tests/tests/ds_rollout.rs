@@ -173,8 +173,9 @@ fn regex_free_progress(lines: &[&str]) -> Result<(), String> {
 /// A DaemonSet whose container writes `start|stop <pod> <pid> <ns since epoch>` lines
 /// into `<log>/<node>` (a hostPath), with maxSurge 1 and maxUnavailable 0.
 fn surge_logger(version: &str, log: &std::path::Path) -> String {
-    let script = r#"echo "start $POD_NAME $$ $(date +%s%N)" >> "/log/$NODE_NAME"
-trap 'echo "stop $POD_NAME $$ $(date +%s%N)" >> "/log/$NODE_NAME"; exit 0' TERM
+    // `$$$$` is the shell's `$$` after Kubernetes' `$$` escape in commands.
+    let script = r#"echo "start $POD_NAME $$$$ $(date +%s%N)" >> "/log/$NODE_NAME"
+trap 'echo "stop $POD_NAME $$$$ $(date +%s%N)" >> "/log/$NODE_NAME"; exit 0' TERM
 while :; do sleep 0.2 & wait $!; done"#;
     format!(
         "apiVersion: apps/v1
@@ -286,7 +287,11 @@ fn with_max_surge_each_new_pod_is_ready_before_its_old_one_stops() {
         if missing.is_empty() {
             Ok(())
         } else {
-            Err(format!("no stop line yet for {missing:?}"))
+            let logs: Vec<String> = NODES
+                .iter()
+                .map(|n| std::fs::read_to_string(log.join(n)).unwrap_or_default())
+                .collect();
+            Err(format!("no stop line yet for {missing:?}; logs: {logs:?}"))
         }
     });
     let events = watch.events_of("default", "logger-");
