@@ -591,6 +591,39 @@ mod tests {
         assert!(list(&store).is_empty(), "nothing stored");
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn many_machines_joining_at_once_with_one_token_all_get_in() {
+        // The durable store: its group commit is where the joins interleave and race.
+        let dir = tempfile::tempdir().unwrap();
+        let store =
+            std::sync::Arc::new(crate::store::sled::SledStore::open(dir.path(), 1000).unwrap());
+        let now = SystemTime::now();
+        let new = NewToken {
+            uses: Some(40),
+            ..Default::default()
+        };
+        let (token, _) = create(&*store, &ca(), &new, now).await.unwrap();
+        let (id, hash) = (token.id().to_string(), token.secret_hash());
+        let joins: Vec<_> = (0..40)
+            .map(|i| {
+                let (store, id, hash) = (store.clone(), id.clone(), hash.clone());
+                tokio::spawn(
+                    async move { consume(&*store, &id, &hash, &format!("node{i}"), now).await },
+                )
+            })
+            .collect();
+        for j in joins {
+            j.await
+                .unwrap()
+                .expect("every join within the token's uses gets in");
+        }
+        assert_eq!(get(&*store, &id).unwrap().unwrap().uses_left, Some(0));
+        let err = consume(&*store, &id, &hash, "node40", now)
+            .await
+            .unwrap_err();
+        assert_eq!(err.to_string(), format!("token {id} has been used up"));
+    }
+
     #[tokio::test]
     async fn consuming_counts_down_and_refusals_write_nothing() {
         let store = MemoryStore::new(100);
