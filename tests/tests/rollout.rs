@@ -99,7 +99,10 @@ spec:
                     || line.starts_with("statefulset rolling update complete");
                 let mut pods = c.pods_named(NS, &format!("{}-", self.name))?;
                 pods.sort_by(|a, b| a.name.cmp(&b.name));
-                let hashes: BTreeSet<&str> = pods.iter().map(|p| label(p, "controller-revision-hash")).collect();
+                let hashes: BTreeSet<&str> = pods
+                    .iter()
+                    .map(|p| label(p, "controller-revision-hash"))
+                    .collect();
                 if done
                     && pods.len() == 3
                     && hashes.len() == 1
@@ -185,7 +188,13 @@ fn assert_replaced_once(w: &PodWatch, set: Set, old: &[PodView], new: &[PodView]
             .iter()
             .filter(|e| e.kind == "DELETED" && e.pod.uid == p.uid)
             .count();
-        assert_eq!(deleted, 1, "{} deleted {deleted} times:\n{}", p.name, history());
+        assert_eq!(
+            deleted,
+            1,
+            "{} deleted {deleted} times:\n{}",
+            p.name,
+            history()
+        );
     }
     assert!(
         !events
@@ -209,7 +218,10 @@ fn two_revisions(c: &Cluster, set: Set) -> Vec<PodView> {
         set.wait_version(c, v);
     }
     let pods = set.wait_version(c, "2");
-    assert_eq!(revisions(c, set).keys().copied().collect::<Vec<_>>(), [1, 2]);
+    assert_eq!(
+        revisions(c, set).keys().copied().collect::<Vec<_>>(),
+        [1, 2]
+    );
     pods
 }
 
@@ -230,10 +242,16 @@ fn through_twinset(c: &Cluster, w: &PodWatch, set: Set) {
         )),
         "{first}"
     );
-    assert!(first.contains("    Image:\ttwinset/sleep:latest\n"), "{first}");
+    assert!(
+        first.contains("    Image:\ttwinset/sleep:latest\n"),
+        "{first}"
+    );
     assert!(first.contains("      VERSION:\t1\n"), "{first}");
     let out = c.run(&["rollout", "history", &target, "--revision", "3"]);
-    assert_eq!(out.failed().trim(), "error: unable to find the specified revision");
+    assert_eq!(
+        out.failed().trim(),
+        "error: unable to find the specified revision"
+    );
 
     // A client dry run prints the template and changes nothing.
     let dry = c.run_ok(&["rollout", "undo", &target, "--dry-run=client"]);
@@ -244,7 +262,10 @@ fn through_twinset(c: &Cluster, w: &PodWatch, set: Set) {
         "{dry}"
     );
     let out = c.run(&["rollout", "undo", &target, "--dry-run=server"]);
-    assert!(out.failed().contains("--dry-run=server is not supported"), "{out}");
+    assert!(
+        out.failed().contains("--dry-run=server is not supported"),
+        "{out}"
+    );
 
     // Undo: back to v1's template, a new revision number for it.
     let since = c.store_revision();
@@ -263,7 +284,8 @@ fn through_twinset(c: &Cluster, w: &PodWatch, set: Set) {
         v1[0].labels
     );
     assert_eq!(
-        c.run_ok(&["rollout", "undo", &target, "--to-revision", "3"]).trim(),
+        c.run_ok(&["rollout", "undo", &target, "--to-revision", "3"])
+            .trim(),
         format!("{q} skipped rollback (current template already matches revision 3)")
     );
     let out = c.run(&["rollout", "undo", &target, "--to-revision", "1"]);
@@ -282,12 +304,19 @@ fn through_twinset(c: &Cluster, w: &PodWatch, set: Set) {
     assert_replaced_once(w, set, &v1, &restarted, since);
     for p in &restarted {
         assert!(
-            !str_at(&p.raw, &format!("/metadata/annotations/{}", RESTARTED_AT.replace('/', "~1"))).is_empty(),
+            !str_at(
+                &p.raw,
+                &format!("/metadata/annotations/{}", RESTARTED_AT.replace('/', "~1"))
+            )
+            .is_empty(),
             "{} has no {RESTARTED_AT}: {}",
             p.name,
             p.raw
         );
-        assert_eq!(str_at(&p.raw, "/spec/containers/0/image"), "twinset/sleep:latest");
+        assert_eq!(
+            str_at(&p.raw, "/spec/containers/0/image"),
+            "twinset/sleep:latest"
+        );
         assert_eq!(env(p, "VERSION"), "1");
     }
     assert_eq!(
@@ -297,10 +326,17 @@ fn through_twinset(c: &Cluster, w: &PodWatch, set: Set) {
 
     // Pausing is for Deployments only.
     let out = c.run(&["rollout", "pause", &target]);
-    let resource = if set.is_sts() { "statefulsets" } else { "daemonsets" };
+    let resource = if set.is_sts() {
+        "statefulsets"
+    } else {
+        "daemonsets"
+    };
     assert_eq!(
         out.failed().trim(),
-        format!("error: {resource}.apps \"{}\" pausing is not supported", set.name)
+        format!(
+            "error: {resource}.apps \"{}\" pausing is not supported",
+            set.name
+        )
     );
 }
 
@@ -360,9 +396,10 @@ fn statefulset_history_undo_and_restart_with_kubectl() {
 fn rollout_status_times_out_and_checks_once_as_kubectl_does() {
     let c = Cluster::start(1);
     // A StatefulSet whose pod can never be scheduled: its rollout never finishes.
-    let stuck = STS
-        .manifest("1")
-        .replace("      terminationGracePeriodSeconds: 1\n", "      terminationGracePeriodSeconds: 1\n      nodeSelector:\n        nowhere: \"true\"\n");
+    let stuck = STS.manifest("1").replace(
+        "      terminationGracePeriodSeconds: 1\n",
+        "      terminationGracePeriodSeconds: 1\n      nodeSelector:\n        nowhere: \"true\"\n",
+    );
     c.apply(&stuck).ok();
     let out = c.run(&["rollout", "status", "sts/db", "--timeout=1s"]);
     assert_eq!(
@@ -370,15 +407,22 @@ fn rollout_status_times_out_and_checks_once_as_kubectl_does() {
         "error: timed out waiting for the condition",
         "{out}"
     );
-    wait_for("rollout status --watch=false to say once what it waits for", timeout(), || {
-        let out = c.run(&["rollout", "status", "sts/db", "--watch=false"]);
-        match out.result()?.trim() {
-            "Waiting for 3 pods to be ready..." => Ok(()),
-            other => Err(other.to_string()),
-        }
-    });
+    wait_for(
+        "rollout status --watch=false to say once what it waits for",
+        timeout(),
+        || {
+            let out = c.run(&["rollout", "status", "sts/db", "--watch=false"]);
+            match out.result()?.trim() {
+                "Waiting for 3 pods to be ready..." => Ok(()),
+                other => Err(other.to_string()),
+            }
+        },
+    );
     let out = c.run(&["rollout", "undo", "sts/db"]);
-    assert_eq!(out.failed().trim(), "error: no last revision to roll back to");
+    assert_eq!(
+        out.failed().trim(),
+        "error: no last revision to roll back to"
+    );
     let out = c.run(&["rollout", "history", "pod/db-0"]);
     assert_eq!(
         out.failed().trim(),

@@ -139,10 +139,7 @@ pub fn history(
         String::new()
     };
     // kubectl's name printer: `kind.group/name OPERATION`, the operation being this text.
-    Ok(format!(
-        "{} {with_revision}\n{body}\n",
-        qualified_name(set)
-    ))
+    Ok(format!("{} {with_revision}\n{body}\n", qualified_name(set)))
 }
 
 #[cfg(test)]
@@ -247,13 +244,18 @@ pub(crate) mod tests {
         let revs = [revision("u1", 1, "a"), revision("u1", 2, "b")];
         let text = history(&web(), &revs, 1)?;
         assert!(
-            text.starts_with("daemonset.apps/web with revision #1\nPod Template:\n  Labels:\tapp=web\n"),
+            text.starts_with(
+                "daemonset.apps/web with revision #1\nPod Template:\n  Labels:\tapp=web\n"
+            ),
             "{text}"
         );
         assert!(text.contains("      VERSION:\ta\n"), "{text}");
         assert!(text.ends_with("\n\n"), "{text:?}");
         let err = history(&web(), &revs, 3).err().map(|e| e.to_string());
-        assert_eq!(err.as_deref(), Some("unable to find the specified revision"));
+        assert_eq!(
+            err.as_deref(),
+            Some("unable to find the specified revision")
+        );
         Ok(())
     }
 }

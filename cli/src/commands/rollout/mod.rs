@@ -71,9 +71,7 @@ fn template(set: &Object) -> Option<&PodTemplateSpec> {
 fn template_mut(set: &mut Object) -> Option<&mut PodTemplateSpec> {
     let template = match &mut set.kind {
         Some(Variant::DaemonSet(d)) => &mut d.spec.get_or_insert_with(Default::default).template,
-        Some(Variant::StatefulSet(s)) => {
-            &mut s.spec.get_or_insert_with(Default::default).template
-        }
+        Some(Variant::StatefulSet(s)) => &mut s.spec.get_or_insert_with(Default::default).template,
         _ => return None,
     };
     Some(template.get_or_insert_with(Default::default))
