@@ -84,6 +84,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     builder =
                         builder.field_attribute(&fpath, format!("#[serde(rename = \"{json}\")]"));
                 }
+                if fpath == ".twinset.v1.ControllerRevision.data" {
+                    builder = builder.field_attribute(
+                        &fpath,
+                        "#[serde(with = \"crate::serde_support::revision_data\")]",
+                    );
+                }
                 if fpath == ".twinset.v1.ManagedFieldsEntry.fields_v1" {
                     builder = builder.field_attribute(
                         &fpath,

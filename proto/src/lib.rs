@@ -30,6 +30,7 @@ pub mod metrics;
 pub mod object;
 pub mod patch;
 pub mod quantity;
+pub mod rollout;
 pub mod schema;
 pub mod selector;
 pub mod serde_support;

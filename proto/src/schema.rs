@@ -287,9 +287,13 @@ impl Schema {
     }
 }
 
-/// The one string field holding JSON text that manifests show as a JSON object (see
-/// `serde_support::json_text` and build.rs).
-const JSON_TEXT_FIELD: &str = ".twinset.v1.ManagedFieldsEntry.fields_v1";
+/// The fields manifests show as a free JSON object: managedFields' fieldsV1 (JSON text in
+/// the proto, `serde_support::json_text`) and a ControllerRevision's data (the set's
+/// patch, `serde_support::revision_data`), upstream's RawExtension.
+const OBJECT_FIELDS: [&str; 2] = [
+    ".twinset.v1.ManagedFieldsEntry.fields_v1",
+    ".twinset.v1.ControllerRevision.data",
+];
 
 /// The schema, read from the descriptors on first use.
 pub fn schema() -> &'static Schema {
@@ -345,7 +349,7 @@ fn build(set: &FileDescriptorSet) -> Schema {
                 .map(|(j, f)| {
                     let name = json_name(f.name());
                     let qualified = format!(".{}.{}.{}", file.package(), msg.name(), f.name());
-                    let shape = if qualified == JSON_TEXT_FIELD {
+                    let shape = if OBJECT_FIELDS.contains(&qualified.as_str()) {
                         Shape::One(Type::Object)
                     } else {
                         shape(msg, f, QUANTITY_MAPS.contains(&qualified.as_str()))

@@ -27,3 +27,97 @@ pub mod json_text {
         })
     }
 }
+
+/// A ControllerRevision's `data` as Kubernetes writes it: the strategic merge patch that
+/// puts the revision's template back into its set, `{"spec":{"template":{…,"$patch":
+/// "replace"}}}`. kubectl's `rollout history --revision` applies it to the set and
+/// `rollout undo` sends it as the patch; the proto keeps the typed template.
+pub mod revision_data {
+    use crate::v1::PodTemplateSpec;
+    use serde::de::Error as _;
+    use serde::ser::Error as _;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use serde_json::{json, Value};
+
+    /// The directive that makes the template replace the set's instead of merging.
+    const PATCH: &str = "$patch";
+
+    /// Writes the template wrapped as the patch of its set.
+    pub fn serialize<S: Serializer>(
+        template: &Option<PodTemplateSpec>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        let mut t =
+            serde_json::to_value(template.clone().unwrap_or_default()).map_err(S::Error::custom)?;
+        if let Value::Object(m) = &mut t {
+            m.insert(PATCH.into(), "replace".into());
+        }
+        json!({ "spec": { "template": t } }).serialize(s)
+    }
+
+    /// Reads the patch shape back into the template (`$patch` dropped).
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<PodTemplateSpec>, D::Error> {
+        let v = Value::deserialize(d)?;
+        if v.is_null() {
+            return Ok(None);
+        }
+        let Some(Value::Object(mut t)) = v.get("spec").and_then(|s| s.get("template")).cloned()
+        else {
+            return Err(D::Error::custom(
+                "data: expected {\"spec\":{\"template\":{…}}}, the patch of the revision's set",
+            ));
+        };
+        t.remove(PATCH);
+        serde_json::from_value(Value::Object(t))
+            .map(Some)
+            .map_err(|e| D::Error::custom(format!("data.spec.template: {e}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::manifest::{decode_json, write_json};
+    use crate::v1::{Container, ControllerRevision, Object, ObjectMeta, PodSpec, PodTemplateSpec};
+    use serde_json::{json, Value};
+
+    #[test]
+    fn revision_data_is_the_sets_patch_and_reads_back() {
+        let rev = ControllerRevision {
+            api_version: "apps/v1".into(),
+            kind: "ControllerRevision".into(),
+            metadata: Some(ObjectMeta {
+                name: "web-abc".into(),
+                namespace: "default".into(),
+                ..Default::default()
+            }),
+            data: Some(PodTemplateSpec {
+                metadata: None,
+                spec: Some(PodSpec {
+                    containers: vec![Container {
+                        name: "c".into(),
+                        image: "nginx:1".into(),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }),
+            }),
+            revision: 2,
+        };
+        let mut out = Vec::new();
+        write_json(&Object::from(rev.clone()), &mut out);
+        let v: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(
+            v["data"],
+            json!({"spec": {"template": {"$patch": "replace",
+                "spec": {"containers": [{"name": "c", "image": "nginx:1"}]}}}})
+        );
+        let back = decode_json(v).unwrap();
+        assert_eq!(back.as_controller_revision(), Some(&rev));
+        let bad = json!({"apiVersion": "apps/v1", "kind": "ControllerRevision",
+            "metadata": {"name": "x"}, "data": {"containers": []}, "revision": 1});
+        let err = decode_json(bad).unwrap_err().to_string();
+        assert!(err.contains("spec"), "{err}");
+    }
+}

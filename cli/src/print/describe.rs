@@ -203,6 +203,10 @@ pub fn daemon_set(ds: &DaemonSet, pods: &PodCounts, events: &[Event]) -> String 
         &format!("Number of Nodes Misscheduled: {}\n", st.number_misscheduled),
     );
     w.kv(0, "Pods Status", &pods.line());
+    // Twinset's addition: nodes an unreachable agent keeps out of the rollout.
+    if let Some(waiting) = twinset_proto::rollout::waiting_nodes(&st) {
+        w.kv(0, "Nodes Waiting", &waiting.message);
+    }
     pod_template(&mut w, &template);
     describe_events(&mut w, events);
     w.finish()
@@ -1168,6 +1172,29 @@ Pod Template:
 Events:            <none>
 ";
         assert_eq!(out, expected);
+    }
+
+    #[test]
+    fn daemon_set_names_the_nodes_its_rollout_waits_for() {
+        let mut ds = guide_ds();
+        if let Some(st) = ds.status.as_mut() {
+            st.conditions = vec![twinset_proto::rollout::waiting_condition(
+                &["node3".to_string()],
+                true,
+                None,
+                "t",
+            )];
+        }
+        let out = daemon_set(&ds, &PodCounts::default(), &[]);
+        let line = out
+            .lines()
+            .find(|l| l.starts_with("Nodes Waiting:"))
+            .unwrap_or_else(|| panic!("{out}"));
+        assert!(
+            line.ends_with(": 1 unreachable node waits for the update: node3")
+                || line.ends_with("  1 unreachable node waits for the update: node3"),
+            "{line}"
+        );
     }
 
     #[test]

@@ -9,6 +9,7 @@
 
 pub mod daemonset;
 pub mod gc;
+pub mod history;
 pub mod node_lifecycle;
 pub mod placement;
 pub mod revision;

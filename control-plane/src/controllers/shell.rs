@@ -13,7 +13,7 @@ use crate::store::{
 use futures::future::BoxFuture;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
-use twinset_proto::v1::{Object, OwnerReference};
+use twinset_proto::v1::{ControllerRevision, Object, OwnerReference};
 use twinset_proto::Kind;
 
 /// What a workload controller adds to the shell.
@@ -149,7 +149,18 @@ impl<W: Workload> Shell<W> {
         pod: &str,
         owner: OwnerReference,
     ) -> Result<(), StoreError> {
-        let key = Key::new(Kind::Pod, namespace, pod);
+        self.adopt_object(Kind::Pod, namespace, pod, owner).await
+    }
+
+    /// Adopts `kind` `namespace/name` (a pod, a revision) as [`Shell::adopt`] does.
+    pub async fn adopt_object(
+        &self,
+        kind: Kind,
+        namespace: &str,
+        name: &str,
+        owner: OwnerReference,
+    ) -> Result<(), StoreError> {
+        let key = Key::new(kind, namespace, name);
         let adopted = update_with_retry(&*self.store, &key, |obj| {
             if obj.meta().controller().is_some() {
                 return Ok(Change::Keep);
@@ -160,9 +171,57 @@ impl<W: Workload> Shell<W> {
         .await;
         match adopted {
             Ok(outcome) if outcome.written() => {
-                tracing::info!(pod, "adopted pod");
+                tracing::info!(kind = kind.as_str(), name, "adopted");
                 Ok(())
             }
+            Ok(_) | Err(StoreError::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Stores a new revision of a set's template (one made meanwhile counts as made).
+    pub async fn create_revision(&self, revision: ControllerRevision) -> Result<(), StoreError> {
+        match self.store.create(Object::from(revision)).await {
+            Ok(_) | Err(StoreError::AlreadyExists { .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Gives a revision a new number (a rollback made an old template current again).
+    pub async fn renumber_revision(
+        &self,
+        namespace: &str,
+        name: &str,
+        number: i64,
+    ) -> Result<(), StoreError> {
+        let key = Key::new(Kind::ControllerRevision, namespace, name);
+        let renumbered = update_with_retry(&*self.store, &key, |obj| {
+            match obj.as_controller_revision_mut() {
+                Some(r) if r.revision != number => r.revision = number,
+                _ => return Ok(Change::Keep),
+            }
+            Ok(Change::Write)
+        })
+        .await;
+        match renumbered {
+            Ok(outcome) => {
+                if outcome.written() {
+                    tracing::info!(revision = %name, number, "renumbered revision");
+                }
+                Ok(())
+            }
+            Err(StoreError::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Deletes an old revision (history limit); one already gone counts as deleted.
+    pub async fn delete_revision(&self, namespace: &str, name: &str) -> Result<(), StoreError> {
+        match self
+            .store
+            .delete(Kind::ControllerRevision, namespace, name, None)
+            .await
+        {
             Ok(_) | Err(StoreError::NotFound { .. }) => Ok(()),
             Err(e) => Err(e),
         }

@@ -35,6 +35,17 @@ pub fn daemon_set_status(ds: &DaemonSet) -> anyhow::Result<RolloutState> {
     }
     let name = &meta.name;
     if meta.generation <= st.observed_generation {
+        // Twinset's addition: unreachable nodes do not hold the rollout; once every
+        // reachable node is done, it ends and names them.
+        if let Some(w) = twinset_proto::rollout::waiting_nodes(&st).filter(|w| w.reachable_done) {
+            return Ok(RolloutState {
+                message: format!(
+                    "daemon set {name:?} successfully rolled out on every reachable node; {}",
+                    w.message
+                ),
+                done: true,
+            });
+        }
         if st.updated_number_scheduled < st.desired_number_scheduled {
             return waiting(format!(
                 "Waiting for daemon set {name:?} rollout to finish: {} out of {} new pods have been updated...",
@@ -227,6 +238,48 @@ mod tests {
         assert_eq!(
             done.message,
             "daemon set \"node-monitor\" successfully rolled out"
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn daemon_set_with_unreachable_nodes_ends_naming_them() -> anyhow::Result<()> {
+        let mut ds = DaemonSet {
+            metadata: Some(ObjectMeta {
+                name: "node-monitor".into(),
+                generation: 2,
+                ..Default::default()
+            }),
+            status: Some(DaemonSetStatus {
+                observed_generation: 2,
+                desired_number_scheduled: 4,
+                updated_number_scheduled: 2,
+                number_available: 3,
+                conditions: vec![twinset_proto::rollout::waiting_condition(
+                    &["node4".to_string()],
+                    false,
+                    None,
+                    "t",
+                )],
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert_eq!(
+            daemon_set_status(&ds)?.message,
+            "Waiting for daemon set \"node-monitor\" rollout to finish: 2 out of 4 new pods have been updated..."
+        );
+        if let Some(s) = ds.status.as_mut() {
+            s.updated_number_scheduled = 3;
+            s.conditions[0] =
+                twinset_proto::rollout::waiting_condition(&["node4".to_string()], true, None, "t");
+        }
+        assert_eq!(
+            daemon_set_status(&ds)?,
+            RolloutState {
+                message: "daemon set \"node-monitor\" successfully rolled out on every reachable node; 1 unreachable node waits for the update: node4".into(),
+                done: true
+            }
         );
         Ok(())
     }

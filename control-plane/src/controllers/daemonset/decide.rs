@@ -1,15 +1,26 @@
-//! The DaemonSet controller's brain: from one DaemonSet, the nodes and the pods of its
-//! namespace, the next safe steps. Pure: no I/O, no clock, no randomness.
+//! The DaemonSet controller's brain: from one DaemonSet, the nodes, and the pods and
+//! revisions of its namespace, the next safe steps. Pure: no I/O, no clock, no
+//! randomness.
+//!
+//! A rolling update replaces pods within maxUnavailable (or beside the old ones within
+//! maxSurge), counted over the nodes that are Ready. A node that is not Ready (NotReady,
+//! or Unknown because its agent is silent) neither uses the budget nor holds the healthy
+//! nodes back: its pod is left as it is, the status names the node as waiting
+//! ([`twinset_proto::rollout`]), and its pod is updated once it is Ready again.
 
+use crate::controllers::history::{self, History};
+use crate::controllers::node_lifecycle::ready_status;
 use crate::controllers::placement::{self, Fit};
-use crate::controllers::revision::{template_hash, REVISION_HASH_LABEL};
+use crate::controllers::revision::REVISION_HASH_LABEL;
 use crate::podutil;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::SystemTime;
+use twinset_proto::rollout;
 use twinset_proto::selector::label_selector_matches;
 use twinset_proto::v1::{
-    DaemonSet, DaemonSetSpec, DaemonSetStatus, IntOrString, Node, ObjectMeta, OwnerReference, Pod,
-    PodSpec, PodStatus, RollingUpdateDaemonSet,
+    ControllerRevision, DaemonSet, DaemonSetSpec, DaemonSetStatus, IntOrString, LabelSelector,
+    Node, ObjectMeta, OwnerReference, Pod, PodSpec, PodStatus, PodTemplateSpec,
+    RollingUpdateDaemonSet,
 };
 
 /// One step the shell carries out.
@@ -20,6 +31,8 @@ pub enum Action {
     CreatePod {
         /// The node to bind the pod to.
         node: String,
+        /// The template hash of the update revision, for its controller-revision-hash.
+        hash: String,
     },
     /// Delete this pod (gracefully when its node is alive).
     DeletePod {
@@ -31,6 +44,28 @@ pub enum Action {
     /// Take over a pod that matches the selector and has no controller.
     AdoptPod {
         /// The pod's name.
+        name: String,
+    },
+    /// Store a new revision of the set's template.
+    CreateRevision {
+        /// The revision object.
+        revision: ControllerRevision,
+    },
+    /// Give an older revision the next number (the template went back to it).
+    RenumberRevision {
+        /// The revision's name.
+        name: String,
+        /// Its new number.
+        revision: i64,
+    },
+    /// Take over a revision a deleted set of the same name left behind.
+    AdoptRevision {
+        /// The revision's name.
+        name: String,
+    },
+    /// Delete an old revision nothing uses (history limit).
+    DeleteRevision {
+        /// The revision's name.
         name: String,
     },
     /// Write the DaemonSet's status.
@@ -64,6 +99,8 @@ pub struct Snapshot<'a> {
     pub nodes: &'a [Node],
     /// Pods of the DaemonSet's namespace (others' included: decide picks its own).
     pub pods: &'a [Pod],
+    /// ControllerRevisions of the DaemonSet's namespace.
+    pub revisions: &'a [ControllerRevision],
     /// The time, for minReadySeconds.
     pub now: SystemTime,
 }
@@ -81,14 +118,28 @@ fn template(ds: &DaemonSet) -> Option<&twinset_proto::v1::PodTemplateSpec> {
     ds.spec.as_ref().and_then(|s| s.template.as_ref())
 }
 
-/// The hash of the DaemonSet's current template.
-pub fn current_hash(ds: &DaemonSet) -> String {
-    let collisions = ds
-        .status
-        .as_ref()
-        .and_then(|s| s.collision_count)
-        .unwrap_or(0);
-    template_hash(template(ds), collisions)
+/// The DaemonSet as its revision history sees it (it keeps no current revision).
+pub fn history_owner(ds: &DaemonSet) -> history::Owner<'_> {
+    static EMPTY_TEMPLATE: std::sync::OnceLock<PodTemplateSpec> = std::sync::OnceLock::new();
+    static EMPTY_SELECTOR: std::sync::OnceLock<LabelSelector> = std::sync::OnceLock::new();
+    let spec = ds.spec.as_ref();
+    history::Owner {
+        meta: meta(ds),
+        reference: owner_reference(ds),
+        template: template(ds)
+            .unwrap_or_else(|| EMPTY_TEMPLATE.get_or_init(PodTemplateSpec::default)),
+        selector: spec
+            .and_then(|s| s.selector.as_ref())
+            .unwrap_or_else(|| EMPTY_SELECTOR.get_or_init(LabelSelector::default)),
+        current_revision: "",
+        collision_count: ds
+            .status
+            .as_ref()
+            .and_then(|s| s.collision_count)
+            .unwrap_or(0),
+        // As Kubernetes: a DaemonSet's revisions carry the hash under the pods' label.
+        hash_label: REVISION_HASH_LABEL,
+    }
 }
 
 fn meta(ds: &DaemonSet) -> &ObjectMeta {
@@ -110,13 +161,14 @@ pub fn owner_reference(ds: &DaemonSet) -> OwnerReference {
     }
 }
 
-/// The pod to create on `node`, named `<ds>-<suffix>`.
-pub fn build_pod(ds: &DaemonSet, node: &str, suffix: &str) -> Pod {
+/// The pod to create on `node`, named `<ds>-<suffix>`, labelled with the update
+/// revision's template `hash`.
+pub fn build_pod(ds: &DaemonSet, hash: &str, node: &str, suffix: &str) -> Pod {
     let m = meta(ds);
     let t = template(ds);
     let tmeta = t.and_then(|t| t.metadata.as_ref());
     let mut labels = tmeta.map(|m| m.labels.clone()).unwrap_or_default();
-    labels.insert(REVISION_HASH_LABEL.into(), current_hash(ds));
+    labels.insert(REVISION_HASH_LABEL.into(), hash.to_string());
     // Like Kubernetes' generateName: the base is cut so the name stays a valid label.
     let base: String = m.name.chars().take(57).collect();
     let mut spec = effective_spec(ds);
@@ -148,9 +200,14 @@ pub fn decide(snap: Snapshot<'_>) -> Vec<Action> {
     let uid = meta(ds).uid.as_str();
     let spec = ds.spec.clone().unwrap_or_default();
     let selector = spec.selector.clone().unwrap_or_default();
-    let hash = current_hash(ds);
+    let history = history::resolve(&history_owner(ds), snap.revisions);
+    let hash = history.update.hash(&meta(ds).name).to_string();
     let pod_spec = effective_spec(ds);
-    let mut actions = Vec::new();
+    let mut actions = revision_writes(&history);
+    let create = |node: &str| Action::CreatePod {
+        node: node.to_string(),
+        hash: hash.clone(),
+    };
 
     // The set's pods: those it controls, plus orphans it adopts.
     let mut mine: Vec<&Pod> = Vec::new();
@@ -192,14 +249,17 @@ pub fn decide(snap: Snapshot<'_>) -> Vec<Action> {
         }
     }
 
+    let old_status = ds.status.clone().unwrap_or_default();
     let mut status = DaemonSetStatus {
         observed_generation: meta(ds).generation,
-        collision_count: ds.status.as_ref().and_then(|s| s.collision_count),
-        conditions: ds
-            .status
-            .as_ref()
-            .map(|s| s.conditions.clone())
-            .unwrap_or_default(),
+        collision_count: (history.collision_count != 0 || old_status.collision_count.is_some())
+            .then_some(history.collision_count),
+        conditions: old_status
+            .conditions
+            .iter()
+            .filter(|c| c.r#type != rollout::NODES_WAITING)
+            .cloned()
+            .collect(),
         ..Default::default()
     };
     let rolling = rolling_update(&spec);
@@ -212,13 +272,27 @@ pub fn decide(snap: Snapshot<'_>) -> Vec<Action> {
     let mut outdated_unavailable = Vec::new();
     let mut outdated_available = Vec::new();
     let mut unavailable_now = 0;
+    // Nodes that are not Ready and whose pod is not updated and available yet.
+    let mut waiting: Vec<String> = Vec::new();
+    // Whether some Ready node still lacks an updated, available pod.
+    let mut reachable_pending = false;
+    // Revisions the pods use (kept whatever the history limit).
+    let mut live: BTreeSet<String> = BTreeSet::from([history.update.name.clone()]);
 
     for node in snap.nodes {
         let Some(node_name) = node.metadata.as_ref().map(|m| m.name.as_str()) else {
             continue;
         };
         let fit: Fit = placement::fit(&pod_spec, node);
+        // An unreachable node's pods cannot be stopped or reported on: the rollout goes
+        // on without it.
+        let reachable = ready_status(node) == "True";
         let mut pods = by_node.remove(node_name).unwrap_or_default();
+        for p in &pods {
+            if let Some(h) = pod_hash(p) {
+                live.insert(format!("{}-{h}", meta(ds).name));
+            }
+        }
         pods.sort_by(|a, b| podutil::by_age(a, b));
         let scheduled = !pods.is_empty();
         let terminating = pods.iter().any(|p| podutil::is_terminating(p));
@@ -258,7 +332,7 @@ pub fn decide(snap: Snapshot<'_>) -> Vec<Action> {
         }
         if let (Some(old), Some(new)) = (pair.old, pair.new) {
             let new_available = podutil::is_available(new, spec.min_ready_seconds, snap.now);
-            if !new_available {
+            if !new_available && reachable {
                 surging += 1;
             }
             // The old pod goes once the new one is available, or at once when it is not
@@ -284,10 +358,19 @@ pub fn decide(snap: Snapshot<'_>) -> Vec<Action> {
             }
             match kept {
                 // Wait until the old or failed pod is gone: at most one daemon pod per node.
-                None if !terminating && !failed => actions.push(Action::CreatePod {
-                    node: node_name.to_string(),
-                }),
-                None => unavailable_now += 1,
+                None if !terminating && !failed => {
+                    if reachable {
+                        reachable_pending = true;
+                    } else {
+                        waiting.push(node_name.to_string());
+                    }
+                    actions.push(create(node_name))
+                }
+                None if !reachable => waiting.push(node_name.to_string()),
+                None => {
+                    unavailable_now += 1;
+                    reachable_pending = true;
+                }
                 Some(p) => {
                     let ready = podutil::is_ready(p);
                     let available = podutil::is_available(p, spec.min_ready_seconds, snap.now);
@@ -295,10 +378,17 @@ pub fn decide(snap: Snapshot<'_>) -> Vec<Action> {
                     status.number_ready += i32::from(ready);
                     status.number_available += i32::from(available);
                     status.updated_number_scheduled += i32::from(updated);
-                    if !available {
-                        unavailable_now += 1;
+                    if !reachable {
+                        if !(updated && available) {
+                            waiting.push(node_name.to_string());
+                        }
+                    } else {
+                        reachable_pending |= !(updated && available);
+                        if !available {
+                            unavailable_now += 1;
+                        }
                     }
-                    if !updated && !surge {
+                    if !updated && !surge && reachable {
                         let name = podutil::name(p).to_string();
                         if available {
                             outdated_available.push(name);
@@ -308,14 +398,12 @@ pub fn decide(snap: Snapshot<'_>) -> Vec<Action> {
                     }
                 }
             }
-            if let (true, Some(old), None) = (surge, pair.old, pair.new) {
+            if let (true, true, Some(old), None) = (surge, reachable, pair.old, pair.new) {
                 if podutil::is_available(old, spec.min_ready_seconds, snap.now) {
                     surge_candidates.push(node_name.to_string());
                 } else {
                     // Not serving anyway: its replacement starts at once.
-                    actions.push(Action::CreatePod {
-                        node: node_name.to_string(),
-                    });
+                    actions.push(create(node_name));
                 }
             }
         } else if scheduled {
@@ -332,7 +420,7 @@ pub fn decide(snap: Snapshot<'_>) -> Vec<Action> {
             .into_iter()
             .take(usize::try_from(slots).unwrap_or(0))
         {
-            actions.push(Action::CreatePod { node });
+            actions.push(create(&node));
         }
     } else if rolling {
         // Old pods that are not available anyway go at once; available ones only while the
@@ -356,10 +444,49 @@ pub fn decide(snap: Snapshot<'_>) -> Vec<Action> {
         }
     }
 
+    if rolling && !waiting.is_empty() {
+        let previous = old_status
+            .conditions
+            .iter()
+            .find(|c| c.r#type == rollout::NODES_WAITING);
+        let now = twinset_proto::time::format(snap.now);
+        status.conditions.push(rollout::waiting_condition(
+            &waiting,
+            !reachable_pending,
+            previous,
+            &now,
+        ));
+    }
+
     if ds.status.as_ref() != Some(&status) {
         actions.push(Action::UpdateStatus { status });
     }
+    let live: BTreeSet<&str> = live.iter().map(String::as_str).collect();
+    let limit = spec.revision_history_limit.unwrap_or(10);
+    actions.extend(
+        history::trim(&history_owner(ds), snap.revisions, &live, limit)
+            .into_iter()
+            .map(|name| Action::DeleteRevision { name }),
+    );
     actions
+}
+
+/// The revision writes `history` asks for, which go before any pod is made from it.
+fn revision_writes(history: &History) -> Vec<Action> {
+    let mut out = Vec::new();
+    if let Some(revision) = history.create.clone() {
+        out.push(Action::CreateRevision { revision });
+    }
+    if let Some((name, revision)) = history.renumber.clone() {
+        out.push(Action::RenumberRevision { name, revision });
+    }
+    out.extend(
+        history
+            .adopt
+            .iter()
+            .map(|name| Action::AdoptRevision { name: name.clone() }),
+    );
+    out
 }
 
 fn pod_hash(p: &Pod) -> Option<&str> {

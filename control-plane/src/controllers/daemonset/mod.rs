@@ -1,6 +1,8 @@
 //! The DaemonSet controller: on the shared [`Shell`], it also watches Nodes (a change
-//! to labels, taints or cordon queues every DaemonSet) and carries out what
-//! [`decide::decide`] returns, holding back replacements of failed pods per node.
+//! to labels, taints, cordon or readiness queues every DaemonSet) and its
+//! ControllerRevisions, and carries out what [`decide::decide`] returns — revisions
+//! first, then pods, then the status, then history trimming — holding back
+//! replacements of failed pods per node.
 
 pub mod decide;
 
@@ -40,13 +42,16 @@ struct DaemonSets {
     nodes: Mutex<HashMap<String, Vec<u8>>>,
 }
 
-/// What about a node matters to DaemonSets: labels, spec (taints, unschedulable).
+/// What about a node matters to DaemonSets: labels, spec (taints, unschedulable), and
+/// whether it is Ready (an unreachable node's rollout waits for it to come back).
 fn node_fingerprint(node: &Node) -> Vec<u8> {
     let mut b = node
         .spec
         .as_ref()
         .map(Message::encode_to_vec)
         .unwrap_or_default();
+    b.extend_from_slice(super::node_lifecycle::ready_status(node).as_bytes());
+    b.push(0);
     if let Some(m) = &node.metadata {
         for (k, v) in &m.labels {
             b.extend_from_slice(k.as_bytes());
@@ -79,6 +84,10 @@ impl Workload for DaemonSets {
 
     fn on_other(&self, shell: &Shell<Self>, ev: &WatchEvent) {
         let obj = &ev.object;
+        if obj.kind() == Kind::ControllerRevision {
+            shell.enqueue_owners(obj);
+            return;
+        }
         if obj.kind() != Kind::Node {
             return;
         }
@@ -120,23 +129,52 @@ impl DaemonSets {
         let ns = obj.namespace();
         let nodes: Vec<Node> = crate::store::list_typed(store, Kind::Node, None, Object::into_node);
         let pods: Vec<_> = crate::store::list_typed(store, Kind::Pod, Some(ns), Object::into_pod);
+        let revisions: Vec<_> = crate::store::list_typed(
+            store,
+            Kind::ControllerRevision,
+            Some(ns),
+            Object::into_controller_revision,
+        );
         let actions = decide::decide(Snapshot {
             ds: &ds,
             nodes: &nodes,
             pods: &pods,
+            revisions: &revisions,
             now: SystemTime::now(),
         });
         let mut requeue = Requeue::NEVER;
+        let mut first: Vec<BoxFuture<'_, Result<(), StoreError>>> = Vec::new();
         let mut pod_ops: Vec<BoxFuture<'_, Result<(), StoreError>>> = Vec::new();
+        let mut trims: Vec<BoxFuture<'_, Result<(), StoreError>>> = Vec::new();
         let mut new_status = None;
         for action in actions {
             match action {
                 Action::AdoptPod { name: pod } => {
                     shell.adopt(ns, &pod, decide::owner_reference(&ds)).await?
                 }
-                Action::CreatePod { node } => match self.failed_wait(&ds, &node) {
+                Action::CreateRevision { revision } => {
+                    first.push(shell.create_revision(revision).boxed())
+                }
+                Action::RenumberRevision { name, revision } => first.push(
+                    async move { shell.renumber_revision(ns, &name, revision).await }.boxed(),
+                ),
+                Action::AdoptRevision { name } => {
+                    let owner = decide::owner_reference(&ds);
+                    first.push(
+                        async move {
+                            shell
+                                .adopt_object(Kind::ControllerRevision, ns, &name, owner)
+                                .await
+                        }
+                        .boxed(),
+                    )
+                }
+                Action::DeleteRevision { name } => {
+                    trims.push(async move { shell.delete_revision(ns, &name).await }.boxed())
+                }
+                Action::CreatePod { node, hash } => match self.failed_wait(&ds, &node) {
                     Some(wait) => requeue = requeue.sooner(wait),
-                    None => pod_ops.push(self.create_on(shell, obj, &ds, node).boxed()),
+                    None => pod_ops.push(self.create_on(shell, obj, &ds, hash, node).boxed()),
                 },
                 Action::DeletePod { name: pod, reason } => {
                     pod_ops.push(self.delete_one(shell, obj, &ds, pod, reason).boxed())
@@ -144,7 +182,9 @@ impl DaemonSets {
                 Action::UpdateStatus { status } => new_status = Some(status),
             }
         }
-        // Creates and deletes go out together, so they share the store's group commits.
+        // A pod is made from a stored revision. Creates and deletes go out together, so
+        // they share the store's group commits.
+        shell::all(first).await?;
         shell::all(pod_ops).await?;
         if let Some(status) = new_status {
             shell
@@ -155,6 +195,7 @@ impl DaemonSets {
                 })
                 .await?;
         }
+        shell::all(trims).await?;
         // Availability after minReadySeconds is a matter of time, not of a change.
         let min_ready = ds.spec.as_ref().map(|s| s.min_ready_seconds).unwrap_or(0);
         if min_ready > 0 {
@@ -168,9 +209,10 @@ impl DaemonSets {
         shell: &Shell<Self>,
         obj: &Object,
         ds: &DaemonSet,
+        hash: String,
         node: String,
     ) -> Result<(), StoreError> {
-        match create_pod(&*shell.store, ds, &node).await {
+        match create_pod(&*shell.store, ds, &hash, &node).await {
             Ok(pod) => {
                 tracing::info!(pod = pod.name(), node = %node, "created daemon pod");
                 shell.event(
@@ -263,10 +305,15 @@ impl DaemonSets {
 }
 
 /// Creates the daemon pod of `ds` on `node` (a new random suffix when the name is taken).
-async fn create_pod(store: &dyn Store, ds: &DaemonSet, node: &str) -> Result<Object, StoreError> {
+async fn create_pod(
+    store: &dyn Store,
+    ds: &DaemonSet,
+    hash: &str,
+    node: &str,
+) -> Result<Object, StoreError> {
     let mut last = None;
     for _ in 0..3 {
-        let pod = decide::build_pod(ds, node, &super::revision::random_suffix(5));
+        let pod = decide::build_pod(ds, hash, node, &super::revision::random_suffix(5));
         match store.create(Object::from(pod)).await {
             Err(e @ StoreError::AlreadyExists { .. }) => last = Some(e),
             other => return other,

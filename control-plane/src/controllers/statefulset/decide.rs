@@ -23,8 +23,8 @@
 //! lower condemned replicas are unhealthy (Kubernetes can wedge there).
 
 use super::claims::{self, build_claim, desired_owners, is_stale};
-use super::history::{self, Revision};
-use super::identity::{build_pod, meta, parse_ordinal, pod_name, pod_revision};
+use super::identity::{build_pod, history_owner, meta, parse_ordinal, pod_name, pod_revision};
+use crate::controllers::history::{self, Revision};
 use crate::podutil;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, SystemTime};
@@ -87,6 +87,11 @@ pub enum Action {
     UpdateStatus {
         /// The new status.
         status: StatefulSetStatus,
+    },
+    /// Take over a revision a deleted set of the same name left behind.
+    AdoptRevision {
+        /// The revision's name.
+        name: String,
     },
     /// Delete an old revision nothing uses (history limit).
     DeleteRevision {
@@ -458,7 +463,7 @@ pub fn decide(snap: Snapshot<'_>) -> Vec<Action> {
     let spec = set.spec.clone().unwrap_or_default();
     let count = spec.replicas.unwrap_or(1).max(0);
     let start = spec.ordinals.as_ref().map(|o| o.start).unwrap_or(0).max(0);
-    let history = history::resolve(set, snap.revisions);
+    let history = history::resolve(&history_owner(set), snap.revisions);
     let mut plan = Plan {
         snap,
         set_name: m.name.clone(),
@@ -484,6 +489,9 @@ pub fn decide(snap: Snapshot<'_>) -> Vec<Action> {
     if let Some((name, revision)) = plan.history.renumber.clone() {
         plan.actions
             .push(Action::RenumberRevision { name, revision });
+    }
+    for name in plan.history.adopt.clone() {
+        plan.actions.push(Action::AdoptRevision { name });
     }
     let deleting = !m.deletion_timestamp.is_empty();
 
@@ -552,7 +560,7 @@ pub fn decide(snap: Snapshot<'_>) -> Vec<Action> {
     .chain(plan.condemned.iter().map(|(_, p)| pod_revision(p)))
     .collect();
     let limit = plan.spec.revision_history_limit.unwrap_or(10);
-    let trimmed = history::trim(set, snap.revisions, &live, limit);
+    let trimmed = history::trim(&history_owner(set), snap.revisions, &live, limit);
     let requeue = plan.next_availability();
     let mut actions = plan.actions;
     if set.status.as_ref() != Some(&status) {

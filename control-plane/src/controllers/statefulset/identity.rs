@@ -3,11 +3,12 @@
 //! volumes that tie it to its own storage. Pure functions.
 
 use super::claims;
+use crate::controllers::history;
 use crate::controllers::revision::REVISION_HASH_LABEL;
 use std::collections::BTreeMap;
 use twinset_proto::v1::{
-    ObjectMeta, OwnerReference, PersistentVolumeClaimVolumeSource, Pod, PodStatus, PodTemplateSpec,
-    StatefulSet, Volume,
+    LabelSelector, ObjectMeta, OwnerReference, PersistentVolumeClaimVolumeSource, Pod, PodStatus,
+    PodTemplateSpec, StatefulSet, Volume,
 };
 
 /// The label naming the pod of a replica (lets a Service pick one replica).
@@ -46,6 +47,34 @@ pub fn owner_reference(set: &StatefulSet) -> OwnerReference {
         uid: m.uid.clone(),
         controller: Some(true),
         block_owner_deletion: Some(true),
+    }
+}
+
+/// The set as its revision history sees it.
+pub fn history_owner(set: &StatefulSet) -> history::Owner<'_> {
+    static EMPTY_TEMPLATE: std::sync::OnceLock<PodTemplateSpec> = std::sync::OnceLock::new();
+    static EMPTY_SELECTOR: std::sync::OnceLock<LabelSelector> = std::sync::OnceLock::new();
+    let spec = set.spec.as_ref();
+    history::Owner {
+        meta: meta(set),
+        reference: owner_reference(set),
+        template: spec
+            .and_then(|s| s.template.as_ref())
+            .unwrap_or_else(|| EMPTY_TEMPLATE.get_or_init(PodTemplateSpec::default)),
+        selector: spec
+            .and_then(|s| s.selector.as_ref())
+            .unwrap_or_else(|| EMPTY_SELECTOR.get_or_init(LabelSelector::default)),
+        current_revision: set
+            .status
+            .as_ref()
+            .map(|s| s.current_revision.as_str())
+            .unwrap_or(""),
+        collision_count: set
+            .status
+            .as_ref()
+            .and_then(|s| s.collision_count)
+            .unwrap_or(0),
+        hash_label: history::HASH_LABEL,
     }
 }
 

@@ -10,7 +10,6 @@
 
 pub mod claims;
 pub mod decide;
-pub mod history;
 pub mod identity;
 pub mod service;
 
@@ -18,9 +17,7 @@ use super::shell::{self, Shell, Workload};
 use super::Requeue;
 use crate::deletion;
 use crate::events;
-use crate::store::{
-    update_with_retry, Change, Error as StoreError, EventType, Key, Store, WatchEvent,
-};
+use crate::store::{Error as StoreError, EventType, Store, WatchEvent};
 use decide::{Action, Snapshot};
 use futures::future::{BoxFuture, FutureExt};
 use std::sync::Arc;
@@ -109,17 +106,21 @@ async fn round(shell: &Shl, obj: &Object, set: StatefulSet) -> Result<Requeue, S
     let mut requeue = Requeue::NEVER;
     for action in actions {
         match action {
-            Action::CreateRevision { revision } => first.push(
-                async move {
-                    match store.create(Object::from(revision)).await {
-                        Ok(_) | Err(StoreError::AlreadyExists { .. }) => Ok(()),
-                        Err(e) => Err(e),
+            Action::CreateRevision { revision } => {
+                first.push(shell.create_revision(revision).boxed())
+            }
+            Action::RenumberRevision { name, revision } => first
+                .push(async move { shell.renumber_revision(ns, &name, revision).await }.boxed()),
+            Action::AdoptRevision { name } => {
+                let owner = identity::owner_reference(&set);
+                first.push(
+                    async move {
+                        shell
+                            .adopt_object(Kind::ControllerRevision, ns, &name, owner)
+                            .await
                     }
-                }
-                .boxed(),
-            ),
-            Action::RenumberRevision { name, revision } => {
-                first.push(renumber(store, ns, name, revision).boxed())
+                    .boxed(),
+                )
             }
             Action::AdoptPod { name: pod } => {
                 let owner = identity::owner_reference(&set);
@@ -140,18 +141,9 @@ async fn round(shell: &Shl, obj: &Object, set: StatefulSet) -> Result<Requeue, S
                 pod_ops.push(delete_pod(shell, obj, pod, reason).boxed())
             }
             Action::UpdateStatus { status } => new_status = Some(status),
-            Action::DeleteRevision { name } => trims.push(
-                async move {
-                    match store
-                        .delete(Kind::ControllerRevision, ns, &name, None)
-                        .await
-                    {
-                        Ok(_) | Err(StoreError::NotFound { .. }) => Ok(()),
-                        Err(e) => Err(e),
-                    }
-                }
-                .boxed(),
-            ),
+            Action::DeleteRevision { name } => {
+                trims.push(async move { shell.delete_revision(ns, &name).await }.boxed())
+            }
             Action::RequeueAfter { after } => requeue = Requeue::after(after),
         }
     }
@@ -291,32 +283,4 @@ async fn delete_pod(
         format!("delete Pod {pod} in StatefulSet {} successful", obj.name()),
     );
     Ok(())
-}
-
-/// Gives a revision a new number (a rollback made an old template current again).
-async fn renumber(
-    store: &dyn Store,
-    ns: &str,
-    name: String,
-    revision: i64,
-) -> Result<(), StoreError> {
-    let key = Key::new(Kind::ControllerRevision, ns, &name);
-    let renumbered = update_with_retry(store, &key, |obj| {
-        match obj.as_controller_revision_mut() {
-            Some(r) if r.revision != revision => r.revision = revision,
-            _ => return Ok(Change::Keep),
-        }
-        Ok(Change::Write)
-    })
-    .await;
-    match renumbered {
-        Ok(outcome) => {
-            if outcome.written() {
-                tracing::info!(revision = %name, number = revision, "renumbered revision");
-            }
-            Ok(())
-        }
-        Err(StoreError::NotFound { .. }) => Ok(()),
-        Err(e) => Err(e),
-    }
 }

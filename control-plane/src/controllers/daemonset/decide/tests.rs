@@ -2,8 +2,8 @@ use super::*;
 use crate::controllers::placement::taint_keys;
 use twinset_proto::v1::{
     Affinity, DaemonSetSpec, DaemonSetUpdateStrategy, IntOrString, LabelSelector, NodeAffinity,
-    NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, NodeSpec, PodCondition,
-    PodTemplateSpec, RollingUpdateDaemonSet, Taint, Toleration,
+    NodeCondition, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, NodeSpec, NodeStatus,
+    PodCondition, RollingUpdateDaemonSet, Taint, Toleration,
 };
 
 const UID: &str = "ds-uid";
@@ -72,8 +72,22 @@ fn node(name: &str, labels: &[(&str, &str)], taints: &[(&str, &str)]) -> Node {
                 .collect(),
             ..Default::default()
         }),
+        status: Some(NodeStatus {
+            conditions: vec![NodeCondition {
+                r#type: "Ready".into(),
+                status: "True".into(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }),
         ..Default::default()
     }
+}
+
+/// `n` with its Ready condition at `status` (False: NotReady, Unknown: silent agent).
+fn not_ready(mut n: Node, status: &str) -> Node {
+    n.status.as_mut().unwrap().conditions[0].status = status.into();
+    n
 }
 
 fn nodes(names: &[&str]) -> Vec<Node> {
@@ -82,7 +96,7 @@ fn nodes(names: &[&str]) -> Vec<Node> {
 
 /// A pod of the set on `node`, created at `created` seconds, current template, Running+Ready.
 fn pod(name: &str, node: &str, created: u64) -> Pod {
-    let mut p = build_pod(&ds(), node, "xxxxx");
+    let mut p = build_pod(&ds(), &hash(&ds()), node, "xxxxx");
     let m = p.metadata.as_mut().unwrap();
     m.name = name.into();
     m.creation_timestamp = twinset_proto::time::format(
@@ -126,11 +140,28 @@ fn now() -> SystemTime {
     twinset_proto::time::parse("2026-06-01T00:00:00Z").unwrap()
 }
 
+/// The revision the controller stored for `ds`'s template (on its first round).
+fn stored(ds: &DaemonSet) -> ControllerRevision {
+    history::resolve(&history_owner(ds), &[])
+        .create
+        .expect("a first revision")
+}
+
+/// The template hash pods of `ds`'s template carry.
+fn hash(ds: &DaemonSet) -> String {
+    history::resolve(&history_owner(ds), &[])
+        .update
+        .hash(&meta(ds).name)
+        .to_string()
+}
+
+/// One round with the set's revision already stored.
 fn run(ds: &DaemonSet, nodes: &[Node], pods: &[Pod]) -> Vec<Action> {
     decide(Snapshot {
         ds,
         nodes,
         pods,
+        revisions: &[stored(ds)],
         now: now(),
     })
 }
@@ -139,7 +170,7 @@ fn creates(actions: &[Action]) -> Vec<&str> {
     actions
         .iter()
         .filter_map(|a| match a {
-            Action::CreatePod { node } => Some(node.as_str()),
+            Action::CreatePod { node, .. } => Some(node.as_str()),
             _ => None,
         })
         .collect()
@@ -345,7 +376,7 @@ fn automatic_tolerations_cover_cordoned_unreachable_and_pressured_nodes() {
 #[test]
 fn built_pods_carry_name_labels_owner_node_and_tolerations() {
     let d = ds();
-    let p = build_pod(&d, "n1", "abcde");
+    let p = build_pod(&d, &hash(&d), "n1", "abcde");
     let m = p.metadata.as_ref().unwrap();
     assert_eq!(m.name, "node-monitor-abcde");
     assert_eq!(m.namespace, "kube-system");
@@ -353,7 +384,7 @@ fn built_pods_carry_name_labels_owner_node_and_tolerations() {
         m.labels.get("app").map(String::as_str),
         Some("node-monitor")
     );
-    assert_eq!(m.labels.get(REVISION_HASH_LABEL), Some(&current_hash(&d)));
+    assert_eq!(m.labels.get(REVISION_HASH_LABEL), Some(&hash(&d)));
     let owner = &m.owner_references[0];
     assert_eq!(
         (owner.kind.as_str(), owner.uid.as_str(), owner.controller),
@@ -372,7 +403,11 @@ fn built_pods_carry_name_labels_owner_node_and_tolerations() {
         ..ds()
     };
     assert_eq!(
-        build_pod(&long, "n1", "abcde").metadata.unwrap().name.len(),
+        build_pod(&long, "h", "n1", "abcde")
+            .metadata
+            .unwrap()
+            .name
+            .len(),
         63
     );
 }
@@ -734,7 +769,7 @@ fn surge_rollout_keeps_every_node_serving() {
         }
         for action in &a {
             match action {
-                Action::CreatePod { node } => {
+                Action::CreatePod { node, .. } => {
                     serial += 1;
                     pods.push(phase(
                         pod(&format!("new-{serial}"), node, 10 + step),
@@ -775,4 +810,265 @@ fn surge_rollout_keeps_every_node_serving() {
         }
     }
     panic!("the rollout did not finish in 20 steps: {pods:#?}");
+}
+
+fn revision_actions(actions: &[Action]) -> Vec<String> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::CreateRevision { revision } => Some(format!(
+                "create {} #{}",
+                revision.metadata.as_ref().unwrap().name,
+                revision.revision
+            )),
+            Action::RenumberRevision { name, revision } => {
+                Some(format!("renumber {name} #{revision}"))
+            }
+            Action::AdoptRevision { name } => Some(format!("adopt {name}")),
+            Action::DeleteRevision { name } => Some(format!("delete {name}")),
+            _ => None,
+        })
+        .collect()
+}
+
+/// `ds()` with its container's image set (a new template).
+fn image(image: &str) -> DaemonSet {
+    with_spec(ds(), |s| {
+        s.containers = vec![twinset_proto::v1::Container {
+            name: "c".into(),
+            image: image.into(),
+            ..Default::default()
+        }]
+    })
+}
+
+#[test]
+fn the_first_round_stores_revision_one_and_pods_carry_its_hash() {
+    let d = ds();
+    let a = decide(Snapshot {
+        ds: &d,
+        nodes: &nodes(&["n1"]),
+        pods: &[],
+        revisions: &[],
+        now: now(),
+    });
+    let name = format!("node-monitor-{}", hash(&d));
+    assert_eq!(revision_actions(&a), vec![format!("create {name} #1")]);
+    assert_eq!(
+        a.iter()
+            .position(|x| matches!(x, Action::CreateRevision { .. })),
+        Some(0),
+        "the revision goes first"
+    );
+    let Some(Action::CreatePod { hash: h, .. }) =
+        a.iter().find(|x| matches!(x, Action::CreatePod { .. }))
+    else {
+        panic!("a pod: {a:?}")
+    };
+    assert_eq!(h, &hash(&d));
+    let r = stored(&d);
+    let m = r.metadata.as_ref().unwrap();
+    assert_eq!(m.labels.get(REVISION_HASH_LABEL), Some(&hash(&d)));
+    assert_eq!(
+        m.labels.get("app").map(String::as_str),
+        Some("node-monitor")
+    );
+    assert_eq!(m.owner_references[0].kind, "DaemonSet");
+    assert_eq!(r.data.as_ref(), d.spec.as_ref().unwrap().template.as_ref());
+}
+
+#[test]
+fn a_new_template_is_revision_two_and_the_old_one_reapplied_is_renumbered() {
+    let (v1, v2) = (image("a:1"), image("a:2"));
+    let r1 = stored(&v1);
+    let snap = |d: &DaemonSet, revs: &[ControllerRevision]| {
+        revision_actions(&decide(Snapshot {
+            ds: d,
+            nodes: &nodes(&["n1"]),
+            pods: &[],
+            revisions: revs,
+            now: now(),
+        }))
+    };
+    let h2 = hash(&v2);
+    assert_eq!(
+        snap(&v2, &[r1.clone()]),
+        vec![format!("create node-monitor-{h2} #2")]
+    );
+    let mut r2 = stored(&v2);
+    r2.revision = 2;
+    // Back to v1: revision 1 is renumbered 3; no new revision.
+    assert_eq!(
+        snap(&v1, &[r1.clone(), r2.clone()]),
+        vec![format!("renumber node-monitor-{} #3", hash(&v1))]
+    );
+}
+
+#[test]
+fn history_is_trimmed_to_the_limit_keeping_what_pods_run() {
+    let mut d = image("a:4");
+    d.spec.as_mut().unwrap().revision_history_limit = Some(1);
+    let revs: Vec<ControllerRevision> = (1..=4)
+        .map(|i| {
+            let mut r = stored(&image(&format!("a:{i}")));
+            r.revision = i;
+            r
+        })
+        .collect();
+    // n1 still runs a:2's pod.
+    let mut on_two = pod("p1", "n1", 1);
+    on_two
+        .metadata
+        .as_mut()
+        .unwrap()
+        .labels
+        .insert(REVISION_HASH_LABEL.into(), hash(&image("a:2")));
+    let a = decide(Snapshot {
+        ds: &d,
+        nodes: &nodes(&["n1"]),
+        pods: &[on_two],
+        revisions: &revs,
+        now: now(),
+    });
+    // Kept: a:4 (update), a:2 (live), and one of history (a:3). a:1 goes.
+    assert_eq!(
+        revision_actions(&a),
+        vec![format!("delete node-monitor-{}", hash(&image("a:1")))]
+    );
+}
+
+#[test]
+fn orphaned_revisions_of_the_same_name_are_adopted() {
+    let d = ds();
+    let mut orphan = stored(&d);
+    orphan.metadata.as_mut().unwrap().owner_references.clear();
+    let a = decide(Snapshot {
+        ds: &d,
+        nodes: &nodes(&["n1"]),
+        pods: &[],
+        revisions: &[orphan],
+        now: now(),
+    });
+    assert_eq!(
+        revision_actions(&a),
+        vec![format!("adopt node-monitor-{}", hash(&d))]
+    );
+}
+
+#[test]
+fn an_unreachable_node_neither_uses_the_budget_nor_blocks_the_rollout() {
+    // n3 is Unknown with an outdated pod whose status is stale (still Ready); n4 is
+    // NotReady and its outdated pod is being deleted and cannot finish.
+    let ns = vec![
+        node("n1", &[], &[]),
+        node("n2", &[], &[]),
+        not_ready(node("n3", &[], &[]), "Unknown"),
+        not_ready(node("n4", &[], &[]), "False"),
+    ];
+    let pods = vec![
+        outdated(pod("a", "n1", 1)),
+        outdated(pod("b", "n2", 1)),
+        outdated(pod("c", "n3", 1)),
+        terminating(outdated(pod("d", "n4", 1))),
+    ];
+    let a = run(&ds(), &ns, &pods);
+    assert_eq!(
+        deletes(&a),
+        vec![("a", DeleteReason::Outdated)],
+        "n4's stuck deletion does not use the one unavailable slot; n3 is left"
+    );
+    let st = status(&a);
+    let w = twinset_proto::rollout::waiting_nodes(&st).expect("waiting nodes");
+    assert_eq!(
+        (w.count, w.names, w.reachable_done),
+        (2, vec!["n3".to_string(), "n4".to_string()], false)
+    );
+    // The healthy nodes finish: n1 and n2 updated; the rollout waits only for n3, n4.
+    let pods = vec![
+        pod("a2", "n1", 5),
+        pod("b2", "n2", 5),
+        outdated(pod("c", "n3", 1)),
+        terminating(outdated(pod("d", "n4", 1))),
+    ];
+    let a = run(&ds(), &ns, &pods);
+    assert!(deletes(&a).is_empty() && creates(&a).is_empty(), "{a:?}");
+    let st = status(&a);
+    assert_eq!(counts(&st), (4, 4, 0, 3, 3, 2, 1));
+    assert_eq!(st.conditions.len(), 1);
+    assert_eq!(
+        st.conditions[0].r#type,
+        twinset_proto::rollout::NODES_WAITING
+    );
+    assert_eq!(
+        st.conditions[0].message,
+        "2 unreachable nodes wait for the update: n3, n4"
+    );
+    assert_eq!(
+        st.conditions[0].reason,
+        twinset_proto::rollout::REACHABLE_NODES_UPDATED
+    );
+    // n3 comes back: its pod is replaced; the condition names n4 only.
+    let ns = vec![
+        node("n1", &[], &[]),
+        node("n2", &[], &[]),
+        node("n3", &[], &[]),
+        not_ready(node("n4", &[], &[]), "False"),
+    ];
+    let a = run(&ds(), &ns, &pods);
+    assert_eq!(deletes(&a), vec![("c", DeleteReason::Outdated)]);
+    let w = twinset_proto::rollout::waiting_nodes(&status(&a)).expect("waiting nodes");
+    assert_eq!(
+        (w.count, w.names, w.reachable_done),
+        (1, vec!["n4".to_string()], false)
+    );
+    // Every node updated: no condition.
+    let ns = nodes(&["n1", "n2"]);
+    let a = run(&ds(), &ns, &pods[..2]);
+    assert!(a
+        .iter()
+        .all(|x| !matches!(x, Action::UpdateStatus { status } if !status.conditions.is_empty())));
+}
+
+#[test]
+fn an_unreachable_node_without_a_pod_gets_one_and_waits() {
+    let ns = vec![
+        node("n1", &[], &[]),
+        not_ready(node("n2", &[], &[]), "Unknown"),
+    ];
+    let a = run(&ds(), &ns, &[pod("a", "n1", 1)]);
+    assert_eq!(
+        creates(&a),
+        vec!["n2"],
+        "bound now, started when it returns"
+    );
+    let w = twinset_proto::rollout::waiting_nodes(&status(&a)).expect("waiting nodes");
+    assert_eq!(
+        (w.count, w.names, w.reachable_done),
+        (1, vec!["n2".to_string()], true)
+    );
+    // OnDelete has no rollout to wait for.
+    let mut d = ds();
+    d.spec.as_mut().unwrap().update_strategy = Some(DaemonSetUpdateStrategy {
+        r#type: "OnDelete".into(),
+        rolling_update: None,
+    });
+    assert!(status(&run(&d, &ns, &[pod("a", "n1", 1)]))
+        .conditions
+        .is_empty());
+}
+
+#[test]
+fn surge_skips_unreachable_nodes_and_their_slots() {
+    let names = ["n1", "n2", "n3"];
+    let ns = vec![
+        not_ready(node("n1", &[], &[]), "Unknown"),
+        node("n2", &[], &[]),
+        node("n3", &[], &[]),
+    ];
+    let mut pods = old_pods(&names);
+    // n1 surged before it went silent; its new pod will never report Ready meanwhile.
+    pods.push(phase(pod("new-n1", "n1", 5), "Pending"));
+    let a = run(&surge_ds(IntOrString::int(1)), &ns, &pods);
+    assert_eq!(creates(&a), vec!["n2"], "n1 holds no surge slot");
+    assert!(deletes(&a).is_empty());
 }

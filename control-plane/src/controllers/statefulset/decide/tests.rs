@@ -109,7 +109,7 @@ fn strategy(
 
 /// The revision object of image `image` for `s` (as the controller would have stored it).
 fn revision(s: &StatefulSet, image: &str, number: i64) -> ControllerRevision {
-    let mut r = history::resolve(&with_image(s.clone(), image), &[])
+    let mut r = history::resolve(&history_owner(&with_image(s.clone(), image)), &[])
         .create
         .unwrap();
     r.revision = number;
@@ -941,7 +941,9 @@ impl Sim {
                     self.revs
                         .retain(|r| r.metadata.as_ref().unwrap().name != name);
                 }
-                Action::AdoptPod { .. } | Action::RequeueAfter { .. } => {}
+                Action::AdoptPod { .. }
+                | Action::AdoptRevision { .. }
+                | Action::RequeueAfter { .. } => {}
             }
         }
         busy

@@ -1,17 +1,41 @@
-//! Revision history: each distinct pod template of a set is a ControllerRevision
-//! `<set>-<hash>` with a number. The newest template is the update revision; the one the
-//! set last finished rolling out is the current revision (status.currentRevision). Going
-//! back to an older template renumbers that revision instead of making a new one; old
-//! revisions no pod uses are trimmed to revisionHistoryLimit. Pure functions, as
-//! Kubernetes' getStatefulSetRevisions and truncateHistory.
+//! Revision history, shared by both workload controllers: each distinct pod template of
+//! a set is a ControllerRevision `<set>-<hash>` with a number. The newest template is the
+//! update revision; the one the set last finished rolling out is the current revision
+//! (a StatefulSet's status.currentRevision; a DaemonSet keeps none, so its current is its
+//! update revision). Going back to an older template renumbers that revision instead of
+//! making a new one; old revisions no pod uses are trimmed to revisionHistoryLimit.
+//! Revisions a deleted set of the same name left behind (no controller, the set's
+//! selector matches them) are adopted. Pure functions, as Kubernetes'
+//! getStatefulSetRevisions, constructHistory and truncateHistory.
 
-use super::identity::{meta, owner_reference};
 use crate::controllers::revision::template_hash;
 use std::collections::BTreeSet;
-use twinset_proto::v1::{ControllerRevision, ObjectMeta, PodTemplateSpec, StatefulSet};
+use twinset_proto::selector::label_selector_matches;
+use twinset_proto::v1::{
+    ControllerRevision, LabelSelector, ObjectMeta, OwnerReference, PodTemplateSpec,
+};
 
-/// The label a revision carries with its template hash.
+/// The label a StatefulSet's revision carries with its template hash.
 pub const HASH_LABEL: &str = "controller.kubernetes.io/hash";
+
+/// A set as its history sees it.
+#[derive(Clone, Debug)]
+pub struct Owner<'a> {
+    /// The set's metadata (name, namespace, uid).
+    pub meta: &'a ObjectMeta,
+    /// The controller reference its revisions carry.
+    pub reference: OwnerReference,
+    /// Its pod template now.
+    pub template: &'a PodTemplateSpec,
+    /// Its selector: orphaned revisions it matches are adopted.
+    pub selector: &'a LabelSelector,
+    /// The revision it last finished rolling out ("" when it keeps none).
+    pub current_revision: &'a str,
+    /// status.collisionCount.
+    pub collision_count: i32,
+    /// The label revisions carry their hash in.
+    pub hash_label: &'static str,
+}
 
 /// One revision as the controller uses it.
 #[derive(Clone, Debug, PartialEq)]
@@ -22,6 +46,16 @@ pub struct Revision {
     pub template: PodTemplateSpec,
     /// Its number in the set's history.
     pub number: i64,
+}
+
+impl Revision {
+    /// The hash part of the name (a DaemonSet pod's controller-revision-hash label).
+    pub fn hash<'a>(&'a self, set: &str) -> &'a str {
+        self.name
+            .strip_prefix(set)
+            .and_then(|h| h.strip_prefix('-'))
+            .unwrap_or(&self.name)
+    }
 }
 
 /// The set's revisions after looking at its history, and the writes that takes.
@@ -37,6 +71,8 @@ pub struct History {
     pub create: Option<ControllerRevision>,
     /// An older revision to renumber (the template went back to it): (name, number).
     pub renumber: Option<(String, i64)>,
+    /// Orphaned revisions to adopt (a deleted set of the same name left them).
+    pub adopt: Vec<String>,
 }
 
 fn rev_name(r: &ControllerRevision) -> &str {
@@ -51,9 +87,24 @@ fn to_revision(r: &ControllerRevision) -> Revision {
     }
 }
 
-/// The revisions the set controls, oldest number first (ties by name).
-pub fn owned<'a>(set: &StatefulSet, all: &'a [ControllerRevision]) -> Vec<&'a ControllerRevision> {
-    let uid = meta(set).uid.as_str();
+/// Whether `r` has no controller but looks like one of `owner`'s: named `<set>-…` and
+/// matched by its selector (an empty selector matches nothing here).
+fn adoptable(owner: &Owner<'_>, r: &ControllerRevision) -> bool {
+    let Some(m) = r.metadata.as_ref() else {
+        return false;
+    };
+    m.controller().is_none()
+        && m.deletion_timestamp.is_empty()
+        && m.name
+            .strip_prefix(owner.meta.name.as_str())
+            .is_some_and(|rest| rest.starts_with('-'))
+        && (!owner.selector.match_labels.is_empty() || !owner.selector.match_expressions.is_empty())
+        && label_selector_matches(owner.selector, &m.labels)
+}
+
+/// The revisions the set controls or adopts, oldest number first (ties by name).
+pub fn owned<'a>(owner: &Owner<'_>, all: &'a [ControllerRevision]) -> Vec<&'a ControllerRevision> {
+    let uid = owner.meta.uid.as_str();
     let mut out: Vec<&ControllerRevision> = all
         .iter()
         .filter(|r| {
@@ -61,6 +112,7 @@ pub fn owned<'a>(set: &StatefulSet, all: &'a [ControllerRevision]) -> Vec<&'a Co
                 .as_ref()
                 .and_then(|m| m.controller())
                 .is_some_and(|c| c.uid == uid)
+                || adoptable(owner, r)
         })
         .collect();
     out.sort_by(|a, b| {
@@ -73,21 +125,21 @@ pub fn owned<'a>(set: &StatefulSet, all: &'a [ControllerRevision]) -> Vec<&'a Co
 
 /// Works out the current and update revisions from the set and every revision of its
 /// namespace (others' are needed to see name collisions).
-pub fn resolve(set: &StatefulSet, all: &[ControllerRevision]) -> History {
-    let m = meta(set);
-    let template = set
-        .spec
-        .as_ref()
-        .and_then(|s| s.template.clone())
-        .unwrap_or_default();
-    let status = set.status.clone().unwrap_or_default();
-    let mut collision_count = status.collision_count.unwrap_or(0);
-    let owned = owned(set, all);
+pub fn resolve(owner: &Owner<'_>, all: &[ControllerRevision]) -> History {
+    let m = owner.meta;
+    let template = owner.template;
+    let mut collision_count = owner.collision_count;
+    let owned = owned(owner, all);
+    let adopt: Vec<String> = owned
+        .iter()
+        .filter(|r| adoptable(owner, r))
+        .map(|r| rev_name(r).to_string())
+        .collect();
     let next = owned.iter().map(|r| r.revision).max().unwrap_or(0) + 1;
     let equal = owned
         .iter()
         .rev()
-        .find(|r| r.data.as_ref() == Some(&template));
+        .find(|r| r.data.as_ref() == Some(template));
     let (update, create, renumber) = match equal {
         Some(r)
             if owned
@@ -104,12 +156,12 @@ pub fn resolve(set: &StatefulSet, all: &[ControllerRevision]) -> History {
         }
         None => {
             // A name taken by a different template is a hash collision: salt and retry.
-            let mut hash = template_hash(Some(&template), collision_count);
+            let mut hash = template_hash(Some(template), collision_count);
             while all.iter().any(|r| {
-                rev_name(r) == format!("{}-{hash}", m.name) && r.data.as_ref() != Some(&template)
+                rev_name(r) == format!("{}-{hash}", m.name) && r.data.as_ref() != Some(template)
             }) {
                 collision_count += 1;
-                hash = template_hash(Some(&template), collision_count);
+                hash = template_hash(Some(template), collision_count);
             }
             let name = format!("{}-{hash}", m.name);
             let mut labels = template
@@ -117,7 +169,7 @@ pub fn resolve(set: &StatefulSet, all: &[ControllerRevision]) -> History {
                 .as_ref()
                 .map(|t| t.labels.clone())
                 .unwrap_or_default();
-            labels.insert(HASH_LABEL.into(), hash);
+            labels.insert(owner.hash_label.into(), hash);
             let obj = ControllerRevision {
                 api_version: "apps/v1".into(),
                 kind: "ControllerRevision".into(),
@@ -125,7 +177,7 @@ pub fn resolve(set: &StatefulSet, all: &[ControllerRevision]) -> History {
                     name: name.clone(),
                     namespace: m.namespace.clone(),
                     labels,
-                    owner_references: vec![owner_reference(set)],
+                    owner_references: vec![owner.reference.clone()],
                     ..Default::default()
                 }),
                 data: Some(template.clone()),
@@ -145,7 +197,7 @@ pub fn resolve(set: &StatefulSet, all: &[ControllerRevision]) -> History {
     };
     let current = owned
         .iter()
-        .find(|r| !status.current_revision.is_empty() && rev_name(r) == status.current_revision)
+        .find(|r| !owner.current_revision.is_empty() && rev_name(r) == owner.current_revision)
         .map(|r| to_revision(r))
         .filter(|r| r.name != update.name)
         .unwrap_or_else(|| update.clone());
@@ -155,18 +207,19 @@ pub fn resolve(set: &StatefulSet, all: &[ControllerRevision]) -> History {
         collision_count,
         create,
         renumber,
+        adopt,
     }
 }
 
 /// The revisions to delete so that at most `limit` revisions no pod, and neither the
 /// current nor the update revision, uses are kept (oldest go first).
 pub fn trim(
-    set: &StatefulSet,
+    owner: &Owner<'_>,
     all: &[ControllerRevision],
     live: &BTreeSet<&str>,
     limit: i32,
 ) -> Vec<String> {
-    let history: Vec<&ControllerRevision> = owned(set, all)
+    let history: Vec<&ControllerRevision> = owned(owner, all)
         .into_iter()
         .filter(|r| !live.contains(rev_name(r)))
         .collect();
@@ -181,7 +234,8 @@ pub fn trim(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use twinset_proto::v1::{StatefulSetSpec, StatefulSetStatus};
+    use crate::controllers::statefulset::identity::history_owner;
+    use twinset_proto::v1::{StatefulSet, StatefulSetSpec, StatefulSetStatus};
 
     fn template(image: &str) -> PodTemplateSpec {
         PodTemplateSpec {
@@ -205,6 +259,10 @@ mod tests {
             }),
             spec: Some(StatefulSetSpec {
                 template: Some(template(image)),
+                selector: Some(LabelSelector {
+                    match_labels: [("app".to_string(), image.to_string())].into(),
+                    ..Default::default()
+                }),
                 ..Default::default()
             }),
             status: Some(StatefulSetStatus {
@@ -230,7 +288,7 @@ mod tests {
 
     #[test]
     fn first_template_makes_revision_one() {
-        let h = resolve(&set("a", ""), &[]);
+        let h = resolve(&history_owner(&set("a", "")), &[]);
         let created = h.create.clone().expect("a new revision");
         assert_eq!(created.revision, 1);
         assert!(h.update.name.starts_with("web-") && h.update.name.len() == 14);
@@ -248,23 +306,23 @@ mod tests {
     #[test]
     fn unchanged_template_writes_nothing_and_new_template_numbers_up() {
         let mut all = Vec::new();
-        let h1 = resolve(&set("a", ""), &all);
+        let h1 = resolve(&history_owner(&set("a", "")), &all);
         store(&mut all, &h1);
-        let again = resolve(&set("a", &h1.update.name), &all);
+        let again = resolve(&history_owner(&set("a", &h1.update.name)), &all);
         assert_eq!(
             (again.create.is_none(), again.renumber.is_none()),
             (true, true)
         );
         assert_eq!(again.update.name, h1.update.name);
 
-        let h2 = resolve(&set("b", &h1.update.name), &all);
+        let h2 = resolve(&history_owner(&set("b", &h1.update.name)), &all);
         assert_eq!(h2.create.as_ref().unwrap().revision, 2);
         assert_eq!(h2.current.name, h1.update.name, "pods are still on a");
         assert_eq!(h2.current.template, template("a"));
         store(&mut all, &h2);
 
         // Back to a: revision 1 is renumbered 3, nothing new is made.
-        let h3 = resolve(&set("a", &h2.update.name), &all);
+        let h3 = resolve(&history_owner(&set("a", &h2.update.name)), &all);
         assert!(h3.create.is_none());
         assert_eq!(h3.renumber, Some((h1.update.name.clone(), 3)));
         assert_eq!(
@@ -276,12 +334,12 @@ mod tests {
 
     #[test]
     fn hash_collisions_are_salted() {
-        let h = resolve(&set("a", ""), &[]);
+        let h = resolve(&history_owner(&set("a", "")), &[]);
         // Someone else's revision holds our name with another template.
         let mut squatter = h.create.clone().unwrap();
         squatter.data = Some(template("zzz"));
         squatter.metadata.as_mut().unwrap().owner_references.clear();
-        let h2 = resolve(&set("a", ""), &[squatter]);
+        let h2 = resolve(&history_owner(&set("a", "")), &[squatter]);
         assert_eq!(h2.collision_count, 1);
         assert_ne!(h2.update.name, h.update.name);
         assert!(h2.create.is_some());
@@ -293,7 +351,7 @@ mod tests {
         let mut names: Vec<String> = Vec::new();
         for (i, img) in ["a", "b", "c", "d", "e"].iter().enumerate() {
             let cur = names.last().cloned().unwrap_or_default();
-            let h = resolve(&set(img, &cur), &all);
+            let h = resolve(&history_owner(&set(img, &cur)), &all);
             assert_eq!(h.update.number, i as i64 + 1);
             store(&mut all, &h);
             names.push(h.update.name.clone());
@@ -302,10 +360,37 @@ mod tests {
         let live: BTreeSet<&str> = [names[4].as_str(), names[1].as_str()].into();
         let s = set("e", &names[4]);
         assert_eq!(
-            trim(&s, &all, &live, 1),
+            trim(&history_owner(&s), &all, &live, 1),
             vec![names[0].clone(), names[2].clone()]
         );
-        assert_eq!(trim(&s, &all, &live, 10), Vec::<String>::new());
-        assert_eq!(trim(&s, &all, &live, 0).len(), 3);
+        assert_eq!(
+            trim(&history_owner(&s), &all, &live, 10),
+            Vec::<String>::new()
+        );
+        assert_eq!(trim(&history_owner(&s), &all, &live, 0).len(), 3);
+    }
+
+    #[test]
+    fn orphans_of_a_set_of_the_same_name_are_adopted_and_numbered_on() {
+        let mut all = Vec::new();
+        let h1 = resolve(&history_owner(&set("a", "")), &all);
+        store(&mut all, &h1);
+        // The set was deleted with its dependents orphaned: no controller any more.
+        for r in &mut all {
+            r.metadata.as_mut().unwrap().owner_references.clear();
+        }
+        let mut again = set("a", "");
+        again.metadata.as_mut().unwrap().uid = "uid-2".into();
+        let h = resolve(&history_owner(&again), &all);
+        assert_eq!(h.adopt, vec![h1.update.name.clone()]);
+        assert!(h.create.is_none(), "the orphan's template is reused");
+        assert_eq!(h.update.number, 1);
+        // Another set's orphan (another name) or one its selector does not match is left.
+        let mut other = h1.create.clone().unwrap();
+        other.metadata.as_mut().unwrap().name = "webx-abc".into();
+        other.metadata.as_mut().unwrap().owner_references.clear();
+        let h = resolve(&history_owner(&set("b", "")), &[all[0].clone(), other]);
+        assert!(h.adopt.is_empty(), "{:?}", h.adopt);
+        assert_eq!(h.update.number, 1, "a fresh history");
     }
 }
