@@ -64,6 +64,8 @@ kind: {kind}
 metadata:
   name: {name}
   namespace: {NS}
+  annotations:
+    kubernetes.io/change-cause: apply VERSION={version}
 spec:
 {extra}  selector:
     matchLabels:
@@ -232,7 +234,7 @@ fn through_twinset(c: &Cluster, w: &PodWatch, set: Set) {
     let target = set.target();
     assert_eq!(
         c.run_ok(&["rollout", "history", &target]),
-        format!("{q} \nREVISION  CHANGE-CAUSE\n1         <none>\n2         <none>\n\n")
+        format!("{q} \nREVISION  CHANGE-CAUSE\n1         apply VERSION=1\n2         apply VERSION=2\n\n")
     );
     let first = c.run_ok(&["rollout", "history", &target, "--revision", "1"]);
     assert!(
@@ -369,11 +371,14 @@ fn through_kubectl(c: &Cluster, w: &PodWatch, set: Set) {
     );
     let restarted = set.wait_version(c, "1");
     assert_replaced_once(w, set, &v1, &restarted, since);
-    let out = kubectl(c, &["rollout", "history", &target]);
+    // The revisions keep the set's change cause of their making: undo renumbers
+    // revision 1, restart makes 4 while the set still says VERSION=2, as upstream.
+    let history = c.run_ok(&["rollout", "history", &target]);
     assert_eq!(
-        out.ok(),
-        format!("{q} \nREVISION  CHANGE-CAUSE\n2         <none>\n3         <none>\n4         <none>\n\n")
+        history,
+        format!("{q} \nREVISION  CHANGE-CAUSE\n2         apply VERSION=2\n3         apply VERSION=1\n4         apply VERSION=2\n\n")
     );
+    assert_eq!(kubectl(c, &["rollout", "history", &target]).ok(), history);
 }
 
 #[test]
@@ -390,6 +395,20 @@ fn statefulset_history_undo_and_restart_with_kubectl() {
     let w = c.watch_pods();
     through_kubectl(&c, &w, STS);
     w.assert_identities_unique();
+}
+
+#[test]
+fn daemonset_history_undo_and_restart_with_twinset() {
+    let c = Cluster::start(3);
+    let w = c.watch_pods();
+    through_twinset(&c, &w, DS);
+}
+
+#[test]
+fn daemonset_history_undo_and_restart_with_kubectl() {
+    let c = Cluster::start(3);
+    let w = c.watch_pods();
+    through_kubectl(&c, &w, DS);
 }
 
 #[test]

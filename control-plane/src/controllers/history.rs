@@ -177,6 +177,9 @@ pub fn resolve(owner: &Owner<'_>, all: &[ControllerRevision]) -> History {
                     name: name.clone(),
                     namespace: m.namespace.clone(),
                     labels,
+                    // As upstream's newRevision: the set's annotations, so a
+                    // `kubernetes.io/change-cause` shows in `rollout history`.
+                    annotations: m.annotations.clone(),
                     owner_references: vec![owner.reference.clone()],
                     ..Default::default()
                 }),
