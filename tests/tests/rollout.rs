@@ -379,6 +379,11 @@ fn through_kubectl(c: &Cluster, w: &PodWatch, set: Set) {
         format!("{q} \nREVISION  CHANGE-CAUSE\n2         apply VERSION=2\n3         apply VERSION=1\n4         apply VERSION=2\n\n")
     );
     assert_eq!(kubectl(c, &["rollout", "history", &target]).ok(), history);
+    let out = kubectl(c, &["rollout", "undo", &target, "--to-revision=4"]);
+    assert_eq!(
+        out.ok().trim(),
+        format!("{q} skipped rollback (current template already matches revision 4)")
+    );
 }
 
 #[test]
