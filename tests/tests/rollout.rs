@@ -379,6 +379,12 @@ fn through_kubectl(c: &Cluster, w: &PodWatch, set: Set) {
         format!("{q} \nREVISION  CHANGE-CAUSE\n2         apply VERSION=2\n3         apply VERSION=1\n4         apply VERSION=2\n\n")
     );
     assert_eq!(kubectl(c, &["rollout", "history", &target]).ok(), history);
+    // kubectl refuses to pause a set itself, with the line twinset prints.
+    let theirs = kubectl(c, &["rollout", "pause", &target]);
+    assert_eq!(
+        theirs.failed(),
+        c.run(&["rollout", "pause", &target]).failed()
+    );
     let out = kubectl(c, &["rollout", "undo", &target, "--to-revision=4"]);
     assert_eq!(
         out.ok().trim(),
@@ -425,12 +431,16 @@ fn rollout_status_times_out_and_checks_once_as_kubectl_does() {
         "      terminationGracePeriodSeconds: 1\n      nodeSelector:\n        nowhere: \"true\"\n",
     );
     c.apply(&stuck).ok();
-    let out = c.run(&["rollout", "status", "sts/db", "--timeout=1s"]);
-    assert_eq!(
-        out.failed().trim(),
-        "error: timed out waiting for the condition",
-        "{out}"
-    );
+    for out in [
+        c.run(&["rollout", "status", "sts/db", "--timeout=1s"]),
+        kubectl(&c, &["rollout", "status", "sts/db", "--timeout=1s"]),
+    ] {
+        assert_eq!(
+            out.failed().trim(),
+            "error: timed out waiting for the condition",
+            "{out}"
+        );
+    }
     wait_for(
         "rollout status --watch=false to say once what it waits for",
         timeout(),
