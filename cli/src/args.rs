@@ -63,6 +63,20 @@ pub enum Command {
     Token(TokenArgs),
     /// Inspect the cluster's certificates.
     Certs(CertsArgs),
+    /// Draw each DaemonSet and StatefulSet with its pods, claims and nodes (the guide's
+    /// text view of the cluster).
+    Tree(TreeArgs),
+}
+
+/// `tree`.
+#[derive(Debug, Args)]
+pub struct TreeArgs {
+    /// Namespace (default: `default`).
+    #[arg(short = 'n', long)]
+    pub namespace: Option<String>,
+    /// Draw the sets of every namespace, named `namespace/name`.
+    #[arg(short = 'A', long)]
+    pub all_namespaces: bool,
 }
 
 /// `certs`.
@@ -456,9 +470,9 @@ pub struct UpArgs {
     /// Passed to the agents: heartbeat interval.
     #[arg(long, value_parser = humantime::parse_duration)]
     pub heartbeat: Option<Duration>,
-    /// Passed to the agents: delay before restarting a dead container.
-    #[arg(long, value_parser = humantime::parse_duration)]
-    pub restart_delay: Option<Duration>,
+    /// Passed to the agents: the restart back-off of crashing containers.
+    #[command(flatten)]
+    pub restart_backoff: RestartBackoffArgs,
     /// Passed to the agents: the image table file.
     #[arg(long)]
     pub image_table: Option<PathBuf>,
@@ -475,6 +489,22 @@ pub struct UpArgs {
     /// network namespace on a bridge of its node).
     #[arg(long, value_parser = parse_pod_network)]
     pub pod_network: Option<twinset_node_agent::network::Mode>,
+}
+
+/// How a crashing container's restarts are spaced (the kubelet's back-off): `agent`'s
+/// flags, which `up` passes on to its agents.
+#[derive(Debug, Clone, Default, Args)]
+pub struct RestartBackoffArgs {
+    /// Delay before the first restart of a crashed container; each further crash in a
+    /// row doubles it (default 10s, the kubelet's).
+    #[arg(long, visible_alias = "restart-delay", value_parser = humantime::parse_duration)]
+    pub restart_backoff_base: Option<Duration>,
+    /// Longest delay between restarts (default 5m, the kubelet's).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub restart_backoff_max: Option<Duration>,
+    /// A run this long starts the delay over from the base (default 10m, the kubelet's).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub restart_backoff_reset: Option<Duration>,
 }
 
 /// `down`.
@@ -634,9 +664,9 @@ pub struct AgentArgs {
     /// Heartbeat interval.
     #[arg(long, value_parser = humantime::parse_duration)]
     pub heartbeat: Option<Duration>,
-    /// Delay before restarting a dead container.
-    #[arg(long, value_parser = humantime::parse_duration)]
-    pub restart_delay: Option<Duration>,
+    /// The restart back-off of crashing containers.
+    #[command(flatten)]
+    pub restart_backoff: RestartBackoffArgs,
     /// Image table (image reference → local command). Default: $TWINSET_IMAGE_TABLE, the
     /// checkout's deploy/images.yaml, /etc/twinset/images.yaml, else the table built into
     /// this binary.

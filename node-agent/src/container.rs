@@ -13,10 +13,80 @@ use twinset_proto::v1;
 
 use crate::runtime::Exit;
 
-/// Longest delay between restarts of a crashing container.
-pub const MAX_RESTART_DELAY: Duration = Duration::from_secs(300);
-/// A container that ran this long without crashing gets its restart delay reset.
-pub const BACKOFF_RESET_AFTER: Duration = Duration::from_secs(600);
+/// How the restarts of a crashing container are spaced, as the kubelet spaces them: the
+/// first waits `base`, each further one twice the last, up to `max`; a run that lasted
+/// `reset` or longer starts the doubling over. Only [`Backoff::new`] makes one, so a
+/// zero base or a maximum below the base never reaches a container.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Backoff {
+    base: Duration,
+    max: Duration,
+    reset: Duration,
+}
+
+/// A restart back-off that makes no sense, named by the agent's flags.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum BackoffError {
+    /// A zero base would restart a crashing container in a tight loop.
+    #[error("--restart-backoff-base must be longer than 0 (a zero delay restarts a crashing container in a tight loop)")]
+    ZeroBase,
+    /// The cap is below the first delay.
+    #[error("--restart-backoff-max {max:?} is shorter than --restart-backoff-base {base:?}")]
+    MaxBelowBase {
+        /// The base asked for.
+        base: Duration,
+        /// The maximum asked for.
+        max: Duration,
+    },
+    /// A zero reset period would forget every crash at once.
+    #[error("--restart-backoff-reset must be longer than 0 (a zero period would never let the delay grow)")]
+    ZeroReset,
+}
+
+impl Backoff {
+    /// The kubelet's: 10 s doubling to 5 min, reset after 10 min of running.
+    pub const KUBELET: Backoff = Backoff {
+        base: Duration::from_secs(10),
+        max: Duration::from_secs(300),
+        reset: Duration::from_secs(600),
+    };
+
+    /// A back-off of `base` doubling to `max`, reset by a run of `reset`; refuses a zero
+    /// base or reset and a maximum below the base.
+    pub fn new(base: Duration, max: Duration, reset: Duration) -> Result<Self, BackoffError> {
+        if base.is_zero() {
+            return Err(BackoffError::ZeroBase);
+        }
+        if max < base {
+            return Err(BackoffError::MaxBelowBase { base, max });
+        }
+        if reset.is_zero() {
+            return Err(BackoffError::ZeroReset);
+        }
+        Ok(Backoff { base, max, reset })
+    }
+
+    /// The first delay.
+    pub fn base(&self) -> Duration {
+        self.base
+    }
+
+    /// The longest delay.
+    pub fn max(&self) -> Duration {
+        self.max
+    }
+
+    /// How long a run must last for the delay to start over.
+    pub fn reset(&self) -> Duration {
+        self.reset
+    }
+
+    /// The delay after `streak` earlier back-offs in a row: base × 2^streak, capped.
+    pub fn delay(&self, streak: u32) -> Duration {
+        let factor = 1u32.checked_shl(streak.min(31)).unwrap_or(u32::MAX);
+        self.base.saturating_mul(factor).min(self.max)
+    }
+}
 
 /// Waiting reasons and terminated reasons the agent reports.
 pub mod reason {
@@ -129,7 +199,10 @@ pub struct ContainerRun {
     restart_count: i32,
     generation: u64,
     has_run: bool,
+    /// Back-offs in a row since the delay last started over.
     crash_streak: u32,
+    /// How long the last run lasted (for the back-off's reset).
+    last_run: Duration,
 }
 
 /// A container's state with the transitions that may leave it: the only way to
@@ -166,6 +239,7 @@ impl ContainerRun {
             generation: 0,
             has_run: false,
             crash_streak: 0,
+            last_run: Duration::ZERO,
         }
     }
 
@@ -224,15 +298,6 @@ impl ContainerRun {
             State::Running(r) => r.kill_at,
             _ => None,
         }
-    }
-
-    /// The delay before the next restart: `base` doubling per consecutive crash,
-    /// capped at [`MAX_RESTART_DELAY`] (never below `base`).
-    pub fn next_delay(&self, base: Duration) -> Duration {
-        let factor = 1u32
-            .checked_shl(self.crash_streak.min(20))
-            .unwrap_or(u32::MAX);
-        base.saturating_mul(factor).min(MAX_RESTART_DELAY.max(base))
     }
 
     fn run(&mut self, pid: u32, start_ticks: u64, started_at: String, now: Instant) -> u64 {
@@ -353,6 +418,7 @@ impl Idle<'_> {
 
     /// The start failed: a terminated run with reason StartError.
     pub fn start_failed(self, message: String, now_rfc3339: &str) {
+        self.0.last_run = Duration::ZERO;
         self.0.state = State::Terminated(Termination {
             exit_code: 128,
             signal: 0,
@@ -428,9 +494,7 @@ impl Active<'_> {
         } else {
             exit.reported_code()
         };
-        if now.saturating_duration_since(run.since) >= BACKOFF_RESET_AFTER {
-            c.crash_streak = 0;
-        }
+        c.last_run = now.saturating_duration_since(run.since);
         c.state = State::Terminated(Termination {
             exit_code,
             signal: exit.signal.unwrap_or(0),
@@ -460,11 +524,15 @@ impl Ended<'_> {
         }
     }
 
-    /// Moves the terminated run to `last` and waits the back-off delay (doubling per
-    /// consecutive crash from `base`) before a restart. Returns the delay.
-    pub fn back_off(self, base: Duration, pod: &str, now: Instant) -> Duration {
+    /// Moves the terminated run to `last` and waits the back-off delay before a restart:
+    /// the next of `backoff`'s doubling delays, or its base again when the run lasted
+    /// its reset period. Returns the delay.
+    pub fn back_off(self, backoff: &Backoff, pod: &str, now: Instant) -> Duration {
         let c = self.0;
-        let delay = c.next_delay(base);
+        if c.last_run >= backoff.reset {
+            c.crash_streak = 0;
+        }
+        let delay = backoff.delay(c.crash_streak);
         c.crash_streak = c.crash_streak.saturating_add(1);
         if let State::Terminated(t) = &c.state {
             c.last = Some(t.clone());
@@ -472,7 +540,7 @@ impl Ended<'_> {
         c.state = State::BackOff {
             message: format!(
                 "back-off {} restarting failed container={} pod={pod}",
-                fmt_delay(delay),
+                go_duration(delay),
                 c.name
             ),
             until: now + delay,
@@ -481,15 +549,42 @@ impl Ended<'_> {
     }
 }
 
-fn fmt_delay(d: Duration) -> String {
-    let s = d.as_secs();
-    if s >= 60 {
-        format!("{}m{}s", s / 60, s % 60)
-    } else if s > 0 {
-        format!("{s}s")
-    } else {
-        format!("{}ms", d.as_millis())
+/// A duration as Go's `time.Duration.String` writes it (the kubelet's back-off message):
+/// `400ms`, `1.6s`, `10s`, `5m0s`, `1h0m0s`.
+fn go_duration(d: Duration) -> String {
+    if d.is_zero() {
+        return "0s".into();
     }
+    let nanos = d.as_nanos();
+    if nanos < 1_000_000_000 {
+        let (unit, scale) = match nanos {
+            n if n < 1_000 => ("ns", 1),
+            n if n < 1_000_000 => ("µs", 1_000),
+            _ => ("ms", 1_000_000),
+        };
+        return format!("{}{unit}", decimal(nanos, scale));
+    }
+    let secs = d.as_secs();
+    let frac = decimal(
+        u128::from(secs % 60) * 1_000_000_000 + u128::from(d.subsec_nanos()),
+        1_000_000_000,
+    );
+    match (secs / 3600, secs / 60 % 60) {
+        (0, 0) => format!("{frac}s"),
+        (0, m) => format!("{m}m{frac}s"),
+        (h, m) => format!("{h}h{m}m{frac}s"),
+    }
+}
+
+/// `value / scale` in decimal, without trailing zeros.
+fn decimal(value: u128, scale: u128) -> String {
+    let (whole, rest) = (value / scale, value % scale);
+    if rest == 0 {
+        return whole.to_string();
+    }
+    let width = scale.ilog10() as usize;
+    let digits = format!("{rest:0width$}");
+    format!("{whole}.{}", digits.trim_end_matches('0'))
 }
 
 #[cfg(test)]
@@ -531,6 +626,13 @@ mod tests {
         active(c).exited(&exit, "t1", now);
     }
 
+    const SEC: Duration = Duration::from_secs(1);
+
+    /// 1 s doubling to 8 s, reset by a run of 20 s.
+    fn backoff() -> Backoff {
+        Backoff::new(SEC, 8 * SEC, 20 * SEC).unwrap()
+    }
+
     fn termination(c: &ContainerRun) -> &Termination {
         match c.state() {
             State::Terminated(t) => t,
@@ -550,7 +652,7 @@ mod tests {
         assert!(ended(&mut c).wants_restart("OnFailure"));
         assert!(!ended(&mut c).wants_restart("Never"));
         let now = Instant::now();
-        ended(&mut c).back_off(Duration::from_secs(1), "p_ns", now);
+        ended(&mut c).back_off(&backoff(), "p_ns", now);
         assert_eq!(c.wake_at(), Some(now + Duration::from_secs(1)));
         assert!(!idle(&mut c).restart_due(now));
         assert!(idle(&mut c).restart_due(now + Duration::from_secs(1)));
@@ -585,7 +687,7 @@ mod tests {
     fn a_stopping_pod_cancels_the_back_off_and_keeps_its_reason() {
         let mut c = ContainerRun::new("app", "");
         run_and_exit(&mut c, failed());
-        ended(&mut c).back_off(Duration::from_secs(1), "p", Instant::now());
+        ended(&mut c).back_off(&backoff(), "p", Instant::now());
         idle(&mut c).cancel_restart();
         assert_eq!(c.wake_at(), None);
         assert!(!idle(&mut c).backing_off());
@@ -637,7 +739,7 @@ mod tests {
         assert!(ended(&mut c).wants_restart("Always"));
         let t = termination(&c);
         assert_eq!((t.reason.as_str(), t.exit_code), ("Completed", 0));
-        ended(&mut c).back_off(Duration::ZERO, "p", Instant::now());
+        ended(&mut c).back_off(&backoff(), "p", Instant::now());
 
         run_and_exit(
             &mut c,
@@ -652,7 +754,7 @@ mod tests {
             (t.reason.as_str(), t.exit_code, t.signal),
             ("OOMKilled", 137, 9)
         );
-        ended(&mut c).back_off(Duration::ZERO, "p", Instant::now());
+        ended(&mut c).back_off(&backoff(), "p", Instant::now());
 
         run_and_exit(
             &mut c,
@@ -664,7 +766,7 @@ mod tests {
         );
         let t = termination(&c);
         assert_eq!((t.reason.as_str(), t.exit_code), ("OOMKilled", 137));
-        ended(&mut c).back_off(Duration::ZERO, "p", Instant::now());
+        ended(&mut c).back_off(&backoff(), "p", Instant::now());
 
         run_and_exit(
             &mut c,
@@ -676,36 +778,117 @@ mod tests {
         );
         let t = termination(&c);
         assert_eq!((t.reason.as_str(), t.exit_code), ("Error", 143));
-        ended(&mut c).back_off(Duration::ZERO, "p", Instant::now());
+        ended(&mut c).back_off(&backoff(), "p", Instant::now());
 
         run_and_exit(&mut c, Exit::default());
         assert_eq!(termination(&c).reason, "Unknown");
     }
 
     #[test]
-    fn delay_doubles_and_caps() {
+    fn delay_doubles_and_caps_at_the_configured_max() {
         let mut c = ContainerRun::new("a", "");
-        let base = Duration::from_secs(1);
         let mut seen = Vec::new();
-        for _ in 0..12 {
+        for _ in 0..7 {
             run_and_exit(&mut c, failed());
-            seen.push(ended(&mut c).back_off(base, "p", Instant::now()).as_secs());
+            seen.push(ended(&mut c).back_off(&backoff(), "p", Instant::now()));
         }
-        assert_eq!(&seen[..5], &[1, 2, 4, 8, 16]);
-        assert_eq!(*seen.last().unwrap(), 300);
+        let want = [1, 2, 4, 8, 8, 8, 8].map(|n| n * SEC);
+        assert_eq!(seen, want);
+        assert_eq!(backoff().delay(u32::MAX), 8 * SEC, "no overflow");
+        let kubelet: Vec<u64> = (0..7)
+            .map(|n| Backoff::KUBELET.delay(n).as_secs())
+            .collect();
+        assert_eq!(kubelet, [10, 20, 40, 80, 160, 300, 300]);
+    }
+
+    #[test]
+    fn the_back_off_message_writes_the_delay_as_the_kubelet_does() {
+        let mut c = ContainerRun::new("app", "");
+        run_and_exit(&mut c, failed());
+        let b = Backoff::new(Duration::from_millis(400), Duration::from_secs(600), SEC).unwrap();
+        ended(&mut c).back_off(&b, "web_default(uid)", Instant::now());
+        let message = c.to_status().state.unwrap().waiting.unwrap().message;
+        assert_eq!(
+            message,
+            "back-off 400ms restarting failed container=app pod=web_default(uid)"
+        );
+        let cases = [
+            (Duration::from_millis(400), "400ms"),
+            (Duration::from_millis(1600), "1.6s"),
+            (Duration::from_secs(10), "10s"),
+            (Duration::from_secs(80), "1m20s"),
+            (Duration::from_secs(300), "5m0s"),
+            (Duration::from_millis(90_500), "1m30.5s"),
+            (Duration::from_secs(3600), "1h0m0s"),
+            (Duration::from_micros(1500), "1.5ms"),
+            (Duration::ZERO, "0s"),
+        ];
+        for (d, want) in cases {
+            assert_eq!(go_duration(d), want, "{d:?}");
+        }
+    }
+
+    #[test]
+    fn nonsense_back_offs_are_refused() {
+        assert_eq!(
+            Backoff::new(Duration::ZERO, SEC, SEC),
+            Err(BackoffError::ZeroBase)
+        );
+        assert_eq!(
+            Backoff::new(2 * SEC, SEC, SEC),
+            Err(BackoffError::MaxBelowBase {
+                base: 2 * SEC,
+                max: SEC
+            })
+        );
+        assert_eq!(
+            Backoff::new(SEC, SEC, Duration::ZERO),
+            Err(BackoffError::ZeroReset)
+        );
+        assert_eq!(
+            BackoffError::MaxBelowBase {
+                base: 2 * SEC,
+                max: SEC
+            }
+            .to_string(),
+            "--restart-backoff-max 1s is shorter than --restart-backoff-base 2s"
+        );
+        assert!(
+            Backoff::new(SEC, SEC, SEC).is_ok(),
+            "a constant delay is fine"
+        );
+    }
+
+    /// Runs `c` for `ran` (paused time), it fails, and it backs off: the delay.
+    async fn crash_after(c: &mut ContainerRun, ran: Duration) -> Duration {
+        idle(c).started(1, 1, "t".into(), Instant::now());
+        tokio::time::advance(ran).await;
+        active(c).exited(&failed(), "t", Instant::now());
+        ended(c).back_off(&backoff(), "p", Instant::now())
     }
 
     #[tokio::test(start_paused = true)]
-    async fn long_good_run_resets_the_delay() {
+    async fn a_run_as_long_as_the_reset_period_starts_the_doubling_over() {
         let mut c = ContainerRun::new("a", "");
-        let base = Duration::from_secs(1);
-        for _ in 0..3 {
-            run_and_exit(&mut c, failed());
-            ended(&mut c).back_off(base, "p", Instant::now());
+        let short = Duration::from_millis(10);
+        let mut seen = Vec::new();
+        for _ in 0..5 {
+            seen.push(crash_after(&mut c, short).await);
         }
-        idle(&mut c).started(1, 1, "t".into(), Instant::now());
-        tokio::time::advance(BACKOFF_RESET_AFTER).await;
-        active(&mut c).exited(&failed(), "t", Instant::now());
-        assert_eq!(ended(&mut c).back_off(base, "p", Instant::now()), base);
+        assert_eq!(seen, [1, 2, 4, 8, 8].map(|n| n * SEC));
+        // Just short of the reset period: still capped.
+        let almost = backoff().reset() - Duration::from_millis(1);
+        assert_eq!(crash_after(&mut c, almost).await, 8 * SEC);
+        // A run of the whole reset period: back to the base, then doubling again.
+        assert_eq!(crash_after(&mut c, backoff().reset()).await, SEC);
+        assert_eq!(crash_after(&mut c, short).await, 2 * SEC);
+        assert_eq!(crash_after(&mut c, short).await, 4 * SEC);
+        // A start that failed right after a long run does not count as a long run.
+        assert_eq!(crash_after(&mut c, 3 * backoff().reset()).await, SEC);
+        idle(&mut c).start_failed("no such file".into(), "t");
+        assert_eq!(
+            ended(&mut c).back_off(&backoff(), "p", Instant::now()),
+            2 * SEC
+        );
     }
 }

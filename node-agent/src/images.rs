@@ -503,6 +503,11 @@ images:
             BUILTIN_SCRIPTS[0].1
         );
         assert!(table.get("datadog/agent:latest").is_some());
+        assert_eq!(
+            table.get("datadog/agent:7").map(|e| &e.command),
+            table.get("datadog/agent:latest").map(|e| &e.command),
+            "the pinned tag is the same monitor"
+        );
         // Every script the table names is written.
         for (rel, _) in BUILTIN_SCRIPTS {
             assert!(dir.join(rel).is_file(), "{rel}");

@@ -135,8 +135,9 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Heartbeat interval.
     pub heartbeat: Duration,
-    /// Base delay before a dead container restarts (doubles per crash, capped).
-    pub restart_delay: Duration,
+    /// How a dead container's restarts are spaced (`--restart-backoff-base`, `-max`,
+    /// `-reset`; the kubelet's 10 s doubling to 5 min, reset after 10 min of running).
+    pub restart_backoff: container::Backoff,
     /// The image table file; None: the table built into the binary
     /// ([`images::BUILTIN_TABLE`]), its scripts written under `<data_dir>/builtin-images`.
     pub image_table: Option<PathBuf>,
@@ -171,8 +172,8 @@ pub struct Config {
 }
 
 impl Config {
-    /// Defaults: no extra labels or taints, listen 127.0.0.1:0, heartbeat 1 s,
-    /// restart delay 1 s, the built-in image table, logs rotated at 10 MiB keeping 5
+    /// Defaults: no extra labels or taints, listen 127.0.0.1:0, heartbeat 1 s, the
+    /// kubelet's restart back-off (10 s doubling to 5 min, reset after 10 min), the built-in image table, logs rotated at 10 MiB keeping 5
     /// files, pods left running on shutdown (a restarted agent adopts them), no cluster
     /// DNS, a sync grace of 10 s, the full receive limit.
     pub fn new(
@@ -189,7 +190,7 @@ impl Config {
             pod_cidr: None,
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             heartbeat: Duration::from_secs(1),
-            restart_delay: Duration::from_secs(1),
+            restart_backoff: container::Backoff::KUBELET,
             image_table: None,
             log_rotation: logs::Rotation::default(),
             stop_pods_on_shutdown: false,
@@ -469,7 +470,7 @@ async fn serve_node(
         state: state.clone(),
         reporter,
         logs: registry,
-        restart_delay: config.restart_delay,
+        backoff: config.restart_backoff,
         shutdown: shutdown.clone(),
         stop_pods_on_shutdown: config.stop_pods_on_shutdown,
         claims: volumes::Claims::open(&volumes::claims_root(&config.data_dir)),

@@ -316,7 +316,12 @@ impl Agent {
         let mut config = twinset_node_agent::Config::new(cluster.addr.clone(), "n1", data_dir);
         config.image_table =
             Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/images.yaml"));
-        config.restart_delay = Duration::from_millis(50);
+        config.restart_backoff = twinset_node_agent::container::Backoff::new(
+            Duration::from_millis(50),
+            Duration::from_secs(5),
+            Duration::from_secs(10),
+        )
+        .unwrap();
         config.heartbeat = Duration::from_millis(200);
         config.stop_pods_on_shutdown = !keep_pods;
         let stop = CancellationToken::new();

@@ -137,6 +137,14 @@ impl ObjectMeta {
             .iter()
             .find(|r| r.controller == Some(true))
     }
+
+    /// True when this object's controller reference (`controller: true`) names the
+    /// object with `uid`: the object belongs to that controller, as kubectl counts it.
+    pub fn is_controlled_by(&self, uid: &str) -> bool {
+        self.owner_references
+            .iter()
+            .any(|r| r.controller == Some(true) && r.uid == uid)
+    }
 }
 
 #[cfg(test)]
@@ -160,5 +168,26 @@ mod tests {
         o.meta_mut().resource_version = "42".into();
         assert_eq!(o.resource_version(), 42);
         assert!(o.as_node().is_none());
+    }
+
+    #[test]
+    fn only_the_controller_reference_controls() {
+        let reference = |uid: &str, controller| OwnerReference {
+            uid: uid.into(),
+            controller,
+            ..Default::default()
+        };
+        let m = ObjectMeta {
+            owner_references: vec![reference("a", Some(false)), reference("b", Some(true))],
+            ..Default::default()
+        };
+        assert!(m.is_controlled_by("b"));
+        assert!(!m.is_controlled_by("a"));
+        assert!(m.is_owned_by("a"));
+        let m = ObjectMeta {
+            owner_references: vec![reference("c", None)],
+            ..Default::default()
+        };
+        assert!(!m.is_controlled_by("c"));
     }
 }

@@ -25,12 +25,13 @@ pub fn age(timestamp: &str) -> String {
 }
 
 /// kubectl's AGE column for a timestamp as seen at `now` (translateTimestampSince):
-/// "<unknown>" when absent or unparsable, "<invalid>" when more than a second ahead.
+/// "<unknown>" when absent or unparsable, "<invalid>" when two seconds or more ahead
+/// (HumanDuration truncates the seconds toward zero and forgives -1).
 pub fn age_at(timestamp: &str, now: SystemTime) -> String {
     match parse(timestamp) {
         Some(t) => match now.duration_since(t) {
             Ok(d) => human_duration(d),
-            Err(e) if e.duration() > Duration::from_secs(1) => "<invalid>".to_string(),
+            Err(e) if e.duration() >= Duration::from_secs(2) => "<invalid>".to_string(),
             Err(_) => "0s".to_string(),
         },
         None => "<unknown>".to_string(),
@@ -106,5 +107,13 @@ mod tests {
         assert!(s.ends_with('Z'));
         assert_eq!(format(parse(&s).unwrap()), s);
         assert_eq!(age("nonsense"), "<unknown>");
+        let t = parse("2026-01-01T00:00:10Z").unwrap();
+        let ahead = |ms| age_at("2026-01-01T00:00:10Z", t - Duration::from_millis(ms));
+        assert_eq!(ahead(1_900), "0s", "-1.9 s truncates to -1: almost now");
+        assert_eq!(ahead(2_000), "<invalid>");
+        assert_eq!(
+            age_at("2026-01-01T00:00:10Z", t + Duration::from_millis(1_999)),
+            "1s"
+        );
     }
 }

@@ -89,6 +89,25 @@ impl Options {
     }
 }
 
+/// The restart back-off every agent gets unless a test's extra flags give one: 200 ms
+/// doubling to 5 s (the kubelet's 10 s to 5 min, shortened 50- and 60-fold), reset after a
+/// run of 10 s.
+/// Each flag with its other names.
+pub const AGENT_BACKOFF: [(&[&str], &str); 3] = [
+    (&["--restart-backoff-base", "--restart-delay"], "200ms"),
+    (&["--restart-backoff-max"], "5s"),
+    (&["--restart-backoff-reset"], "10s"),
+];
+
+/// Whether `flags` give the flag called any of `names` (`--flag value` or `--flag=value`).
+fn gives_flag(flags: &[impl AsRef<str>], names: &[&str]) -> bool {
+    flags.iter().map(AsRef::as_ref).any(|f| {
+        names
+            .iter()
+            .any(|n| f == *n || f.strip_prefix(n).is_some_and(|rest| rest.starts_with('=')))
+    })
+}
+
 /// A long-running process started by the harness.
 struct Daemon {
     child: Child,
@@ -356,7 +375,7 @@ impl Cluster {
             args.push(d.to_string());
         }
         // A short grace keeps node-loss tests quick; a test may give its own.
-        if !self.control_plane_flags.iter().any(|f| f == "--node-grace") {
+        if !gives_flag(&self.control_plane_flags, &["--node-grace"]) {
             args.extend(["--node-grace".to_string(), "2s".to_string()]);
         }
         args.extend(self.control_plane_flags.iter().cloned());
@@ -436,9 +455,13 @@ impl Cluster {
             data.to_string_lossy().into_owned(),
             "--heartbeat".into(),
             "200ms".into(),
-            "--restart-delay".into(),
-            "200ms".into(),
         ];
+        // A short restart back-off keeps crash-loop tests quick; a test may give its own.
+        for (names, value) in AGENT_BACKOFF {
+            if !gives_flag(extra, names) {
+                args.extend([names[0].to_string(), value.to_string()]);
+            }
+        }
         if let Some(l) = listen {
             args.push("--listen".into());
             args.push(l.into());

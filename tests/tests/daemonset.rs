@@ -469,7 +469,7 @@ spec:
     );
     let t0 = std::time::Instant::now();
     // Wait for three more restarts, then check the rate: the agent waits at least its
-    // --restart-delay (200ms) before each restart, and at least two whole delays lie
+    // --restart-backoff-base (200ms) before each restart, and at least two whole delays lie
     // between the first observation and the third restart after it: >= 400ms.
     let end = wait_for("three more restarts", timeout(), || match restarts(&c)? {
         n if n >= start + 3 => Ok(n),

@@ -4,7 +4,7 @@
 //! list takes kubectl's field selectors and refuses unknown ones.
 //!
 //! Time is shortened rather than paused: the agents' restart back-off starts at 200 ms
-//! (the harness' `--restart-delay`, kubelet's is 10 s), so the six restarts Kubernetes
+//! (the harness' `--restart-backoff-base`, kubelet's is 10 s; its max is 5 s), so the six restarts Kubernetes
 //! makes in ten minutes (10 s doubling to 160 s) take about 13 s here.
 
 use serde_json::Value;

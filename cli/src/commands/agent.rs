@@ -1,9 +1,10 @@
 //! `twinset agent`: runs the node agent library until SIGINT/SIGTERM.
 use super::Ctx;
-use crate::args::AgentArgs;
+use crate::args::{AgentArgs, RestartBackoffArgs};
 use anyhow::{bail, Context as _};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use twinset_node_agent::container::Backoff;
 use twinset_proto::v1::Taint;
 
 /// Where the image table is when `--image-table` is not given.
@@ -71,6 +72,30 @@ pub fn parse_taints(s: &str) -> anyhow::Result<Vec<Taint>> {
     Ok(out)
 }
 
+/// The restart back-off the flags ask for, each flag left out at the kubelet's value;
+/// nonsense (a zero base or reset, a maximum below the base) is refused.
+pub fn restart_backoff(args: &RestartBackoffArgs) -> anyhow::Result<Backoff> {
+    let kubelet = Backoff::KUBELET;
+    Ok(Backoff::new(
+        args.restart_backoff_base.unwrap_or(kubelet.base()),
+        args.restart_backoff_max.unwrap_or(kubelet.max()),
+        args.restart_backoff_reset.unwrap_or(kubelet.reset()),
+    )?)
+}
+
+/// The back-off flags given, as `agent` takes them (what `up` passes to its agents).
+pub fn restart_backoff_flags(args: &RestartBackoffArgs) -> Vec<String> {
+    [
+        ("--restart-backoff-base", args.restart_backoff_base),
+        ("--restart-backoff-max", args.restart_backoff_max),
+        ("--restart-backoff-reset", args.restart_backoff_reset),
+    ]
+    .into_iter()
+    .filter_map(|(flag, d)| Some([flag.to_string(), humantime::format_duration(d?).to_string()]))
+    .flatten()
+    .collect()
+}
+
 /// Runs `agent`.
 pub async fn run(ctx: &Ctx, args: AgentArgs) -> anyhow::Result<()> {
     let Some(server) = ctx.server_flag().filter(|s| !s.trim().is_empty()) else {
@@ -101,9 +126,7 @@ pub async fn run(ctx: &Ctx, args: AgentArgs) -> anyhow::Result<()> {
     if let Some(h) = args.heartbeat {
         config.heartbeat = h;
     }
-    if let Some(d) = args.restart_delay {
-        config.restart_delay = d;
-    }
+    config.restart_backoff = restart_backoff(&args.restart_backoff)?;
     config.image_table = args.image_table.or_else(default_image_table);
     tracing::info!(
         table = %describe_image_table(config.image_table.as_deref()),
@@ -149,6 +172,48 @@ mod tests {
         assert_eq!(t.len(), 2);
         assert_eq!(t[1].key, "gpu");
         assert!(parse_taints("x=y").is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn restart_backoff_flags_default_to_the_kubelet_and_refuse_nonsense() -> anyhow::Result<()> {
+        use std::time::Duration;
+        let none = RestartBackoffArgs::default();
+        assert_eq!(restart_backoff(&none)?, Backoff::KUBELET);
+        assert!(restart_backoff_flags(&none).is_empty());
+        let short = RestartBackoffArgs {
+            restart_backoff_base: Some(Duration::from_millis(400)),
+            restart_backoff_max: Some(Duration::from_millis(1600)),
+            restart_backoff_reset: None,
+        };
+        let b = restart_backoff(&short)?;
+        assert_eq!(
+            (b.base(), b.max()),
+            (Duration::from_millis(400), Duration::from_millis(1600))
+        );
+        assert_eq!(b.reset(), Backoff::KUBELET.reset());
+        assert_eq!(
+            restart_backoff_flags(&short),
+            [
+                "--restart-backoff-base",
+                "400ms",
+                "--restart-backoff-max",
+                "1s 600ms"
+            ]
+        );
+        let base_only = RestartBackoffArgs {
+            restart_backoff_base: Some(Duration::from_secs(600)),
+            ..Default::default()
+        };
+        assert_eq!(
+            restart_backoff(&base_only).unwrap_err().to_string(),
+            "--restart-backoff-max 300s is shorter than --restart-backoff-base 600s"
+        );
+        let zero = RestartBackoffArgs {
+            restart_backoff_base: Some(Duration::ZERO),
+            ..Default::default()
+        };
+        assert!(restart_backoff(&zero).is_err());
         Ok(())
     }
 

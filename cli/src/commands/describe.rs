@@ -193,11 +193,9 @@ fn controlled_by(pod: &Pod, uid: &str) -> bool {
     if uid.is_empty() {
         return true;
     }
-    pod.metadata.as_ref().is_some_and(|m| {
-        m.owner_references
-            .iter()
-            .any(|r| r.controller == Some(true) && r.uid == uid)
-    })
+    pod.metadata
+        .as_ref()
+        .is_some_and(|m| m.is_controlled_by(uid))
 }
 
 #[cfg(test)]

@@ -16,6 +16,7 @@ pub mod rollout;
 pub mod scale;
 pub mod taint;
 pub mod token;
+pub mod tree;
 pub mod up;
 
 use crate::args::{Cli, Command};
@@ -73,6 +74,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(a) => bench::run(&ctx, a).await,
         Command::Token(a) => token::run(&ctx, a).await,
         Command::Certs(a) => certs::run(&ctx, a).await,
+        Command::Tree(a) => tree::run(&ctx, a).await,
     }
 }
 

@@ -29,6 +29,8 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             "--pod-network bridge needs root: each pod gets a network namespace, a veth and routes"
         );
     }
+    // Refused here rather than by every agent it would start.
+    super::agent::restart_backoff(&args.restart_backoff)?;
     let data_dir = match &args.data_dir {
         Some(d) => d.clone(),
         None => cluster_files::default_data_dir()?,
@@ -210,10 +212,7 @@ async fn start(
             a.push("--heartbeat".into());
             a.push(humantime::format_duration(h).to_string());
         }
-        if let Some(d) = args.restart_delay {
-            a.push("--restart-delay".into());
-            a.push(humantime::format_duration(d).to_string());
-        }
+        a.extend(super::agent::restart_backoff_flags(&args.restart_backoff));
         if let Some(t) = table {
             a.push("--image-table".into());
             a.push(t.display().to_string());

@@ -8,3 +8,4 @@ pub mod output;
 pub mod service;
 pub mod table;
 pub mod tabwriter;
+pub mod tree;

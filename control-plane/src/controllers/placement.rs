@@ -192,6 +192,22 @@ pub fn daemon_tolerations(host_network: bool) -> Vec<Toleration> {
     out
 }
 
+/// `spec` also tolerating the NoSchedule taints a node gets while it is not Ready
+/// (not-ready, unreachable): how a DaemonSet judges a node that went silent, whose pod it
+/// keeps counting and updates once the node is back.
+pub fn tolerating_silence(spec: &PodSpec) -> PodSpec {
+    let mut spec = spec.clone();
+    for key in [taint_keys::NOT_READY, taint_keys::UNREACHABLE] {
+        spec.tolerations.push(Toleration {
+            key: key.into(),
+            operator: "Exists".into(),
+            effect: NO_SCHEDULE.into(),
+            ..Default::default()
+        });
+    }
+    spec
+}
+
 /// Adds the daemon tolerations a spec lacks (same key and effect already present: kept as is).
 pub fn add_daemon_tolerations(spec: &mut PodSpec) {
     for t in daemon_tolerations(spec.host_network) {

@@ -34,7 +34,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use twinset_proto::v1::{self, Pod};
 
-use crate::container::{reason, ContainerRun, Stage};
+use crate::container::{reason, Backoff, ContainerRun, Stage};
 use crate::env;
 use crate::events::{self, pod_event, Severity};
 use crate::identity;
@@ -81,8 +81,8 @@ pub struct Shared {
     pub reporter: ReporterHandle,
     /// Pods whose logs can be read.
     pub logs: Registry,
-    /// Base delay before restarting a dead container.
-    pub restart_delay: Duration,
+    /// How restarts of a dead container are spaced (and tries at a pod's network).
+    pub backoff: Backoff,
     /// The agent is stopping.
     pub shutdown: CancellationToken,
     /// Whether pods are stopped when the agent stops (else they keep running and a
@@ -142,9 +142,6 @@ const RETRY_ON_CHANGE: [&str; 2] = [images::IMAGE_NOT_IN_TABLE, reason::CREATE_C
 
 type ExitFuture = BoxFuture<'static, (usize, u64, Exit)>;
 
-/// The longest wait between two tries at a pod's network (the kubelet's crash back-off cap).
-const MAX_SANDBOX_BACKOFF: Duration = Duration::from_secs(300);
-
 /// One pod's worker.
 pub struct PodWorker {
     ctx: Arc<Shared>,
@@ -177,7 +174,7 @@ pub struct PodWorker {
     /// Why its network could not be made (bridge mode): its containers cannot start.
     sandbox_error: Option<String>,
     /// When the network is tried again after a failure, and the back-off after that.
-    sandbox_retry: Option<(Instant, Duration)>,
+    sandbox_retry: Option<(Instant, u32)>,
     /// When its assignment reached the agent, until its start is recorded (None once
     /// recorded, and for a pod adopted from an earlier agent, which started then).
     assigned_at: Option<Instant>,
@@ -401,18 +398,16 @@ impl PodWorker {
     }
 
     /// After a failed network setup: logs it and sets when it is tried again (the restart
-    /// delay, doubling up to [`MAX_SANDBOX_BACKOFF`], as the kubelet retries a sandbox).
+    /// back-off of a crashing container: its base doubling up to its max).
     fn plan_sandbox_retry(&mut self) {
         let Some(why) = &self.sandbox_error else {
             self.sandbox_retry = None;
             return;
         };
         tracing::warn!(error = %why, "cannot create the pod's network");
-        let delay = match self.sandbox_retry {
-            None => self.ctx.restart_delay,
-            Some((_, d)) => (d * 2).min(MAX_SANDBOX_BACKOFF),
-        };
-        self.sandbox_retry = Some((Instant::now() + delay, delay));
+        let tries = self.sandbox_retry.map_or(0, |(_, n)| n);
+        let delay = self.ctx.backoff.delay(tries);
+        self.sandbox_retry = Some((Instant::now() + delay, tries.saturating_add(1)));
     }
 
     /// Tries the pod's network again when its retry is due; once it is made, the
@@ -683,7 +678,7 @@ impl PodWorker {
         if !ended.wants_restart(&policy) {
             return;
         }
-        let delay = ended.back_off(self.ctx.restart_delay, &pod_ref, Instant::now());
+        let delay = ended.back_off(&self.ctx.backoff, &pod_ref, Instant::now());
         let name = self.containers[i].name().to_string();
         tracing::info!(container = %name, ?delay, "container will restart");
         let msg = format!("Back-off restarting failed container {name} in pod {pod_ref}");

@@ -14,6 +14,7 @@ use tokio_util::task::TaskTracker;
 use twinset_proto::v1::{self, Pod};
 
 use super::{Desired, Shared};
+use crate::container::Backoff;
 use crate::images::ImageTable;
 use crate::ipam::Ipam;
 use crate::logs::Registry;
@@ -25,6 +26,8 @@ use crate::supervisor::Supervisor;
 use crate::volumes::Claims;
 
 const RESTART_DELAY: Duration = Duration::from_secs(1);
+const MAX_DELAY: Duration = Duration::from_secs(4);
+const RESET_AFTER: Duration = Duration::from_secs(60);
 const UID: &str = "uid-1";
 
 struct Setup {
@@ -58,7 +61,7 @@ fn setup_with(rt: FakeRuntime, network: Arc<dyn crate::network::PodNetwork>) -> 
         state: journal,
         reporter,
         logs: Registry::default(),
-        restart_delay: RESTART_DELAY,
+        backoff: Backoff::new(RESTART_DELAY, MAX_DELAY, RESET_AFTER).unwrap(),
         shutdown: CancellationToken::new(),
         stop_pods_on_shutdown: false,
         claims: Claims::open(&data.join("volumes")),
@@ -543,6 +546,116 @@ async fn a_pod_whose_network_cannot_be_made_waits_as_container_creating_until_a_
         launch.sandbox.unwrap().netns,
         Some(crate::network::fake::FakeNetwork::netns(UID))
     );
+    drop(desired);
+    task.abort();
+}
+
+/// [`pod`] without its probe, under `policy`.
+fn bare_pod(policy: &str) -> Pod {
+    let mut p = pod();
+    let spec = p.spec.as_mut().unwrap();
+    spec.restart_policy = policy.into();
+    spec.containers[0].liveness_probe = None;
+    p
+}
+
+fn exit_code(code: i32) -> Exit {
+    Exit {
+        code: Some(code),
+        signal: None,
+        oom_killed: false,
+    }
+}
+
+fn phase(r: &Report) -> Option<String> {
+    r.status.as_ref().map(|s| s.phase.clone())
+}
+
+/// Under each restart policy, a bare pod's container that exits with each code is
+/// restarted (after the base delay) or not, and the pod's phase says which.
+#[tokio::test(start_paused = true)]
+async fn restart_policies_decide_restarts_and_the_pods_phase() {
+    let cases = [
+        ("Always", 0, true, "Running"),
+        ("Always", 1, true, "Running"),
+        ("OnFailure", 0, false, "Succeeded"),
+        ("OnFailure", 1, true, "Running"),
+        ("Never", 0, false, "Succeeded"),
+        ("Never", 1, false, "Failed"),
+    ];
+    for (policy, code, restarts, want_phase) in cases {
+        let what = format!("restartPolicy {policy}, exit {code}");
+        let mut s = setup();
+        let (desired, task) = spawn_worker(&s, bare_pod(policy), None);
+        let (_, call) = s.rt.next_call(is_start).await;
+        report_where(&mut s.reports, "running", running).await;
+        let exited = Instant::now();
+        s.rt.exit(pid_of(&call), exit_code(code));
+        let r = report_where(&mut s.reports, "terminated or backing off", |r| !running(r)).await;
+        assert_eq!(phase(&r).as_deref(), Some(want_phase), "{what}");
+        let c = app(&r).unwrap();
+        if restarts {
+            let w = c.state.unwrap().waiting.unwrap();
+            assert_eq!(w.reason, "CrashLoopBackOff", "{what}");
+            assert_eq!(c.last_state.unwrap().terminated.unwrap().exit_code, code);
+            let (at, _) = s.rt.next_call(is_start).await;
+            assert_eq!(
+                at - exited,
+                RESTART_DELAY,
+                "{what}: restarted after the base"
+            );
+            let r = report_where(&mut s.reports, "running again", running).await;
+            assert_eq!(app(&r).unwrap().restart_count, 1, "{what}");
+        } else {
+            let t = c.state.unwrap().terminated.unwrap();
+            assert_eq!(t.exit_code, code, "{what}");
+            assert_eq!(t.reason, if code == 0 { "Completed" } else { "Error" });
+            assert_eq!(c.restart_count, 0, "{what}");
+            // Long past every back-off: nothing started again.
+            tokio::time::sleep(RESET_AFTER * 2).await;
+            let starts = s.rt.calls().iter().filter(|(_, c)| is_start(c)).count();
+            assert_eq!(starts, 1, "{what}: not restarted");
+        }
+        drop(desired);
+        task.abort();
+    }
+}
+
+/// Process `pid` exits 1; returns how long until the restart, whose pid replaces it.
+async fn crash_and_restart(s: &Setup, pid: &mut u32) -> Duration {
+    let crashed = Instant::now();
+    s.rt.exit(*pid, exit_code(1));
+    let (at, call) = s.rt.next_call(is_start).await;
+    *pid = pid_of(&call);
+    at - crashed
+}
+
+/// A crash-looping container restarts after 1×, 2×, 4× the base, then the max; a run
+/// as long as the reset period brings the delay back to the base.
+#[tokio::test(start_paused = true)]
+async fn restarts_back_off_doubling_to_the_max_and_reset_after_a_long_run() {
+    let mut s = setup();
+    let (desired, task) = spawn_worker(&s, bare_pod("Always"), None);
+    let (_, call) = s.rt.next_call(is_start).await;
+    let mut pid = pid_of(&call);
+    let mut gaps = Vec::new();
+    for _ in 0..5 {
+        gaps.push(crash_and_restart(&s, &mut pid).await);
+    }
+    assert_eq!(gaps, [1, 2, 4, 4, 4].map(|n| n * RESTART_DELAY));
+    let r = report_where(&mut s.reports, "the fifth restart", |r| {
+        running(r) && app(r).unwrap().restart_count == 5
+    })
+    .await;
+    assert!(running(&r));
+
+    // A good run of the reset period, then a crash: the base again, then doubling.
+    tokio::time::sleep(RESET_AFTER).await;
+    let mut gaps = Vec::new();
+    for _ in 0..2 {
+        gaps.push(crash_and_restart(&s, &mut pid).await);
+    }
+    assert_eq!(gaps, [RESTART_DELAY, 2 * RESTART_DELAY]);
     drop(desired);
     task.abort();
 }

@@ -91,17 +91,6 @@ pub fn summary(pod: &Pod) -> PodSummary {
     let mut ready = 0usize;
     let mut restarts: i64 = 0;
     let mut last_restart: Option<String> = None;
-    let mut note_restart = |state: Option<&ContainerState>| {
-        if let Some(t) = state.and_then(|s| s.terminated.as_ref()) {
-            if !t.finished_at.is_empty()
-                && last_restart
-                    .as_deref()
-                    .is_none_or(|cur| later(&t.finished_at, cur))
-            {
-                last_restart = Some(t.finished_at.clone());
-            }
-        }
-    };
 
     let mut reason = if status.reason.is_empty() {
         status.phase.clone()
@@ -112,7 +101,7 @@ pub fn summary(pod: &Pod) -> PodSummary {
     let mut initializing = false;
     for (i, c) in status.init_container_statuses.iter().enumerate() {
         restarts += i64::from(c.restart_count);
-        note_restart(c.last_state.as_ref());
+        note_restart(&mut last_restart, c.last_state.as_ref());
         let state = c.state.as_ref().unwrap_or(&empty_state);
         match (&state.terminated, &state.waiting) {
             (Some(t), _) if t.exit_code == 0 => continue,
@@ -139,11 +128,14 @@ pub fn summary(pod: &Pod) -> PodSummary {
         .iter()
         .any(|c| c.r#type == "Initialized" && c.status == "True");
     if !initializing || initialized {
+        // kubectl starts over from its restartable init containers (sidecars, which
+        // these pods do not have): the init containers' restarts and last restart drop.
         restarts = 0;
+        last_restart = None;
         let mut has_running = false;
         for c in status.container_statuses.iter().rev() {
             restarts += i64::from(c.restart_count);
-            note_restart(c.last_state.as_ref());
+            note_restart(&mut last_restart, c.last_state.as_ref());
             let state = c.state.as_ref().unwrap_or(&empty_state);
             if let Some(w) = state.waiting.as_ref().filter(|w| !w.reason.is_empty()) {
                 reason = w.reason.clone();
@@ -185,6 +177,16 @@ pub fn summary(pod: &Pod) -> PodSummary {
         status: reason,
         restarts,
         last_restart,
+    }
+}
+
+/// Keeps in `last` the later of it and the finish of a last state `state`.
+fn note_restart(last: &mut Option<String>, state: Option<&ContainerState>) {
+    if let Some(t) = state.and_then(|s| s.terminated.as_ref()) {
+        if !t.finished_at.is_empty() && last.as_deref().is_none_or(|cur| later(&t.finished_at, cur))
+        {
+            *last = Some(t.finished_at.clone());
+        }
     }
 }
 
@@ -285,6 +287,61 @@ mod tests {
         assert_eq!(s.last_restart.as_deref(), Some("2024-03-05T07:08:09Z"));
         let now = crate::time::parse("2024-03-05T07:13:09Z").unwrap();
         assert_eq!(s.restarts_column(now), "2 (5m ago)");
+    }
+
+    #[test]
+    fn restarts_column_sums_containers_and_takes_the_latest_finish_as_kubectl() {
+        let restarted = |restarts, finished: &str| {
+            let mut st = running(true, restarts);
+            st.last_state = Some(ContainerState {
+                terminated: Some(ContainerStateTerminated {
+                    exit_code: 1,
+                    finished_at: finished.into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            });
+            st
+        };
+        let now = crate::time::parse("2024-03-05T08:00:00Z").unwrap();
+        let s = summary(&pod(
+            "Running",
+            vec![
+                restarted(4, "2024-03-05T07:59:30Z"),
+                restarted(1, "2024-03-05T07:50:00Z"),
+                running(true, 0),
+            ],
+        ));
+        assert_eq!(s.restarts_column(now), "5 (30s ago)");
+        // Restarts without a last state say only how many.
+        assert_eq!(
+            summary(&pod("Running", vec![running(true, 2)])).restarts_column(now),
+            "2"
+        );
+
+        // Once initialized, only the app containers count, with their own last finish
+        // (an init container's later one is dropped with its restarts).
+        let mut p = pod("Running", vec![restarted(1, "2024-03-05T07:00:00Z")]);
+        if let Some(st) = p.status.as_mut() {
+            let mut init = restarted(3, "2024-03-05T07:59:59Z");
+            init.state = Some(ContainerState {
+                terminated: Some(ContainerStateTerminated {
+                    exit_code: 0,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            });
+            st.init_container_statuses = vec![init];
+            st.conditions = vec![PodCondition {
+                r#type: "Initialized".into(),
+                status: "True".into(),
+                ..Default::default()
+            }];
+        }
+        if let Some(spec) = p.spec.as_mut() {
+            spec.init_containers = vec![Container::default()];
+        }
+        assert_eq!(summary(&p).restarts_column(now), "1 (60m ago)");
     }
 
     #[test]

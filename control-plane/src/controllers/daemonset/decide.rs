@@ -203,6 +203,7 @@ pub fn decide(snap: Snapshot<'_>) -> Vec<Action> {
     let history = history::resolve(&history_owner(ds), snap.revisions);
     let hash = history.update.hash(&meta(ds).name).to_string();
     let pod_spec = effective_spec(ds);
+    let unreachable_spec = placement::tolerating_silence(&pod_spec);
     let mut actions = revision_writes(&history);
     let create = |node: &str| Action::CreatePod {
         node: node.to_string(),
@@ -283,10 +284,15 @@ pub fn decide(snap: Snapshot<'_>) -> Vec<Action> {
         let Some(node_name) = node.metadata.as_ref().map(|m| m.name.as_str()) else {
             continue;
         };
-        let fit: Fit = placement::fit(&pod_spec, node);
         // An unreachable node's pods cannot be stopped or reported on: the rollout goes
-        // on without it.
+        // on without it. It stays a node the set runs on: the NoSchedule taints its
+        // silence brings (not-ready, unreachable) do not take it out of the desired count.
         let reachable = ready_status(node) == "True";
+        let fit: Fit = if reachable {
+            placement::fit(&pod_spec, node)
+        } else {
+            placement::fit(&unreachable_spec, node)
+        };
         let mut pods = by_node.remove(node_name).unwrap_or_default();
         for p in &pods {
             if let Some(h) = pod_hash(p) {
@@ -360,6 +366,8 @@ pub fn decide(snap: Snapshot<'_>) -> Vec<Action> {
                 // Wait until the old or failed pod is gone: at most one daemon pod per node.
                 None if !terminating && !failed => {
                     if reachable {
+                        // A node without its pod is unavailable (the budget counts it).
+                        unavailable_now += 1;
                         reachable_pending = true;
                     } else {
                         waiting.push(node_name.to_string());

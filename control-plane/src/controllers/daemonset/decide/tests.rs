@@ -959,11 +959,32 @@ fn orphaned_revisions_of_the_same_name_are_adopted() {
 fn an_unreachable_node_neither_uses_the_budget_nor_blocks_the_rollout() {
     // n3 is Unknown with an outdated pod whose status is stale (still Ready); n4 is
     // NotReady and its outdated pod is being deleted and cannot finish.
+    // The node lifecycle controller's taints come with the silence.
     let ns = vec![
         node("n1", &[], &[]),
         node("n2", &[], &[]),
-        not_ready(node("n3", &[], &[]), "Unknown"),
-        not_ready(node("n4", &[], &[]), "False"),
+        not_ready(
+            node(
+                "n3",
+                &[],
+                &[
+                    (taint_keys::UNREACHABLE, "NoSchedule"),
+                    (taint_keys::UNREACHABLE, "NoExecute"),
+                ],
+            ),
+            "Unknown",
+        ),
+        not_ready(
+            node(
+                "n4",
+                &[],
+                &[
+                    (taint_keys::NOT_READY, "NoSchedule"),
+                    (taint_keys::NOT_READY, "NoExecute"),
+                ],
+            ),
+            "False",
+        ),
     ];
     let pods = vec![
         outdated(pod("a", "n1", 1)),
@@ -1071,4 +1092,14 @@ fn surge_skips_unreachable_nodes_and_their_slots() {
     let a = run(&surge_ds(IntOrString::int(1)), &ns, &pods);
     assert_eq!(creates(&a), vec!["n2"], "n1 holds no surge slot");
     assert!(deletes(&a).is_empty());
+}
+
+#[test]
+fn a_node_waiting_for_its_new_pod_uses_the_budget() {
+    // n1's old pod is gone and its replacement not made yet: n1 is unavailable, so n2's
+    // old pod stays (maxUnavailable 1).
+    let ns = nodes(&["n1", "n2"]);
+    let a = run(&ds(), &ns, &[outdated(pod("b", "n2", 1))]);
+    assert_eq!(creates(&a), vec!["n1"]);
+    assert!(deletes(&a).is_empty(), "{a:?}");
 }
