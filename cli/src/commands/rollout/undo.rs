@@ -37,8 +37,8 @@ pub async fn run(ctx: &Ctx, args: RolloutUndoArgs) -> anyhow::Result<()> {
     for_each_name(names, async |name| {
         let set = get_object(&mut client, kind, &ns, &name).await?;
         if set.meta().annotations.contains_key(LAST_APPLIED) {
-            eprint!(
-                "Warning: resource {}/{name} was previously managed with 'kubectl apply'. Rolling back will not update the {LAST_APPLIED} annotation, which may cause unexpected behavior on future 'kubectl apply' operations. Consider using 'kubectl apply' with your previous configuration file instead.\n",
+            eprintln!(
+                "Warning: resource {}/{name} was previously managed with 'kubectl apply'. Rolling back will not update the {LAST_APPLIED} annotation, which may cause unexpected behavior on future 'kubectl apply' operations. Consider using 'kubectl apply' with your previous configuration file instead.",
                 kind.resource()
             );
         }
