@@ -2,7 +2,7 @@
 //! found as kubectl finds them (the namespace's revisions matching the set's selector,
 //! kept when the set is their controller), and kubectl's table or one revision's
 //! template.
-use super::{for_each_name, group_kind, is_set, selector, targets, Ctx};
+use super::{for_each_name, require_set, selector, targets, Ctx};
 use crate::args::RolloutHistoryArgs;
 use crate::client::Client;
 use crate::commands::{get_object, list};
@@ -24,12 +24,7 @@ pub async fn run(ctx: &Ctx, args: RolloutHistoryArgs) -> anyhow::Result<()> {
     if args.revision < 0 {
         bail!("revision must be a positive integer: {}", args.revision);
     }
-    if !is_set(kind) {
-        bail!(
-            "no history viewer has been implemented for \"{}\"",
-            group_kind(kind)
-        );
-    }
+    require_set(kind, "history viewer")?;
     let mut client = ctx.client().await?;
     for_each_name(names, async |name| {
         let set = get_object(&mut client, kind, &ns, &name).await?;

@@ -52,19 +52,41 @@ fn is_set(kind: Kind) -> bool {
     matches!(kind, Kind::DaemonSet | Kind::StatefulSet)
 }
 
+/// kubectl's refusal of a kind that has no `what` (history viewer, rollbacker).
+fn require_set(kind: Kind, what: &str) -> anyhow::Result<()> {
+    if !is_set(kind) {
+        bail!(
+            "no {what} has been implemented for \"{}\"",
+            group_kind(kind)
+        );
+    }
+    Ok(())
+}
+
+/// The set's selector and pod template, whatever its kind.
+fn parts(set: &Object) -> (Option<&LabelSelector>, Option<&PodTemplateSpec>) {
+    let spec = match &set.kind {
+        Some(Variant::DaemonSet(d)) => d
+            .spec
+            .as_ref()
+            .map(|s| (s.selector.as_ref(), s.template.as_ref())),
+        Some(Variant::StatefulSet(s)) => s
+            .spec
+            .as_ref()
+            .map(|s| (s.selector.as_ref(), s.template.as_ref())),
+        _ => None,
+    };
+    spec.unwrap_or((None, None))
+}
+
 /// The set's pod template.
 fn template(set: &Object) -> Option<&PodTemplateSpec> {
-    match set.kind() {
-        Kind::DaemonSet => set
-            .as_daemon_set()
-            .and_then(|d| d.spec.as_ref())
-            .and_then(|s| s.template.as_ref()),
-        Kind::StatefulSet => set
-            .as_stateful_set()
-            .and_then(|s| s.spec.as_ref())
-            .and_then(|s| s.template.as_ref()),
-        _ => None,
-    }
+    parts(set).1
+}
+
+/// The set's label selector.
+fn selector(set: &Object) -> Option<&LabelSelector> {
+    parts(set).0
 }
 
 /// The set's pod template, to change it (created when missing); None for other kinds.
@@ -75,21 +97,6 @@ fn template_mut(set: &mut Object) -> Option<&mut PodTemplateSpec> {
         _ => return None,
     };
     Some(template.get_or_insert_with(Default::default))
-}
-
-/// The set's label selector.
-fn selector(set: &Object) -> Option<&LabelSelector> {
-    match set.kind() {
-        Kind::DaemonSet => set
-            .as_daemon_set()
-            .and_then(|d| d.spec.as_ref())
-            .and_then(|s| s.selector.as_ref()),
-        Kind::StatefulSet => set
-            .as_stateful_set()
-            .and_then(|s| s.spec.as_ref())
-            .and_then(|s| s.selector.as_ref()),
-        _ => None,
-    }
 }
 
 /// Runs `each` for every name, going on past failures as kubectl does: every failure is

@@ -2,7 +2,7 @@
 //! revision's template back into the set (compare-and-swap, retried on conflict), as
 //! kubectl's rollbackers do; the controller then rolls the pods as for any other change.
 use super::history::revisions;
-use super::{for_each_name, group_kind, is_set, targets, template, template_mut, Ctx};
+use super::{for_each_name, require_set, targets, template, template_mut, Ctx};
 use crate::args::RolloutUndoArgs;
 use crate::commands::{get_object, modify};
 use crate::print::describe::pod_template_unaligned;
@@ -27,12 +27,7 @@ pub async fn run(ctx: &Ctx, args: RolloutUndoArgs) -> anyhow::Result<()> {
             "Invalid dry-run value ({other}). Must be \"none\", \"server\", or \"client\"."
         ),
     };
-    if !is_set(kind) {
-        bail!(
-            "no rollbacker has been implemented for \"{}\"",
-            group_kind(kind)
-        );
-    }
+    require_set(kind, "rollbacker")?;
     let mut client = ctx.client().await?;
     for_each_name(names, async |name| {
         let set = get_object(&mut client, kind, &ns, &name).await?;
