@@ -146,10 +146,12 @@ pub struct BenchArgs {
     /// `sts-parallel` (Parallel StatefulSet: apply -> every pod Running, pods/s) or
     /// `writes` (durable writes/s at 1, 8, 64 clients; none, idle, stalled watchers) or
     /// `pod-network` (bridge pod network setup per pod, as root, no cluster needed) or
-    /// `rest` (REST Table list and watch of 1000 pods beside the same over gRPC).
+    /// `rest` (REST Table list and watch of 1000 pods beside the same over gRPC) or
+    /// `ds-rollout` (a DaemonSet rolling update across every node: total time and the
+    /// controller's overhead per node).
     pub scenario: String,
-    /// How many runs (default: 10 for daemonset, 1 for the StatefulSet scenarios; for
-    /// rest, 200 list rounds, and a quarter as many watch rounds).
+    /// How many runs (default: 10 for daemonset, 3 for ds-rollout, 1 for the StatefulSet
+    /// scenarios; for rest, 200 list rounds, and a quarter as many watch rounds).
     #[arg(long)]
     pub runs: Option<usize>,
     /// The DaemonSet manifest to apply (daemonset scenario).
@@ -178,6 +180,9 @@ pub struct BenchArgs {
     /// Idle, then stalled, Watch streams open during the writes scenario's rows.
     #[arg(long, default_value_t = 2000)]
     pub watchers: usize,
+    /// maxUnavailable of the ds-rollout scenario's DaemonSet (a count or a percentage).
+    #[arg(long, default_value = "10%")]
+    pub max_unavailable: String,
 }
 
 impl Command {

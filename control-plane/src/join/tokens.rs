@@ -4,7 +4,7 @@
 //! about a token ([`decide_join`]). Using up a use is a compare-and-swap, so two agents
 //! can never both take the last one.
 
-use crate::store::{try_update_with_retry, Change, Error as StoreError, Key, Store};
+use crate::store::{try_update_with_retry_attempts, Change, Error as StoreError, Key, Store};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use twinset_proto::token::{hashes_equal, is_token_id, Token, TokenError};
 use twinset_proto::v1::{BootstrapToken, BootstrapTokenSpec, Object, ObjectMeta, TokenInfo};
@@ -352,7 +352,7 @@ pub async fn consume(
         return Ok(first);
     }
     let mut taken = first;
-    let outcome = try_update_with_retry(store, &key(id), |obj| {
+    let outcome = try_update_with_retry_attempts(store, &key(id), RACE_ATTEMPTS, |obj| {
         let current = TokenRecord::from_object(obj)?;
         taken = decide_join(id, Some(&current), secret_hash, node, now)?;
         if let Some(spec) = obj.as_bootstrap_token_mut().and_then(|t| t.spec.as_mut()) {
@@ -370,6 +370,10 @@ pub async fn consume(
         Err(e) => Err(e),
     }
 }
+
+/// Attempts at a token's compare-and-swap: every machine that joins at once (`twinset
+/// up --nodes 20`, a rack booting) races on the one token's uses, one winner per round.
+const RACE_ATTEMPTS: usize = 128;
 
 /// How long an expired token is kept (so a late joiner hears "has expired", not "is not
 /// valid") before [`sweep_expired`] deletes it.
@@ -403,7 +407,7 @@ pub async fn sweep_expired(
 /// node name was pinned by someone else meanwhile). Best effort: a token deleted since
 /// stays deleted.
 pub async fn refund(store: &dyn Store, id: &str) -> Result<(), TokenStoreError> {
-    let outcome = try_update_with_retry(store, &key(id), |obj| {
+    let outcome = try_update_with_retry_attempts(store, &key(id), RACE_ATTEMPTS, |obj| {
         let Some(spec) = obj.as_bootstrap_token_mut().and_then(|t| t.spec.as_mut()) else {
             return Ok::<_, TokenStoreError>(Change::Keep);
         };

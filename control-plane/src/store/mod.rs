@@ -28,8 +28,8 @@ use twinset_proto::Kind;
 pub use hub::Hub;
 pub use key::Key;
 pub use retry::{
-    create_or_update, create_or_update_attempts, try_update_with_retry, update_with_retry, Change,
-    Outcome,
+    create_or_update, create_or_update_attempts, try_update_with_retry,
+    try_update_with_retry_attempts, update_with_retry, Change, Outcome,
 };
 pub use stream::{Next, WatchStream};
 

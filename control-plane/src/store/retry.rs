@@ -83,6 +83,28 @@ where
     .await
 }
 
+/// [`try_update_with_retry`] with a bound of its own on the attempts: for an object many
+/// writers race on by design (a join token's uses while many machines join at once).
+pub async fn try_update_with_retry_attempts<E, F>(
+    store: &dyn Store,
+    key: &Key,
+    attempts: usize,
+    edit: F,
+) -> Result<Outcome, E>
+where
+    E: From<Error>,
+    F: FnMut(&mut Object) -> Result<Change, E> + Send,
+{
+    modify(
+        store,
+        key,
+        attempts,
+        None::<fn() -> Result<Object, E>>,
+        edit,
+    )
+    .await
+}
+
 /// [`update_with_retry`], but a missing object is created from what `create` returns
 /// (and when someone else creates it first, that one is edited instead).
 pub async fn create_or_update<E, C, F>(

@@ -8,10 +8,13 @@
 //!   stalled watchers ([`writes`]);
 //! - `pod-network`: the bridge pod network's per-pod setup and teardown, on this machine
 //!   in a network namespace of its own, no cluster needed ([`podnet`]);
+//! - `ds-rollout`: a DaemonSet rolling update across every node, its total time and the
+//!   controller's overhead per node ([`ds_rollout`]);
 //! - `rest`: the Kubernetes REST API beside gRPC on the same port — a Table list of
 //!   1000 pods as kubectl asks for it and a watch delivering 1000 events ([`rest`]).
 
 mod daemonset;
+mod ds_rollout;
 mod podnet;
 mod rest;
 mod statefulset;
@@ -27,6 +30,7 @@ use twinset_proto::v1::{ListRequest, Pod};
 /// The scenarios `bench` knows, as the user names them.
 pub const SCENARIOS: &[&str] = &[
     "daemonset",
+    "ds-rollout",
     "sts-ordered",
     "sts-parallel",
     "writes",
@@ -49,6 +53,7 @@ pub async fn run(ctx: &Ctx, args: BenchArgs) -> anyhow::Result<()> {
     let mut client = ctx.client().await?;
     match args.scenario.as_str() {
         "daemonset" => daemonset::run(&mut client, &args).await,
+        "ds-rollout" => ds_rollout::run(&mut client, &args).await,
         "sts-ordered" => statefulset::ordered(&mut client, &args).await,
         "writes" => writes::run(&mut client, &args).await,
         "rest" => rest::run(&mut client, &args).await,
@@ -199,7 +204,7 @@ mod tests {
     fn unknown_scenario_names_the_known_ones() {
         assert_eq!(
             SCENARIOS.join(", "),
-            "daemonset, sts-ordered, sts-parallel, writes, pod-network, rest"
+            "daemonset, ds-rollout, sts-ordered, sts-parallel, writes, pod-network, rest"
         );
     }
 }
