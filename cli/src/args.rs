@@ -385,6 +385,53 @@ pub struct RolloutArgs {
 pub enum RolloutCommand {
     /// Watch a rollout until it completes.
     Status(RolloutStatusArgs),
+    /// List a set's revisions, or show one revision's pod template.
+    History(RolloutHistoryArgs),
+    /// Roll a set back to an earlier revision (by default the one before the newest).
+    Undo(RolloutUndoArgs),
+    /// Replace every pod of a set, its template otherwise unchanged.
+    Restart(RolloutTargetArgs),
+    /// Refused: only Deployments can be paused, and Twinset has none.
+    Pause(RolloutTargetArgs),
+    /// Refused: only Deployments can be paused, and Twinset has none.
+    Resume(RolloutTargetArgs),
+}
+
+/// The sets a `rollout` verb acts on.
+#[derive(Debug, Args)]
+pub struct RolloutTargetArgs {
+    /// `ds/NAME`, `sts/NAME` (repeatable) or `KIND NAME...`.
+    #[arg(required = true)]
+    pub target: Vec<String>,
+    /// Namespace (default: `default`).
+    #[arg(short = 'n', long)]
+    pub namespace: Option<String>,
+}
+
+/// `rollout history`.
+#[derive(Debug, Args)]
+pub struct RolloutHistoryArgs {
+    /// The sets.
+    #[command(flatten)]
+    pub sets: RolloutTargetArgs,
+    /// Show the pod template of this revision (0: list every revision).
+    #[arg(long, default_value_t = 0)]
+    pub revision: i64,
+}
+
+/// `rollout undo`.
+#[derive(Debug, Args)]
+pub struct RolloutUndoArgs {
+    /// The sets.
+    #[command(flatten)]
+    pub sets: RolloutTargetArgs,
+    /// The revision to roll back to (0: the one before the newest).
+    #[arg(long, default_value_t = 0)]
+    pub to_revision: i64,
+    /// `none` (default) or `client` (print the template it would roll back to); `server`
+    /// is refused.
+    #[arg(long, default_value = "none", num_args = 0..=1, default_missing_value = "client")]
+    pub dry_run: String,
 }
 
 /// `rollout status`.

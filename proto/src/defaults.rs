@@ -75,6 +75,12 @@ pub fn pod_spec(spec: &mut PodSpec) {
                 p.protocol = "TCP".into();
             }
         }
+        // Empty resources are none: Kubernetes' ResourceRequirements is a struct, where
+        // `resources: {}` (what Go clients write, e.g. kubectl's `rollout undo` patch)
+        // and no resources are one template.
+        if c.resources == Some(Default::default()) {
+            c.resources = None;
+        }
         // A container with limits and no requests requests its limits (Kubernetes' rule).
         if let Some(r) = &mut c.resources {
             for (k, v) in r.limits.clone() {
@@ -143,6 +149,20 @@ fn stateful_set(spec: &mut StatefulSetSpec) {
 mod tests {
     use super::*;
     use crate::manifest::{decode, to_yaml};
+
+    #[test]
+    fn empty_resources_are_no_resources() {
+        let mut spec = PodSpec {
+            containers: vec![Container {
+                name: "c".into(),
+                resources: Some(Default::default()),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        pod_spec(&mut spec);
+        assert_eq!(spec.containers[0].resources, None);
+    }
 
     #[test]
     fn defaults_are_idempotent_and_survive_a_round_trip() {

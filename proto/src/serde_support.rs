@@ -50,9 +50,59 @@ pub mod revision_data {
         let mut t =
             serde_json::to_value(template.clone().unwrap_or_default()).map_err(S::Error::custom)?;
         if let Value::Object(m) = &mut t {
+            go_empty_fields(m);
             m.insert(PATCH.into(), "replace".into());
         }
         json!({ "spec": { "template": t } }).serialize(s)
+    }
+
+    /// The empty fields Go's encoding/json writes where we leave them out
+    /// (`metadata.creationTimestamp: null`, each container's `resources: {}`), so that with
+    /// keys sorted as Go sorts them the data is byte for byte the patch kubectl makes of
+    /// the set: `rollout undo` compares the two to skip a rollback to the template the
+    /// set already has.
+    fn go_empty_fields(template: &mut serde_json::Map<String, Value>) {
+        if let Some(meta) = template
+            .entry("metadata")
+            .or_insert_with(|| json!({}))
+            .as_object_mut()
+        {
+            meta.entry("creationTimestamp").or_insert(Value::Null);
+        }
+        for c in containers(template) {
+            c.entry("resources").or_insert_with(|| json!({}));
+        }
+    }
+
+    /// Takes out what [`go_empty_fields`] put in while still empty.
+    fn drop_go_empty_fields(template: &mut serde_json::Map<String, Value>) {
+        if let Some(Value::Object(meta)) = template.get_mut("metadata") {
+            if meta.get("creationTimestamp") == Some(&Value::Null) {
+                meta.remove("creationTimestamp");
+            }
+            if meta.is_empty() {
+                template.remove("metadata");
+            }
+        }
+        for c in containers(template) {
+            if c.get("resources") == Some(&json!({})) {
+                c.remove("resources");
+            }
+        }
+    }
+
+    /// The template's init containers and containers, as JSON objects.
+    fn containers(
+        template: &mut serde_json::Map<String, Value>,
+    ) -> impl Iterator<Item = &mut serde_json::Map<String, Value>> {
+        let spec = template.get_mut("spec").and_then(Value::as_object_mut);
+        spec.into_iter().flat_map(|spec| {
+            spec.iter_mut()
+                .filter(|(k, _)| *k == "initContainers" || *k == "containers")
+                .filter_map(|(_, v)| v.as_array_mut())
+                .flatten()
+                .filter_map(Value::as_object_mut)
+        })
     }
 
     /// Reads the patch shape back into the template (`$patch` dropped).
@@ -70,6 +120,7 @@ pub mod revision_data {
             ));
         };
         t.remove(PATCH);
+        drop_go_empty_fields(&mut t);
         serde_json::from_value(Value::Object(t))
             .map(Some)
             .map_err(|e| D::Error::custom(format!("data.spec.template: {e}")))
@@ -111,7 +162,13 @@ mod tests {
         assert_eq!(
             v["data"],
             json!({"spec": {"template": {"$patch": "replace",
-                "spec": {"containers": [{"name": "c", "image": "nginx:1"}]}}}})
+                "metadata": {"creationTimestamp": null},
+                "spec": {"containers": [{"name": "c", "image": "nginx:1", "resources": {}}]}}}})
+        );
+        // Keys sorted and Go's empty fields in: the bytes kubectl makes of the set.
+        assert_eq!(
+            serde_json::to_string(&v["data"]).unwrap(),
+            r#"{"spec":{"template":{"$patch":"replace","metadata":{"creationTimestamp":null},"spec":{"containers":[{"image":"nginx:1","name":"c","resources":{}}]}}}}"#
         );
         let back = decode_json(v).unwrap();
         assert_eq!(back.as_controller_revision(), Some(&rev));

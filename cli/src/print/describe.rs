@@ -56,12 +56,16 @@ impl PodCounts {
 
 struct Writer {
     w: TabWriter,
+    /// Hand the text back as written, tabs and all (kubectl's PrefixWriter straight
+    /// onto a buffer, as `rollout history --revision` prints a template).
+    unaligned: bool,
 }
 
 impl Writer {
     fn new() -> Self {
         Self {
             w: TabWriter::describe(),
+            unaligned: false,
         }
     }
 
@@ -127,7 +131,11 @@ impl Writer {
     }
 
     fn finish(self) -> String {
-        self.w.finish()
+        if self.unaligned {
+            self.w.into_unaligned()
+        } else {
+            self.w.finish()
+        }
     }
 }
 
@@ -668,6 +676,17 @@ fn resource_list(w: &mut Writer, title: &str, list: &BTreeMap<String, String>) {
     for (k, v) in list {
         w.kv(LEVEL_1, k, v);
     }
+}
+
+/// A pod template as `kubectl rollout history --revision N` prints it: kubectl's
+/// DescribePodTemplate written with no tab writer, so its tabs are left as they are.
+pub fn pod_template_unaligned(template: &PodTemplateSpec) -> String {
+    let mut w = Writer {
+        unaligned: true,
+        ..Writer::new()
+    };
+    pod_template(&mut w, template);
+    w.finish()
 }
 
 /// DescribePodTemplate.

@@ -89,6 +89,13 @@ impl TabWriter {
         self.out
     }
 
+    /// Everything written, with nothing laid out: text still pending is handed back with
+    /// its tabs, as Go writes when no tab writer sits between the printer and the output.
+    pub fn into_unaligned(mut self) -> String {
+        self.out.push_str(&self.pending);
+        self.out
+    }
+
     fn format(
         &mut self,
         lines: &[Vec<&str>],

@@ -177,6 +177,9 @@ pub fn resolve(owner: &Owner<'_>, all: &[ControllerRevision]) -> History {
                     name: name.clone(),
                     namespace: m.namespace.clone(),
                     labels,
+                    // As upstream's newRevision: the set's annotations, so a
+                    // `kubernetes.io/change-cause` shows in `rollout history`.
+                    annotations: m.annotations.clone(),
                     owner_references: vec![owner.reference.clone()],
                     ..Default::default()
                 }),
@@ -288,7 +291,12 @@ mod tests {
 
     #[test]
     fn first_template_makes_revision_one() {
-        let h = resolve(&history_owner(&set("a", "")), &[]);
+        let mut web = set("a", "");
+        if let Some(m) = web.metadata.as_mut() {
+            m.annotations
+                .insert("kubernetes.io/change-cause".into(), "first".into());
+        }
+        let h = resolve(&history_owner(&web), &[]);
         let created = h.create.clone().expect("a new revision");
         assert_eq!(created.revision, 1);
         assert!(h.update.name.starts_with("web-") && h.update.name.len() == 14);
@@ -300,6 +308,7 @@ mod tests {
         let m = created.metadata.as_ref().unwrap();
         assert_eq!(m.labels[HASH_LABEL], &h.update.name[4..]);
         assert_eq!(m.owner_references[0].uid, "uid");
+        assert_eq!(m.annotations["kubernetes.io/change-cause"], "first");
         assert_eq!(created.data, Some(template("a")));
     }
 

@@ -215,7 +215,6 @@ async fn measure(
                 namespace: ns.to_string(),
                 resource_version: rv,
                 label_selector: format!("app={NAME}"),
-                ..Default::default()
             })
             .await
             .map_err(|s| client.error(s))?

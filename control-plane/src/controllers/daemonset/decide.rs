@@ -48,8 +48,8 @@ pub enum Action {
     },
     /// Store a new revision of the set's template.
     CreateRevision {
-        /// The revision object.
-        revision: ControllerRevision,
+        /// The revision object (boxed: it dwarfs the other actions).
+        revision: Box<ControllerRevision>,
     },
     /// Give an older revision the next number (the template went back to it).
     RenumberRevision {
@@ -483,7 +483,9 @@ pub fn decide(snap: Snapshot<'_>) -> Vec<Action> {
 fn revision_writes(history: &History) -> Vec<Action> {
     let mut out = Vec::new();
     if let Some(revision) = history.create.clone() {
-        out.push(Action::CreateRevision { revision });
+        out.push(Action::CreateRevision {
+            revision: Box::new(revision),
+        });
     }
     if let Some((name, revision)) = history.renumber.clone() {
         out.push(Action::RenumberRevision { name, revision });

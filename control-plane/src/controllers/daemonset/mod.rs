@@ -153,7 +153,7 @@ impl DaemonSets {
                     shell.adopt(ns, &pod, decide::owner_reference(&ds)).await?
                 }
                 Action::CreateRevision { revision } => {
-                    first.push(shell.create_revision(revision).boxed())
+                    first.push(shell.create_revision(*revision).boxed())
                 }
                 Action::RenumberRevision { name, revision } => first.push(
                     async move { shell.renumber_revision(ns, &name, revision).await }.boxed(),

@@ -892,7 +892,7 @@ fn a_new_template_is_revision_two_and_the_old_one_reapplied_is_renumbered() {
     };
     let h2 = hash(&v2);
     assert_eq!(
-        snap(&v2, &[r1.clone()]),
+        snap(&v2, std::slice::from_ref(&r1)),
         vec![format!("create node-monitor-{h2} #2")]
     );
     let mut r2 = stored(&v2);

@@ -1,7 +1,7 @@
 //! `twinset rollout status ds/NAME | sts/NAME`: kubectl's rollout status
 //! messages, following the object through the Watch stream until done.
-use super::{namespace, parse_target, Ctx};
-use crate::args::{RolloutArgs, RolloutCommand, RolloutStatusArgs};
+use crate::args::RolloutStatusArgs;
+use crate::commands::{get_object, namespace, parse_target, Ctx};
 use crate::report;
 use anyhow::bail;
 use tokio::time::Instant;
@@ -136,14 +136,8 @@ fn state_of(obj: &Object) -> anyhow::Result<RolloutState> {
     }
 }
 
-/// Runs `rollout`.
-pub async fn run(ctx: &Ctx, args: RolloutArgs) -> anyhow::Result<()> {
-    match args.command {
-        RolloutCommand::Status(a) => status(ctx, a).await,
-    }
-}
-
-async fn status(ctx: &Ctx, args: RolloutStatusArgs) -> anyhow::Result<()> {
+/// Runs `rollout status`.
+pub async fn run(ctx: &Ctx, args: RolloutStatusArgs) -> anyhow::Result<()> {
     let (first, rest) = match args.target.split_first() {
         Some((f, r)) => (f.clone(), r.to_vec()),
         None => bail!("required resource not specified"),
@@ -161,17 +155,13 @@ async fn status(ctx: &Ctx, args: RolloutStatusArgs) -> anyhow::Result<()> {
     let ns = namespace(args.namespace.as_deref());
     let mut client = ctx.client().await?;
     if !args.watch {
-        let obj = super::get_object(&mut client, kind, &ns, name).await?;
+        let obj = get_object(&mut client, kind, &ns, name).await?;
         report::outln(&state_of(&obj)?.message);
         return Ok(());
     }
-    let deadline = args
-        .timeout
-        .filter(|d| !d.is_zero())
-        .map(|d| Instant::now() + d);
     let mut last = String::new();
     let mut seen = false;
-    let result = crate::watch::until(&mut client, kind, &ns, name, deadline, |obj| {
+    let follow = crate::watch::until(&mut client, kind, &ns, name, None, |obj| {
         let Some(obj) = obj else {
             if seen {
                 bail!("object has been deleted");
@@ -185,9 +175,16 @@ async fn status(ctx: &Ctx, args: RolloutStatusArgs) -> anyhow::Result<()> {
             last = state.message.clone();
         }
         Ok(state.done)
-    })
-    .await;
-    result
+    });
+    // kubectl's `--timeout` (0: none) ends the wait with the wait package's error, which
+    // unlike `delete --wait`'s names no object.
+    match args.timeout.filter(|d| !d.is_zero()) {
+        None => follow.await,
+        Some(d) => match tokio::time::timeout_at(Instant::now() + d, follow).await {
+            Ok(result) => result,
+            Err(_) => bail!("timed out waiting for the condition"),
+        },
+    }
 }
 
 #[cfg(test)]
