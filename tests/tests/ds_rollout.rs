@@ -171,12 +171,17 @@ fn regex_free_progress(lines: &[&str]) -> Result<(), String> {
 }
 
 /// A DaemonSet whose container writes `start|stop <pod> <pid> <ns since epoch>` lines
-/// into `<log>/<node>` (a hostPath), with maxSurge 1 and maxUnavailable 0.
+/// into `<log>/<node>` (a hostPath) and is Ready once its start line is there, with
+/// maxSurge 1 and maxUnavailable 0.
 fn surge_logger(version: &str, log: &std::path::Path) -> String {
     // `$$$$` is the shell's `$$` after Kubernetes' `$$` escape in commands.
-    let script = r#"echo "start $POD_NAME $$$$ $(date +%s%N)" >> "/log/$NODE_NAME"
-trap 'echo "stop $POD_NAME $$$$ $(date +%s%N)" >> "/log/$NODE_NAME"; exit 0' TERM
-while :; do sleep 0.2 & wait $!; done"#;
+    // Mounted at its own path, so the script and the probe see it whether or not the
+    // pod's mounts are isolated.
+    let script = r#"echo "start $POD_NAME $$$$ $(date +%s%N)" >> "LOG/$NODE_NAME"
+trap 'echo "stop $POD_NAME $$$$ $(date +%s%N)" >> "LOG/$NODE_NAME"; exit 0' TERM
+while :; do sleep 0.2 & wait $!; done"#
+        .replace("LOG", &log.display().to_string());
+    let probe = format!("grep -q \"start $POD_NAME \" {}/$NODE_NAME", log.display());
     format!(
         "apiVersion: apps/v1
 kind: DaemonSet
@@ -206,12 +211,18 @@ spec:
       - name: main
         image: busybox
         command: [\"sh\", \"-c\", {script:?}]
+        # Ready once its start line is written (a pod without a probe is Ready as soon as
+        # its process exists, before the script has run a line).
+        readinessProbe:
+          exec:
+            command: [\"sh\", \"-c\", {probe:?}]
+          periodSeconds: 1
         env:
         - name: VERSION
           value: \"{version}\"
         volumeMounts:
         - name: log
-          mountPath: /log
+          mountPath: {log}
 ",
         log = log.display()
     )
