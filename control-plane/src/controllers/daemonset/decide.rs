@@ -285,15 +285,17 @@ pub fn decide(snap: Snapshot<'_>) -> Vec<Action> {
             continue;
         };
         // An unreachable node's pods cannot be stopped or reported on: the rollout goes
-        // on without it. It stays a node the set runs on: the NoSchedule taints its
-        // silence brings (not-ready, unreachable) do not take it out of the desired count.
+        // on without it. A node that runs a pod of the set stays one the set runs on: the
+        // NoSchedule taints its silence brings (not-ready, unreachable) do not take it
+        // out of the desired count. (A node that never was Ready, just joined, has no
+        // pod of the set and gets none until it registers.)
         let reachable = ready_status(node) == "True";
-        let fit: Fit = if reachable {
+        let mut pods = by_node.remove(node_name).unwrap_or_default();
+        let fit: Fit = if reachable || pods.is_empty() {
             placement::fit(&pod_spec, node)
         } else {
             placement::fit(&unreachable_spec, node)
         };
-        let mut pods = by_node.remove(node_name).unwrap_or_default();
         for p in &pods {
             if let Some(h) = pod_hash(p) {
                 live.insert(format!("{}-{h}", meta(ds).name));

@@ -1103,3 +1103,17 @@ fn a_node_waiting_for_its_new_pod_uses_the_budget() {
     assert_eq!(creates(&a), vec!["n1"]);
     assert!(deletes(&a).is_empty(), "{a:?}");
 }
+
+#[test]
+fn a_node_that_just_joined_gets_no_pod_until_it_registers() {
+    // A join makes the node Ready Unknown, tainted not-ready: not a silent node of the set.
+    let joined = not_ready(
+        node("n2", &[], &[(taint_keys::NOT_READY, "NoSchedule")]),
+        "Unknown",
+    );
+    let a = run(&ds(), &[node("n1", &[], &[]), joined], &[pod("a", "n1", 1)]);
+    assert!(creates(&a).is_empty(), "{a:?}");
+    let st = status(&a);
+    assert_eq!(st.desired_number_scheduled, 1);
+    assert!(st.conditions.is_empty());
+}
