@@ -414,3 +414,93 @@ fn a_dead_agent_does_not_stall_the_rollout_and_its_node_catches_up_when_it_retur
         "daemon set \"web\" successfully rolled out"
     );
 }
+
+#[test]
+fn a_set_deleted_with_its_pods_orphaned_is_recreated_with_its_history() {
+    let c = Cluster::start(2);
+    let v1 = twinset_e2e::sleep_daemonset(
+        "web",
+        "default",
+        "        - name: V\n          value: \"1\"\n",
+    );
+    let v2 = v1.replace("value: \"1\"", "value: \"2\"");
+    assert_eq!(c.apply(&v1).ok().trim(), "daemonset.apps/web created");
+    c.wait_running("default", "web-", 2);
+    assert_eq!(c.apply(&v2).ok().trim(), "daemonset.apps/web configured");
+    let status = c.run(&["rollout", "status", "ds/web", "--timeout", "120s"]);
+    assert!(
+        status.ok().trim_end().ends_with("successfully rolled out"),
+        "{status}"
+    );
+    let pods: BTreeSet<String> = c
+        .wait_running("default", "web-", 2)
+        .into_iter()
+        .map(|p| p.uid)
+        .collect();
+    let revisions = |c: &Cluster| -> Vec<(i64, String)> {
+        let list = c.get_json(&["controllerrevisions"]).expect("revisions");
+        let mut out: Vec<(i64, String)> = list["items"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .map(|r| {
+                let owner = r["metadata"]["ownerReferences"][0]["uid"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string();
+                (r["revision"].as_i64().unwrap_or(0), owner)
+            })
+            .collect();
+        out.sort();
+        out
+    };
+    let before = revisions(&c);
+    assert_eq!(before.len(), 2, "{before:?}");
+
+    let out = c.run(&["delete", "ds", "web", "--cascade=orphan"]);
+    assert_eq!(out.ok().trim(), "daemonset.apps \"web\" deleted");
+    wait_for(
+        "the revisions to be orphaned",
+        timeout(),
+        || match revisions(&c) {
+            r if r.iter().all(|(_, owner)| owner.is_empty()) => Ok(()),
+            r => Err(format!("{r:?}")),
+        },
+    );
+
+    // The same set again: it adopts the pods and the history, and numbers on from it.
+    assert_eq!(c.apply(&v2).ok().trim(), "daemonset.apps/web created");
+    let uid = c.get_json(&["ds", "web"]).expect("ds")["metadata"]["uid"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    wait_for(
+        "the new set to own both revisions",
+        timeout(),
+        || match revisions(&c) {
+            r if r.len() == 2
+                && r.iter().map(|x| x.0).collect::<Vec<_>>() == [1, 2]
+                && r.iter().all(|(_, owner)| *owner == uid) =>
+            {
+                Ok(())
+            }
+            r => Err(format!("{r:?}")),
+        },
+    );
+    let history = c.run_ok(&["rollout", "history", "ds/web"]);
+    let numbers: Vec<&str> = history
+        .lines()
+        .skip_while(|l| !l.starts_with("REVISION"))
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert_eq!(numbers, ["1", "2"], "{history}");
+    // The running pods (already of revision 2) were adopted, not replaced.
+    let now: BTreeSet<String> = c
+        .wait_running("default", "web-", 2)
+        .into_iter()
+        .map(|p| p.uid)
+        .collect();
+    assert_eq!(now, pods, "the adopted pods keep running");
+}
