@@ -73,14 +73,7 @@ where
     E: From<Error>,
     F: FnMut(&mut Object) -> Result<Change, E> + Send,
 {
-    modify(
-        store,
-        key,
-        ATTEMPTS,
-        None::<fn() -> Result<Object, E>>,
-        edit,
-    )
-    .await
+    try_update_with_retry_attempts(store, key, ATTEMPTS, edit).await
 }
 
 /// [`try_update_with_retry`] with a bound of its own on the attempts: for an object many

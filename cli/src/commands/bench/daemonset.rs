@@ -29,20 +29,7 @@ pub async fn run(client: &mut Client, args: &BenchArgs) -> anyhow::Result<()> {
         namespace
     };
 
-    let nodes = client
-        .cluster
-        .list(ListRequest {
-            kind: "Node".into(),
-            ..Default::default()
-        })
-        .await
-        .map_err(|s| client.error(s))?
-        .into_inner()
-        .items
-        .len();
-    if nodes == 0 {
-        bail!("the cluster has no nodes");
-    }
+    let nodes = super::node_count(client).await?;
 
     let mut times = Vec::new();
     for run in 1..=args.runs.unwrap_or(DEFAULT_RUNS) {

@@ -7,7 +7,7 @@
 //! plane (the controller reacting, the store committing, the watch delivering) — divided
 //! by the number of nodes.
 
-use super::{ms, running_and_ready, wait_pods_gone, Stats};
+use super::{list, ms, node_count, running_and_ready, wait_pods_gone, Stats};
 use crate::args::BenchArgs;
 use crate::client::Client;
 use anyhow::{bail, Context};
@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 use twinset_proto::v1::{
     ApplyRequest, Container, DaemonSet, DaemonSetSpec, DaemonSetUpdateStrategy, DeleteRequest,
-    EnvVar, IntOrString, LabelSelector, ListRequest, Object, ObjectKey, ObjectMeta, Pod, PodSpec,
+    EnvVar, IntOrString, LabelSelector, Object, ObjectKey, ObjectMeta, Pod, PodSpec,
     PodTemplateSpec, RollingUpdateDaemonSet, WatchRequest,
 };
 
@@ -120,20 +120,7 @@ fn covered(mut intervals: Vec<(Instant, Instant)>, from: Instant, to: Instant) -
 /// Runs the scenario and prints one line per run and a summary.
 pub async fn run(client: &mut Client, args: &BenchArgs) -> anyhow::Result<()> {
     let ns = args.namespace.clone();
-    let nodes = client
-        .cluster
-        .list(ListRequest {
-            kind: "Node".into(),
-            ..Default::default()
-        })
-        .await
-        .map_err(|s| client.error(s))?
-        .into_inner()
-        .items
-        .len();
-    if nodes == 0 {
-        bail!("the cluster has no nodes");
-    }
+    let nodes = node_count(client).await?;
     let runs = args.runs.unwrap_or(DEFAULT_RUNS);
     if runs == 0 {
         bail!("no runs (--runs 0)");
@@ -196,17 +183,8 @@ async fn measure(
     let mut figures = Vec::new();
     let mut hash = settled(client, ns, nodes, None, args.timeout).await?;
     for run in 1..=runs {
-        let rv = client
-            .cluster
-            .list(ListRequest {
-                kind: "Pod".into(),
-                namespace: ns.to_string(),
-                label_selector: format!("app={NAME}"),
-                ..Default::default()
-            })
-            .await
-            .map_err(|s| client.error(s))?
-            .into_inner()
+        let rv = list(client, "Pod", ns, &format!("app={NAME}"))
+            .await?
             .resource_version;
         let mut watch = client
             .cluster
@@ -326,17 +304,8 @@ async fn settled(
 ) -> anyhow::Result<String> {
     let deadline = Instant::now() + timeout;
     loop {
-        let pods: Vec<Pod> = client
-            .cluster
-            .list(ListRequest {
-                kind: "Pod".into(),
-                namespace: ns.to_string(),
-                label_selector: format!("app={NAME}"),
-                ..Default::default()
-            })
-            .await
-            .map_err(|s| client.error(s))?
-            .into_inner()
+        let pods: Vec<Pod> = list(client, "Pod", ns, &format!("app={NAME}"))
+            .await?
             .items
             .into_iter()
             .filter_map(|o| o.into_pod())

@@ -61,6 +61,35 @@ pub async fn run(ctx: &Ctx, args: BenchArgs) -> anyhow::Result<()> {
     }
 }
 
+/// How many nodes the cluster has (an error when none: nothing would run).
+async fn node_count(client: &mut Client) -> anyhow::Result<usize> {
+    let nodes = list(client, "Node", "", "").await?.items.len();
+    if nodes == 0 {
+        bail!("the cluster has no nodes");
+    }
+    Ok(nodes)
+}
+
+/// One List call (`selector` a label selector, "" for all).
+async fn list(
+    client: &mut Client,
+    kind: &str,
+    namespace: &str,
+    selector: &str,
+) -> anyhow::Result<twinset_proto::v1::ListResponse> {
+    Ok(client
+        .cluster
+        .list(ListRequest {
+            kind: kind.into(),
+            namespace: namespace.to_string(),
+            label_selector: selector.to_string(),
+            ..Default::default()
+        })
+        .await
+        .map_err(|s| client.error(s))?
+        .into_inner())
+}
+
 /// Whether a pod is Running with condition Ready=True.
 fn running_and_ready(pod: &Pod) -> bool {
     pod.status.as_ref().is_some_and(|s| {
