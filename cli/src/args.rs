@@ -66,6 +66,10 @@ pub enum Command {
     /// Draw each DaemonSet and StatefulSet with its pods, claims and nodes (the guide's
     /// text view of the cluster).
     Tree(TreeArgs),
+    /// Stop the fenced pods of a node whose agent lost the control plane (started by
+    /// the agent; it outlives it).
+    #[command(hide = true)]
+    FenceWatchdog(FenceWatchdogArgs),
 }
 
 /// `tree`.
@@ -472,6 +476,10 @@ pub struct UpArgs {
     /// Passed to the control plane: how long a silent node stays Ready.
     #[arg(long, value_parser = humantime::parse_duration)]
     pub node_grace: Option<Duration>,
+    /// Passed to the control plane: when fenced `Replace` replicas of a silent node are
+    /// recreated elsewhere.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub replace_after: Option<Duration>,
     /// Passed to the agents: heartbeat interval.
     #[arg(long, value_parser = humantime::parse_duration)]
     pub heartbeat: Option<Duration>,
@@ -551,6 +559,11 @@ pub struct ControlPlaneArgs {
     /// How long a node may stay silent before it is marked NotReady.
     #[arg(long, value_parser = humantime::parse_duration)]
     pub node_grace: Option<Duration>,
+    /// How long a node may stay silent before the replicas of StatefulSets annotated
+    /// `twinset.io/on-node-lost: Replace` that its agent fences are recreated elsewhere
+    /// (default 6s; must exceed the agents' fence-after plus kill grace).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub replace_after: Option<Duration>,
     /// How many recent changes watchers can resume from.
     #[arg(long)]
     pub watch_history: Option<usize>,
@@ -717,6 +730,23 @@ pub struct AgentArgs {
     /// client with no certificate is refused at the handshake.
     #[arg(long)]
     pub metrics_open: bool,
+    /// With no acknowledged heartbeat for this long (from the send time of the last
+    /// acknowledged one), stop the replicas of StatefulSets annotated
+    /// `twinset.io/on-node-lost: Replace` (default 3s).
+    #[arg(long, value_parser = positive_duration)]
+    pub fence_after: Option<Duration>,
+    /// How long a fenced pod gets between SIGTERM and SIGKILL (default 2s). Fence-after
+    /// plus this must stay below the control plane's --replace-after.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub fence_grace: Option<Duration>,
+}
+
+/// `fence-watchdog` (started by the agent; not for users).
+#[derive(Debug, Args)]
+pub struct FenceWatchdogArgs {
+    /// The agent's data dir.
+    #[arg(long)]
+    pub data_dir: PathBuf,
 }
 
 fn parse_pod_network(s: &str) -> Result<twinset_node_agent::network::Mode, String> {

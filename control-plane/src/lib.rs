@@ -64,6 +64,9 @@ pub struct Config {
     pub node_cidr_prefix: u8,
     /// How long a node may stay silent before it is marked Unknown and tainted unreachable.
     pub node_grace: Duration,
+    /// How long a node may stay silent before the fenced replicas of its `Replace`
+    /// StatefulSets are recreated elsewhere (`--replace-after`).
+    pub replace_after: Duration,
     /// How many recent changes watches can resume across.
     pub watch_history: usize,
     /// How many bytes (encoded objects) that watch history may hold.
@@ -124,6 +127,7 @@ impl Config {
             cluster_cidr: "127.128.0.0/9".into(),
             node_cidr_prefix: 24,
             node_grace: Duration::from_secs(5),
+            replace_after: Duration::from_secs(6),
             watch_history: 10_000,
             watch_history_bytes: store::hub::DEFAULT_HISTORY_BYTES,
             max_request_bytes: api::DEFAULT_MAX_REQUEST_BYTES,
@@ -435,7 +439,10 @@ async fn serve(
     tasks.spawn(controllers::node_lifecycle::run(
         store.clone(),
         heartbeats,
-        config.node_grace,
+        controllers::node_loss::Timing {
+            grace: config.node_grace,
+            replace_after: config.replace_after,
+        },
         controllers.clone(),
     ));
 

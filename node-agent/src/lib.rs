@@ -15,6 +15,7 @@ pub mod credentials;
 pub mod endpoint;
 pub mod env;
 pub mod events;
+pub mod fence;
 pub mod identity;
 pub mod images;
 pub mod ipam;
@@ -35,6 +36,7 @@ pub mod status;
 pub mod supervisor;
 pub mod sync;
 pub mod volumes;
+pub mod watchdog;
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -169,7 +171,23 @@ pub struct Config {
     /// certificate (false: administrators and the control plane only, and a client
     /// without a certificate is refused at the handshake).
     pub metrics_open: bool,
+    /// `--fence-after`: with no acknowledged heartbeat for this long (counted from the
+    /// last acknowledged one's send time) the replicas of `Replace` StatefulSets are
+    /// stopped (default 3 s).
+    pub fence_after: Duration,
+    /// `--fence-grace`: how long a fenced pod gets between SIGTERM and SIGKILL (default
+    /// 2 s; fence-after plus this must stay below the control plane's replace-after).
+    pub fence_grace: Duration,
+    /// The program run as `PROGRAM fence-watchdog --data-dir DIR` to keep the fence when
+    /// the agent itself is dead (the `twinset` binary). None: no watchdog, and the node
+    /// does not say it fences, so the control plane never replaces its pods.
+    pub watchdog: Option<PathBuf>,
 }
+
+/// The default `--fence-after`.
+pub const DEFAULT_FENCE_AFTER: Duration = Duration::from_secs(3);
+/// The default `--fence-grace`.
+pub const DEFAULT_FENCE_GRACE: Duration = Duration::from_secs(2);
 
 impl Config {
     /// Defaults: no extra labels or taints, listen 127.0.0.1:0, heartbeat 1 s, the
@@ -201,6 +219,9 @@ impl Config {
             pod_network: network::Mode::Loopback,
             node_ip: None,
             metrics_open: false,
+            fence_after: DEFAULT_FENCE_AFTER,
+            fence_grace: DEFAULT_FENCE_GRACE,
+            watchdog: None,
         }
     }
 }
@@ -400,6 +421,15 @@ async fn serve_node(
 ) -> Result<(), Error> {
     let state = state::Journal::open(&config.data_dir)?;
     let mut ipam = ipam::Ipam::open(state.clone())?;
+    let fence = Arc::new(fence::Fence::open(
+        &config.data_dir,
+        config.fence_after,
+        config.fence_grace,
+        config.watchdog.is_some(),
+    ));
+    if let Some(program) = &config.watchdog {
+        fence.ensure_watchdog(program, &config.data_dir);
+    }
 
     let node = node::build(&node::NodeInput {
         name: &config.node_name,
@@ -408,6 +438,7 @@ async fn serve_node(
         pod_cidr: config.pod_cidr.as_deref(),
         address: host_ip,
         port,
+        fence_within: fence.within(),
     });
     let registered = sync::register(&mut client, node, shutdown)
         .await
@@ -448,6 +479,11 @@ async fn serve_node(
         sync_health.clone(),
         config.sync_grace,
         ranges_tx,
+        sync::Lease {
+            fence: Arc::clone(&fence),
+            watchdog: config.watchdog.clone(),
+            data_dir: config.data_dir.clone(),
+        },
         shutdown.clone(),
     ));
 
@@ -468,6 +504,7 @@ async fn serve_node(
         images,
         ipam: Mutex::new(ipam),
         state: state.clone(),
+        fence: Arc::clone(&fence),
         reporter,
         logs: registry,
         backoff: config.restart_backoff,

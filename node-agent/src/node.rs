@@ -27,6 +27,9 @@ pub struct NodeInput<'a> {
     pub address: &'a str,
     /// Port of the agent's NodeAgent service.
     pub port: u16,
+    /// How soon after its last acknowledged heartbeat the node has stopped every fenced
+    /// pod (None: it does not promise to).
+    pub fence_within: Option<std::time::Duration>,
 }
 
 /// Builds the Node to register.
@@ -48,6 +51,16 @@ pub fn build(input: &NodeInput<'_>) -> v1::Node {
         metadata: Some(v1::ObjectMeta {
             name: input.name.to_string(),
             labels,
+            annotations: input
+                .fence_within
+                .map(|d| {
+                    (
+                        twinset_proto::fencing::FENCE_WITHIN_ANNOTATION.to_string(),
+                        d.as_millis().to_string(),
+                    )
+                })
+                .into_iter()
+                .collect(),
             ..Default::default()
         }),
         spec: Some(v1::NodeSpec {
@@ -118,6 +131,7 @@ mod tests {
             pod_cidr: Some("10.0.0.0/24"),
             address: "127.0.0.1",
             port: 4242,
+            fence_within: Some(std::time::Duration::from_millis(5000)),
         });
         let meta = n.metadata.unwrap();
         assert_eq!(meta.labels["kubernetes.io/hostname"], "node1");

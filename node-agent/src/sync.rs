@@ -233,8 +233,22 @@ pub fn sync_error(s: &Status) -> String {
     }
 }
 
+/// What the heartbeats keep: the fence's lease (renewed by each acknowledged
+/// heartbeat) and its watchdog (started again if it ever stops).
+#[derive(Debug)]
+pub struct Lease {
+    /// The fence.
+    pub fence: Arc<crate::fence::Fence>,
+    /// The watchdog program, when there is one.
+    pub watchdog: Option<std::path::PathBuf>,
+    /// The agent's data dir.
+    pub data_dir: std::path::PathBuf,
+}
+
 /// Heartbeats every `every` until shutdown, each saying whether the assignments are in
-/// sync (out of sync for longer than `sync_grace`: the error; see [`SyncState`]).
+/// sync (out of sync for longer than `sync_grace`: the error; see [`SyncState`]). Each
+/// acknowledged heartbeat renews the fence lease from its send time.
+#[allow(clippy::too_many_arguments)]
 pub async fn heartbeats(
     mut client: Client,
     node_name: String,
@@ -242,6 +256,7 @@ pub async fn heartbeats(
     sync: SyncHealth,
     sync_grace: Duration,
     ranges: tokio::sync::watch::Sender<Option<Arc<ClusterRanges>>>,
+    lease: Lease,
     shutdown: CancellationToken,
 ) {
     // The version of the pod ranges held, sent back so an unchanged list is left out.
@@ -260,10 +275,17 @@ pub async fn heartbeats(
             assignments_not_synced: sync.not_synced(sync_grace).unwrap_or_default(),
             pod_ranges_version: ranges_version.clone(),
         };
+        let sent = Instant::now();
         let res = tokio::select! {
             _ = shutdown.cancelled() => return,
             r = tokio::time::timeout(call_timeout, client.heartbeat(req)) => r,
         };
+        if matches!(res, Ok(Ok(_))) {
+            lease.fence.renew(sent);
+        }
+        if let Some(program) = &lease.watchdog {
+            lease.fence.ensure_watchdog(program, &lease.data_dir);
+        }
         if !matches!(res, Ok(Ok(_))) {
             sync.with(|s| s.unreachable(Instant::now()));
         }

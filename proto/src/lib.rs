@@ -17,6 +17,7 @@ pub mod certs;
 pub mod cidr;
 pub mod columns;
 pub mod defaults;
+pub mod fencing;
 pub mod fields;
 pub mod files;
 pub mod intorstr;

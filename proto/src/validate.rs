@@ -367,6 +367,21 @@ fn check_stateful_set(s: &StatefulSet) -> R {
     if let Some(r) = spec.replicas {
         check_replicas(r)?;
     }
+    if let Some(v) = s
+        .metadata
+        .as_ref()
+        .and_then(|m| m.annotations.get(crate::fencing::ON_NODE_LOST_ANNOTATION))
+    {
+        crate::fencing::Policy::parse(v).map_err(|reason| {
+            (
+                format!(
+                    "metadata.annotations[{}]",
+                    crate::fencing::ON_NODE_LOST_ANNOTATION
+                ),
+                reason,
+            )
+        })?;
+    }
     check_template(spec.template.as_ref())?;
     check_selector_matches_template(spec.selector.as_ref(), spec.template.as_ref())?;
     if !spec.service_name.is_empty() && !is_dns1123_label(&spec.service_name) {

@@ -148,6 +148,14 @@ pub async fn run(ctx: &Ctx, args: AgentArgs) -> anyhow::Result<()> {
         // Never echo the token: its parse errors do not either.
         config.token = Some(twinset_proto::token::Token::parse(t.trim()).context("--token")?);
     }
+    if let Some(d) = args.fence_after {
+        config.fence_after = d;
+    }
+    if let Some(d) = args.fence_grace {
+        config.fence_grace = d;
+    }
+    config.watchdog =
+        Some(std::env::current_exe().context("finding this binary for the fence watchdog")?);
     if let Some(limit) = args.assignment_receive_limit {
         config.receive_limit = usize::try_from(limit).unwrap_or(usize::MAX);
     }

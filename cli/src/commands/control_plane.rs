@@ -13,6 +13,9 @@ pub fn config(args: ControlPlaneArgs) -> twinset_control_plane::Config {
     if let Some(g) = args.node_grace {
         config.node_grace = g;
     }
+    if let Some(r) = args.replace_after {
+        config.replace_after = r;
+    }
     if let Some(h) = args.watch_history {
         config.watch_history = h;
     }

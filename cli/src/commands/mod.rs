@@ -21,7 +21,7 @@ pub mod up;
 
 use crate::args::{Cli, Command};
 use crate::client::Client;
-use anyhow::bail;
+use anyhow::{bail, Context as _};
 use twinset_proto::kinds::Kind;
 use twinset_proto::v1::{ListRequest, Object};
 
@@ -75,6 +75,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Token(a) => token::run(&ctx, a).await,
         Command::Certs(a) => certs::run(&ctx, a).await,
         Command::Tree(a) => tree::run(&ctx, a).await,
+        Command::FenceWatchdog(a) => {
+            let dir = a.data_dir;
+            tokio::task::spawn_blocking(move || twinset_node_agent::watchdog::run(&dir))
+                .await?
+                .context("fence watchdog")
+        }
     }
 }
 

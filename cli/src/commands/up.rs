@@ -162,6 +162,10 @@ async fn start(
         cp_args.push("--node-grace".into());
         cp_args.push(humantime::format_duration(g).to_string());
     }
+    if let Some(r) = args.replace_after {
+        cp_args.push("--replace-after".into());
+        cp_args.push(humantime::format_duration(r).to_string());
+    }
     let bridge = args.pod_network == Some(Mode::Bridge);
     cp_args.push("--cluster-cidr".into());
     cp_args.push(args.cluster_cidr.clone().unwrap_or_else(|| {

@@ -142,6 +142,20 @@ impl NodesService {
             if let Some(rm) = &reported.metadata {
                 m.labels.extend(rm.labels.clone());
             }
+            // How soon the agent fences its pods is the agent's to say, each time.
+            let fence = twinset_proto::fencing::FENCE_WITHIN_ANNOTATION;
+            match reported
+                .metadata
+                .as_ref()
+                .and_then(|rm| rm.annotations.get(fence))
+            {
+                Some(v) => {
+                    m.annotations.insert(fence.into(), v.clone());
+                }
+                None => {
+                    m.annotations.remove(fence);
+                }
+            }
             // A node that joined but never registered (no pod range yet) takes the
             // agent's own taints (`--taints`), as a first registration would.
             let first = cur.spec.as_ref().is_none_or(|s| s.pod_cidr.is_empty());

@@ -11,6 +11,7 @@ pub mod daemonset;
 pub mod gc;
 pub mod history;
 pub mod node_lifecycle;
+pub mod node_loss;
 pub mod placement;
 pub mod revision;
 pub mod shell;

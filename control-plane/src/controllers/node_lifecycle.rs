@@ -5,6 +5,7 @@
 //! `AssignmentsNotSynced` when its agent says it cannot sync its pod assignments. Also
 //! keeps the unschedulable taint in step with spec.unschedulable (cordon).
 
+use super::node_loss;
 use super::placement::{taint_keys, NO_EXECUTE, NO_SCHEDULE};
 use crate::store::{update_with_retry, Change, Error as StoreError, Key, Store};
 use std::collections::HashMap;
@@ -268,13 +269,17 @@ pub fn sync_unschedulable_taint(node: &mut Node) {
     }
 }
 
-/// Watches heartbeats until `token` is cancelled, checking every `grace / 4`.
+/// Watches heartbeats until `token` is cancelled, checking every `grace / 4`: a node
+/// silent for longer than the grace goes Unknown, and its pods are tended by
+/// [`node_loss::tend`] (not Ready; fenced `Replace` replicas replaced after
+/// `timing.replace_after`).
 pub async fn run(
     store: Arc<dyn Store>,
     heartbeats: Arc<Heartbeats>,
-    grace: Duration,
+    timing: node_loss::Timing,
     token: CancellationToken,
 ) {
+    let grace = timing.grace;
     let period = (grace / 4).clamp(Duration::from_millis(20), Duration::from_secs(1));
     let mut tick = tokio::time::interval(period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -286,32 +291,62 @@ pub async fn run(
         for obj in store.list(Kind::Node, None).0 {
             let Some(node) = obj.as_node() else { continue };
             let name = obj.name();
-            if heartbeats.last_seen(name).elapsed() <= grace || ready_status(node) == "Unknown" {
+            if heartbeats.last_seen(name).elapsed() <= grace {
                 continue;
             }
-            let marked = update_with_retry(&*store, &Key::of(&obj), |o| {
-                // A heartbeat may have come in meanwhile.
-                let Some(n) = o.as_node_mut() else {
-                    return Ok(Change::Keep);
-                };
-                if heartbeats.last_seen(name).elapsed() <= grace || ready_status(n) == "Unknown" {
-                    return Ok(Change::Keep);
+            let node = if ready_status(node) == "Unknown" {
+                node.clone()
+            } else {
+                match mark_node_unknown(&*store, &heartbeats, &obj, grace).await {
+                    Some(n) => n,
+                    None => continue,
                 }
-                mark_unknown(n, &twinset_proto::time::now());
-                Ok(Change::Write)
-            })
-            .await;
-            match marked {
-                Ok(outcome) if outcome.written() => tracing::warn!(
+            };
+            // Level-triggered: every tick while the node stays silent, so pods written
+            // Ready meanwhile (or a control plane restarted meanwhile) are caught up.
+            node_loss::tend(&*store, &node, heartbeats.last_seen(name).elapsed(), timing).await;
+        }
+    }
+}
+
+/// Marks a silent node Unknown (unless a heartbeat came in meanwhile); the node as
+/// stored afterwards, None when it is not Unknown.
+async fn mark_node_unknown(
+    store: &dyn Store,
+    heartbeats: &Heartbeats,
+    obj: &twinset_proto::v1::Object,
+    grace: Duration,
+) -> Option<Node> {
+    let name = obj.name();
+    let marked = update_with_retry(store, &Key::of(obj), |o| {
+        // A heartbeat may have come in meanwhile.
+        let Some(n) = o.as_node_mut() else {
+            return Ok(Change::Keep);
+        };
+        if heartbeats.last_seen(name).elapsed() <= grace || ready_status(n) == "Unknown" {
+            return Ok(Change::Keep);
+        }
+        mark_unknown(n, &twinset_proto::time::now());
+        Ok(Change::Write)
+    })
+    .await;
+    match marked {
+        Ok(outcome) => {
+            if outcome.written() {
+                tracing::warn!(
                     node = name,
                     ?grace,
                     "node stopped posting status: Ready=Unknown, tainted unreachable"
-                ),
-                Ok(_) | Err(StoreError::NotFound { .. }) => {}
-                // Still changing: look again next tick.
-                Err(StoreError::Conflict { .. }) => {}
-                Err(e) => tracing::warn!(node = name, error = %e, "cannot mark node unknown"),
+                );
             }
+            let node = outcome.into_object().into_node()?;
+            (ready_status(&node) == "Unknown").then_some(node)
+        }
+        // Gone, or still changing: look again next tick.
+        Err(StoreError::NotFound { .. }) | Err(StoreError::Conflict { .. }) => None,
+        Err(e) => {
+            tracing::warn!(node = name, error = %e, "cannot mark node unknown");
+            None
         }
     }
 }
@@ -459,7 +494,10 @@ mod tests {
         let task = tokio::spawn(run(
             store.clone(),
             beats.clone(),
-            Duration::from_secs(5),
+            node_loss::Timing {
+                grace: Duration::from_secs(5),
+                replace_after: Duration::from_secs(6),
+            },
             token.clone(),
         ));
         let status = || {

@@ -23,6 +23,7 @@
 use crate::controllers::placement::{self, taint_keys, NO_EXECUTE, NO_SCHEDULE};
 use crate::podutil;
 use std::collections::{BTreeMap, HashMap};
+use twinset_proto::fencing;
 use twinset_proto::v1::{Node, PersistentVolumeClaim, Pod, PodSpec, Taint};
 
 /// The claim annotation naming the node its volume lives on.
@@ -288,8 +289,9 @@ impl<'a> NodeInfo<'a> {
         crate::controllers::node_lifecycle::ready_status(self.node) == "True"
     }
 
-    /// Why a pod with `spec` (and claims pinned to `pins`) cannot go here (empty: it can).
-    fn reasons(&self, spec: &PodSpec, pins: &[&str]) -> Vec<String> {
+    /// Why a pod with `spec` (claims pinned to `pins`, unbound claims kept off `avoid`)
+    /// cannot go here (empty: it can).
+    fn reasons(&self, spec: &PodSpec, pins: &[&str], avoid: &[&str]) -> Vec<String> {
         static NO_SPEC: std::sync::OnceLock<twinset_proto::v1::NodeSpec> =
             std::sync::OnceLock::new();
         let node_spec = self
@@ -362,6 +364,9 @@ impl<'a> NodeInfo<'a> {
         if pins.iter().any(|n| *n != self.name) {
             return vec!["node(s) had volume node affinity conflict".into()];
         }
+        if avoid.contains(&self.name) {
+            return vec!["node(s) still held a claim's old data from before they were lost".into()];
+        }
         Vec::new()
     }
 }
@@ -412,6 +417,9 @@ pub fn schedule(snap: Snapshot<'_>) -> Vec<Placement> {
         // Claims: all must exist; those bound pin the pod to their node.
         let mut pins: Vec<String> = Vec::new();
         let mut unbound: Vec<String> = Vec::new();
+        // Nodes lost while an unbound claim was bound to them: their old folder of it
+        // is not yet set aside, so the claim is not bound there meanwhile.
+        let mut avoid: Vec<String> = Vec::new();
         let mut problem = None;
         for claim in pod_claims(pod) {
             match claims.get(&(ns.as_str(), claim)) {
@@ -440,6 +448,9 @@ pub fn schedule(snap: Snapshot<'_>) -> Vec<Placement> {
                             if !unbound.iter().any(|u| u == claim) {
                                 unbound.push(claim.to_string());
                             }
+                            if let Some(m) = c.metadata.as_ref() {
+                                avoid.extend(fencing::lost_on(&m.annotations));
+                            }
                         }
                     }
                 }
@@ -456,10 +467,11 @@ pub fn schedule(snap: Snapshot<'_>) -> Vec<Placement> {
         }
 
         let pin_refs: Vec<&str> = pins.iter().map(String::as_str).collect();
+        let avoid_refs: Vec<&str> = avoid.iter().map(String::as_str).collect();
         let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
         let mut best: Option<(i64, i64, usize)> = None;
         for (i, info) in infos.iter().enumerate() {
-            let why = info.reasons(spec, &pin_refs);
+            let why = info.reasons(spec, &pin_refs, &avoid_refs);
             if why.is_empty() {
                 let same = owner_uid(pod)
                     .and_then(|u| info.by_owner.get(u).copied())

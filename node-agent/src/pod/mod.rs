@@ -12,6 +12,7 @@
 //! restarts by the restart policy. Processes are only touched through the
 //! [`Runtime`]; the agent's stores only through [`records`].
 
+pub mod fencing;
 pub mod launch;
 pub mod probing;
 pub mod records;
@@ -77,6 +78,8 @@ pub struct Shared {
     pub ipam: Mutex<Ipam>,
     /// Persisted pod state.
     pub state: StateDir,
+    /// The fence lease and its files ([`crate::fence`]).
+    pub fence: Arc<crate::fence::Fence>,
     /// Status reports go here.
     pub reporter: ReporterHandle,
     /// Pods whose logs can be read.
@@ -110,6 +113,13 @@ enum Finish {
     Deleted,
     Gone,
     Shutdown,
+}
+
+/// The status of a pod's Ready condition ("" without one).
+fn ready_of(status: Option<&v1::PodStatus>) -> &str {
+    status
+        .and_then(|s| s.conditions.iter().find(|c| c.r#type == "Ready"))
+        .map_or("", |c| c.status.as_str())
 }
 
 /// Whether the pod has a deletion timestamp.
@@ -180,6 +190,12 @@ pub struct PodWorker {
     assigned_at: Option<Instant>,
     /// Its place in the pods-per-phase metric.
     phase: crate::metrics::PhaseSlot,
+    /// Why it was fenced ([`crate::fence`]); it never starts again.
+    fenced: Option<String>,
+    /// The process groups last written to the watchdog's list (None: no list).
+    fence_recorded: Option<Vec<crate::procfs::ProcId>>,
+    /// The fence lease's deadline, to retry a start that waits for it.
+    fence_rx: watch::Receiver<Option<Instant>>,
 }
 
 /// Runs a pod until it is deleted, unassigned, or the agent stops. `adopt` is the
@@ -217,6 +233,7 @@ impl PodWorker {
             .map(|c| ContainerRun::new(&c.name, &c.image))
             .collect();
         let n = containers.len();
+        let fence_rx = ctx.fence.subscribe();
         let start_time = if status.start_time.is_empty() {
             twinset_proto::time::now()
         } else {
@@ -254,6 +271,9 @@ impl PodWorker {
             sandbox_retry: None,
             assigned_at: Some(Instant::now()),
             phase: crate::metrics::PhaseSlot::default(),
+            fenced: None,
+            fence_recorded: None,
+            fence_rx,
         }
     }
 
@@ -292,6 +312,11 @@ impl PodWorker {
         self.attach_network().await;
         let deleting = is_deleting(&self.pod);
         self.start_all(adopt.as_ref(), !deleting);
+        if self.fenced_now().is_some() && self.containers.iter().any(ContainerRun::is_running) {
+            // Fenced while an earlier agent was stopping it: finish the job.
+            let grace = self.ctx.fence.grace();
+            self.terminate(grace, true).await;
+        }
         self.report(false);
         let finish = if deleting {
             Finish::Deleted
@@ -524,6 +549,9 @@ impl PodWorker {
     /// Plans container `i`'s start and does the file-system work it needs; the run's
     /// output comes last, so a start that cannot happen leaves no run behind.
     fn prepare(&mut self, i: usize) -> Result<(LaunchPlan, logs::Output), NotStarted> {
+        if let Some(why) = self.fence_gate() {
+            return Err(why);
+        }
         if let Some(why) = &self.sandbox_error {
             return Err(NotStarted::sandbox(format!(
                 "Failed to create pod sandbox: {why}"
@@ -672,6 +700,9 @@ impl PodWorker {
     fn maybe_schedule_restart(&mut self, i: usize) {
         let policy = self.spec().restart_policy.clone();
         let pod_ref = format!("{}_{}({})", self.name, self.namespace, self.uid);
+        if self.fenced_now().is_some() {
+            return;
+        }
         let Stage::Terminated(ended) = self.containers[i].stage() else {
             return;
         };
@@ -729,9 +760,15 @@ impl PodWorker {
 
     /// Containers that could not start for a reason a spec or table change may fix.
     fn retry_waiting(&mut self) {
+        self.retry_waiting_on(&RETRY_ON_CHANGE);
+        self.retry_waiting_on(&[fencing::LEASE_LAPSED]);
+    }
+
+    /// Starts the containers waiting for one of `reasons`.
+    fn retry_waiting_on(&mut self, reasons: &[&str]) {
         for i in 0..self.containers.len() {
             if let Stage::Idle(idle) = self.containers[i].stage() {
-                if idle.waits_on(&RETRY_ON_CHANGE) {
+                if idle.waits_on(reasons) {
                     self.start_container(i);
                 }
             }
@@ -749,6 +786,7 @@ impl PodWorker {
                 .filter_map(ContainerRun::wake_at)
                 .chain(self.probes.next_due())
                 .chain(self.sandbox_retry.map(|(at, _)| at))
+                .chain(self.fence_due())
                 .min();
             let wake = async move {
                 match next {
@@ -766,6 +804,11 @@ impl PodWorker {
                     match d {
                         Desired::Gone => return Finish::Gone,
                         Desired::Run(pod) => {
+                            // The control plane turned the pod not Ready while the
+                            // node was silent: say again what it is.
+                            if ready_of(pod.status.as_ref()) != ready_of(self.last_sent.as_ref()) {
+                                self.last_sent = None;
+                            }
                             self.pod = *pod;
                             if is_deleting(&self.pod) {
                                 return Finish::Deleted;
@@ -782,9 +825,15 @@ impl PodWorker {
                         self.apply_probe_effects(i, &name, effects);
                     }
                 }
+                changed = self.fence_rx.changed() => {
+                    if changed.is_ok() {
+                        self.retry_waiting_on(&[fencing::LEASE_LAPSED]);
+                    }
+                }
                 _ = wake => {
                     self.timers_due();
                     self.retry_sandbox().await;
+                    self.fence_if_lapsed().await;
                 }
             }
             self.report(false);
@@ -895,6 +944,9 @@ impl PodWorker {
             Finish::Deleted | Finish::Gone => Leave::Nothing,
         };
         stop::teardown(&self.ctx, &self.uid, &self.namespace, &self.name, leave).await;
+        if how != Finish::Shutdown {
+            self.ctx.fence.forget(&self.uid);
+        }
         if how == Finish::Deleted {
             self.report(true);
         }
@@ -904,7 +956,7 @@ impl PodWorker {
     fn compute_status(&self) -> v1::PodStatus {
         let now = twinset_proto::time::now();
         let spec = self.spec();
-        status::build(&StatusInput {
+        let mut status = status::build(&StatusInput {
             restart_policy: &spec.restart_policy,
             containers: self
                 .containers
@@ -923,10 +975,13 @@ impl PodWorker {
             start_time: &self.start_time,
             now: &now,
             qos_class: status::qos_class(spec),
-        })
+        });
+        self.fence_status(&mut status, &now);
+        status
     }
 
     fn report(&mut self, terminated: bool) {
+        self.sync_fence_files();
         let status = self.compute_status();
         self.phase.set(&status.phase);
         if crate::metrics::all_running(&status, self.containers.len()) {

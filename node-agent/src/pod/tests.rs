@@ -59,6 +59,12 @@ fn setup_with(rt: FakeRuntime, network: Arc<dyn crate::network::PodNetwork>) -> 
         images: ImageTable::load_or_empty(&data.join("no-images.yaml")),
         ipam: Mutex::new(ipam),
         state: journal,
+        fence: Arc::new(crate::fence::Fence::open(
+            data,
+            Duration::from_secs(3),
+            Duration::from_secs(2),
+            true,
+        )),
         reporter,
         logs: Registry::default(),
         backoff: Backoff::new(RESTART_DELAY, MAX_DELAY, RESET_AFTER).unwrap(),

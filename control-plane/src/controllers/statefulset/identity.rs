@@ -3,9 +3,10 @@
 //! volumes that tie it to its own storage. Pure functions.
 
 use super::claims;
-use crate::controllers::history;
 use crate::controllers::revision::REVISION_HASH_LABEL;
+use crate::controllers::{history, node_loss};
 use std::collections::BTreeMap;
+use twinset_proto::fencing;
 use twinset_proto::v1::{
     LabelSelector, ObjectMeta, OwnerReference, PersistentVolumeClaimVolumeSource, Pod, PodStatus,
     PodTemplateSpec, StatefulSet, Volume,
@@ -125,6 +126,8 @@ pub fn build_pod(
     let own: Vec<String> = volumes.iter().map(|v| v.name.clone()).collect();
     volumes.extend(spec.volumes.drain(..).filter(|v| !own.contains(&v.name)));
     spec.volumes = volumes;
+    let mut annotations = tmeta.annotations;
+    node_loss::set_pod_policy(&mut annotations, fencing::Policy::of(&m.annotations));
     Pod {
         api_version: "v1".into(),
         kind: "Pod".into(),
@@ -132,7 +135,7 @@ pub fn build_pod(
             name,
             namespace: m.namespace.clone(),
             labels,
-            annotations: tmeta.annotations,
+            annotations,
             owner_references: vec![owner_reference(set)],
             ..Default::default()
         }),

@@ -13,11 +13,14 @@ pub mod decide;
 pub mod identity;
 pub mod service;
 
+use super::node_loss;
 use super::shell::{self, Shell, Workload};
 use super::Requeue;
 use crate::deletion;
 use crate::events;
-use crate::store::{Error as StoreError, EventType, Store, WatchEvent};
+use crate::store::{
+    update_with_retry, Change, Error as StoreError, EventType, Key, Store, WatchEvent,
+};
 use decide::{Action, Snapshot};
 use futures::future::{BoxFuture, FutureExt};
 use std::sync::Arc;
@@ -147,6 +150,19 @@ async fn round(shell: &Shl, obj: &Object, set: StatefulSet) -> Result<Requeue, S
             Action::RequeueAfter { after } => requeue = Requeue::after(after),
         }
     }
+    // Replicas carry the set's node-loss policy, which their agents act on.
+    let set_uid = identity::meta(&set).uid.clone();
+    for pod in &pods {
+        let owned = pod
+            .metadata
+            .as_ref()
+            .and_then(|m| m.controller())
+            .is_some_and(|c| c.uid == set_uid);
+        if let Some(policy) = owned.then(|| node_loss::policy_drift(&set, pod)).flatten() {
+            let name = crate::podutil::name(pod).to_string();
+            pod_ops.push(set_pod_policy(store, ns, name, set_uid.clone(), policy).boxed());
+        }
+    }
     for group in [first, claim_ops, pod_ops] {
         shell::all(group).await?;
     }
@@ -161,6 +177,33 @@ async fn round(shell: &Shl, obj: &Object, set: StatefulSet) -> Result<Requeue, S
     }
     shell::all(trims).await?;
     Ok(requeue)
+}
+
+/// Brings replica `name`'s node-loss policy in step with its set's.
+async fn set_pod_policy(
+    store: &dyn Store,
+    ns: &str,
+    name: String,
+    set_uid: String,
+    policy: twinset_proto::fencing::Policy,
+) -> Result<(), StoreError> {
+    let key = Key::new(Kind::Pod, ns, &name);
+    let written = update_with_retry(store, &key, |o| {
+        let owned = o.meta().controller().is_some_and(|c| c.uid == set_uid);
+        let Some(p) = o.as_pod_mut().filter(|_| owned) else {
+            return Ok(Change::Keep);
+        };
+        if twinset_proto::fencing::pod_policy(p) == policy {
+            return Ok(Change::Keep);
+        }
+        node_loss::apply_policy(p, policy);
+        Ok(Change::Write)
+    })
+    .await;
+    match written {
+        Ok(_) | Err(StoreError::NotFound { .. }) => Ok(()),
+        Err(e) => Err(e),
+    }
 }
 
 /// Creates a replica's claim (one that exists already counts as made).
