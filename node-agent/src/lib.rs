@@ -471,6 +471,7 @@ async fn serve_node(
         ));
     }
 
+    let claims = volumes::Claims::open(&volumes::claims_root(&config.data_dir));
     let sync_health = sync::SyncHealth::new();
     tracker.spawn(sync::heartbeats(
         client.clone(),
@@ -483,6 +484,7 @@ async fn serve_node(
             fence: Arc::clone(&fence),
             watchdog: config.watchdog.clone(),
             data_dir: config.data_dir.clone(),
+            claims: Arc::clone(&claims),
         },
         shutdown.clone(),
     ));
@@ -510,7 +512,7 @@ async fn serve_node(
         backoff: config.restart_backoff,
         shutdown: shutdown.clone(),
         stop_pods_on_shutdown: config.stop_pods_on_shutdown,
-        claims: volumes::Claims::open(&volumes::claims_root(&config.data_dir)),
+        claims: Arc::clone(&claims),
         cluster_dns,
         network,
     });

@@ -149,18 +149,28 @@ impl Supervisor {
         }
     }
 
-    /// `bound` is every claim bound to this node: the folders of the others go. The
-    /// claims of the pods this agent runs are kept whatever the list says (only an
-    /// explicit deletion removes a claim in use).
-    pub fn claims_bound(&mut self, bound: impl IntoIterator<Item = ClaimKey>) {
+    /// `bound` is every claim bound to this node and `lost` those it was lost with: the
+    /// folders of `lost` are set aside, those of all others go. The claims of the pods
+    /// this agent runs are kept whatever the lists say (only an explicit deletion
+    /// removes a claim in use; a lost one is set aside once its pod is gone).
+    pub fn claims_bound(&mut self, bound: BTreeSet<ClaimKey>, lost: BTreeSet<ClaimKey>) {
         self.prune();
-        let mut keep: BTreeSet<ClaimKey> = bound.into_iter().collect();
+        let mut keep = bound;
         for w in self.workers.values() {
             if let Desired::Run(p) = &*w.desired.borrow() {
                 keep.extend(volumes::pod_claims(p));
             }
         }
-        self.ctx.claims.retain(&keep);
+        keep.retain(|k| !lost.contains(k));
+        self.ctx.claims.retain(&keep, &lost);
+    }
+
+    /// This node was lost with these claims bound to it: their folders are set aside
+    /// (once no pod here uses them).
+    pub fn claims_lost(&mut self, lost: impl IntoIterator<Item = ClaimKey>) {
+        for k in lost {
+            self.ctx.claims.lost(&k);
+        }
     }
 
     /// Stops a pod recorded by an earlier agent and no longer assigned, through the

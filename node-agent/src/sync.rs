@@ -235,7 +235,6 @@ pub fn sync_error(s: &Status) -> String {
 
 /// What the heartbeats keep: the fence's lease (renewed by each acknowledged
 /// heartbeat) and its watchdog (started again if it ever stops).
-#[derive(Debug)]
 pub struct Lease {
     /// The fence.
     pub fence: Arc<crate::fence::Fence>,
@@ -243,6 +242,8 @@ pub struct Lease {
     pub watchdog: Option<std::path::PathBuf>,
     /// The agent's data dir.
     pub data_dir: std::path::PathBuf,
+    /// The claims' folders: those set aside are told in the next heartbeat.
+    pub claims: Arc<crate::volumes::Claims>,
 }
 
 /// Heartbeats every `every` until shutdown, each saying whether the assignments are in
@@ -270,10 +271,25 @@ pub async fn heartbeats(
             _ = shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
+        let kept = lease
+            .claims
+            .take_kept(twinset_proto::fencing::MAX_KEPT_PER_HEARTBEAT);
         let req = v1::HeartbeatRequest {
             node_name: node_name.clone(),
             assignments_not_synced: sync.not_synced(sync_grace).unwrap_or_default(),
             pod_ranges_version: ranges_version.clone(),
+            kept_aside: kept
+                .iter()
+                .map(|k| v1::KeptVolume {
+                    namespace: k.claim.namespace.clone(),
+                    claim: k.claim.name.clone(),
+                    path: k
+                        .path
+                        .as_ref()
+                        .map(|p| p.display().to_string())
+                        .unwrap_or_default(),
+                })
+                .collect(),
         };
         let sent = Instant::now();
         let res = tokio::select! {
@@ -282,6 +298,8 @@ pub async fn heartbeats(
         };
         if matches!(res, Ok(Ok(_))) {
             lease.fence.renew(sent);
+        } else {
+            lease.claims.untold(kept);
         }
         if let Some(program) = &lease.watchdog {
             lease.fence.ensure_watchdog(program, &lease.data_dir);
@@ -372,7 +390,7 @@ pub fn apply(supervisor: &mut Supervisor, a: v1::Assignment) {
             }
         }
         other => {
-            if !apply_claims(supervisor, other, &a.claims) {
+            if !apply_claims(supervisor, other, &a.claims, &a.lost_claims) {
                 tracing::warn!(kind = other, "ignoring an assignment of unknown type");
             }
         }
@@ -382,47 +400,79 @@ pub fn apply(supervisor: &mut Supervisor, a: v1::Assignment) {
 /// What a claim assignment asks of the agent.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ClaimAction {
-    /// Every claim bound to this node: remove the folders of all others.
-    Retain(BTreeSet<ClaimKey>),
+    /// Every claim bound to this node, and those it was lost with: set the folders of
+    /// the lost ones aside, remove those of all others.
+    Retain(BTreeSet<ClaimKey>, BTreeSet<ClaimKey>),
     /// These claims were deleted: remove their folders.
     Delete(Vec<ClaimKey>),
+    /// This node was lost with these claims bound to it: set their folders aside.
+    Lost(Vec<ClaimKey>),
     /// Nothing to do (with why, for the log).
     Ignore(String),
 }
 
 /// Reads the claim part of an assignment, each claim written `namespace/name`:
 /// - `CLAIMS`: `claims` is every claim bound to this node (sent after each SNAPSHOT);
-/// - `CLAIM_DELETED`: `claims` were deleted.
+/// - `CLAIM_DELETED`: `claims` were deleted;
+/// - `CLAIM_LOST`: `claims` were bound here when this node was lost (`lost` is the same
+///   list of a `CLAIMS` message).
 ///
 /// A `CLAIMS` list with a malformed entry is ignored as a whole, so that a bad entry
 /// can never make the agent delete data; other types give None.
-pub fn claim_action(kind: &str, claims: &[String]) -> Option<ClaimAction> {
-    let parsed: Vec<Result<ClaimKey, &String>> =
-        claims.iter().map(|c| ClaimKey::parse(c).ok_or(c)).collect();
-    let bad: Vec<&String> = parsed.iter().filter_map(|r| r.clone().err()).collect();
-    let good = parsed.into_iter().filter_map(Result::ok);
+pub fn claim_action(kind: &str, claims: &[String], lost: &[String]) -> Option<ClaimAction> {
+    let parse = |list: &[String]| -> (Vec<ClaimKey>, Vec<String>) {
+        let mut good = Vec::new();
+        let mut bad = Vec::new();
+        for c in list {
+            match ClaimKey::parse(c) {
+                Some(k) => good.push(k),
+                None => bad.push(c.clone()),
+            }
+        }
+        (good, bad)
+    };
+    let (good, bad) = parse(claims);
+    let (lost, bad_lost) = parse(lost);
     match kind {
-        "CLAIMS" if !bad.is_empty() => Some(ClaimAction::Ignore(format!(
-            "malformed claim names {bad:?} (want namespace/name); keeping every claim folder"
+        "CLAIMS" if !bad.is_empty() || !bad_lost.is_empty() => Some(ClaimAction::Ignore(format!(
+            "malformed claim names {:?} (want namespace/name); keeping every claim folder",
+            [bad, bad_lost].concat()
         ))),
-        "CLAIMS" => Some(ClaimAction::Retain(good.collect())),
-        "CLAIM_DELETED" => {
+        "CLAIMS" => Some(ClaimAction::Retain(
+            good.into_iter().collect(),
+            lost.into_iter().collect(),
+        )),
+        "CLAIM_DELETED" | "CLAIM_LOST" => {
             if !bad.is_empty() {
                 tracing::warn!(?bad, "ignoring malformed claim names (want namespace/name)");
             }
-            Some(ClaimAction::Delete(good.collect()))
+            Some(if kind == "CLAIM_LOST" {
+                ClaimAction::Lost(good)
+            } else {
+                ClaimAction::Delete(good)
+            })
         }
         _ => None,
     }
 }
 
-/// Applies a CLAIMS or CLAIM_DELETED assignment (see [`claim_action`]). A folder is only removed once no pod on
-/// this node uses it. Returns whether `kind` was a claim assignment.
-pub fn apply_claims(supervisor: &mut Supervisor, kind: &str, claims: &[String]) -> bool {
-    match claim_action(kind, claims) {
+/// Applies a CLAIMS, CLAIM_DELETED or CLAIM_LOST assignment (see [`claim_action`]). A
+/// folder is only removed or set aside once no pod on this node uses it. Returns
+/// whether `kind` was a claim assignment.
+pub fn apply_claims(
+    supervisor: &mut Supervisor,
+    kind: &str,
+    claims: &[String],
+    lost: &[String],
+) -> bool {
+    match claim_action(kind, claims, lost) {
         None => false,
-        Some(ClaimAction::Retain(bound)) => {
-            supervisor.claims_bound(bound);
+        Some(ClaimAction::Retain(bound, lost)) => {
+            supervisor.claims_bound(bound, lost);
+            true
+        }
+        Some(ClaimAction::Lost(lost)) => {
+            supervisor.claims_lost(lost);
             true
         }
         Some(ClaimAction::Delete(gone)) => {
@@ -595,25 +645,41 @@ mod tests {
         let k = |s: &str| ClaimKey::parse(s).unwrap();
         let list = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         assert_eq!(
-            claim_action("CLAIMS", &list(&["database/data-0", "web/cache"])),
+            claim_action(
+                "CLAIMS",
+                &list(&["database/data-0", "web/cache"]),
+                &list(&["database/data-1"])
+            ),
             Some(ClaimAction::Retain(
-                [k("database/data-0"), k("web/cache")].into_iter().collect()
+                [k("database/data-0"), k("web/cache")].into_iter().collect(),
+                [k("database/data-1")].into_iter().collect()
             ))
         );
         assert_eq!(
-            claim_action("CLAIMS", &[]),
-            Some(ClaimAction::Retain(BTreeSet::new())),
+            claim_action("CLAIMS", &[], &[]),
+            Some(ClaimAction::Retain(BTreeSet::new(), BTreeSet::new())),
             "an explicit empty list means no claim is bound here"
         );
         assert!(matches!(
-            claim_action("CLAIMS", &list(&["database/data-0", "no-namespace"])),
+            claim_action("CLAIMS", &list(&["database/data-0", "no-namespace"]), &[]),
             Some(ClaimAction::Ignore(_))
         ));
+        assert!(
+            matches!(
+                claim_action("CLAIMS", &list(&["database/data-0"]), &list(&["bad"])),
+                Some(ClaimAction::Ignore(_))
+            ),
+            "a malformed lost claim must not make its folder look unlisted (deleted)"
+        );
         assert_eq!(
-            claim_action("CLAIM_DELETED", &list(&["database/data-1", "../x"])),
+            claim_action("CLAIM_DELETED", &list(&["database/data-1", "../x"]), &[]),
             Some(ClaimAction::Delete(vec![k("database/data-1")]))
         );
-        assert_eq!(claim_action("SNAPSHOT", &[]), None);
+        assert_eq!(
+            claim_action("CLAIM_LOST", &list(&["database/data-1"]), &[]),
+            Some(ClaimAction::Lost(vec![k("database/data-1")]))
+        );
+        assert_eq!(claim_action("SNAPSHOT", &[], &[]), None);
     }
 
     #[test]

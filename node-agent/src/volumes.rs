@@ -378,6 +378,28 @@ struct ClaimState {
     users: HashMap<ClaimKey, usize>,
     /// Deleted claims whose folders go when their last user is gone.
     doomed: BTreeSet<ClaimKey>,
+    /// Claims this node was lost with, whose folders are set aside when their last
+    /// user is gone.
+    lost: BTreeSet<ClaimKey>,
+    /// Folders set aside, not yet told to the control plane (at most [`MAX_KEPT`]).
+    kept: Vec<Kept>,
+}
+
+/// The folder, under the volumes root, where the old data of claims this node was lost
+/// with is kept: `<root>/.kept/<namespace>/<claim>-<time>`. Never removed by the agent.
+pub const KEPT: &str = ".kept";
+
+/// The most set-aside folders held for telling the control plane (the oldest go; the
+/// folders themselves stay).
+pub const MAX_KEPT: usize = 1024;
+
+/// A claim's old folder set aside.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Kept {
+    /// The claim.
+    pub claim: ClaimKey,
+    /// Where its data now is (None: there was no folder).
+    pub path: Option<PathBuf>,
 }
 
 /// The claims' folders on this node: which pods use them, and removal once the
@@ -440,6 +462,9 @@ impl Claims {
             if st.doomed.remove(k) {
                 tracing::warn!(claim = %k, "a pod uses a claim that was deleted; keeping its folder");
             }
+            if st.lost.remove(k) {
+                tracing::warn!(claim = %k, "a pod uses a claim this node was lost with; keeping its folder in place");
+            }
         }
         ClaimUse {
             claims: Arc::clone(self),
@@ -448,20 +473,98 @@ impl Claims {
     }
 
     fn release(&self, key: &ClaimKey) {
-        let remove = {
+        let (remove, set_aside) = {
             let mut st = self.lock();
             let n = st.users.get(key).copied().unwrap_or(0);
             if n <= 1 {
                 st.users.remove(key);
-                st.doomed.remove(key)
+                (st.doomed.remove(key), st.lost.remove(key))
             } else {
                 st.users.insert(key.clone(), n - 1);
-                false
+                (false, false)
             }
         };
         if remove {
             self.remove_now(key);
+        } else if set_aside {
+            self.set_aside_now(key);
         }
+    }
+
+    /// This node was lost while the claim was bound to it, and the claim now has a new
+    /// volume elsewhere: its folder is set aside (renamed under [`KEPT`], never
+    /// deleted) now, or when the last pod using it is gone.
+    pub fn lost(&self, key: &ClaimKey) {
+        let now = {
+            let mut st = self.lock();
+            if st.users.contains_key(key) {
+                tracing::info!(claim = %key, "claim lost with this node; its folder is set aside when its pod is gone");
+                st.lost.insert(key.clone());
+                false
+            } else {
+                true
+            }
+        };
+        if now {
+            self.set_aside_now(key);
+        }
+    }
+
+    /// Renames the claim's folder to `<root>/.kept/<ns>/<claim>-<UTC time>` and notes it
+    /// for the control plane (also when there was no folder, so the claim is freed).
+    fn set_aside_now(&self, key: &ClaimKey) {
+        let dir = self.dir(key);
+        let path = if dir.exists() {
+            let stamp = twinset_proto::time::now().replace([':', '-'], "");
+            let target = self
+                .root
+                .join(KEPT)
+                .join(&key.namespace)
+                .join(format!("{}-{stamp}", key.name));
+            let moved = target
+                .parent()
+                .map_or(Ok(()), std::fs::create_dir_all)
+                .and_then(|_| std::fs::rename(&dir, &target));
+            match moved {
+                Ok(()) => {
+                    tracing::warn!(claim = %key, path = %target.display(), "the claim's data from before this node was lost is kept aside");
+                    let _ = std::fs::remove_dir(self.root.join(&key.namespace));
+                    Some(target)
+                }
+                Err(e) => {
+                    // Left in place: never deleted; told again at the next reconnect.
+                    tracing::error!(claim = %key, error = %e, "cannot set the claim's old folder aside; leaving it in place");
+                    return;
+                }
+            }
+        } else {
+            None
+        };
+        let mut st = self.lock();
+        if st.kept.len() >= MAX_KEPT {
+            st.kept.remove(0);
+        }
+        st.kept.push(Kept {
+            claim: key.clone(),
+            path,
+        });
+    }
+
+    /// Up to `limit` set-aside folders not yet told to the control plane, oldest first
+    /// (handed over; give back with [`Claims::untold`] when the telling failed).
+    pub fn take_kept(&self, limit: usize) -> Vec<Kept> {
+        let mut st = self.lock();
+        let n = limit.min(st.kept.len());
+        st.kept.drain(..n).collect()
+    }
+
+    /// Gives back folders whose telling failed, ahead of newer ones.
+    pub fn untold(&self, mut kept: Vec<Kept>) {
+        let mut st = self.lock();
+        kept.append(&mut st.kept);
+        let over = kept.len().saturating_sub(MAX_KEPT);
+        kept.drain(..over);
+        st.kept = kept;
     }
 
     /// Whether a pod on this node uses the claim.
@@ -487,11 +590,15 @@ impl Claims {
         }
     }
 
-    /// `bound` lists every claim bound to this node: the folders of all others are
+    /// `bound` lists every claim bound to this node and `lost` those this node was lost
+    /// with: the folders of `lost` are set aside ([`Claims::lost`]), those of all others
     /// deleted (see [`Claims::delete`]).
-    pub fn retain(&self, bound: &BTreeSet<ClaimKey>) {
+    pub fn retain(&self, bound: &BTreeSet<ClaimKey>, lost: &BTreeSet<ClaimKey>) {
+        for key in lost {
+            self.lost(key);
+        }
         for key in self.on_disk() {
-            if !bound.contains(&key) {
+            if !bound.contains(&key) && !lost.contains(&key) {
                 self.delete(&key);
             }
         }
@@ -786,7 +893,7 @@ mod tests {
 
         // A snapshot of bound claims removes the others, never what is listed.
         let bound: BTreeSet<ClaimKey> = [other.clone()].into_iter().collect();
-        claims.retain(&bound);
+        claims.retain(&bound, &BTreeSet::new());
         wait_gone(&claims.dir(&b));
         assert!(claims.dir(&other).join("f").exists());
         assert!(

@@ -31,6 +31,10 @@ pub const LOST_ON_ANNOTATION: &str = "twinset.io/lost-on";
 /// At most this many nodes are kept in [`LOST_ON_ANNOTATION`] (the oldest go first).
 pub const MAX_LOST_ON: usize = 16;
 
+/// The most set-aside claim folders one heartbeat tells (`HeartbeatRequest.kept_aside`);
+/// the control plane acts on no more, the agent keeps the rest for later heartbeats.
+pub const MAX_KEPT_PER_HEARTBEAT: usize = 64;
+
 /// A StatefulSet's policy for replicas on a lost node.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Policy {

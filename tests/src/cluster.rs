@@ -417,7 +417,14 @@ impl Cluster {
 
     /// As [`Cluster::spawn_agent`], with the data dir `data` (a re-installed machine).
     pub fn spawn_agent_at(&mut self, node: &str, data: &Path, extra: &[&str]) {
-        self.spawn_agent_placed(node, data, None, Some("127.0.0.1:0"), extra);
+        self.spawn_agent_placed(node, data, None, Some("127.0.0.1:0"), None, extra);
+    }
+
+    /// As [`Cluster::spawn_agent`], reaching the control plane at `server` (a proxy the
+    /// test controls) instead of its own address.
+    pub fn spawn_agent_via(&mut self, node: &str, server: &str, extra: &[&str]) {
+        let data = self.dir.join(node);
+        self.spawn_agent_placed(node, &data, None, Some("127.0.0.1:0"), Some(server), extra);
     }
 
     /// Starts an agent process for `node` (no waiting) in the network namespace `netns`
@@ -431,7 +438,7 @@ impl Cluster {
         extra: &[&str],
     ) {
         let data = self.dir.join(node);
-        self.spawn_agent_placed(node, &data, Some(netns), listen, extra);
+        self.spawn_agent_placed(node, &data, Some(netns), listen, None, extra);
     }
 
     fn spawn_agent_placed(
@@ -440,13 +447,14 @@ impl Cluster {
         data: &Path,
         netns: Option<&str>,
         listen: Option<&str>,
+        server: Option<&str>,
         extra: &[&str],
     ) {
         let token = self.join_token();
         let mut args: Vec<String> = vec![
             "agent".into(),
             "--server".into(),
-            self.server(),
+            server.map_or_else(|| self.server(), str::to_string),
             "--token".into(),
             token,
             "--node-name".into(),

@@ -223,6 +223,63 @@ fn claim_bound_to(obj: &Object, node: &str) -> bool {
             == Some(node)
 }
 
+/// Node `node` set claim `kept`'s old folder aside: an event on the claim says where,
+/// and the node leaves the claim's `lost-on` list (the claim may be bound there again).
+async fn volume_kept_aside(store: &dyn Store, node: &str, kept: &twinset_proto::v1::KeptVolume) {
+    let key = Key::new(Kind::PersistentVolumeClaim, &kept.namespace, &kept.claim);
+    let written = update_with_retry(store, &key, |obj| {
+        let m = obj.meta_mut();
+        let mut lost = twinset_proto::fencing::lost_on(&m.annotations);
+        if !lost.iter().any(|n| n == node) {
+            return Ok(Change::Keep);
+        }
+        lost.retain(|n| n != node);
+        twinset_proto::fencing::set_lost_on(&mut m.annotations, lost);
+        Ok(Change::Write)
+    })
+    .await;
+    let claim = match written {
+        Ok(outcome) if outcome.written() => outcome.into_object(),
+        Ok(_) | Err(StoreError::NotFound { .. }) => return,
+        Err(e) => {
+            tracing::warn!(node, claim = %kept.claim, error = %e, "cannot record a kept-aside volume");
+            return;
+        }
+    };
+    let message = if kept.path.is_empty() {
+        format!("node {node} is back and had no data of this claim from before it was lost")
+    } else {
+        format!(
+            "node {node} is back: the data this claim had there before the node was lost is kept at {} on {node} (the claim now has a new volume)",
+            kept.path
+        )
+    };
+    tracing::warn!(node, namespace = %kept.namespace, claim = %kept.claim, "{message}");
+    crate::events::record(
+        store,
+        &claim,
+        "Warning",
+        "VolumeKeptAside",
+        &message,
+        &crate::events::Source::component("node-controller"),
+    )
+    .await;
+}
+
+/// True when `obj` is a claim unbound from `node` when the node was lost, whose old
+/// folder `node` has not yet said it set aside.
+fn claim_lost_on(obj: &Object, node: &str) -> bool {
+    obj.as_persistent_volume_claim().is_some()
+        && !claim_bound_to(obj, node)
+        && twinset_proto::fencing::lost_on(&obj.meta().annotations)
+            .iter()
+            .any(|n| n == node)
+}
+
+/// The reason of the event an agent records on a pod it fenced (kept even when the pod
+/// was replaced meanwhile).
+pub const FENCED_REASON: &str = "Fenced";
+
 /// The most encoded bytes of pods one SNAPSHOT part carries (a part holds at least one
 /// pod); far below any client's receive limit, so a node with many large pods resyncs.
 pub const SNAPSHOT_PART_BYTES: usize = 1024 * 1024;
@@ -266,6 +323,7 @@ fn snapshot(store: &dyn Store, node: &str) -> (Vec<Assignment>, u64) {
             resource_version: at.to_string(),
             claims: Vec::new(),
             more: i < last,
+            lost_claims: Vec::new(),
         })
         .collect();
     // The claims bound here: the agent keeps their volume directories and may remove
@@ -281,6 +339,12 @@ fn snapshot(store: &dyn Store, node: &str) -> (Vec<Assignment>, u64) {
             .map(|c| format!("{}/{}", c.namespace(), c.name()))
             .collect(),
         more: false,
+        // Claims this node was lost with: their folders are set aside, never deleted.
+        lost_claims: claims
+            .iter()
+            .filter(|c| claim_lost_on(c, node))
+            .map(|c| format!("{}/{}", c.namespace(), c.name()))
+            .collect(),
     };
     out.push(claims);
     (out, at)
@@ -295,6 +359,17 @@ fn assignment(ev: WatchEvent, node: &str) -> Option<Assignment> {
             resource_version: ev.rev.to_string(),
             claims: vec![format!("{}/{}", ev.object.namespace(), ev.object.name())],
             more: false,
+            lost_claims: Vec::new(),
+        });
+    }
+    if ev.r#type != EventType::Deleted && claim_lost_on(&ev.object, node) {
+        return Some(Assignment {
+            r#type: "CLAIM_LOST".into(),
+            pods: Vec::new(),
+            resource_version: ev.rev.to_string(),
+            claims: vec![format!("{}/{}", ev.object.namespace(), ev.object.name())],
+            more: false,
+            lost_claims: Vec::new(),
         });
     }
     let pod = ev.object.into_pod()?;
@@ -307,6 +382,7 @@ fn assignment(ev: WatchEvent, node: &str) -> Option<Assignment> {
         resource_version: ev.rev.to_string(),
         claims: Vec::new(),
         more: false,
+        lost_claims: Vec::new(),
     })
 }
 
@@ -415,7 +491,14 @@ impl Nodes for NodesService {
             node_name: name,
             assignments_not_synced,
             pod_ranges_version,
+            kept_aside,
         } = request.into_inner();
+        for kept in kept_aside
+            .iter()
+            .take(twinset_proto::fencing::MAX_KEPT_PER_HEARTBEAT)
+        {
+            volume_kept_aside(self.store(), &name, kept).await;
+        }
         // require_node found the node; a deletion since is caught by the update below.
         let store = self.store();
         self.ctx.heartbeats.beat(&name);
@@ -543,7 +626,31 @@ impl Nodes for NodesService {
         let store = self.store();
         let span =
             tracing::info_span!("report", node = %r.node_name, namespace = %ns, name = %r.pod_name);
+        let source = Source {
+            component: "kubelet".into(),
+            host: r.node_name.clone(),
+        };
         async {
+            let current = store
+                .get(Kind::Pod, &ns, &r.pod_name)
+                .filter(|o| r.pod_uid.is_empty() || o.meta().uid == r.pod_uid);
+            if current.is_none() {
+                // A pod replaced while its node was cut off: its agent's word that it
+                // fenced it is still news (the only events kept of a pod that is gone).
+                let earlier = Object::from(Pod {
+                    metadata: Some(twinset_proto::v1::ObjectMeta {
+                        name: r.pod_name.clone(),
+                        namespace: ns.clone(),
+                        uid: r.pod_uid.clone(),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                });
+                for ev in r.events.iter().filter(|e| e.reason == FENCED_REASON) {
+                    events::record(store, &earlier, &ev.r#type, &ev.reason, &ev.message, &source)
+                        .await;
+                }
+            }
             let Some(obj) = store.get(Kind::Pod, &ns, &r.pod_name) else {
                 // Already gone: a terminated report is then simply done.
                 return if r.terminated {
@@ -569,10 +676,6 @@ impl Nodes for NodesService {
             if let Some(refused) = bound_elsewhere(&obj) {
                 return Err(refused);
             }
-            let source = Source {
-                component: "kubelet".into(),
-                host: r.node_name.clone(),
-            };
             for ev in &r.events {
                 events::record(store, &obj, &ev.r#type, &ev.reason, &ev.message, &source).await;
             }

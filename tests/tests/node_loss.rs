@@ -1,0 +1,450 @@
+//! A node lost: its pods turn not Ready; a `twinset.io/on-node-lost: Replace`
+//! StatefulSet's replica is fenced on its node (by the agent, or by the fence watchdog
+//! when the agent is dead) and recreated elsewhere with a new, empty volume; the old
+//! data is set aside when the node returns. The default (Wait) replaces nothing.
+//!
+//! Timings are shortened by flags: node grace 2 s, replace-after 3.5 s, fence-after
+//! 1.5 s plus a 1 s kill grace (2.5 s, below replace-after), heartbeats every 200 ms.
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use twinset_e2e::cluster::Options;
+use twinset_e2e::proxy::Proxy;
+use twinset_e2e::wait::{timeout, try_wait_for, wait_for};
+use twinset_e2e::Cluster;
+
+const NS: &str = "lost";
+const GRACE: Duration = Duration::from_secs(2);
+const REPLACE_AFTER: Duration = Duration::from_millis(3500);
+const AGENT_FLAGS: [&str; 4] = ["--fence-after", "1500ms", "--fence-grace", "1s"];
+
+fn options() -> Options {
+    Options {
+        control_plane_flags: vec![
+            "--node-grace".into(),
+            "2s".into(),
+            "--replace-after".into(),
+            "3500ms".into(),
+        ],
+        agent_flags: AGENT_FLAGS.iter().map(|s| s.to_string()).collect(),
+        ..Options::default()
+    }
+}
+
+/// One replica with a claim; its container notes whether it found old data.
+fn sts(policy: Option<&str>) -> String {
+    let annotations = match policy {
+        Some(p) => format!("  annotations:\n    twinset.io/on-node-lost: {p}\n"),
+        None => String::new(),
+    };
+    format!(
+        "apiVersion: v1
+kind: Namespace
+metadata:
+  name: {NS}
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata:
+  name: db
+  namespace: {NS}
+{annotations}spec:
+  serviceName: db
+  replicas: 1
+  selector:
+    matchLabels:
+      app: db
+  template:
+    metadata:
+      labels:
+        app: db
+    spec:
+      terminationGracePeriodSeconds: 30
+      containers:
+      - name: db
+        image: busybox
+        command: [sh, -c, 'if [ -f /data/marker ]; then echo found > /data/seen; fi; echo \"$$NODE_NAME\" > /data/marker; exec sleep 100000']
+        env:
+        - name: NODE_NAME
+          valueFrom:
+            fieldRef:
+              fieldPath: spec.nodeName
+        volumeMounts:
+        - name: data
+          mountPath: /data
+  volumeClaimTemplates:
+  - metadata:
+      name: data
+    spec:
+      accessModes: [ReadWriteOnce]
+      resources:
+        requests:
+          storage: 1Mi
+"
+    )
+}
+
+fn pod(c: &Cluster) -> Result<Value, String> {
+    c.get_json(&["get", "pod", "db-0", "-n", NS, "-o", "json"])
+}
+
+fn s<'a>(v: &'a Value, path: &[&str]) -> &'a str {
+    let mut cur = v;
+    for p in path {
+        cur = &cur[*p];
+    }
+    cur.as_str().unwrap_or("")
+}
+
+fn condition<'a>(pod: &'a Value, kind: &str) -> Option<&'a Value> {
+    pod["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == kind)
+}
+
+fn node_ready(c: &Cluster, node: &str) -> String {
+    c.get_json(&["get", "node", node, "-o", "json"])
+        .ok()
+        .and_then(|n| {
+            n["status"]["conditions"]
+                .as_array()?
+                .iter()
+                .find(|c| c["type"] == "Ready")
+                .map(|c| c["status"].as_str().unwrap_or("").to_string())
+        })
+        .unwrap_or_default()
+}
+
+/// Starts the set and waits for db-0 Running and Ready, armed when `armed`: (uid, node).
+fn start(c: &Cluster, policy: Option<&str>, armed: bool) -> (String, String) {
+    let out = c.apply(&sts(policy));
+    assert!(out.ok(), "apply: {out}");
+    wait_for("db-0 Running and Ready", timeout(), || {
+        let p = pod(c)?;
+        let ready = condition(&p, "Ready").is_some_and(|c| c["status"] == "True");
+        let fence =
+            condition(&p, "twinset.io/NodeLossFence").is_some_and(|c| c["status"] == "True");
+        if s(&p, &["status", "phase"]) == "Running" && ready && fence == armed {
+            Ok((
+                s(&p, &["metadata", "uid"]).to_string(),
+                s(&p, &["spec", "nodeName"]).to_string(),
+            ))
+        } else {
+            Err(format!("{}", p["status"]))
+        }
+    })
+}
+
+/// Milliseconds of CLOCK_BOOTTIME now, the clock /proc start times count in.
+fn boot_ms() -> u64 {
+    let t = nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME).expect("boottime");
+    t.tv_sec() as u64 * 1000 + t.tv_nsec() as u64 / 1_000_000
+}
+
+fn start_ms(start_ticks: u64) -> u64 {
+    let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .unwrap_or(100) as u64;
+    start_ticks * 1000 / hz
+}
+
+/// Polls `alive` every 10 ms on a thread of its own; the handle gives the boot-clock
+/// milliseconds at which it was first seen false.
+fn watch_death(alive: impl Fn() -> bool + Send + 'static) -> std::thread::JoinHandle<u64> {
+    std::thread::spawn(move || {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while alive() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        boot_ms()
+    })
+}
+
+#[test]
+fn a_killed_agents_replace_replica_runs_elsewhere_once_its_processes_are_gone() {
+    let mut c = Cluster::start_with(3, options());
+    let (old_uid, lost) = start(&c, Some("Replace"), true);
+    let old = c.wait_pod_process(NS, "db-0");
+    let old_dir = c.volume_dir(&lost, NS, "data-db-0");
+    assert!(
+        old_dir.join("marker").exists(),
+        "the replica wrote its data"
+    );
+    let watch = c.watch_pods();
+
+    c.kill_agent(&lost);
+    let killed = Instant::now();
+    let dead = watch_death(move || old.is_alive());
+
+    // The node goes Unknown within the grace (+1 s), and its pod not Ready.
+    wait_for("the killed node Unknown", timeout(), || {
+        match node_ready(&c, &lost).as_str() {
+            "Unknown" => Ok(()),
+            other => Err(other.to_string()),
+        }
+    });
+    let unknown_after = killed.elapsed();
+    let not_ready = wait_for("db-0 not Ready on the lost node", timeout(), || {
+        let p = pod(&c)?;
+        match condition(&p, "Ready") {
+            Some(r) if r["status"] == "False" && s(&p, &["metadata", "uid"]) == old_uid => {
+                Ok(r.clone())
+            }
+            _ => Err(format!("{}", p["status"])),
+        }
+    });
+    assert_eq!(not_ready["reason"], "NodeNotReady", "{not_ready}");
+
+    // The replica comes back on another node, Running and Ready.
+    let (new_node, new_uid) = wait_for("db-0 Running elsewhere", timeout(), || {
+        let p = pod(&c)?;
+        let ready = condition(&p, "Ready").is_some_and(|c| c["status"] == "True");
+        let node = s(&p, &["spec", "nodeName"]);
+        if s(&p, &["metadata", "uid"]) != old_uid && !node.is_empty() && ready {
+            Ok((node.to_string(), s(&p, &["metadata", "uid"]).to_string()))
+        } else {
+            Err(format!("{} on {node:?}", p["status"]))
+        }
+    });
+    let running_after = killed.elapsed();
+    assert_ne!(new_node, lost);
+    let new = c.wait_pod_process(NS, "db-0");
+    let dead_at = dead.join().expect("death watcher");
+    assert!(!old.is_alive(), "the old replica's process still runs");
+    assert!(
+        dead_at < start_ms(new.start_time),
+        "the old process (gone by {dead_at} ms after boot) was not gone before the new one started ({} ms)",
+        start_ms(new.start_time)
+    );
+    eprintln!(
+        "node Unknown after {unknown_after:?}, replica Ready on {new_node} after {running_after:?}; old process gone {} ms before the new one started",
+        start_ms(new.start_time) - dead_at
+    );
+    assert!(
+        unknown_after <= GRACE + Duration::from_secs(1),
+        "Unknown after {unknown_after:?}"
+    );
+    assert!(
+        running_after <= REPLACE_AFTER + Duration::from_secs(1),
+        "Running elsewhere after {running_after:?}"
+    );
+
+    // A new, empty volume there; the claim remembers the lost node.
+    let new_dir = c.volume_dir(&new_node, NS, "data-db-0");
+    assert!(new_dir.join("marker").exists());
+    assert!(
+        !new_dir.join("seen").exists(),
+        "the new volume was not empty"
+    );
+    let claim = c
+        .get_json(&["get", "pvc", "data-db-0", "-n", NS, "-o", "json"])
+        .expect("claim");
+    assert_eq!(
+        s(
+            &claim,
+            &[
+                "metadata",
+                "annotations",
+                "volume.kubernetes.io/selected-node"
+            ]
+        ),
+        new_node
+    );
+    assert_eq!(
+        s(&claim, &["metadata", "annotations", "twinset.io/lost-on"]),
+        lost
+    );
+    let events = c.events(NS).expect("events");
+    assert!(
+        events.iter().any(|e| e["reason"] == "NodeLost"
+            && e["message"]
+                .as_str()
+                .unwrap_or("")
+                .contains(&format!("on node {lost}"))),
+        "no NodeLost event: {events:#?}"
+    );
+    let fenced = std::fs::read_to_string(c.node_dir(&lost).join("fence/fenced").join(&old_uid))
+        .expect("the watchdog's mark of the fenced pod");
+    assert!(fenced.contains("watchdog"), "{fenced}");
+
+    // The lost node returns: its old folder is set aside, never deleted, and an event
+    // says where; the claim is free of it again.
+    c.spawn_agent(&lost, &AGENT_FLAGS);
+    c.wait_nodes_ready(&[lost.clone()]);
+    let kept = wait_for("the old folder set aside", timeout(), || {
+        let root = c.node_dir(&lost).join("volumes/.kept").join(NS);
+        let found: Vec<_> = std::fs::read_dir(&root)
+            .map_err(|e| format!("{}: {e}", root.display()))?
+            .flatten()
+            .map(|e| e.path())
+            .collect();
+        match found.as_slice() {
+            [one] => Ok(one.clone()),
+            other => Err(format!("{other:?}")),
+        }
+    });
+    assert_eq!(
+        std::fs::read_to_string(kept.join("marker")).unwrap().trim(),
+        lost,
+        "the set-aside folder holds the old data"
+    );
+    assert!(
+        !old_dir.exists(),
+        "the old folder is still under the claim's name"
+    );
+    wait_for("the VolumeKeptAside event", timeout(), || {
+        let events = c.events(NS)?;
+        events
+            .iter()
+            .find(|e| e["reason"] == "VolumeKeptAside")
+            .map(|e| e["message"].as_str().unwrap_or("").to_string())
+            .filter(|m| m.contains(&kept.display().to_string()))
+            .ok_or_else(|| format!("{events:?}"))
+    });
+    wait_for(
+        "the claim no longer kept off the returned node",
+        timeout(),
+        || {
+            let claim = c.get_json(&["get", "pvc", "data-db-0", "-n", NS, "-o", "json"])?;
+            match claim["metadata"]["annotations"].get("twinset.io/lost-on") {
+                None => Ok(()),
+                Some(v) => Err(v.to_string()),
+            }
+        },
+    );
+    // One pod per identity throughout; the replacement kept running.
+    watch.assert_identities_unique();
+    let p = pod(&c).expect("db-0");
+    assert_eq!(s(&p, &["metadata", "uid"]), new_uid);
+}
+
+#[test]
+fn with_the_default_policy_a_lost_replica_waits_for_its_node() {
+    let mut c = Cluster::start_with(3, options());
+    let (uid, node) = start(&c, None, false);
+    let proc_before = c.wait_pod_process(NS, "db-0");
+    c.kill_agent(&node);
+    wait_for("db-0 not Ready", timeout(), || {
+        let p = pod(&c)?;
+        match condition(&p, "Ready") {
+            Some(r) if r["status"] == "False" => Ok(()),
+            _ => Err(format!("{}", p["status"])),
+        }
+    });
+    // Past replace-after (and well past fence-after): nothing moves, nothing stops.
+    let moved = try_wait_for(REPLACE_AFTER + Duration::from_secs(2), || {
+        let p = pod(&c).map_err(|e| e.to_string());
+        match p {
+            Ok(p) if s(&p, &["metadata", "uid"]) == uid => Err("same pod".to_string()),
+            other => Ok(format!("{other:?}")),
+        }
+    });
+    assert!(moved.is_err(), "the replica was replaced: {moved:?}");
+    assert!(proc_before.is_alive(), "a Wait replica was stopped");
+    // The node returns: the same pod, the same process, Ready again.
+    c.spawn_agent(&node, &AGENT_FLAGS);
+    wait_for("db-0 Ready again", timeout(), || {
+        let p = pod(&c)?;
+        let ready = condition(&p, "Ready").is_some_and(|c| c["status"] == "True");
+        if ready && s(&p, &["metadata", "uid"]) == uid {
+            Ok(())
+        } else {
+            Err(format!("{}", p["status"]))
+        }
+    });
+    assert!(proc_before.is_alive(), "the adopted replica was restarted");
+}
+
+#[test]
+fn a_partitioned_agent_fences_in_time_and_after_healing_one_pod_per_identity() {
+    let mut c = Cluster::start_with(2, options());
+    let proxy = Proxy::start(c.addr().parse().expect("control plane address"));
+    let server = format!("https://{}", proxy.addr());
+    // node3 reaches the control plane only through the proxy; the others are cordoned
+    // so the replica lands there.
+    c.spawn_agent_via("node3", &server, &AGENT_FLAGS);
+    c.wait_nodes_ready(&["node3".to_string()]);
+    for n in ["node1", "node2"] {
+        c.run_ok(&["cordon", n]);
+    }
+    let (old_uid, node) = start(&c, Some("Replace"), true);
+    assert_eq!(node, "node3");
+    for n in ["node1", "node2"] {
+        c.run_ok(&["uncordon", n]);
+    }
+    let old = c.wait_pod_process(NS, "db-0");
+    let watch = c.watch_pods();
+    let agent = c.agent_pid("node3").expect("node3's agent");
+
+    proxy.cut();
+    let cut = Instant::now();
+    let dead = watch_death(move || old.is_alive());
+    let dead_at = dead.join().expect("death watcher");
+    let fenced_after = cut.elapsed();
+    assert!(
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(agent), None).is_ok(),
+        "the partitioned agent died"
+    );
+    // The replacement starts elsewhere only after the old process is gone.
+    let new_node = wait_for("db-0 Running elsewhere", timeout(), || {
+        let p = pod(&c)?;
+        let ready = condition(&p, "Ready").is_some_and(|c| c["status"] == "True");
+        let node = s(&p, &["spec", "nodeName"]);
+        if s(&p, &["metadata", "uid"]) != old_uid && ready {
+            Ok(node.to_string())
+        } else {
+            Err(format!("{} on {node:?}", p["status"]))
+        }
+    });
+    assert_ne!(new_node, "node3");
+    let new = c.wait_pod_process(NS, "db-0");
+    assert!(
+        dead_at < start_ms(new.start_time),
+        "the old process outlived the new one's start"
+    );
+    eprintln!("fenced {fenced_after:?} after the cut; replica Running on {new_node}");
+    // Fenced within fence-after + grace of the cut (the lease counts from the last
+    // acknowledged heartbeat's send time, before the cut).
+    assert!(
+        fenced_after <= Duration::from_millis(2500) + Duration::from_secs(1),
+        "fenced after {fenced_after:?}"
+    );
+    let log = std::fs::read_to_string(c.dir().join("logs/agent-node3.stderr")).unwrap_or_default();
+    assert!(
+        log.contains("fencing: no acknowledged heartbeat"),
+        "the agent does not say it fenced"
+    );
+
+    proxy.heal();
+    c.wait_nodes_ready(&["node3".to_string()]);
+    wait_for("the old folder set aside on node3", timeout(), || {
+        let root = c.node_dir("node3").join("volumes/.kept").join(NS);
+        match std::fs::read_dir(&root) {
+            Ok(d) if d.flatten().count() == 1 => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    });
+    wait_for("a Fenced event from node3", timeout(), || {
+        let events = c.events(NS)?;
+        events
+            .iter()
+            .find(|e| e["reason"] == "Fenced")
+            .map(|_| ())
+            .ok_or_else(|| format!("{events:?}"))
+    });
+    // The control plane's view wins: one db-0, on the new node, still the same uid.
+    let p = pod(&c).expect("db-0");
+    assert_eq!(s(&p, &["spec", "nodeName"]), new_node);
+    assert!(!old.is_alive());
+    watch.assert_identities_unique();
+    let running: Vec<_> = c
+        .pods(NS)
+        .expect("pods")
+        .into_iter()
+        .filter(|p| p.name == "db-0")
+        .collect();
+    assert_eq!(running.len(), 1, "{running:?}");
+}
