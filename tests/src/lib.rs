@@ -28,6 +28,7 @@ pub mod net;
 pub mod netlab;
 pub mod output;
 pub mod procs;
+pub mod raw_grpc;
 pub mod sandbox;
 pub mod sql;
 pub mod table;
