@@ -667,6 +667,20 @@ mod tests {
             fail(json),
             "invalid JSON: duplicate field \"name\" at line 1 column 67"
         );
+        // serde reads a struct from a sequence of its fields; a manifest may not.
+        let listed = "apiVersion: v1\nkind: Namespace\nmetadata:\n- name: a\n";
+        assert_eq!(
+            fail(listed),
+            "metadata: invalid type: sequence, expected struct ObjectMeta"
+        );
+        let port = GUIDE_DS.replace(
+            "        image: datadog/agent:latest\n",
+            "        image: datadog/agent:latest\n        ports:\n        - [80]\n",
+        );
+        assert_eq!(
+            fail(&port),
+            "spec.template.spec.containers[0].ports[0]: invalid type: sequence, expected struct ContainerPort"
+        );
         assert_eq!(
             text_of(b"ab\xffc").unwrap_err().message,
             "invalid UTF-8 at byte offset 2: a manifest is UTF-8 JSON or YAML"

@@ -1004,6 +1004,14 @@ mod tests {
             .map_err(|e| e.to_string())
         };
         assert_eq!(mk("2", "svc", "storage: 1Gi"), Ok(()));
+        assert_eq!(
+            mk("2\n  revisionHistoryLimit: -2", "svc", "storage: 1Gi"),
+            Err("StatefulSet \"s\" is invalid: spec.revisionHistoryLimit: Invalid value: -2: must be greater than or equal to 0".to_string())
+        );
+        assert_eq!(
+            mk("2\n  revisionHistoryLimit: 0", "svc", "storage: 1Gi"),
+            Ok(())
+        );
         assert!(mk("-1", "svc", "storage: 1Gi")
             .unwrap_err()
             .contains("spec.replicas: Invalid value: -1"));
