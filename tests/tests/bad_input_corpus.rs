@@ -14,7 +14,6 @@
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
-use tower::ServiceExt as _;
 use twinset_e2e::{cluster::run_command, repo_root, Cluster};
 use twinset_node_agent::procfs::status_kib;
 use twinset_proto::manifest;
@@ -216,11 +215,10 @@ fn through_grpc(c: &Cluster, case: &Case) -> String {
             "{NA}: over the {CLI_MAX_MANIFEST_BYTES} bytes a client decodes (85-grpc-over-size sends 100 MiB over gRPC)"
         );
     }
-    let objects =
-        match manifest::text_of(&case.bytes).and_then(|text| manifest::decode_unvalidated(text)) {
-            Ok(objects) => objects,
-            Err(e) => return format!("{NA}: {CANNOT_CARRY}: {e}"),
-        };
+    let objects = match manifest::text_of(&case.bytes).and_then(manifest::decode_unvalidated) {
+        Ok(objects) => objects,
+        Err(e) => return format!("{NA}: {CANNOT_CARRY}: {e}"),
+    };
     c.grpc(|mut client| async move {
         for object in objects {
             let request = ApplyRequest {
@@ -249,8 +247,6 @@ fn through_rest(c: &Cluster, case: &Case) -> String {
         .build()
         .expect("tokio runtime");
     let answer = rt.block_on(async move {
-        use http_body_util::BodyExt as _;
-        let channel = target.channel().await?;
         let request = http::Request::post(path.as_str())
             .header(http::header::CONTENT_TYPE, content_type)
             .header(http::header::ACCEPT, "application/json")
@@ -258,15 +254,7 @@ fn through_rest(c: &Cluster, case: &Case) -> String {
                 prost::bytes::Bytes::from(body),
             )))
             .map_err(|e| e.to_string())?;
-        let response = channel.oneshot(request).await.map_err(|e| e.to_string())?;
-        let code = response.status().as_u16();
-        let bytes = response
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| format!("reading the answer: {e}"))?
-            .to_bytes();
-        Ok::<_, String>((code, bytes))
+        twinset_e2e::metrics::call(target.channel().await?, request).await
     });
     let (code, bytes) = match answer {
         Ok(a) => a,
