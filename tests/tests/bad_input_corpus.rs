@@ -1,15 +1,16 @@
 //! The bad-input corpus (`tests/bad-input/`, its README says the format): every case is
-//! applied through the CLI (`twinset apply -f FILE`), gRPC (Cluster.Apply with the objects
-//! a client decodes, or the raw bytes of a `.grpc` case) and REST (a POST of the raw
-//! manifest, as curl would send it), and each path's refusal is compared whole with the
-//! case's `.expect` file; the store revision must not move, and the control plane's
-//! peak memory must not grow by more than 64 MiB on any case (the 100 MiB ones
-//! included). Every case is checked on every path before the test fails, naming each
-//! case and path that did not answer as expected.
+//! applied through the CLI (`twinset apply -f FILE`), gRPC (Cluster.Apply with the
+//! objects a client decodes, or the raw bytes of a `.grpc` case) and REST (a POST of the
+//! raw manifest as curl would send it, and a PUT of it as `kubectl replace` would), and
+//! each path's refusal is compared whole with the case's `.expect` file; the store
+//! revision must not move, and the control plane's peak memory must not grow by more
+//! than 64 MiB on any case (the 100 MiB ones included). Every case is checked on every
+//! path before the test fails, naming each case and path that did not answer as
+//! expected.
 //!
-//! `TWINSET_BLESS_BAD_INPUT=1` rewrites the `cli:`, `grpc:` and `rest:` lines from what
-//! the paths answered (never `error:`, the core message every path must carry); review
-//! the diff before committing it.
+//! `TWINSET_BLESS_BAD_INPUT=1` rewrites the `cli:`, `grpc:`, `rest:` and `put:` lines
+//! from what the paths answered (never `error:`, the core message every path must carry);
+//! review the diff before committing it.
 
 use std::path::{Path, PathBuf};
 
@@ -51,8 +52,6 @@ struct Case {
     post: Option<String>,
     /// The core message every path's answer carries.
     error: String,
-    /// The CLI's core message where it differs (its own read bound).
-    error_cli: Option<String>,
 }
 
 impl Case {
@@ -163,7 +162,6 @@ fn corpus(dir: &Path) -> Vec<Case> {
                 .filter(|e| !e.is_empty())
                 .unwrap_or_else(|| panic!("{name}: no `error:` line"));
             Case {
-                error_cli: expect_value(&expect_text, "error-cli"),
                 post: (post != NA).then_some(post),
                 name,
                 ext,
@@ -235,9 +233,23 @@ fn through_grpc(c: &Cluster, case: &Case) -> String {
 }
 
 /// The REST answer: `CODE Reason: message` of the Status, after checking it is one.
-fn through_rest(c: &Cluster, case: &Case) -> String {
-    let Some(path) = &case.post else {
+/// `put` sends it as a replace (PUT) of the object the manifest names, as `kubectl
+/// replace` would (`corpus` where no name can be read from it), instead of a create.
+fn through_rest(c: &Cluster, case: &Case, put: bool) -> String {
+    let Some(collection) = &case.post else {
         return format!("{NA}: {RAW_BYTES}");
+    };
+    let (method, path) = if put {
+        let name = manifest::text_of(&case.bytes)
+            .ok()
+            .filter(|_| case.bytes.len() <= CLI_MAX_MANIFEST_BYTES)
+            .and_then(|text| manifest::decode_unvalidated(text).ok())
+            .and_then(|objects| objects.first().map(|o| o.name().to_string()))
+            .filter(|name| !name.is_empty())
+            .unwrap_or_else(|| "corpus".to_string());
+        (http::Method::PUT, format!("{collection}/{name}"))
+    } else {
+        (http::Method::POST, collection.clone())
     };
     let target = c.target();
     let body = case.bytes.clone();
@@ -247,7 +259,9 @@ fn through_rest(c: &Cluster, case: &Case) -> String {
         .build()
         .expect("tokio runtime");
     let answer = rt.block_on(async move {
-        let request = http::Request::post(path.as_str())
+        let request = http::Request::builder()
+            .method(method)
+            .uri(path.as_str())
             .header(http::header::CONTENT_TYPE, content_type)
             .header(http::header::ACCEPT, "application/json")
             .body(tonic::body::Body::new(http_body_util::Full::new(
@@ -321,11 +335,12 @@ fn every_bad_input_is_refused_alike_on_every_path_and_changes_nothing() {
         let before = c.store_revision();
         let peak_before = peak_kib(&c);
         let mut answers = Vec::new();
-        for path in ["cli", "grpc", "rest"] {
+        for path in ["cli", "grpc", "rest", "put"] {
             let answer = match path {
                 "cli" => through_cli(&c, case, &scratch),
                 "grpc" => through_grpc(&c, case),
-                _ => through_rest(&c, case),
+                "rest" => through_rest(&c, case, false),
+                _ => through_rest(&c, case, true),
             };
             let after = c.store_revision();
             if after != before {
@@ -334,10 +349,8 @@ fn every_bad_input_is_refused_alike_on_every_path_and_changes_nothing() {
                     case.name
                 ));
             }
-            let core = match (path, &case.error_cli) {
-                ("cli", Some(own)) => own,
-                _ => &case.error,
-            };
+            let own = case.line(&format!("error-{path}"));
+            let core = own.as_ref().unwrap_or(&case.error);
             // A path the case cannot be put to says why; only a client's refusal to
             // decode carries the core message there.
             let carries_core = !answer.starts_with(NA) || answer.contains(CANNOT_CARRY);
@@ -381,7 +394,7 @@ fn every_bad_input_is_refused_alike_on_every_path_and_changes_nothing() {
     );
     assert!(
         failures.is_empty(),
-        "{} of {} cases × 3 paths failed:\n{}",
+        "{} of {} cases × 4 paths failed:\n{}",
         failures.len(),
         cases.len(),
         failures.join("\n")
