@@ -133,6 +133,11 @@ pub fn text_of(bytes: &[u8]) -> Result<&str, ManifestError> {
     })
 }
 
+/// JSON read with duplicate keys refused (a patch body; manifests are read by [`decode`]).
+pub fn strict_json(text: &str) -> Result<Value, serde_json::Error> {
+    serde_json::from_str::<strict::Strict>(text).map(|s| s.0)
+}
+
 /// How deep a YAML document may nest (mappings and sequences). Kubernetes objects nest
 /// about 15 deep; the bound keeps a hostile document from costing stack or time.
 pub const MAX_YAML_DEPTH: usize = 64;
@@ -217,9 +222,7 @@ fn budget_message(breach: &serde_saphyr::budget::BudgetBreach) -> String {
 fn parse_documents(text: &str) -> Result<Vec<Value>, ManifestError> {
     let trimmed = text.trim_start();
     let values: Vec<Value> = if trimmed.starts_with('{') || trimmed.starts_with('[') {
-        let v = serde_json::from_str::<strict::Strict>(text)
-            .map_err(|e| err(0, format!("invalid JSON: {e}")))?
-            .0;
+        let v = strict_json(text).map_err(|e| err(0, format!("invalid JSON: {e}")))?;
         match v {
             Value::Array(items) => items,
             v => vec![v],
@@ -666,6 +669,11 @@ mod tests {
         assert_eq!(
             fail(json),
             "invalid JSON: duplicate field \"name\" at line 1 column 67"
+        );
+        let patch = strict_json(r#"{"spec":{"replicas":1,"replicas":2}}"#).unwrap_err();
+        assert_eq!(
+            patch.to_string(),
+            "duplicate field \"replicas\" at line 1 column 32"
         );
         // serde reads a struct from a sequence of its fields; a manifest may not.
         let listed = "apiVersion: v1\nkind: Namespace\nmetadata:\n- name: a\n";

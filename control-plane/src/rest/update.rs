@@ -199,7 +199,7 @@ pub async fn patch(
     if kind == PatchType::Apply {
         return apply(cluster, t, name, q, opts, text).await;
     }
-    let patch: Value = serde_json::from_str(text)
+    let patch: Value = twinset_proto::manifest::strict_json(text)
         .map_err(|e| bad_request(format!("the patch is not valid JSON: {e}")))?;
     opts.update_only = true;
     let explicit = match kind {
