@@ -1,7 +1,7 @@
 //! Reading `-f FILE|DIR|-` arguments into objects: every input is read and
 //! decoded before anything is sent, so bad input writes nothing.
 use anyhow::{bail, Context as _};
-use std::io::Read as _;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use twinset_proto::v1::Object;
 
@@ -36,13 +36,37 @@ pub fn decode(name: &str, text: &str) -> anyhow::Result<Vec<Object>> {
     })
 }
 
+/// The most of one manifest file (or stdin) the CLI reads: 16 MiB, well over any object
+/// the API stores (the control plane refuses requests over its `--max-request-bytes`,
+/// 1.5 MiB by default, and reads at most 4 MiB of a request), so a larger input is
+/// refused while it is read, without holding it in memory.
+pub const MAX_MANIFEST_BYTES: u64 = 16 * 1024 * 1024;
+
+/// Reads at most [`MAX_MANIFEST_BYTES`] of `input` and its text; more is refused.
+fn read_capped(name: &str, input: impl Read) -> anyhow::Result<String> {
+    let mut bytes = Vec::new();
+    input
+        .take(MAX_MANIFEST_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("reading {name}"))?;
+    if bytes.len() as u64 > MAX_MANIFEST_BYTES {
+        bail!(
+            "error parsing {name}: the manifest is larger than {MAX_MANIFEST_BYTES} bytes, the most the CLI reads"
+        );
+    }
+    let text = twinset_proto::manifest::text_of(&bytes)
+        .map_err(|e| anyhow::anyhow!("error parsing {name}: {e}"))?;
+    Ok(text.to_string())
+}
+
+fn read_file(path: &Path, name: &str) -> anyhow::Result<String> {
+    let file = std::fs::File::open(path).with_context(|| format!("reading {name}"))?;
+    read_capped(name, file)
+}
+
 fn read_inputs(arg: &str) -> anyhow::Result<Vec<(String, String)>> {
     if arg == "-" {
-        let mut text = String::new();
-        std::io::stdin()
-            .read_to_string(&mut text)
-            .context("reading stdin")?;
-        return Ok(vec![("-".to_string(), text)]);
+        return Ok(vec![("-".to_string(), read_capped("-", std::io::stdin())?)]);
     }
     let path = Path::new(arg);
     let meta = match std::fs::metadata(path) {
@@ -67,14 +91,13 @@ fn read_inputs(arg: &str) -> anyhow::Result<Vec<(String, String)>> {
         files.sort();
         let mut out = Vec::new();
         for f in files {
-            let text =
-                std::fs::read_to_string(&f).with_context(|| format!("reading {}", f.display()))?;
-            out.push((f.display().to_string(), text));
+            let name = f.display().to_string();
+            let text = read_file(&f, &name)?;
+            out.push((name, text));
         }
         return Ok(out);
     }
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {arg}"))?;
-    Ok(vec![(arg.to_string(), text)])
+    Ok(vec![(arg.to_string(), read_file(path, arg)?)])
 }
 
 #[cfg(test)]
@@ -105,5 +128,22 @@ mod tests {
             .collect();
         assert_eq!(names, vec!["a.yml".to_string(), "b.yaml".to_string()]);
         Ok(())
+    }
+
+    #[test]
+    fn oversize_and_non_utf8_inputs_are_refused_while_read() {
+        let big = std::io::repeat(b'x').take(MAX_MANIFEST_BYTES * 4);
+        let err = read_capped("big.yaml", big).err().map(|e| e.to_string());
+        assert_eq!(
+            err.as_deref(),
+            Some("error parsing big.yaml: the manifest is larger than 16777216 bytes, the most the CLI reads")
+        );
+        let err = read_capped("x.yaml", &b"a: caf\xe9\n"[..])
+            .err()
+            .map(|e| e.to_string());
+        assert_eq!(
+            err.as_deref(),
+            Some("error parsing x.yaml: invalid UTF-8 at byte offset 6: a manifest is UTF-8 JSON or YAML")
+        );
     }
 }

@@ -200,8 +200,9 @@ pub enum Error {
     Tls(#[from] twinset_proto::tls::TlsError),
 }
 
-/// How large a Cluster request may be to reach the service's own size check.
-fn decode_limit(max_request_bytes: usize) -> usize {
+/// How large a Cluster request (or a REST request body) may be to reach the service's own
+/// size check; larger ones are refused while read, with the same 413 message.
+pub(crate) fn decode_limit(max_request_bytes: usize) -> usize {
     max_request_bytes.saturating_mul(2).max(4 * 1024 * 1024)
 }
 

@@ -12,6 +12,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
 
+mod strict;
+
 /// Why a manifest was refused. The message is one line and names the problem.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]
@@ -117,19 +119,117 @@ pub fn parse_one(text: &str) -> Result<Value, ManifestError> {
     }
 }
 
+/// The text of a manifest given as bytes (a file, a request body): manifests are UTF-8,
+/// and the error names the offset of the first byte that is not.
+pub fn text_of(bytes: &[u8]) -> Result<&str, ManifestError> {
+    std::str::from_utf8(bytes).map_err(|e| {
+        err(
+            0,
+            format!(
+                "invalid UTF-8 at byte offset {}: a manifest is UTF-8 JSON or YAML",
+                e.valid_up_to()
+            ),
+        )
+    })
+}
+
+/// JSON read with duplicate keys refused (a patch body; manifests are read by [`decode`]).
+pub fn strict_json(text: &str) -> Result<Value, serde_json::Error> {
+    serde_json::from_str::<strict::Strict>(text).map(|s| s.0)
+}
+
+/// How deep a YAML document may nest (mappings and sequences). Kubernetes objects nest
+/// about 15 deep; the bound keeps a hostile document from costing stack or time.
+pub const MAX_YAML_DEPTH: usize = 64;
+
+/// How many events YAML aliases may replay in all. Kubernetes manifests rarely use
+/// aliases; an alias bomb ("billion laughs") replays millions, and is refused as soon
+/// as it passes this bound, before anything more is expanded.
+pub const MAX_ALIAS_REPLAY: usize = 10_000;
+
+/// The YAML parser's options: duplicate keys refused, nesting and alias expansion bounded.
+fn yaml_options() -> serde_saphyr::Options {
+    let mut options = serde_saphyr::options! {
+        budget: serde_saphyr::budget! {
+            max_depth: MAX_YAML_DEPTH,
+        },
+        duplicate_keys: serde_saphyr::DuplicateKeyPolicy::Error,
+    };
+    options.alias_limits.max_total_replayed_events = MAX_ALIAS_REPLAY;
+    options
+}
+
+/// A YAML error in one line, without the parser's source snippet or its advice to
+/// programmers.
+fn yaml_error(e: &serde_saphyr::Error) -> String {
+    let plain = e.without_snippet();
+    let at = e
+        .location()
+        .map(|l| format!("line {} column {}: ", l.line(), l.column()))
+        .unwrap_or_default();
+    let what = match plain {
+        serde_saphyr::Error::Budget { breach, .. } => budget_message(breach),
+        other => {
+            let text = one_line(&other.to_string());
+            let text = text.strip_prefix("error: ").unwrap_or(&text);
+            let text = strip_location(text);
+            // The location is said once, in front; the advice is for programmers.
+            let text = text.split(" at line ").next().unwrap_or(text);
+            let text = text
+                .split(", set DuplicateKeyPolicy")
+                .next()
+                .unwrap_or(text);
+            if text.starts_with("alias replay limit exceeded") {
+                format!("aliases expand to more than {MAX_ALIAS_REPLAY} nodes")
+            } else if text.starts_with("recursion limit exceeded") {
+                "nested too deeply (recursion limit exceeded)".to_string()
+            } else {
+                text.to_string()
+            }
+        }
+    };
+    format!("invalid YAML: {at}{what}")
+}
+
+/// `line L column C: rest` → `rest` (the location is said once, in front).
+fn strip_location(text: &str) -> &str {
+    let Some(rest) = text.strip_prefix("line ") else {
+        return text;
+    };
+    match rest.split_once(": ") {
+        Some((pos, tail)) if pos.contains(" column ") => tail,
+        _ => text,
+    }
+}
+
+/// What a breached parser budget means for a manifest.
+fn budget_message(breach: &serde_saphyr::budget::BudgetBreach) -> String {
+    use serde_saphyr::budget::BudgetBreach as B;
+    match breach {
+        B::Depth { .. } => format!("nested deeper than {MAX_YAML_DEPTH} levels"),
+        B::Nodes { nodes } => format!("more than {} nodes", nodes.saturating_sub(1)),
+        B::Aliases { aliases } => format!("more than {} aliases", aliases.saturating_sub(1)),
+        B::Anchors { anchors } => format!("more than {} anchors", anchors.saturating_sub(1)),
+        B::Documents { documents } => {
+            format!("more than {} documents", documents.saturating_sub(1))
+        }
+        B::Events { events } => format!("more than {} YAML events", events.saturating_sub(1)),
+        other => format!("over a parser bound: {other:?}"),
+    }
+}
+
 /// Splits the text into non-empty documents.
 fn parse_documents(text: &str) -> Result<Vec<Value>, ManifestError> {
     let trimmed = text.trim_start();
     let values: Vec<Value> = if trimmed.starts_with('{') || trimmed.starts_with('[') {
-        let v: Value =
-            serde_json::from_str(text).map_err(|e| err(0, format!("invalid JSON: {e}")))?;
+        let v = strict_json(text).map_err(|e| err(0, format!("invalid JSON: {e}")))?;
         match v {
             Value::Array(items) => items,
             v => vec![v],
         }
     } else {
-        serde_saphyr::from_multiple::<Value>(text)
-            .map_err(|e| err(0, format!("invalid YAML: {}", one_line(&e.to_string()))))?
+        serde_saphyr::from_multiple_with_options::<Value>(text, yaml_options())
+            .map_err(|e| err(0, yaml_error(&e)))?
     };
     Ok(values.into_iter().filter(|v| !v.is_null()).collect())
 }
@@ -176,6 +276,7 @@ fn decode_value(doc: Value, validated: bool) -> Result<Object, String> {
             kind.api_version()
         ));
     }
+    no_sequence_for_a_message(&doc, crate::schema::schema().root(kind), "")?;
     let mut obj = match kind {
         Kind::Namespace => typed::<v1::Namespace>(doc)?,
         Kind::Node => typed::<v1::Node>(doc)?,
@@ -199,6 +300,69 @@ fn decode_value(doc: Value, validated: bool) -> Result<Object, String> {
         validate::validate(&obj).map_err(|e| e.to_string())?;
     }
     Ok(obj)
+}
+
+/// Refuses a sequence where the schema has an object message: serde's derived structs
+/// read a sequence as their fields in order, which would turn `metadata: [..]` into an
+/// error about the wrong field (`metadata[0]: ... expected a string`).
+fn no_sequence_for_a_message(
+    value: &Value,
+    message: &crate::schema::Message,
+    path: &str,
+) -> Result<(), String> {
+    use crate::schema::{schema, Shape, Type};
+    let Value::Object(fields) = value else {
+        return Ok(());
+    };
+    for (name, v) in fields {
+        let Some(field) = message.field(name) else {
+            continue;
+        };
+        let here = if path.is_empty() {
+            name.clone()
+        } else {
+            format!("{path}.{name}")
+        };
+        let (Shape::One(Type::Message(m))
+        | Shape::List(Type::Message(m))
+        | Shape::Map(Type::Message(m))) = &field.shape
+        else {
+            continue;
+        };
+        let Some(inner) = schema().message(m) else {
+            continue;
+        };
+        match (&field.shape, v) {
+            (Shape::One(_), Value::Array(_)) => {
+                return Err(format!(
+                    "{here}: invalid type: sequence, expected struct {m}"
+                ))
+            }
+            (Shape::One(_), _) => no_sequence_for_a_message(v, inner, &here)?,
+            (Shape::List(_), Value::Array(items)) => {
+                for (i, item) in items.iter().enumerate() {
+                    if item.is_array() {
+                        return Err(format!(
+                            "{here}[{i}]: invalid type: sequence, expected struct {m}"
+                        ));
+                    }
+                    no_sequence_for_a_message(item, inner, &format!("{here}[{i}]"))?;
+                }
+            }
+            (Shape::Map(_), Value::Object(entries)) => {
+                for (key, item) in entries {
+                    if item.is_array() {
+                        return Err(format!(
+                            "{here}.{key}: invalid type: sequence, expected struct {m}"
+                        ));
+                    }
+                    no_sequence_for_a_message(item, inner, &format!("{here}.{key}"))?;
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 fn served() -> String {
@@ -475,5 +639,59 @@ mod tests {
             .unwrap()
             .containers[0];
         assert_eq!(c.resources.as_ref().unwrap().limits["cpu"], "1");
+    }
+
+    #[test]
+    fn hostile_text_is_refused_early_and_clearly() {
+        let mut bomb = String::from("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: lol\n  annotations:\n    a0: &a0 lol\n");
+        for i in 1..10 {
+            let refs = vec![format!("*a{}", i - 1); 10].join(",");
+            bomb.push_str(&format!("    a{i}: &a{i} [{refs}]\n"));
+        }
+        assert_eq!(
+            fail(&bomb),
+            "invalid YAML: line 10 column 42: aliases expand to more than 10000 nodes"
+        );
+        let mut deep = String::from("apiVersion: v1\nkind: Namespace\nmetadata:\n  labels:\n");
+        for i in 0..100 {
+            deep.push_str(&format!("{}a:\n", "  ".repeat(i + 2)));
+        }
+        assert_eq!(
+            fail(&deep),
+            "invalid YAML: line 67 column 129: nested deeper than 64 levels"
+        );
+        let ns = "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: a\n  name: b\n";
+        assert_eq!(
+            fail(ns),
+            "invalid YAML: line 5 column 3: duplicate mapping key: name"
+        );
+        let json = r#"{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"a","name":"b"}}"#;
+        assert_eq!(
+            fail(json),
+            "invalid JSON: duplicate field \"name\" at line 1 column 67"
+        );
+        let patch = strict_json(r#"{"spec":{"replicas":1,"replicas":2}}"#).unwrap_err();
+        assert_eq!(
+            patch.to_string(),
+            "duplicate field \"replicas\" at line 1 column 32"
+        );
+        // serde reads a struct from a sequence of its fields; a manifest may not.
+        let listed = "apiVersion: v1\nkind: Namespace\nmetadata:\n- name: a\n";
+        assert_eq!(
+            fail(listed),
+            "metadata: invalid type: sequence, expected struct ObjectMeta"
+        );
+        let port = GUIDE_DS.replace(
+            "        image: datadog/agent:latest\n",
+            "        image: datadog/agent:latest\n        ports:\n        - [80]\n",
+        );
+        assert_eq!(
+            fail(&port),
+            "spec.template.spec.containers[0].ports[0]: invalid type: sequence, expected struct ContainerPort"
+        );
+        assert_eq!(
+            text_of(b"ab\xffc").unwrap_err().message,
+            "invalid UTF-8 at byte offset 2: a manifest is UTF-8 JSON or YAML"
+        );
     }
 }

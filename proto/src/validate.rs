@@ -254,6 +254,7 @@ fn check_daemon_set(d: &DaemonSet) -> R {
     check_template(spec.template.as_ref())?;
     check_selector_matches_template(spec.selector.as_ref(), spec.template.as_ref())?;
     non_negative("spec.minReadySeconds", spec.min_ready_seconds.into())?;
+    check_history_limit(spec.revision_history_limit)?;
     if let Some(u) = &spec.update_strategy {
         check_update_strategy_type(&u.r#type)?;
         if let Some(ru) = &u.rolling_update {
@@ -344,6 +345,15 @@ fn non_negative(path: &str, v: i64) -> R {
     Ok(())
 }
 
+/// A set's revisionHistoryLimit, when given, is not negative (Kubernetes'
+/// ValidateNonnegativeField); unset is defaulted to 10.
+fn check_history_limit(limit: Option<i32>) -> R {
+    match limit {
+        Some(l) => non_negative("spec.revisionHistoryLimit", l.into()),
+        None => Ok(()),
+    }
+}
+
 fn check_replicas(replicas: i32) -> R {
     non_negative("spec.replicas", replicas.into())
 }
@@ -406,6 +416,7 @@ fn check_stateful_set(s: &StatefulSet) -> R {
         );
     }
     non_negative("spec.minReadySeconds", spec.min_ready_seconds.into())?;
+    check_history_limit(spec.revision_history_limit)?;
     if let Some(o) = &spec.ordinals {
         non_negative("spec.ordinals.start", o.start.into())?;
     }
@@ -1008,6 +1019,14 @@ mod tests {
             .map_err(|e| e.to_string())
         };
         assert_eq!(mk("2", "svc", "storage: 1Gi"), Ok(()));
+        assert_eq!(
+            mk("2\n  revisionHistoryLimit: -2", "svc", "storage: 1Gi"),
+            Err("StatefulSet \"s\" is invalid: spec.revisionHistoryLimit: Invalid value: -2: must be greater than or equal to 0".to_string())
+        );
+        assert_eq!(
+            mk("2\n  revisionHistoryLimit: 0", "svc", "storage: 1Gi"),
+            Ok(())
+        );
         assert!(mk("-1", "svc", "storage: 1Gi")
             .unwrap_err()
             .contains("spec.replicas: Invalid value: -1"));

@@ -29,6 +29,7 @@ pub mod netlab;
 pub mod output;
 pub mod procs;
 pub mod proxy;
+pub mod raw_grpc;
 pub mod sandbox;
 pub mod sql;
 pub mod table;

@@ -9,23 +9,34 @@ use tower::ServiceExt as _;
 
 /// `GET path` on `channel`: the status and the body.
 pub async fn get(channel: tonic::transport::Channel, path: &str) -> Result<(u16, String), String> {
-    use http_body_util::BodyExt as _;
     let request = http::Request::get(path)
         .body(tonic::body::Body::empty())
         .map_err(|e| format!("GET {path}: {e}"))?;
+    let (status, body) = call(channel, request).await?;
+    let text = String::from_utf8(body).map_err(|e| format!("GET {path}: {e}"))?;
+    Ok((status, text))
+}
+
+/// Sends `request` (any HTTP request: the server serves REST beside gRPC) on `channel`:
+/// the status and the whole body.
+pub async fn call(
+    channel: tonic::transport::Channel,
+    request: http::Request<tonic::body::Body>,
+) -> Result<(u16, Vec<u8>), String> {
+    use http_body_util::BodyExt as _;
+    let what = format!("{} {}", request.method(), request.uri());
     let response = channel
         .oneshot(request)
         .await
-        .map_err(|e| format!("GET {path}: {e}"))?;
+        .map_err(|e| format!("{what}: {e}"))?;
     let status = response.status().as_u16();
     let body = response
         .into_body()
         .collect()
         .await
-        .map_err(|e| format!("GET {path}: reading the body: {e}"))?
+        .map_err(|e| format!("{what}: reading the body: {e}"))?
         .to_bytes();
-    let text = String::from_utf8(body.to_vec()).map_err(|e| format!("GET {path}: {e}"))?;
-    Ok((status, text))
+    Ok((status, body.to_vec()))
 }
 
 /// One series: its labels, sorted by name.

@@ -65,6 +65,11 @@ impl ClusterService {
         self
     }
 
+    /// The largest write request users are told about (`--max-request-bytes`).
+    pub(crate) fn max_request_bytes(&self) -> usize {
+        self.ctx.max_request_bytes
+    }
+
     /// The store the service reads and writes.
     pub(crate) fn store(&self) -> &dyn Store {
         &*self.ctx.store

@@ -184,13 +184,16 @@ async fn handle(State(rest): State<Arc<Rest>>, req: Request) -> Response {
         )
     };
     let table = table::requested(&accept, query.get("includeObject"));
-    let body = match axum::body::to_bytes(req.into_body(), MAX_BODY).await {
+    let limit = rest.cluster.max_request_bytes();
+    let body = match axum::body::to_bytes(req.into_body(), crate::decode_limit(limit)).await {
         Ok(b) => b,
+        // In the words of the service's own check (and of gRPC's transport refusal), so
+        // a body over the bound reads the same as an object over the limit.
         Err(_) => {
             return ApiError::new(
                 413,
                 "RequestEntityTooLarge",
-                format!("{}: limit is {MAX_BODY}", crate::api::REQUEST_TOO_LARGE),
+                format!("{}: limit is {limit}", crate::api::REQUEST_TOO_LARGE),
             )
             .into_response()
         }
@@ -212,10 +215,6 @@ async fn handle(State(rest): State<Arc<Rest>>, req: Request) -> Response {
         Err(e) => e.into_response(),
     }
 }
-
-/// The largest request body read (the store's own limit on objects is checked by the
-/// service, with the API server's message).
-const MAX_BODY: usize = 4 * 1024 * 1024;
 
 /// One REST call, parsed.
 struct Call<'a> {

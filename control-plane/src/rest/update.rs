@@ -66,8 +66,8 @@ pub fn options(q: &Query, user_agent: &str) -> Result<WriteOptions, ApiError> {
 /// The object in a request body (JSON or YAML), which must be one object of the path's
 /// kind, name and namespace.
 pub fn body_object(t: &Target, name: Option<&str>, body: &[u8]) -> Result<Object, ApiError> {
-    let text = std::str::from_utf8(body)
-        .map_err(|_| bad_request("the request body is not UTF-8 JSON or YAML"))?;
+    let text = twinset_proto::manifest::text_of(body)
+        .map_err(|e| bad_request(e.server_message(t.kind)))?;
     let mut objects = twinset_proto::manifest::decode_unvalidated(text)
         .map_err(|e| bad_request(e.server_message(t.kind)))?;
     if objects.len() != 1 {
@@ -194,12 +194,12 @@ pub async fn patch(
 ) -> Result<Value, ApiError> {
     let kind = PatchType::of(content_type)?;
     let mut opts = options(q, user_agent)?;
-    let text = std::str::from_utf8(body)
-        .map_err(|_| bad_request("the patch is not UTF-8 JSON or YAML"))?;
+    let text = twinset_proto::manifest::text_of(body)
+        .map_err(|e| bad_request(format!("the patch: {e}")))?;
     if kind == PatchType::Apply {
         return apply(cluster, t, name, q, opts, text).await;
     }
-    let patch: Value = serde_json::from_str(text)
+    let patch: Value = twinset_proto::manifest::strict_json(text)
         .map_err(|e| bad_request(format!("the patch is not valid JSON: {e}")))?;
     opts.update_only = true;
     let explicit = match kind {
