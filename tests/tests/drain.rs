@@ -266,3 +266,69 @@ fn drain_timeout_expires_with_kubectls_error() {
     // Still there, not evicted.
     assert_eq!(node_of(&c, "default", "slow-1"), "node2");
 }
+
+/// A StatefulSet of 1 whose pod has a claim (`data`).
+const CLAIMED_SET: &str = "apiVersion: apps/v1
+kind: StatefulSet
+metadata:
+  name: kept
+  namespace: default
+spec:
+  serviceName: kept
+  replicas: 1
+  selector:
+    matchLabels:
+      app: kept
+  template:
+    metadata:
+      labels:
+        app: kept
+    spec:
+      terminationGracePeriodSeconds: 5
+      containers:
+      - name: sleep
+        image: twinset/sleep:latest
+        volumeMounts:
+        - name: data
+          mountPath: /data
+  volumeClaimTemplates:
+  - metadata:
+      name: data
+    spec:
+      accessModes: [\"ReadWriteOnce\"]
+      resources:
+        requests:
+          storage: 10Mi
+";
+
+#[test]
+fn a_replica_whose_claim_lives_on_the_drained_node_waits_for_uncordon() {
+    let c = Cluster::start(2);
+    c.run_ok(&["cordon", "node1"]);
+    c.apply(CLAIMED_SET).ok();
+    c.wait_sts_ready("default", "kept", 1);
+    c.run_ok(&["uncordon", "node1"]);
+    assert_eq!(node_of(&c, "default", "kept-0"), "node2");
+    let out = c.run(&["drain", "node2"]);
+    assert!(out.success(), "{out}");
+    assert_eq!(
+        lines(&out.stdout),
+        expected_stdout("node2", "kept", &[0]),
+        "{out}"
+    );
+    // Recreated, but its volume is on node2: Pending, with the scheduler's reason.
+    let why = "0/2 nodes are available: 1 node(s) had volume node affinity conflict, 1 node(s) were unschedulable.";
+    wait_for("kept-0 to wait for its node", timeout(), || {
+        let described = c.run(&["describe", "pod", "kept-0"]);
+        let pods = c.pods_named("default", "kept-0")?;
+        let pending = pods.iter().any(|p| p.phase == "Pending" && p.node.is_empty());
+        if pending && described.stdout.contains(why) {
+            Ok(())
+        } else {
+            Err(format!("{pods:?}\n{described}"))
+        }
+    });
+    c.run_ok(&["uncordon", "node2"]);
+    let pods = c.wait_sts_ready("default", "kept", 1);
+    assert_eq!(pods[0].node, "node2");
+}
