@@ -201,6 +201,72 @@ mod tests {
         assert_eq!(decide(&web2, Some(&s), &stranger), Budget::Allowed);
     }
 
+    #[tokio::test]
+    async fn evict_deletes_gracefully_refuses_over_budget_and_knows_missing_pods() {
+        use crate::store::memory::MemoryStore;
+        use twinset_proto::v1::{Node, PodSpec};
+        let store = MemoryStore::new(100);
+        let meta = |name: &str| ObjectMeta {
+            name: name.into(),
+            namespace: "default".into(),
+            ..Default::default()
+        };
+        let mut node = Object::from(Node {
+            metadata: Some(ObjectMeta {
+                name: "n1".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        node.set_type_meta();
+        store.create(node).await.unwrap();
+        let set = store
+            .create(Object::from(StatefulSet {
+                metadata: Some(meta("web")),
+                ..Default::default()
+            }))
+            .await
+            .unwrap();
+        for name in ["web-0", "web-1"] {
+            let mut p = pod(name, &set.meta().uid, "Running", false);
+            p.metadata.as_mut().unwrap().namespace = "default".into();
+            p.spec = Some(PodSpec {
+                node_name: "n1".into(),
+                ..Default::default()
+            });
+            store.create(Object::from(p)).await.unwrap();
+        }
+        let lock = tokio::sync::Mutex::new(());
+        let ask = |name: &str, dry_run: bool| EvictRequest {
+            namespace: "default".into(),
+            name: name.into(),
+            grace_period_seconds: None,
+            dry_run,
+        };
+        let terminating = |name: &str| {
+            !store
+                .get(Kind::Pod, "default", name)
+                .unwrap()
+                .meta()
+                .deletion_timestamp
+                .is_empty()
+        };
+        evict(&store, &lock, ask("web-1", true)).await.unwrap();
+        assert!(!terminating("web-1"), "a dry run changes nothing");
+        let gone = evict(&store, &lock, ask("web-1", false)).await.unwrap();
+        assert!(!gone.meta().deletion_timestamp.is_empty());
+        assert_eq!(gone.meta().deletion_grace_period_seconds, Some(30));
+        let e = evict(&store, &lock, ask("web-0", false)).await.unwrap_err();
+        assert_eq!(e.code(), tonic::Code::ResourceExhausted);
+        assert_eq!(e.message(), BUDGET_REFUSAL);
+        assert!(!terminating("web-0"));
+        // Evicting the pod that is already terminating again is allowed.
+        evict(&store, &lock, ask("web-1", false)).await.unwrap();
+        let e = evict(&store, &lock, ask("web-9", false)).await.unwrap_err();
+        assert_eq!(e.code(), tonic::Code::NotFound);
+        assert_eq!(e.message(), "pods \"web-9\" not found");
+    }
+
     #[test]
     fn parallel_sets_other_pods_and_pods_already_down_have_no_budget() {
         let busy = [pod("web-0", "set-uid", "Running", true)];
