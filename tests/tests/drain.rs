@@ -10,10 +10,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use twinset_e2e::json::{str_at, PodView};
 use twinset_e2e::kubectl::kubectl_as;
 use twinset_e2e::{
-    shell_pod, sleep_daemonset, sleep_statefulset, timeout, wait_for, Cluster, Output, PodEvent,
+    shell_pod, sleep_daemonset, sleep_statefulset, sleep_statefulset_with_claim, timeout, wait_for,
+    Cluster, Output, PodEvent,
 };
 
-const RETRY_429: &str = "(will retry after 5s): Cannot evict pod as it would violate the pod's disruption budget.";
+const RETRY_429: &str =
+    "(will retry after 5s): Cannot evict pod as it would violate the pod's disruption budget.";
 
 /// The newest bundled kubectl.
 const NEWEST: &str = "1.33";
@@ -81,7 +83,12 @@ fn expected_stdout(node: &str, set: &str, ordinals: &[u32]) -> Vec<String> {
 #[test]
 fn drain_evicts_a_statefulset_one_pod_at_a_time_and_kubectl_drain_says_the_same() {
     let c = Cluster::start(3);
-    c.apply(&sleep_daemonset("mon", "default", "        - name: ROLE\n          value: monitor\n")).ok();
+    c.apply(&sleep_daemonset(
+        "mon",
+        "default",
+        "        - name: ROLE\n          value: monitor\n",
+    ))
+    .ok();
     c.wait_running("default", "mon-", 3);
     set_on(&c, "web", "node2");
     set_on(&c, "db", "node3");
@@ -106,7 +113,9 @@ fn drain_evicts_a_statefulset_one_pod_at_a_time_and_kubectl_drain_says_the_same(
     assert_eq!(
         lines(&refused.stderr),
         [
-            format!("error: unable to drain node \"node2\" due to error: {why}, continuing command..."),
+            format!(
+                "error: unable to drain node \"node2\" due to error: {why}, continuing command..."
+            ),
             "There are pending nodes to be drained:".to_string(),
             " node2".to_string(),
             why.to_string(),
@@ -127,25 +136,46 @@ fn drain_evicts_a_statefulset_one_pod_at_a_time_and_kubectl_drain_says_the_same(
     let watch = c.watch_pods();
     let out = c.run(&["drain", "node2", "--ignore-daemonsets"]);
     assert!(out.success(), "{out}");
-    assert_eq!(lines(&out.stdout), expected_stdout("node2", "web", &[2, 1, 0]), "{out}");
+    assert_eq!(
+        lines(&out.stdout),
+        expected_stdout("node2", "web", &[2, 1, 0]),
+        "{out}"
+    );
     assert_eq!(
         lines(&out.stderr),
-        [format!("Warning: ignoring DaemonSet-managed Pods: default/{mon2}")],
+        [format!(
+            "Warning: ignoring DaemonSet-managed Pods: default/{mon2}"
+        )],
         "{out}"
     );
     let node = c.get_json(&["node", "node2"]).expect("get node");
     assert_eq!(node["spec"]["unschedulable"], true, "{node}");
     let taints = node["spec"]["taints"].to_string();
-    assert!(taints.contains("node.kubernetes.io/unschedulable"), "{taints}");
+    assert!(
+        taints.contains("node.kubernetes.io/unschedulable"),
+        "{taints}"
+    );
     let web = c.wait_sts_ready("default", "web", 3);
     assert!(web.iter().all(|p| p.node == "node1"), "{web:?}");
-    assert_eq!(node_of(&c, "default", &mon2), "node2", "the DaemonSet pod stays");
+    assert_eq!(
+        node_of(&c, "default", &mon2),
+        "node2",
+        "the DaemonSet pod stays"
+    );
     let events = watch.events_of("default", "web-");
-    assert_eq!(most_terminating_at_once(&events), 1, "{}", watch.dump("default", "web-"));
+    assert_eq!(
+        most_terminating_at_once(&events),
+        1,
+        "{}",
+        watch.dump("default", "web-")
+    );
 
     // uncordon: node2 takes pods again (the new replica goes to the node with the
     // fewest of the set, node2).
-    assert_eq!(c.run_ok(&["uncordon", "node2"]).trim(), "node/node2 uncordoned");
+    assert_eq!(
+        c.run_ok(&["uncordon", "node2"]).trim(),
+        "node/node2 uncordoned"
+    );
     c.run_ok(&["scale", "sts", "web", "--replicas=4"]);
     c.wait_sts_ready("default", "web", 4);
     assert_eq!(node_of(&c, "default", "web-3"), "node2");
@@ -157,7 +187,9 @@ fn drain_evicts_a_statefulset_one_pod_at_a_time_and_kubectl_drain_says_the_same(
     let out = kubectl(&c, &["drain", "node3", "--ignore-daemonsets"]);
     assert!(out.success(), "{out}");
     let printed: BTreeSet<String> = lines(&out.stdout).into_iter().collect();
-    let want: BTreeSet<String> = expected_stdout("node3", "db", &[2, 1, 0]).into_iter().collect();
+    let want: BTreeSet<String> = expected_stdout("node3", "db", &[2, 1, 0])
+        .into_iter()
+        .collect();
     assert_eq!(printed, want, "{out}");
     let stderr = lines(&out.stderr);
     assert_eq!(
@@ -174,10 +206,19 @@ fn drain_evicts_a_statefulset_one_pod_at_a_time_and_kubectl_drain_says_the_same(
         assert!(ok, "{r:?} in {out}");
     }
     let events = watch.events_of("default", "db-");
-    assert_eq!(most_terminating_at_once(&events), 1, "{}", watch.dump("default", "db-"));
+    assert_eq!(
+        most_terminating_at_once(&events),
+        1,
+        "{}",
+        watch.dump("default", "db-")
+    );
     let db = c.wait_sts_ready("default", "db", 3);
     assert!(db.iter().all(|p| p.node != "node3"), "{db:?}");
-    assert_eq!(node_of(&c, "default", &mon3), "node3", "the DaemonSet pod stays");
+    assert_eq!(
+        node_of(&c, "default", &mon3),
+        "node3",
+        "the DaemonSet pod stays"
+    );
     assert_eq!(
         kubectl(&c, &["uncordon", "node3"]).ok().trim(),
         "node/node3 uncordoned"
@@ -241,7 +282,9 @@ fn drain_timeout_expires_with_kubectls_error() {
         format!("error when evicting pods/\"slow-1\" -n \"default\" {RETRY_429}"),
         format!("There are pending pods in node \"node2\" when an error occurred: {reached}"),
         "pod/slow-1".to_string(),
-        format!("error: unable to drain node \"node2\" due to error: {reached}, continuing command..."),
+        format!(
+            "error: unable to drain node \"node2\" due to error: {reached}, continuing command..."
+        ),
         "There are pending nodes to be drained:".to_string(),
         " node2".to_string(),
         reached.to_string(),
@@ -267,45 +310,12 @@ fn drain_timeout_expires_with_kubectls_error() {
     assert_eq!(node_of(&c, "default", "slow-1"), "node2");
 }
 
-/// A StatefulSet of 1 whose pod has a claim (`data`).
-const CLAIMED_SET: &str = "apiVersion: apps/v1
-kind: StatefulSet
-metadata:
-  name: kept
-  namespace: default
-spec:
-  serviceName: kept
-  replicas: 1
-  selector:
-    matchLabels:
-      app: kept
-  template:
-    metadata:
-      labels:
-        app: kept
-    spec:
-      terminationGracePeriodSeconds: 5
-      containers:
-      - name: sleep
-        image: twinset/sleep:latest
-        volumeMounts:
-        - name: data
-          mountPath: /data
-  volumeClaimTemplates:
-  - metadata:
-      name: data
-    spec:
-      accessModes: [\"ReadWriteOnce\"]
-      resources:
-        requests:
-          storage: 10Mi
-";
-
 #[test]
 fn a_replica_whose_claim_lives_on_the_drained_node_waits_for_uncordon() {
     let c = Cluster::start(2);
     c.run_ok(&["cordon", "node1"]);
-    c.apply(CLAIMED_SET).ok();
+    c.apply(&sleep_statefulset_with_claim("kept", "default", 1))
+        .ok();
     c.wait_sts_ready("default", "kept", 1);
     c.run_ok(&["uncordon", "node1"]);
     assert_eq!(node_of(&c, "default", "kept-0"), "node2");
@@ -321,7 +331,9 @@ fn a_replica_whose_claim_lives_on_the_drained_node_waits_for_uncordon() {
     wait_for("kept-0 to wait for its node", timeout(), || {
         let described = c.run(&["describe", "pod", "kept-0"]);
         let pods = c.pods_named("default", "kept-0")?;
-        let pending = pods.iter().any(|p| p.phase == "Pending" && p.node.is_empty());
+        let pending = pods
+            .iter()
+            .any(|p| p.phase == "Pending" && p.node.is_empty());
         if pending && described.stdout.contains(why) {
             Ok(())
         } else {

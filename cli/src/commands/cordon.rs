@@ -9,7 +9,11 @@ use twinset_proto::v1::object;
 
 /// Sets `spec.unschedulable` of node `name` to `cordon`; whether it changed (the step
 /// `cordon`, `uncordon` and `drain` share).
-pub async fn set_unschedulable(client: &mut Client, name: &str, cordon: bool) -> anyhow::Result<bool> {
+pub async fn set_unschedulable(
+    client: &mut Client,
+    name: &str,
+    cordon: bool,
+) -> anyhow::Result<bool> {
     modify(client, Kind::Node, "", name, |obj| {
         let Some(object::Kind::Node(node)) = obj.kind.as_mut() else {
             bail!("{name} is not a node");

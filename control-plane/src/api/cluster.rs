@@ -13,10 +13,10 @@ use twinset_proto::tls::server::AgentDialer;
 use twinset_proto::v1::cluster_server::Cluster;
 use twinset_proto::v1::{
     ApplyRequest, ApplyResponse, CreateTokenRequest, CreateTokenResponse, DeleteRequest,
-    DeleteResponse, DeleteTokenRequest, DeleteTokenResponse, EvictRequest, EvictResponse, GetRequest, GetResponse,
-    ListCertificatesRequest, ListCertificatesResponse, ListRequest, ListResponse,
-    ListTokensRequest, ListTokensResponse, LogsRequest, Object, ObjectKey, ScaleRequest,
-    ScaleResponse, UpdateRequest, UpdateResponse, WatchEvent, WatchRequest,
+    DeleteResponse, DeleteTokenRequest, DeleteTokenResponse, EvictRequest, EvictResponse,
+    GetRequest, GetResponse, ListCertificatesRequest, ListCertificatesResponse, ListRequest,
+    ListResponse, ListTokensRequest, ListTokensResponse, LogsRequest, Object, ObjectKey,
+    ScaleRequest, ScaleResponse, UpdateRequest, UpdateResponse, WatchEvent, WatchRequest,
 };
 use twinset_proto::Kind;
 

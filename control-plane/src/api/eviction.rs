@@ -132,9 +132,7 @@ pub async fn evict(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use twinset_proto::v1::{
-        ObjectMeta, OwnerReference, PodStatus, StatefulSetSpec,
-    };
+    use twinset_proto::v1::{ObjectMeta, OwnerReference, PodStatus, StatefulSetSpec};
 
     fn set(policy: &str) -> StatefulSet {
         StatefulSet {
@@ -271,7 +269,10 @@ mod tests {
     fn parallel_sets_other_pods_and_pods_already_down_have_no_budget() {
         let busy = [pod("web-0", "set-uid", "Running", true)];
         let web2 = pod("web-2", "set-uid", "Running", false);
-        assert_eq!(decide(&web2, Some(&set("Parallel")), &busy), Budget::Allowed);
+        assert_eq!(
+            decide(&web2, Some(&set("Parallel")), &busy),
+            Budget::Allowed
+        );
         assert_eq!(decide(&web2, None, &busy), Budget::Allowed);
         for (phase, terminating) in [
             ("Succeeded", false),
@@ -280,7 +281,11 @@ mod tests {
             ("Running", true),
         ] {
             let p = pod("web-2", "set-uid", phase, terminating);
-            assert_eq!(decide(&p, Some(&set("")), &busy), Budget::Allowed, "{phase}");
+            assert_eq!(
+                decide(&p, Some(&set("")), &busy),
+                Budget::Allowed,
+                "{phase}"
+            );
         }
     }
 }

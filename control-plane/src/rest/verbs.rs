@@ -24,6 +24,12 @@ fn bad_request(message: impl Into<String>) -> ApiError {
     ApiError::new(400, "BadRequest", message)
 }
 
+/// A request body as JSON, or 400 naming what it should have been (`what`).
+fn json_body(body: &[u8], what: &str) -> Result<Value, ApiError> {
+    serde_json::from_slice(body)
+        .map_err(|e| bad_request(format!("the {what} body is not JSON: {e}")))
+}
+
 /// DELETE of one object. Options come from the query or a DeleteOptions body, as
 /// kubectl sends them; the answer is the object as it is after the call (Terminating,
 /// or its last state).
@@ -38,8 +44,7 @@ pub async fn delete(
     let options: Value = if body.iter().all(u8::is_ascii_whitespace) {
         Value::Null
     } else {
-        serde_json::from_slice(body)
-            .map_err(|e| bad_request(format!("the DeleteOptions body is not JSON: {e}")))?
+        json_body(body, "DeleteOptions")?
     };
     let policy = q
         .get("propagationPolicy")
@@ -84,8 +89,7 @@ pub fn eviction_request(
     query_dry_run: Option<&str>,
     body: &[u8],
 ) -> Result<EvictRequest, ApiError> {
-    let doc: Value = serde_json::from_slice(body)
-        .map_err(|e| bad_request(format!("the Eviction body is not JSON: {e}")))?;
+    let doc = json_body(body, "Eviction")?;
     match (doc["apiVersion"].as_str(), doc["kind"].as_str()) {
         (Some("policy/v1" | "policy/v1beta1") | None, Some("Eviction") | None) => {}
         (v, k) => {
@@ -119,7 +123,9 @@ pub fn eviction_request(
     let grace_period_seconds = match &options["gracePeriodSeconds"] {
         Value::Null => None,
         v => Some(v.as_i64().ok_or_else(|| {
-            bad_request(format!("deleteOptions.gracePeriodSeconds {v} is not an integer"))
+            bad_request(format!(
+                "deleteOptions.gracePeriodSeconds {v} is not an integer"
+            ))
         })?),
     };
     let dry_run_of = |v: &Value| -> Result<bool, ApiError> {
@@ -262,8 +268,7 @@ pub async fn scale(
     patch: Option<&str>,
     body: &[u8],
 ) -> Result<Value, ApiError> {
-    let doc: Value = serde_json::from_slice(body)
-        .map_err(|e| bad_request(format!("the Scale body is not JSON: {e}")))?;
+    let doc = json_body(body, "Scale")?;
     let doc = match patch {
         None => doc,
         Some(content_type) => {
@@ -350,21 +355,39 @@ mod tests {
         let body = br#"{"kind":"Eviction","apiVersion":"policy/v1","metadata":{"name":"web-1","namespace":"db","creationTimestamp":null},"deleteOptions":{"gracePeriodSeconds":3}}"#;
         let r = eviction_request("db", "web-1", None, body).unwrap();
         assert_eq!(
-            (r.namespace.as_str(), r.name.as_str(), r.grace_period_seconds, r.dry_run),
+            (
+                r.namespace.as_str(),
+                r.name.as_str(),
+                r.grace_period_seconds,
+                r.dry_run
+            ),
             ("db", "web-1", Some(3), false)
         );
         let v1beta1 = br#"{"kind":"Eviction","apiVersion":"policy/v1beta1","metadata":{"name":"web-1"},"deleteOptions":{"dryRun":["All"]}}"#;
-        assert!(eviction_request("db", "web-1", None, v1beta1).unwrap().dry_run);
         assert!(
-            eviction_request("db", "web-1", Some("All"), br#"{"metadata":{"name":"web-1"}}"#)
+            eviction_request("db", "web-1", None, v1beta1)
                 .unwrap()
                 .dry_run
+        );
+        assert!(
+            eviction_request(
+                "db",
+                "web-1",
+                Some("All"),
+                br#"{"metadata":{"name":"web-1"}}"#
+            )
+            .unwrap()
+            .dry_run
         );
         let refused = |body: &[u8]| eviction_request("db", "web-1", None, body).unwrap_err();
         let e = refused(br#"{"kind":"Eviction","metadata":{"name":"web-2"}}"#);
         assert_eq!(
             (e.code, e.reason, e.message.as_str()),
-            (400, "BadRequest", "name in URL does not match name in Eviction object")
+            (
+                400,
+                "BadRequest",
+                "name in URL does not match name in Eviction object"
+            )
         );
         assert_eq!(refused(br#"{"metadata":{}}"#).code, 400);
         assert_eq!(

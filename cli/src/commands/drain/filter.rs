@@ -264,10 +264,7 @@ pub fn eviction_groups(pods: Vec<Pod>) -> Vec<Vec<Pod>> {
     let mut groups: Vec<(Option<(String, String)>, Vec<Pod>)> = Vec::new();
     for pod in pods {
         let set = set_of(&pod);
-        match groups
-            .iter_mut()
-            .find(|(s, _)| s.is_some() && *s == set)
-        {
+        match groups.iter_mut().find(|(s, _)| s.is_some() && *s == set) {
             Some((_, members)) => members.push(pod),
             None => groups.push((set, vec![pod])),
         }
@@ -304,7 +301,10 @@ pub fn go_duration(d: Duration) -> String {
     }
     let secs = d.as_secs();
     let (h, m) = (secs / 3600, secs / 60 % 60);
-    let s = fraction(u128::from(secs % 60) * 1_000_000_000 + u128::from(d.subsec_nanos()), 1_000_000_000);
+    let s = fraction(
+        u128::from(secs % 60) * 1_000_000_000 + u128::from(d.subsec_nanos()),
+        1_000_000_000,
+    );
     match (h, m) {
         (0, 0) => format!("{s}s"),
         (0, m) => format!("{m}m{s}s"),

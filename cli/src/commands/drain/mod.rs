@@ -304,7 +304,9 @@ async fn evict_one(
     }
     wait_gone(c, d, &active, deadline, "evicted")
         .await
-        .map_err(|e| format!("error when waiting for pod {name:?} in namespace {ns:?} to terminate: {e}"))
+        .map_err(|e| {
+            format!("error when waiting for pod {name:?} in namespace {ns:?} to terminate: {e}")
+        })
 }
 
 /// Deletes the pods (`--disable-eviction`), then waits for all of them.
