@@ -238,8 +238,11 @@ impl PodDeleteList {
     }
 }
 
-/// The StatefulSet (namespace, name) that controls `pod`.
-fn set_of(pod: &Pod) -> Option<(String, String)> {
+/// A StatefulSet by namespace and name.
+type SetKey = (String, String);
+
+/// The StatefulSet that controls `pod`.
+fn set_of(pod: &Pod) -> Option<SetKey> {
     let m = pod.metadata.as_ref()?;
     let owner = m.controller()?;
     (owner.kind == "StatefulSet").then(|| (m.namespace.clone(), owner.name.clone()))
@@ -261,7 +264,7 @@ fn ordinal(pod: &Pod, set: &str) -> Option<u64> {
 /// sequence, those already terminating first, then highest ordinal first (the
 /// scale-down order); every other pod on its own.
 pub fn eviction_groups(pods: Vec<Pod>) -> Vec<Vec<Pod>> {
-    let mut groups: Vec<(Option<(String, String)>, Vec<Pod>)> = Vec::new();
+    let mut groups: Vec<(Option<SetKey>, Vec<Pod>)> = Vec::new();
     for pod in pods {
         let set = set_of(&pod);
         match groups.iter_mut().find(|(s, _)| s.is_some() && *s == set) {
