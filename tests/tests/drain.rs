@@ -130,6 +130,49 @@ fn drain_evicts_a_statefulset_one_pod_at_a_time_and_kubectl_drain_says_the_same(
     c.run_ok(&["uncordon", "node2"]);
     c.run_ok(&["delete", "pod", "scratch", "--grace-period=0"]);
 
+    // Dry runs change nothing: twinset's and kubectl's client-side ones print the same;
+    // kubectl's server-side one goes through the eviction subresource with dryRun=All.
+    let dry = c.run(&["drain", "node2", "--ignore-daemonsets", "--dry-run=client"]);
+    assert!(dry.success(), "{dry}");
+    let mut want = vec!["node/node2 cordoned (dry run)".to_string()];
+    want.extend((0..3).map(|i| format!("evicting pod default/web-{i} (dry run)")));
+    want.push("node/node2 drained (dry run)".to_string());
+    assert_eq!(lines(&dry.stdout), want, "{dry}");
+    let warning = format!("Warning: ignoring DaemonSet-managed Pods: default/{mon2}");
+    assert_eq!(lines(&dry.stderr), [warning.clone()], "{dry}");
+    let by_kubectl = kubectl(
+        &c,
+        &["drain", "node2", "--ignore-daemonsets", "--dry-run=client"],
+    );
+    assert_eq!(
+        (&by_kubectl.stdout, &by_kubectl.stderr),
+        (&dry.stdout, &dry.stderr)
+    );
+    let server = kubectl(
+        &c,
+        &["drain", "node2", "--ignore-daemonsets", "--dry-run=server"],
+    );
+    assert!(server.success(), "{server}");
+    let printed: BTreeSet<String> = lines(&server.stdout).into_iter().collect();
+    let want: BTreeSet<String> = want
+        .iter()
+        .map(|l| l.replace("(dry run)", "(server dry run)"))
+        .collect();
+    assert_eq!(printed, want, "{server}");
+    let refused = c.run(&["drain", "node2", "--dry-run=server"]);
+    assert!(!refused.success(), "{refused}");
+    assert_eq!(lines(&refused.stderr).len(), 1, "{refused}");
+    let node = c.get_json(&["node", "node2"]).expect("get node");
+    assert!(
+        node["spec"]["unschedulable"].is_null(),
+        "dry runs cordon nothing: {node}"
+    );
+    let web = c.wait_sts_ready("default", "web", 3);
+    assert!(
+        web.iter().all(|p| p.node == "node2"),
+        "dry runs evict nothing: {web:?}"
+    );
+
     // twinset drain node2: web's pods go one at a time, highest ordinal first, to node1
     // (node3 cordoned, so that kubectl's drain of node3 below moves db's pods only).
     c.run_ok(&["cordon", "node3"]);
