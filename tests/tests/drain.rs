@@ -139,7 +139,7 @@ fn drain_evicts_a_statefulset_one_pod_at_a_time_and_kubectl_drain_says_the_same(
     want.push("node/node2 drained (dry run)".to_string());
     assert_eq!(lines(&dry.stdout), want, "{dry}");
     let warning = format!("Warning: ignoring DaemonSet-managed Pods: default/{mon2}");
-    assert_eq!(lines(&dry.stderr), [warning.clone()], "{dry}");
+    assert_eq!(lines(&dry.stderr), std::slice::from_ref(&warning), "{dry}");
     let by_kubectl = kubectl(
         &c,
         &["drain", "node2", "--ignore-daemonsets", "--dry-run=client"],
