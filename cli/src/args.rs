@@ -45,6 +45,8 @@ pub enum Command {
     Cordon(NodeNamesArgs),
     /// Mark a node as schedulable.
     Uncordon(NodeNamesArgs),
+    /// Drain a node in preparation for maintenance: cordon it, then evict its pods.
+    Drain(DrainArgs),
     /// Set a new size for a StatefulSet.
     Scale(ScaleArgs),
     /// Manage the rollout of a DaemonSet or StatefulSet.
@@ -357,6 +359,46 @@ pub struct NodeNamesArgs {
     /// Node names.
     #[arg(required = true)]
     pub nodes: Vec<String>,
+}
+
+/// `drain` (kubectl's flags and defaults).
+#[derive(Debug, Args)]
+pub struct DrainArgs {
+    /// Node names (`NAME` or `node/NAME`).
+    #[arg(required = true)]
+    pub nodes: Vec<String>,
+    /// Continue even if there are pods that do not declare a controller.
+    #[arg(long)]
+    pub force: bool,
+    /// Ignore DaemonSet-managed pods.
+    #[arg(long)]
+    pub ignore_daemonsets: bool,
+    /// Continue even if there are pods using emptyDir (local data that will be deleted
+    /// when the node is drained).
+    #[arg(long)]
+    pub delete_emptydir_data: bool,
+    /// Period of time in seconds given to each pod to terminate gracefully. If negative,
+    /// the default value specified in the pod will be used.
+    #[arg(long, default_value_t = -1, allow_hyphen_values = true)]
+    pub grace_period: i64,
+    /// The length of time to wait before giving up, zero means infinite.
+    #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
+    /// Label selector to filter pods on the node.
+    #[arg(long, default_value = "")]
+    pub pod_selector: String,
+    /// Force drain to use delete, even if eviction is supported. This will bypass checking
+    /// disruption budgets, use with caution.
+    #[arg(long)]
+    pub disable_eviction: bool,
+    /// If pod DeletionTimestamp older than N seconds, skip waiting for the pod. Seconds
+    /// must be greater than 0 to skip.
+    #[arg(long, default_value_t = 0)]
+    pub skip_wait_for_delete_timeout: i64,
+    /// `none`, `client` (print what would be evicted, change nothing) or `server` (not
+    /// supported).
+    #[arg(long, default_value = "none", num_args = 0..=1, default_missing_value = "client")]
+    pub dry_run: String,
 }
 
 /// `scale`.

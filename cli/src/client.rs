@@ -11,7 +11,8 @@ use twinset_proto::v1::cluster_client::ClusterClient;
 
 use crate::report::Printed;
 
-/// A connected Cluster client and where it talks to.
+/// A connected Cluster client and where it talks to (a clone shares the connection).
+#[derive(Clone)]
 pub struct Client {
     /// The generated gRPC client.
     pub cluster: ClusterClient<Channel>,

@@ -138,6 +138,30 @@ spec:
     )
 }
 
+/// The end of a StatefulSet manifest whose last container (indented as in
+/// [`sleep_statefulset`]) mounts a claim `data` of 10Mi at /data: its volumeMounts and
+/// the set's volumeClaimTemplates.
+pub const DATA_CLAIM_TAIL: &str = "        volumeMounts:
+        - name: data
+          mountPath: /data
+  volumeClaimTemplates:
+  - metadata:
+      name: data
+    spec:
+      accessModes: [\"ReadWriteOnce\"]
+      resources:
+        requests:
+          storage: 10Mi
+";
+
+/// [`sleep_statefulset`] with the claim `data` of [`DATA_CLAIM_TAIL`] on each pod.
+pub fn sleep_statefulset_with_claim(name: &str, namespace: &str, replicas: u32) -> String {
+    format!(
+        "{}{DATA_CLAIM_TAIL}",
+        sleep_statefulset(name, namespace, replicas)
+    )
+}
+
 /// The guide's StatefulSet reduced to what validation looks at (no claims, no probes):
 /// the base the bad-input tests edit.
 pub const MINIMAL_STS: &str = "apiVersion: apps/v1

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use twinset_e2e::json::{self, str_at, PodView};
-use twinset_e2e::{holds_for, timeout, wait_for, Cluster};
+use twinset_e2e::{holds_for, timeout, wait_for, Cluster, DATA_CLAIM_TAIL};
 
 const NS: &str = "par";
 
@@ -35,18 +35,7 @@ spec:
       containers:
       - name: sleep
         image: twinset/sleep:latest
-        volumeMounts:
-        - name: data
-          mountPath: /data
-  volumeClaimTemplates:
-  - metadata:
-      name: data
-    spec:
-      accessModes: [\"ReadWriteOnce\"]
-      resources:
-        requests:
-          storage: 10Mi
-"
+{DATA_CLAIM_TAIL}"
     )
 }
 

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use twinset_e2e::json::{self, str_at};
-use twinset_e2e::{holds_for, timeout, wait_for, Cluster};
+use twinset_e2e::{holds_for, timeout, wait_for, Cluster, DATA_CLAIM_TAIL};
 
 const NS: &str = "scaling";
 
@@ -49,18 +49,7 @@ spec:
       containers:
       - name: sleep
         image: twinset/sleep:latest
-        volumeMounts:
-        - name: data
-          mountPath: /data
-  volumeClaimTemplates:
-  - metadata:
-      name: data
-    spec:
-      accessModes: [\"ReadWriteOnce\"]
-      resources:
-        requests:
-          storage: 10Mi
-"
+{DATA_CLAIM_TAIL}"
     );
     let out = c.apply(&manifest);
     assert!(

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use twinset_e2e::cluster::run_command_with;
 use twinset_e2e::json::{self, str_at, PodView};
-use twinset_e2e::{sql, timeout, wait_for, Cluster, GUIDE_STATEFULSET};
+use twinset_e2e::{sql, timeout, wait_for, Cluster, DATA_CLAIM_TAIL, GUIDE_STATEFULSET};
 
 /// The guide's narrowest box inside.
 const MIN_WIDTH: usize = 60;
@@ -175,7 +175,9 @@ fn mariadb_tree_draws_the_guides_two_sets_with_live_names() {
 
 /// A StatefulSet shaped like the guide's (3 replicas, a claim template), with a cheap
 /// container and a node selector no node matches: its first replica stays Pending.
-const UNSCHEDULABLE_SET: &str = "apiVersion: apps/v1
+fn unschedulable_set() -> String {
+    format!(
+        "apiVersion: apps/v1
 kind: StatefulSet
 metadata:
   name: mysql-db
@@ -196,18 +198,9 @@ spec:
       containers:
       - name: sleep
         image: twinset/sleep:latest
-        volumeMounts:
-        - name: data
-          mountPath: /data
-  volumeClaimTemplates:
-  - metadata:
-      name: data
-    spec:
-      accessModes: [\"ReadWriteOnce\"]
-      resources:
-        requests:
-          storage: 10Mi
-";
+{DATA_CLAIM_TAIL}"
+    )
+}
 
 /// `twinset tree ARGS` on a pseudo-terminal (util-linux `script`), with NO_COLOR as
 /// given; returns what the terminal showed.
@@ -254,7 +247,7 @@ fn tree_shows_pending_replicas_says_when_empty_and_colours_only_terminals() {
     }
 
     let monitors = c.run_guide_daemonset(2);
-    let out = c.apply(UNSCHEDULABLE_SET);
+    let out = c.apply(&unschedulable_set());
     assert!(
         out.ok().contains("statefulset.apps/mysql-db created"),
         "{out}"

@@ -9,6 +9,7 @@ pub mod cordon;
 pub mod delete;
 pub mod describe;
 pub mod down;
+pub mod drain;
 pub mod get;
 pub mod label;
 pub mod logs;
@@ -65,6 +66,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Taint(a) => taint::run(&ctx, a).await,
         Command::Cordon(a) => cordon::run(&ctx, a, true).await,
         Command::Uncordon(a) => cordon::run(&ctx, a, false).await,
+        Command::Drain(a) => drain::run(&ctx, a).await,
         Command::Scale(a) => scale::run(&ctx, a).await,
         Command::Rollout(a) => rollout::run(&ctx, a).await,
         Command::Up(a) => up::run(a).await,

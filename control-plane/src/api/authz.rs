@@ -175,6 +175,13 @@ mod tests {
             e.message(),
             "User \"system:node:node1\" cannot call twinset.v1.Cluster/Apply"
         );
+        // Nodes may not evict (as they may not delete): the Cluster service is admins'.
+        let evict = "/twinset.v1.Cluster/Evict";
+        assert!(decide(Audience::Admins, &admin, evict).is_ok());
+        assert_eq!(
+            decide(Audience::Admins, &node, evict).unwrap_err().code(),
+            Code::PermissionDenied
+        );
         let e = decide(Audience::Admins, &Identity::Anonymous, path).unwrap_err();
         assert_eq!(e.code(), Code::Unauthenticated);
         assert!(decide(Audience::Nodes, &node, "/twinset.v1.Nodes/Heartbeat").is_ok());

@@ -1,6 +1,6 @@
 //! The `twinset.v1.Cluster` service: what `twinset` (and any gRPC client) calls.
 
-use super::{apply, logs, namespace_for, parse_kind, parse_rv, status, tokens, Ctx};
+use super::{apply, eviction, logs, namespace_for, parse_kind, parse_rv, status, tokens, Ctx};
 use crate::deletion::{self, Propagation};
 use crate::store::{try_update_with_retry, Change, Error as StoreError, Key, Store, WatchStream};
 use futures::Stream;
@@ -13,10 +13,10 @@ use twinset_proto::tls::server::AgentDialer;
 use twinset_proto::v1::cluster_server::Cluster;
 use twinset_proto::v1::{
     ApplyRequest, ApplyResponse, CreateTokenRequest, CreateTokenResponse, DeleteRequest,
-    DeleteResponse, DeleteTokenRequest, DeleteTokenResponse, GetRequest, GetResponse,
-    ListCertificatesRequest, ListCertificatesResponse, ListRequest, ListResponse,
-    ListTokensRequest, ListTokensResponse, LogsRequest, Object, ObjectKey, ScaleRequest,
-    ScaleResponse, UpdateRequest, UpdateResponse, WatchEvent, WatchRequest,
+    DeleteResponse, DeleteTokenRequest, DeleteTokenResponse, EvictRequest, EvictResponse,
+    GetRequest, GetResponse, ListCertificatesRequest, ListCertificatesResponse, ListRequest,
+    ListResponse, ListTokensRequest, ListTokensResponse, LogsRequest, Object, ObjectKey,
+    ScaleRequest, ScaleResponse, UpdateRequest, UpdateResponse, WatchEvent, WatchRequest,
 };
 use twinset_proto::Kind;
 
@@ -32,6 +32,9 @@ pub struct ClusterService {
     certs: Option<Arc<crate::certs::OwnCerts>>,
     /// How agents are called for logs (None: no TLS identity, so no logs).
     agents: Option<AgentDialer>,
+    /// Held while an eviction decides and deletes, so concurrent evictions never pass
+    /// the same disruption budget twice.
+    evictions: tokio::sync::Mutex<()>,
 }
 
 impl ClusterService {
@@ -42,6 +45,7 @@ impl ClusterService {
             ca_hash: None,
             certs: None,
             agents: None,
+            evictions: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -363,6 +367,22 @@ impl Cluster for ClusterService {
         .await?;
         Ok(Response::new(ScaleResponse {
             object: Some(scaled.into_object()),
+        }))
+    }
+
+    async fn evict(
+        &self,
+        request: Request<EvictRequest>,
+    ) -> Result<Response<EvictResponse>, Status> {
+        let r = request.into_inner();
+        let span = tracing::info_span!("evict", namespace = %r.namespace, name = %r.name);
+        let object = tracing::Instrument::instrument(
+            eviction::evict(self.store(), &self.evictions, r),
+            span,
+        )
+        .await?;
+        Ok(Response::new(EvictResponse {
+            object: Some(object),
         }))
     }
 

@@ -28,7 +28,7 @@ pub const TOO_MANY_REQUESTS: &str = "Too many requests, please try again later."
 /// Which budget a Cluster method spends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Class {
-    /// Apply, Update, Delete, Scale: `--max-mutating-requests-inflight`.
+    /// Apply, Update, Delete, Scale, Evict: `--max-mutating-requests-inflight`.
     Mutating,
     /// Get, List (and any other unary read): `--max-requests-inflight`.
     ReadOnly,
@@ -39,7 +39,7 @@ pub enum Class {
 /// The class of a call by its gRPC path (`/twinset.v1.Cluster/Apply`).
 pub fn classify(path: &str) -> Class {
     match path.rsplit('/').next().unwrap_or("") {
-        "Apply" | "Update" | "Delete" | "Scale" => Class::Mutating,
+        "Apply" | "Update" | "Delete" | "Scale" | "Evict" => Class::Mutating,
         "Watch" | "Logs" => Class::LongRunning,
         _ => Class::ReadOnly,
     }
@@ -117,7 +117,7 @@ mod tests {
 
     #[test]
     fn methods_are_classed_as_the_api_server_does() {
-        for m in ["Apply", "Update", "Delete", "Scale"] {
+        for m in ["Apply", "Update", "Delete", "Scale", "Evict"] {
             assert_eq!(
                 classify(&format!("/twinset.v1.Cluster/{m}")),
                 Class::Mutating

@@ -6,6 +6,7 @@ pub mod apply;
 pub mod authz;
 pub mod bootstrap;
 pub mod cluster;
+pub mod eviction;
 pub mod gate;
 pub mod inflight;
 pub mod logs;

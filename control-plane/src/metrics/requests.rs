@@ -55,7 +55,7 @@ pub struct RestCall {
     /// The resource (`pods`), or for other paths `discovery`, `version`, `health`,
     /// `metrics`, `unknown`.
     pub resource: &'static str,
-    /// `status`, `scale`, `log`, `other`, or empty.
+    /// `status`, `scale`, `log`, `eviction`, `other`, or empty.
     pub subresource: &'static str,
 }
 
@@ -213,6 +213,7 @@ fn rest_call(method: &Method, path: &str, query: Option<&str>) -> RestCall {
         Some("status") => "status",
         Some("scale") => "scale",
         Some("log") => "log",
+        Some("eviction") => "eviction",
         Some(_) => "other",
     };
     RestCall {

@@ -97,6 +97,12 @@ pub fn resources(group: &str, version: &str) -> Option<Value> {
         list.push(resource(kind));
         match kind {
             Kind::Pod => {
+                // As kube-apiserver lists it: kubectl drain looks for it (name, kind,
+                // group and version) to choose eviction over delete.
+                let mut eviction = subresource(kind, "eviction", "Eviction", &["create"]);
+                eviction["group"] = json!("policy");
+                eviction["version"] = json!("v1");
+                list.push(eviction);
                 list.push(subresource(kind, "log", "Pod", &["get"]));
                 list.push(subresource(kind, "status", "Pod", &["get"]));
             }
@@ -171,6 +177,19 @@ mod tests {
         assert_eq!(
             (&scale["group"], &scale["version"], &scale["kind"]),
             (&json!("autoscaling"), &json!("v1"), &json!("Scale"))
+        );
+        let eviction = core["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == "pods/eviction")
+            .unwrap();
+        assert_eq!(
+            eviction,
+            &json!({
+                "name": "pods/eviction", "singularName": "", "namespaced": true,
+                "group": "policy", "version": "v1", "kind": "Eviction", "verbs": ["create"]
+            })
         );
         assert_eq!(
             names(&resources("autoscaling", "v1").unwrap()),

@@ -360,6 +360,10 @@ async fn write(rest: &Rest, call: &Call<'_>, route: Route) -> Result<Response, A
         (&http::Method::DELETE, Some(name), _, None) => Ok(read::ok(
             &verbs::delete(cluster, peer, &t, name, q, body).await?,
         )),
+        (&http::Method::POST, Some(name), Kind::Pod, Some("eviction")) => {
+            let done = verbs::evict(cluster, peer, &t, name, q, body).await?;
+            Ok(status::json_response(201, &done))
+        }
         (
             &http::Method::PATCH | &http::Method::PUT,
             Some(name),

@@ -1,7 +1,8 @@
 //! The verbs beyond reading that kubectl's everyday commands use: `delete` (with
 //! `propagationPolicy` and `gracePeriodSeconds`), `logs` (`pods/log`), `scale`
-//! (`statefulsets/scale`, an autoscaling/v1 Scale). Each translates onto the Cluster
-//! service the gRPC API uses.
+//! (`statefulsets/scale`, an autoscaling/v1 Scale), eviction (`pods/eviction`, a
+//! policy/v1 or v1beta1 Eviction, what `kubectl drain` posts). Each translates onto the
+//! Cluster service the gRPC API uses.
 
 use axum::body::Body;
 use axum::response::Response;
@@ -9,7 +10,9 @@ use futures::StreamExt;
 use serde_json::{json, Value};
 use twinset_proto::tls::server::PeerInfo;
 use twinset_proto::v1::cluster_server::Cluster;
-use twinset_proto::v1::{DeleteRequest, LogsRequest, Object, ScaleRequest, StatefulSet};
+use twinset_proto::v1::{
+    DeleteRequest, EvictRequest, LogsRequest, Object, ScaleRequest, StatefulSet,
+};
 
 use super::path::Target;
 use super::read::{key, on_behalf};
@@ -19,6 +22,12 @@ use crate::api::cluster::ClusterService;
 
 fn bad_request(message: impl Into<String>) -> ApiError {
     ApiError::new(400, "BadRequest", message)
+}
+
+/// A request body as JSON, or 400 naming what it should have been (`what`).
+fn json_body(body: &[u8], what: &str) -> Result<Value, ApiError> {
+    serde_json::from_slice(body)
+        .map_err(|e| bad_request(format!("the {what} body is not JSON: {e}")))
 }
 
 /// DELETE of one object. Options come from the query or a DeleteOptions body, as
@@ -35,8 +44,7 @@ pub async fn delete(
     let options: Value = if body.iter().all(u8::is_ascii_whitespace) {
         Value::Null
     } else {
-        serde_json::from_slice(body)
-            .map_err(|e| bad_request(format!("the DeleteOptions body is not JSON: {e}")))?
+        json_body(body, "DeleteOptions")?
     };
     let policy = q
         .get("propagationPolicy")
@@ -70,6 +78,105 @@ pub async fn delete(
         .unwrap_or_else(
             || json!({ "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success" }),
         ))
+}
+
+/// What a `pods/NAME/eviction` body asks (pure): the grace period and dry run of its
+/// DeleteOptions, checked as kube-apiserver checks them. `namespace` and `name` are the
+/// URL's; `query_dry_run` is the request's `dryRun` parameter.
+pub fn eviction_request(
+    namespace: &str,
+    name: &str,
+    query_dry_run: Option<&str>,
+    body: &[u8],
+) -> Result<EvictRequest, ApiError> {
+    let doc = json_body(body, "Eviction")?;
+    match (doc["apiVersion"].as_str(), doc["kind"].as_str()) {
+        (Some("policy/v1" | "policy/v1beta1") | None, Some("Eviction") | None) => {}
+        (v, k) => {
+            return Err(bad_request(format!(
+                "expected a policy/v1 Eviction, got apiVersion {:?} kind {:?}",
+                v.unwrap_or_default(),
+                k.unwrap_or_default()
+            )))
+        }
+    }
+    if doc["metadata"]["name"].as_str().unwrap_or_default() != name {
+        return Err(bad_request(
+            "name in URL does not match name in Eviction object",
+        ));
+    }
+    if let Some(ns) = doc["metadata"]["namespace"].as_str() {
+        if !ns.is_empty() && ns != namespace {
+            return Err(bad_request(
+                "the namespace of the provided object does not match the namespace sent on the request",
+            ));
+        }
+    }
+    let options = &doc["deleteOptions"];
+    for unsupported in ["preconditions", "orphanDependents", "propagationPolicy"] {
+        if !options[unsupported].is_null() {
+            return Err(bad_request(format!(
+                "deleteOptions.{unsupported} is not supported for evictions"
+            )));
+        }
+    }
+    let grace_period_seconds = match &options["gracePeriodSeconds"] {
+        Value::Null => None,
+        v => Some(v.as_i64().ok_or_else(|| {
+            bad_request(format!(
+                "deleteOptions.gracePeriodSeconds {v} is not an integer"
+            ))
+        })?),
+    };
+    let dry_run_of = |v: &Value| -> Result<bool, ApiError> {
+        match v {
+            Value::Null => Ok(false),
+            Value::Array(a) if a.is_empty() => Ok(false),
+            Value::Array(a) if a.len() == 1 && a[0] == "All" => Ok(true),
+            other => Err(bad_request(format!(
+                "Invalid dryRun value {other}: only \"All\" is supported"
+            ))),
+        }
+    };
+    let body_dry_run = dry_run_of(&options["dryRun"])?;
+    let query = match query_dry_run {
+        None => false,
+        Some("All") => true,
+        Some(other) => {
+            return Err(bad_request(format!(
+                "Invalid dryRun value {other:?}: only \"All\" is supported"
+            )))
+        }
+    };
+    if query_dry_run.is_some() && !options["dryRun"].is_null() && query != body_dry_run {
+        return Err(bad_request(
+            "the dry run options in the request and in the Eviction's deleteOptions differ",
+        ));
+    }
+    Ok(EvictRequest {
+        namespace: namespace.to_string(),
+        name: name.to_string(),
+        grace_period_seconds,
+        dry_run: query || body_dry_run,
+    })
+}
+
+/// POST of `pods/NAME/eviction`: the pod is evicted (or the budget refuses, 429); the
+/// answer is kube-apiserver's Status of Success.
+pub async fn evict(
+    cluster: &ClusterService,
+    peer: Option<&PeerInfo>,
+    t: &Target,
+    name: &str,
+    q: &Query,
+    body: &[u8],
+) -> Result<Value, ApiError> {
+    let namespace = t.namespace.clone().unwrap_or_default();
+    let r = eviction_request(&namespace, name, q.get("dryRun"), body)?;
+    cluster.evict(on_behalf(peer, r)).await?;
+    Ok(json!({
+        "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201
+    }))
 }
 
 /// `pods/NAME/log`: the container's output as plain text, streamed while `follow`.
@@ -161,8 +268,7 @@ pub async fn scale(
     patch: Option<&str>,
     body: &[u8],
 ) -> Result<Value, ApiError> {
-    let doc: Value = serde_json::from_slice(body)
-        .map_err(|e| bad_request(format!("the Scale body is not JSON: {e}")))?;
+    let doc = json_body(body, "Scale")?;
     let doc = match patch {
         None => doc,
         Some(content_type) => {
@@ -238,4 +344,64 @@ pub async fn create(
     opts.create_only = true;
     let created = cluster.write(obj, &opts).await?;
     Ok(twinset_proto::manifest::to_value(&created.object))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn eviction_bodies_are_read_as_kube_apiserver_reads_them() {
+        let body = br#"{"kind":"Eviction","apiVersion":"policy/v1","metadata":{"name":"web-1","namespace":"db","creationTimestamp":null},"deleteOptions":{"gracePeriodSeconds":3}}"#;
+        let r = eviction_request("db", "web-1", None, body).unwrap();
+        assert_eq!(
+            (
+                r.namespace.as_str(),
+                r.name.as_str(),
+                r.grace_period_seconds,
+                r.dry_run
+            ),
+            ("db", "web-1", Some(3), false)
+        );
+        let v1beta1 = br#"{"kind":"Eviction","apiVersion":"policy/v1beta1","metadata":{"name":"web-1"},"deleteOptions":{"dryRun":["All"]}}"#;
+        assert!(
+            eviction_request("db", "web-1", None, v1beta1)
+                .unwrap()
+                .dry_run
+        );
+        assert!(
+            eviction_request(
+                "db",
+                "web-1",
+                Some("All"),
+                br#"{"metadata":{"name":"web-1"}}"#
+            )
+            .unwrap()
+            .dry_run
+        );
+        let refused = |body: &[u8]| eviction_request("db", "web-1", None, body).unwrap_err();
+        let e = refused(br#"{"kind":"Eviction","metadata":{"name":"web-2"}}"#);
+        assert_eq!(
+            (e.code, e.reason, e.message.as_str()),
+            (
+                400,
+                "BadRequest",
+                "name in URL does not match name in Eviction object"
+            )
+        );
+        assert_eq!(refused(br#"{"metadata":{}}"#).code, 400);
+        assert_eq!(
+            refused(br#"{"metadata":{"name":"web-1","namespace":"other"}}"#).code,
+            400
+        );
+        assert!(refused(br#"{"kind":"Pod","metadata":{"name":"web-1"}}"#)
+            .message
+            .contains("policy/v1 Eviction"));
+        assert!(refused(
+            br#"{"metadata":{"name":"web-1"},"deleteOptions":{"preconditions":{"uid":"x"}}}"#
+        )
+        .message
+        .contains("preconditions is not supported"));
+        assert_eq!(refused(b"nope").code, 400);
+    }
 }
