@@ -603,6 +603,7 @@ mod tests {
             resource_version: "7".into(),
             claims: Vec::new(),
             more,
+            lost_claims: Vec::new(),
         }
     }
 

@@ -3,7 +3,8 @@
 //! `fence/watchdog.lock`); it looks every 50 ms at the lease and at the process groups
 //! of the fenced pods ([`crate::fence`]), and once the lease has lapsed marks each pod
 //! fenced, sends SIGTERM, and SIGKILL after the lease's grace. It ends when no fenced
-//! pod is left and the agent that wrote the lease is gone.
+//! pod is left and both the agent that wrote the lease and the one that started it are
+//! gone.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -37,6 +38,8 @@ pub fn run(data_dir: &Path) -> std::io::Result<()> {
         dir.display(),
         std::process::id()
     ));
+    // The agent that started it counts as alive until it has written a lease of its own.
+    let parent = ProcId::of(nix::unistd::getppid().as_raw());
     let mut termed: BTreeMap<String, u64> = BTreeMap::new();
     loop {
         let lease = Lease::read(&dir);
@@ -72,7 +75,8 @@ pub fn run(data_dir: &Path) -> std::io::Result<()> {
                 }
             }
         }
-        let agent_alive = lease.is_some_and(|l| l.agent.is_alive());
+        let agent_alive = lease.is_some_and(|l| l.agent.is_alive())
+            || parent.is_some_and(|p| p.pid > 1 && p.is_alive());
         if pods.is_empty() && !agent_alive {
             say("no agent and no fenced pod left; exiting");
             return Ok(());

