@@ -154,7 +154,8 @@ pub struct BenchArgs {
     /// `pod-network` (bridge pod network setup per pod, as root, no cluster needed) or
     /// `rest` (REST Table list and watch of 1000 pods beside the same over gRPC) or
     /// `ds-rollout` (a DaemonSet rolling update across every node: total time and the
-    /// controller's overhead per node).
+    /// controller's overhead per node) or `node-loss` (a Replace StatefulSet replica's
+    /// agent SIGKILLed → the replica Ready on another node; a `twinset up -d` cluster).
     pub scenario: String,
     /// How many runs (default: 10 for daemonset, 3 for ds-rollout, 1 for the StatefulSet
     /// scenarios; for rest, 200 list rounds, and a quarter as many watch rounds).
@@ -189,6 +190,10 @@ pub struct BenchArgs {
     /// maxUnavailable of the ds-rollout scenario's DaemonSet (a count or a percentage).
     #[arg(long, default_value = "10%")]
     pub max_unavailable: String,
+    /// The local cluster's data dir (node-loss scenario, which kills and restarts its
+    /// agents; default ~/.twinset/cluster).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
 }
 
 impl Command {

@@ -269,7 +269,8 @@ pub fn sync_unschedulable_taint(node: &mut Node) {
     }
 }
 
-/// Watches heartbeats until `token` is cancelled, checking every `grace / 4`: a node
+/// Watches heartbeats until `token` is cancelled, checking every 200 ms (less for short
+/// timings): a node
 /// silent for longer than the grace goes Unknown, and its pods are tended by
 /// [`node_loss::tend`] (not Ready; fenced `Replace` replicas replaced after
 /// `timing.replace_after`).
@@ -280,7 +281,9 @@ pub async fn run(
     token: CancellationToken,
 ) {
     let grace = timing.grace;
-    let period = (grace / 4).clamp(Duration::from_millis(20), Duration::from_secs(1));
+    // Fine enough that a replacement is not late by much more than a heartbeat.
+    let period = (grace.min(timing.replace_after) / 20)
+        .clamp(Duration::from_millis(20), Duration::from_millis(200));
     let mut tick = tokio::time::interval(period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

@@ -10,11 +10,14 @@
 //!   in a network namespace of its own, no cluster needed ([`podnet`]);
 //! - `ds-rollout`: a DaemonSet rolling update across every node, its total time and the
 //!   controller's overhead per node ([`ds_rollout`]);
+//! - `node-loss`: a `Replace` StatefulSet replica's node SIGKILLed → the replica Ready
+//!   on another node ([`node_loss`]);
 //! - `rest`: the Kubernetes REST API beside gRPC on the same port — a Table list of
 //!   1000 pods as kubectl asks for it and a watch delivering 1000 events ([`rest`]).
 
 mod daemonset;
 mod ds_rollout;
+mod node_loss;
 mod podnet;
 mod rest;
 mod statefulset;
@@ -36,6 +39,7 @@ pub const SCENARIOS: &[&str] = &[
     "writes",
     "pod-network",
     "rest",
+    "node-loss",
 ];
 
 /// Runs the chosen scenario and prints one line per run and a summary.
@@ -57,6 +61,7 @@ pub async fn run(ctx: &Ctx, args: BenchArgs) -> anyhow::Result<()> {
         "sts-ordered" => statefulset::ordered(&mut client, &args).await,
         "writes" => writes::run(&mut client, &args).await,
         "rest" => rest::run(&mut client, &args).await,
+        "node-loss" => node_loss::run(&mut client, &args).await,
         _ => statefulset::parallel(&mut client, &args).await,
     }
 }
