@@ -665,3 +665,104 @@ async fn restarts_back_off_doubling_to_the_max_and_reset_after_a_long_run() {
     drop(desired);
     task.abort();
 }
+
+/// [`bare_pod`] of a StatefulSet whose policy on node loss is Replace.
+fn replace_pod() -> Pod {
+    let mut p = bare_pod("Always");
+    p.metadata.as_mut().unwrap().annotations.insert(
+        twinset_proto::fencing::ON_NODE_LOST_ANNOTATION.into(),
+        "Replace".into(),
+    );
+    p
+}
+
+fn fence_armed(r: &Report) -> bool {
+    r.status.as_ref().is_some_and(|s| {
+        s.conditions
+            .iter()
+            .any(|c| c.r#type == twinset_proto::fencing::FENCE_CONDITION && c.status == "True")
+    })
+}
+
+/// A Replace replica waits for the lease, runs armed while heartbeats are acknowledged,
+/// and once they stop for fence-after is stopped (SIGTERM, the fence grace, SIGKILL),
+/// marked, reported Failed/Fenced, and never started again, even when the lease comes
+/// back.
+#[tokio::test(start_paused = true)]
+async fn a_replace_replica_is_fenced_when_its_lease_lapses_and_never_restarts() {
+    let mut s = setup();
+    s.rt.ignore_sigterm("app", true);
+    let (desired, task) = spawn_worker(&s, replace_pod(), None);
+    // No acknowledged heartbeat yet: it does not start.
+    let r = report_where(&mut s.reports, "waiting for the lease", |r| {
+        waiting_reason(r).as_deref() == Some(super::fencing::LEASE_LAPSED)
+    })
+    .await;
+    assert!(!fence_armed(&r) || !running(&r));
+    assert!(s.rt.calls().iter().all(|(_, c)| !is_start(c)));
+
+    // A heartbeat is acknowledged: it starts, armed.
+    let acked = Instant::now();
+    s.ctx.fence.renew(acked);
+    let (_, call) = s.rt.next_call(is_start).await;
+    let pid = pid_of(&call);
+    let r = report_where(&mut s.reports, "running armed", |r| {
+        running(r) && fence_armed(r)
+    })
+    .await;
+    assert_eq!(phase(&r).as_deref(), Some("Running"));
+    // Renewed in time: still running past the first deadline.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    s.ctx.fence.renew(Instant::now());
+    let renewed = Instant::now();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        s.rt.is_running(pid),
+        "fenced although the lease was renewed"
+    );
+
+    // No more acknowledgements: SIGTERM at fence-after (3 s) from the last one's send
+    // time, SIGKILL after the fence grace (2 s) since it ignores SIGTERM.
+    let (at, _) = s.rt.next_call(signal_to(pid, Signal::SIGTERM)).await;
+    assert_eq!(at - renewed, Duration::from_secs(3));
+    let (at_kill, _) = s.rt.next_call(signal_to(pid, Signal::SIGKILL)).await;
+    assert_eq!(at_kill - at, Duration::from_secs(2));
+    let r = report_where(&mut s.reports, "Failed, Fenced", |r| {
+        r.status
+            .as_ref()
+            .is_some_and(|st| st.phase == "Failed" && st.reason == "Fenced")
+    })
+    .await;
+    assert!(!fence_armed(&r));
+    assert!(
+        s.ctx.fence.fenced(UID).is_some(),
+        "the pod is marked fenced"
+    );
+
+    // The lease comes back and the pod changes: it never starts again.
+    s.ctx.fence.renew(Instant::now());
+    desired.send_replace(Desired::Run(Box::new(replace_pod())));
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    let starts = s.rt.calls().iter().filter(|(_, c)| is_start(c)).count();
+    assert_eq!(starts, 1, "a fenced pod was started again");
+    task.abort();
+}
+
+/// A pod without the Replace policy keeps running through any silence (static
+/// stability), and carries no fence condition.
+#[tokio::test(start_paused = true)]
+async fn a_wait_pod_is_never_fenced() {
+    let mut s = setup();
+    let (_desired, task) = spawn_worker(&s, bare_pod("Always"), None);
+    let (_, call) = s.rt.next_call(is_start).await;
+    let r = report_where(&mut s.reports, "running", running).await;
+    assert!(!fence_armed(&r));
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert!(s.rt.is_running(pid_of(&call)));
+    assert!(s
+        .rt
+        .calls()
+        .iter()
+        .all(|(_, c)| !matches!(c, Call::Signal { .. })));
+    task.abort();
+}

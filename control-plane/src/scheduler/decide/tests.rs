@@ -502,3 +502,36 @@ fn claims_of_bound_pods_are_pinned_to_their_node() {
         vec![("ns".to_string(), "c1".to_string(), "n2".to_string())]
     );
 }
+
+/// A claim unbound from a lost node (`twinset.io/lost-on`) is neither pinned back there by
+/// the old pod still recorded on that node nor bound there for the replacement.
+#[test]
+fn a_claim_lost_with_a_node_stays_off_it() {
+    let mut c = claim("c1", "");
+    c.metadata.as_mut().unwrap().annotations.insert(
+        twinset_proto::fencing::LOST_ON_ANNOTATION.into(),
+        "n1".into(),
+    );
+    let old = with_claim(on(pod("old", "", ""), "n1"), "c1");
+    assert!(
+        claims_to_pin(Snapshot {
+            nodes: &nodes3(),
+            pods: std::slice::from_ref(&old),
+            claims: std::slice::from_ref(&c),
+        })
+        .is_empty(),
+        "pinned back to the node it was lost with"
+    );
+    let new = with_claim(pod("new", "", ""), "c1");
+    // n1 would be the first choice (nodes by name); the claim keeps it off.
+    assert_eq!(
+        bound(&run(&nodes3(), &[new.clone()], &[c.clone()])),
+        vec![("new", "n2")]
+    );
+    // Only n1 is left: the replica waits, saying why.
+    let only_n1: Vec<Node> = nodes3().into_iter().take(1).collect();
+    assert_eq!(
+        message(&run(&only_n1, &[new], &[c]), "new"),
+        "0/1 nodes are available: 1 node(s) still held a claim's old data from before they were lost."
+    );
+}
