@@ -525,7 +525,11 @@ fn a_claim_lost_with_a_node_stays_off_it() {
     let new = with_claim(pod("new", "", ""), "c1");
     // n1 would be the first choice (nodes by name); the claim keeps it off.
     assert_eq!(
-        bound(&run(&nodes3(), &[new.clone()], &[c.clone()])),
+        bound(&run(
+            &nodes3(),
+            std::slice::from_ref(&new),
+            std::slice::from_ref(&c)
+        )),
         vec![("new", "n2")]
     );
     // Only n1 is left: the replica waits, saying why.
