@@ -28,8 +28,28 @@ fn options() -> Options {
             "3500ms".into(),
         ],
         agent_flags: AGENT_FLAGS.iter().map(|s| s.to_string()).collect(),
+        dns: true,
         ..Options::default()
     }
+}
+
+/// The replica's name in the cluster DNS.
+const DB_0: &str = "db-0.db.lost.svc.cluster.local";
+
+/// The A records of db-0 the cluster DNS gives.
+fn dns_db_0(c: &Cluster) -> Result<Vec<String>, String> {
+    let server = c.dns_addr().ok_or("the cluster has no DNS server")?;
+    twinset_e2e::dns::a_records(server, DB_0)
+}
+
+/// READY of `get sts db` (`1/1`).
+fn sts_ready(c: &Cluster) -> Result<String, String> {
+    let sts = c.get_json(&["sts", "db", "-n", NS])?;
+    Ok(format!(
+        "{}/{}",
+        sts["status"]["readyReplicas"].as_i64().unwrap_or(0),
+        sts["spec"]["replicas"].as_i64().unwrap_or(0)
+    ))
 }
 
 /// One replica with a claim; its container notes whether it found old data.
@@ -324,6 +344,13 @@ fn with_the_default_policy_a_lost_replica_waits_for_its_node() {
     let mut c = Cluster::start_with(3, options());
     let (uid, node) = start(&c, None, false);
     let proc_before = c.wait_pod_process(NS, "db-0");
+    let ip = wait_for("db-0 in the cluster DNS", timeout(), || {
+        match dns_db_0(&c)? {
+            ips if ips.len() == 1 => Ok(ips[0].clone()),
+            other => Err(format!("{other:?}")),
+        }
+    });
+    assert_eq!(sts_ready(&c).as_deref(), Ok("1/1"));
     c.kill_agent(&node);
     wait_for("db-0 not Ready", timeout(), || {
         let p = pod(&c)?;
@@ -332,6 +359,21 @@ fn with_the_default_policy_a_lost_replica_waits_for_its_node() {
             _ => Err(format!("{}", p["status"])),
         }
     });
+    // The set counts it out and the DNS stops answering with the dead replica's address.
+    wait_for("get sts db READY 0/1", timeout(), || {
+        match sts_ready(&c)?.as_str() {
+            "0/1" => Ok(()),
+            other => Err(other.to_string()),
+        }
+    });
+    wait_for(
+        "the DNS no longer answering for db-0",
+        timeout(),
+        || match dns_db_0(&c)? {
+            ips if ips.is_empty() => Ok(()),
+            other => Err(format!("still {other:?} (was {ip})")),
+        },
+    );
     // Past replace-after (and well past fence-after): nothing moves, nothing stops.
     let moved = try_wait_for(REPLACE_AFTER + Duration::from_secs(2), || {
         let p = pod(&c).map_err(|e| e.to_string());

@@ -20,10 +20,23 @@ pub const LEASE_LAPSED: &str = "NodeLeaseLapsed";
 pub const FENCED: &str = "Fenced";
 
 impl PodWorker {
-    /// Whether this pod is fenced when the node is cut off (its set's policy is
-    /// Replace and a watchdog guards the node).
+    /// Whether this pod is fenced when the node is cut off: a StatefulSet's replica whose
+    /// policy is Replace, on a node a watchdog guards. DaemonSet and bare pods never are,
+    /// whatever their annotations say.
     pub(super) fn fenceable(&self) -> bool {
-        self.ctx.fence.within().is_some() && fencing::pod_policy(&self.pod) == Policy::Replace
+        let replica = self
+            .pod
+            .metadata
+            .as_ref()
+            .and_then(|m| {
+                m.owner_references
+                    .iter()
+                    .find(|o| o.controller == Some(true))
+            })
+            .is_some_and(|o| o.kind == "StatefulSet");
+        replica
+            && self.ctx.fence.within().is_some()
+            && fencing::pod_policy(&self.pod) == Policy::Replace
     }
 
     /// Why a container of this pod may not start now (None: it may).

@@ -669,10 +669,18 @@ async fn restarts_back_off_doubling_to_the_max_and_reset_after_a_long_run() {
 /// [`bare_pod`] of a StatefulSet whose policy on node loss is Replace.
 fn replace_pod() -> Pod {
     let mut p = bare_pod("Always");
-    p.metadata.as_mut().unwrap().annotations.insert(
+    let m = p.metadata.as_mut().unwrap();
+    m.annotations.insert(
         twinset_proto::fencing::ON_NODE_LOST_ANNOTATION.into(),
         "Replace".into(),
     );
+    m.owner_references.push(v1::OwnerReference {
+        kind: "StatefulSet".into(),
+        name: "web".into(),
+        uid: "set-uid".into(),
+        controller: Some(true),
+        ..Default::default()
+    });
     p
 }
 
@@ -749,11 +757,20 @@ async fn a_replace_replica_is_fenced_when_its_lease_lapses_and_never_restarts() 
 }
 
 /// A pod without the Replace policy keeps running through any silence (static
-/// stability), and carries no fence condition.
+/// stability), and carries no fence condition; nor is a DaemonSet's pod ever fenced,
+/// whatever its annotations say.
 #[tokio::test(start_paused = true)]
 async fn a_wait_pod_is_never_fenced() {
+    let mut daemon = replace_pod();
+    daemon.metadata.as_mut().unwrap().owner_references[0].kind = "DaemonSet".into();
+    for p in [bare_pod("Always"), daemon] {
+        never_fenced(p).await;
+    }
+}
+
+async fn never_fenced(p: Pod) {
     let mut s = setup();
-    let (_desired, task) = spawn_worker(&s, bare_pod("Always"), None);
+    let (_desired, task) = spawn_worker(&s, p, None);
     let (_, call) = s.rt.next_call(is_start).await;
     let r = report_where(&mut s.reports, "running", running).await;
     assert!(!fence_armed(&r));
