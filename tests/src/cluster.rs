@@ -830,6 +830,12 @@ impl Cluster {
         PodWatch::start(&self.target())
     }
 
+    /// As [`Cluster::watch_pods`], resuming across control-plane restarts
+    /// ([`PodWatch::start_resuming`]).
+    pub fn watch_pods_resuming(&self) -> PodWatch {
+        PodWatch::start_resuming(&self.target())
+    }
+
     /// The store's current revision, read through `List` (its `resource_version`).
     pub fn store_revision(&self) -> u64 {
         self.grpc(|mut c| async move {
