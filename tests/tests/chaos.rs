@@ -35,6 +35,8 @@ const PROXIED: [&str; 2] = ["node3", "node4"];
 const AGENT_FLAGS: [&str; 4] = ["--fence-after", "1500ms", "--fence-grace", "1s"];
 /// How long the healed cluster may take to reach the spec.
 const CONVERGE_WITHIN: Duration = Duration::from_secs(90);
+/// How long the converged cluster must stay converged (past node-grace + replace-after).
+const STEADY_FOR: Duration = Duration::from_secs(6);
 /// How long one CLI command may keep failing while the control plane is away.
 const CLI_DEADLINE: Duration = Duration::from_secs(45);
 /// At most this many faults (agent down, partition, control plane down) at once.
@@ -751,6 +753,26 @@ fn chaos_kills_and_partitions_under_scaling_and_rollouts_then_converges_with_one
         )),
     }
     let converged_after = healed.elapsed();
+    // And it stays there past node-grace + replace-after: nothing still in flight (a
+    // restarted agent not yet heard from, a replacement under way) undoes it.
+    let steady = Instant::now();
+    while steady.elapsed() < STEADY_FOR {
+        if let Err(e) = converged(&chaos.c, replicas, version) {
+            chaos.fail(&format!(
+                "converged after {converged_after:.1?}, then left the spec {:.1?} later: {e}",
+                steady.elapsed()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    // No process of the cluster panicked.
+    let logs = chaos.c.dir().join("logs");
+    for entry in std::fs::read_dir(&logs).into_iter().flatten().flatten() {
+        let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+        if let Some(line) = text.lines().find(|l| l.contains("panicked at")) {
+            chaos.fail(&format!("{}: {line}", entry.path().display()));
+        }
+    }
 
     // The machine agrees with the store: one process per replica, of that very pod.
     let pods = chaos.c.pods(NS).unwrap_or_else(|e| chaos.fail(&e));
@@ -804,7 +826,7 @@ fn chaos_kills_and_partitions_under_scaling_and_rollouts_then_converges_with_one
     let k = &chaos.counts;
     eprintln!(
         "chaos summary (seed {seed}): {:.0?} of chaos; scale {} , DaemonSet updates {}, agent kills {} ({} past replace-after), partitions {} ({} long), control-plane kills {}; CLI retries {}; \
-         converged {converged_after:.1?} after healing (db at {replicas}, DaemonSet v{version}); \
+         converged {converged_after:.1?} after healing and stayed {STEADY_FOR:?} (db at {replicas}, DaemonSet v{version}); \
          db pods created {db_pods}, NodeLost replacements {replaced}, Fenced events {fenced}; \
          watcher: {} events, {} resumes, {} relists ({unseen} db pods changed unseen inside them); \
          sampler: {} samples, max {} process(es) per identity, max {} replica processes, {} unconfirmed overlaps, slowest scan {:.1?}",
