@@ -403,9 +403,17 @@ impl Cluster {
             // Drop prints every process log while the test panics.
             Err(e) => panic!("{e}"),
         }
-        wait_for("the control plane to answer `get ns`", timeout(), || {
+        let answered = crate::wait::try_wait_for(timeout(), || {
             self.run(&["get", "ns", "-o", "name"]).result().map(|_| ())
         });
+        if let Err(last) = answered {
+            let pid = self.control_plane_pid().unwrap_or(0);
+            panic!(
+                "timed out after {:?} waiting for the control plane (pid {pid}) to answer `get ns`; last seen: {last}\nits threads:\n{}",
+                timeout(),
+                procs::threads_report(pid)
+            );
+        }
     }
 
     /// Starts an agent process for `node` (no waiting). `extra` adds flags such as
