@@ -152,7 +152,13 @@ pub fn own_cgroup_dirs(pid: i32) -> Vec<PathBuf> {
 /// channel from /proc.
 pub fn threads_report(pid: i32) -> String {
     let gdb = std::process::Command::new("gdb")
-        .args(["-batch", "-p", &pid.to_string(), "-ex", "thread apply all bt"])
+        .args([
+            "-batch",
+            "-p",
+            &pid.to_string(),
+            "-ex",
+            "thread apply all bt",
+        ])
         .stdin(std::process::Stdio::null())
         .output();
     if let Ok(out) = gdb {

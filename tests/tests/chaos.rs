@@ -225,7 +225,7 @@ fn scan(run: &str, cache: &mut BTreeMap<ProcId, Option<(String, Replica)>>) -> S
             ))
         });
         if let Some((name, r)) = entry {
-            ours.push((s.clone(), name.clone(), r.clone()));
+            ours.push((*s, name.clone(), r.clone()));
         }
     }
     cache.retain(|id, _| seen.contains(id));
