@@ -403,9 +403,17 @@ impl Cluster {
             // Drop prints every process log while the test panics.
             Err(e) => panic!("{e}"),
         }
-        wait_for("the control plane to answer `get ns`", timeout(), || {
+        let answered = crate::wait::try_wait_for(timeout(), || {
             self.run(&["get", "ns", "-o", "name"]).result().map(|_| ())
         });
+        if let Err(last) = answered {
+            let pid = self.control_plane_pid().unwrap_or(0);
+            panic!(
+                "timed out after {:?} waiting for the control plane (pid {pid}) to answer `get ns`; last seen: {last}\nits threads:\n{}",
+                timeout(),
+                procs::threads_report(pid)
+            );
+        }
     }
 
     /// Starts an agent process for `node` (no waiting). `extra` adds flags such as
@@ -828,6 +836,12 @@ impl Cluster {
     /// Starts a [`PodWatch`] following every pod event of this cluster from now on.
     pub fn watch_pods(&self) -> PodWatch {
         PodWatch::start(&self.target())
+    }
+
+    /// As [`Cluster::watch_pods`], resuming across control-plane restarts
+    /// ([`PodWatch::start_resuming`]).
+    pub fn watch_pods_resuming(&self) -> PodWatch {
+        PodWatch::start_resuming(&self.target())
     }
 
     /// The store's current revision, read through `List` (its `resource_version`).

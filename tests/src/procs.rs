@@ -146,3 +146,47 @@ pub fn own_cgroup_dirs(pid: i32) -> Vec<PathBuf> {
     }
     out
 }
+
+/// What each thread of a process is doing, for a failure message about a hung process:
+/// `gdb`'s backtraces when gdb is installed, else each thread's name, state and wait
+/// channel from /proc.
+pub fn threads_report(pid: i32) -> String {
+    let gdb = std::process::Command::new("gdb")
+        .args([
+            "-batch",
+            "-p",
+            &pid.to_string(),
+            "-ex",
+            "thread apply all bt",
+        ])
+        .stdin(std::process::Stdio::null())
+        .output();
+    if let Ok(out) = gdb {
+        let text = String::from_utf8_lossy(&out.stdout);
+        if text.contains("Thread") {
+            return text.into_owned();
+        }
+    }
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return format!("no /proc/{pid}/task");
+    };
+    tasks
+        .flatten()
+        .map(|t| {
+            let read = |f: &str| {
+                std::fs::read_to_string(t.path().join(f))
+                    .unwrap_or_default()
+                    .trim()
+                    .to_string()
+            };
+            format!(
+                "{} {} wchan={} stat={}",
+                t.file_name().to_string_lossy(),
+                read("comm"),
+                read("wchan"),
+                read("stat")
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}

@@ -13,6 +13,7 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use twinset_proto::v1::cluster_client::ClusterClient;
 use twinset_proto::v1::{self, object};
 
 /// The parts of a pod the ordering checks need.
@@ -104,6 +105,10 @@ struct Shared {
     initial: Vec<PodState>,
     events: Vec<PodEvent>,
     error: Option<String>,
+    /// Watches reopened from the last revision seen (a resuming watcher).
+    resumes: usize,
+    /// Relists: (last revision seen, the list's revision).
+    gaps: Vec<(u64, u64)>,
 }
 
 /// See the module docs. Stops (and joins its thread) when dropped.
@@ -117,6 +122,18 @@ impl PodWatch {
     /// Lists every pod of the cluster at `server` and starts watching from there;
     /// returns once the watch is open.
     pub fn start(target: &crate::Target) -> PodWatch {
+        PodWatch::start_with(target, false)
+    }
+
+    /// As [`PodWatch::start`], but a broken stream (the control plane restarted) is
+    /// opened again from the last revision seen, or, when the control plane no longer
+    /// has the changes since, by a relist recorded as a gap ([`PodWatch::gaps`]). The
+    /// watcher fails ([`PodWatch::healthy`]) only when it finds no stream for a minute.
+    pub fn start_resuming(target: &crate::Target) -> PodWatch {
+        PodWatch::start_with(target, true)
+    }
+
+    fn start_with(target: &crate::Target, resume: bool) -> PodWatch {
         let shared = Arc::new(Mutex::new(Shared::default()));
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let (ready_tx, ready_rx) = mpsc::channel::<Result<(), String>>();
@@ -133,7 +150,7 @@ impl PodWatch {
                     return;
                 }
             };
-            rt.block_on(follow(target, sh, ready_tx, stop_rx));
+            rt.block_on(follow(target, sh, ready_tx, stop_rx, resume));
         });
         match ready_rx.recv_timeout(Duration::from_secs(30)) {
             Ok(Ok(())) => {}
@@ -161,6 +178,20 @@ impl PodWatch {
             .into_iter()
             .filter(|e| e.pod.namespace == namespace && e.pod.name.starts_with(prefix))
             .collect()
+    }
+
+    /// How many times the stream was opened again from the last revision seen.
+    pub fn resumes(&self) -> usize {
+        self.shared.lock().map(|s| s.resumes).unwrap_or_default()
+    }
+
+    /// The relists of a resuming watcher: (last revision seen, the list's revision);
+    /// changes inside such a gap were not seen, only their result.
+    pub fn gaps(&self) -> Vec<(u64, u64)> {
+        self.shared
+            .lock()
+            .map(|s| s.gaps.clone())
+            .unwrap_or_default()
     }
 
     /// The pods that existed when the watcher started.
@@ -285,48 +316,69 @@ impl Drop for PodWatch {
     }
 }
 
+/// Lists every pod: the pods and the list's revision.
+async fn list_pods(
+    client: &mut ClusterClient<tonic::transport::Channel>,
+) -> Result<(Vec<PodState>, String), String> {
+    let list = client
+        .list(v1::ListRequest {
+            kind: "Pod".into(),
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| format!("List pods: {e}"))?
+        .into_inner();
+    let pods = list
+        .items
+        .iter()
+        .filter_map(|o| match &o.kind {
+            Some(object::Kind::Pod(p)) => Some(PodState::of(p)),
+            _ => None,
+        })
+        .collect();
+    Ok((pods, list.resource_version))
+}
+
+/// Opens a pod watch from revision `rev`.
+async fn watch_from(
+    client: &mut ClusterClient<tonic::transport::Channel>,
+    rev: &str,
+) -> Result<tonic::Streaming<v1::WatchEvent>, tonic::Status> {
+    Ok(client
+        .watch(v1::WatchRequest {
+            kind: "Pod".into(),
+            resource_version: rev.to_string(),
+            ..Default::default()
+        })
+        .await?
+        .into_inner())
+}
+
+/// How long a resuming watcher may go without a stream before it gives up.
+const RESUME_LIMIT: Duration = Duration::from_secs(60);
+
 async fn follow(
     target: crate::Target,
     shared: Arc<Mutex<Shared>>,
     ready: mpsc::Sender<Result<(), String>>,
     mut stop: tokio::sync::oneshot::Receiver<()>,
+    resume: bool,
 ) {
     let opened = async {
         let mut client = target.cluster().await?;
-        let list = client
-            .list(v1::ListRequest {
-                kind: "Pod".into(),
-                ..Default::default()
-            })
+        let (initial, rev) = list_pods(&mut client).await?;
+        let stream = watch_from(&mut client, &rev)
             .await
-            .map_err(|e| format!("List pods: {e}"))?
-            .into_inner();
-        let initial: Vec<PodState> = list
-            .items
-            .iter()
-            .filter_map(|o| match &o.kind {
-                Some(object::Kind::Pod(p)) => Some(PodState::of(p)),
-                _ => None,
-            })
-            .collect();
-        let stream = client
-            .watch(v1::WatchRequest {
-                kind: "Pod".into(),
-                resource_version: list.resource_version.clone(),
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| format!("Watch pods from {}: {e}", list.resource_version))?
-            .into_inner();
-        Ok::<_, String>((initial, stream))
+            .map_err(|e| format!("Watch pods from {rev}: {e}"))?;
+        Ok::<_, String>((initial, rev, stream))
     };
-    let mut stream = match opened.await {
-        Ok((initial, stream)) => {
+    let (mut stream, mut last_rev) = match opened.await {
+        Ok((initial, rev, stream)) => {
             if let Ok(mut s) = shared.lock() {
                 s.initial = initial;
             }
             let _ = ready.send(Ok(()));
-            stream
+            (stream, rev.parse::<u64>().unwrap_or(0))
         }
         Err(e) => {
             let _ = ready.send(Err(e));
@@ -334,29 +386,162 @@ async fn follow(
         }
     };
     loop {
+        let failure = tokio::select! {
+            _ = &mut stop => return,
+            msg = stream.message() => match msg {
+                Ok(Some(ev)) => {
+                    if let Some(rev) = record(&shared, ev) {
+                        last_rev = last_rev.max(rev);
+                    }
+                    continue;
+                }
+                Ok(None) => "the watch stream ended".to_string(),
+                Err(status) => format!("the watch stream failed: {status}"),
+            },
+        };
+        if !resume {
+            if let Ok(mut s) = shared.lock() {
+                s.error = Some(failure);
+            }
+            return;
+        }
         tokio::select! {
             _ = &mut stop => return,
-            msg = stream.message() => {
-                let failure = match msg {
-                    Ok(Some(ev)) => {
-                        record(&shared, ev);
-                        continue;
-                    }
-                    Ok(None) => "the watch stream ended".to_string(),
-                    Err(status) => format!("the watch stream failed: {status}"),
-                };
-                if let Ok(mut s) = shared.lock() {
-                    s.error = Some(failure);
+            again = reopen(&target, &shared, last_rev, &failure) => match again {
+                Ok((s, rev)) => {
+                    stream = s;
+                    last_rev = rev;
                 }
-                return;
-            }
+                Err(e) => {
+                    if let Ok(mut s) = shared.lock() {
+                        s.error = Some(e);
+                    }
+                    return;
+                }
+            },
         }
     }
 }
 
-fn record(shared: &Mutex<Shared>, ev: v1::WatchEvent) {
+/// Opens the watch again after `failure`: from `last_rev` when the control plane still
+/// has the changes since, else by a relist whose differences from what was seen are
+/// recorded as `RELIST-DELETED` / `RELIST-ADDED` events (a gap: what happened inside it
+/// was not seen). Gives up after [`RESUME_LIMIT`] without a stream.
+async fn reopen(
+    target: &crate::Target,
+    shared: &Mutex<Shared>,
+    last_rev: u64,
+    failure: &str,
+) -> Result<(tonic::Streaming<v1::WatchEvent>, u64), String> {
+    let start = Instant::now();
+    let mut last_err = failure.to_string();
+    while start.elapsed() < RESUME_LIMIT {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let mut client = match target.cluster().await {
+            Ok(c) => c,
+            Err(e) => {
+                last_err = e;
+                continue;
+            }
+        };
+        match watch_from(&mut client, &last_rev.to_string()).await {
+            Ok(stream) => {
+                if let Ok(mut s) = shared.lock() {
+                    s.resumes += 1;
+                }
+                return Ok((stream, last_rev));
+            }
+            Err(status) if status.message().contains("too old") => {}
+            Err(status) => {
+                last_err = format!("Watch pods from {last_rev}: {status}");
+                continue;
+            }
+        }
+        let (pods, rev) = match list_pods(&mut client).await {
+            Ok(l) => l,
+            Err(e) => {
+                last_err = e;
+                continue;
+            }
+        };
+        let stream = match watch_from(&mut client, &rev).await {
+            Ok(s) => s,
+            Err(status) => {
+                last_err = format!("Watch pods from {rev}: {status}");
+                continue;
+            }
+        };
+        let rev_n = rev
+            .parse::<u64>()
+            .map_err(|e| format!("List pods: revision {rev:?}: {e}"))?;
+        if rev_n < last_rev {
+            return Err(format!(
+                "the store went back: revision {last_rev} was seen, a relist after \"{failure}\" is at {rev_n}"
+            ));
+        }
+        if let Ok(mut s) = shared.lock() {
+            let gap = relist_events(&s.initial, &s.events, &pods, rev_n);
+            s.gaps.push((last_rev, rev_n));
+            s.events.extend(gap);
+        }
+        return Ok((stream, rev_n));
+    }
+    Err(format!(
+        "lost track of the pods: no watch for {RESUME_LIMIT:?} after \"{failure}\" (last: {last_err})"
+    ))
+}
+
+/// The synthetic events that bring what `initial` + `events` say is live to the relisted
+/// `pods` (at revision `rev`): `RELIST-DELETED` for each pod gone or replaced by another
+/// uid, then `RELIST-ADDED` for each pod new or changed.
+pub fn relist_events(
+    initial: &[PodState],
+    events: &[PodEvent],
+    pods: &[PodState],
+    rev: u64,
+) -> Vec<PodEvent> {
+    let mut live = live_of(initial);
+    for e in events {
+        apply(&mut live, e);
+    }
+    let now: BTreeMap<(String, String), &PodState> = pods
+        .iter()
+        .map(|p| ((p.namespace.clone(), p.name.clone()), p))
+        .collect();
+    let at = Instant::now();
+    let mut out = Vec::new();
+    for (key, old) in &live {
+        if now.get(key).is_none_or(|p| p.uid != old.uid) {
+            out.push(PodEvent {
+                rev,
+                kind: "RELIST-DELETED".into(),
+                pod: old.clone(),
+                at,
+            });
+        }
+    }
+    for (key, p) in &now {
+        if live.get(key) != Some(*p) {
+            out.push(PodEvent {
+                rev,
+                kind: "RELIST-ADDED".into(),
+                pod: (*p).clone(),
+                at,
+            });
+        }
+    }
+    out
+}
+
+/// A real deletion or one a relist found.
+fn is_deletion(kind: &str) -> bool {
+    kind == "DELETED" || kind == "RELIST-DELETED"
+}
+
+/// Keeps one watch event; returns its revision (None: not a pod).
+fn record(shared: &Mutex<Shared>, ev: v1::WatchEvent) -> Option<u64> {
     let Some(object::Kind::Pod(pod)) = ev.object.as_ref().and_then(|o| o.kind.as_ref()) else {
-        return;
+        return None;
     };
     let rev = ev.resource_version.parse::<u64>().unwrap_or_else(|_| {
         pod.metadata
@@ -373,29 +558,37 @@ fn record(shared: &Mutex<Shared>, ev: v1::WatchEvent) {
     if let Ok(mut s) = shared.lock() {
         s.events.push(e);
     }
+    Some(rev)
 }
 
 /// The pods present after each event: replays `events` over `initial` and calls `f`
 /// with each event and the state just BEFORE it was applied (name → pod).
-pub fn replay(
-    initial: &[PodState],
-    events: &[PodEvent],
-    mut f: impl FnMut(&PodEvent, &BTreeMap<(String, String), PodState>),
-) {
-    let mut live: BTreeMap<(String, String), PodState> = initial
-        .iter()
-        .map(|p| ((p.namespace.clone(), p.name.clone()), p.clone()))
-        .collect();
+pub fn replay(initial: &[PodState], events: &[PodEvent], mut f: impl FnMut(&PodEvent, &Live)) {
+    let mut live = live_of(initial);
     for e in events {
         f(e, &live);
-        let key = (e.pod.namespace.clone(), e.pod.name.clone());
-        if e.kind == "DELETED" {
-            if live.get(&key).is_some_and(|p| p.uid == e.pod.uid) {
-                live.remove(&key);
-            }
-        } else {
-            live.insert(key, e.pod.clone());
+        apply(&mut live, e);
+    }
+}
+
+type Live = BTreeMap<(String, String), PodState>;
+
+fn live_of(initial: &[PodState]) -> Live {
+    initial
+        .iter()
+        .map(|p| ((p.namespace.clone(), p.name.clone()), p.clone()))
+        .collect()
+}
+
+/// Applies one event to the live pods: a deletion removes the pod if it is that uid.
+fn apply(live: &mut Live, e: &PodEvent) {
+    let key = (e.pod.namespace.clone(), e.pod.name.clone());
+    if is_deletion(&e.kind) {
+        if live.get(&key).is_some_and(|p| p.uid == e.pod.uid) {
+            live.remove(&key);
         }
+    } else {
+        live.insert(key, e.pod.clone());
     }
 }
 
@@ -403,7 +596,7 @@ pub fn replay(
 pub fn identities_unique(initial: &[PodState], events: &[PodEvent]) -> Result<(), String> {
     let mut err = None;
     replay(initial, events, |e, live| {
-        if err.is_some() || e.kind == "DELETED" {
+        if err.is_some() || is_deletion(&e.kind) {
             return;
         }
         let key = (e.pod.namespace.clone(), e.pod.name.clone());
@@ -606,6 +799,31 @@ mod tests {
         assert!(check_ordered_removal(&overlap, "ns", "s", &[1, 0], 3).is_err());
         assert_eq!(ordinal("s", "s-12"), Some(12));
         assert_eq!(ordinal("s", "sx-1"), None);
+    }
+
+    #[test]
+    fn a_relist_records_what_changed_in_the_gap() {
+        let seen = [ev(1, "ADDED", "a-0", "u1"), ev(2, "ADDED", "a-1", "u2")];
+        let mut kept = ev(0, "", "a-1", "u2").pod;
+        kept.phase = "Running".into();
+        let now = [ev(0, "", "a-0", "u3").pod, kept, ev(0, "", "a-2", "u4").pod];
+        let gap = relist_events(&[], &seen, &now, 9);
+        let lines: Vec<(String, String, String)> = gap
+            .iter()
+            .map(|e| (e.kind.clone(), e.pod.name.clone(), e.pod.uid.clone()))
+            .collect();
+        let l = |k: &str, n: &str, u: &str| (k.to_string(), n.to_string(), u.to_string());
+        assert_eq!(
+            lines,
+            [
+                l("RELIST-DELETED", "a-0", "u1"),
+                l("RELIST-ADDED", "a-0", "u3"),
+                l("RELIST-ADDED", "a-1", "u2"),
+                l("RELIST-ADDED", "a-2", "u4"),
+            ]
+        );
+        let all: Vec<PodEvent> = seen.iter().cloned().chain(gap).collect();
+        assert!(identities_unique(&[], &all).is_ok());
     }
 
     #[test]
