@@ -238,7 +238,7 @@ mod tests {
     fn unknown_scenario_names_the_known_ones() {
         assert_eq!(
             SCENARIOS.join(", "),
-            "daemonset, ds-rollout, sts-ordered, sts-parallel, writes, pod-network, rest"
+            "daemonset, ds-rollout, sts-ordered, sts-parallel, writes, pod-network, rest, node-loss"
         );
     }
 }
