@@ -381,6 +381,7 @@ async fn serve(
         ),
         pod_ranges: config.pod_ranges.clone(),
         cluster_cidr: config.cluster_cidr.clone(),
+        replace_after: config.replace_after,
     };
 
     let (health, health_service) = tonic_health::server::health_reporter();

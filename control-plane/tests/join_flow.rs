@@ -54,6 +54,7 @@ fn ctx(store: Arc<dyn Store>) -> Ctx {
         watch_slots: twinset_control_plane::api::slots::WatchSlots::new(10, 10, 10),
         pod_ranges: twinset_control_plane::pod_ranges::cell(),
         cluster_cidr: "10.0.0.0/16".into(),
+        replace_after: Duration::from_secs(6),
     }
 }
 
@@ -465,4 +466,64 @@ async fn the_generic_cluster_calls_never_serve_tokens() {
         .unwrap()
         .unwrap();
     assert_eq!(first.object.unwrap().kind(), Kind::Namespace);
+}
+
+#[tokio::test]
+async fn a_node_that_fences_later_than_replace_after_gets_a_warning_event() {
+    let f = fixture();
+    let token = f.token(3600, 2, "").await;
+    let mut warned = Vec::new();
+    for (name, within) in [("late", "9000"), ("prompt", "5000")] {
+        let (key, csr) = csr();
+        f.join(&token, name, &csr).await.unwrap();
+        let key_hash = sha256_hex(&rcgen::PublicKeyData::subject_public_key_info(&key));
+        let mut meta = ObjectMeta {
+            name: name.into(),
+            ..Default::default()
+        };
+        meta.annotations.insert(
+            twinset_proto::fencing::FENCE_WITHIN_ANNOTATION.into(),
+            within.into(),
+        );
+        f.nodes
+            .register(as_node(
+                name,
+                &key_hash,
+                RegisterRequest {
+                    node: Some(Node {
+                        metadata: Some(meta),
+                        ..Default::default()
+                    }),
+                },
+            ))
+            .await
+            .unwrap();
+        warned = f
+            .store
+            .list(Kind::Event, None)
+            .0
+            .into_iter()
+            .filter_map(Object::into_event)
+            .filter(|e| e.reason == "FencesTooLate")
+            .collect::<Vec<_>>();
+    }
+    assert_eq!(
+        warned.len(),
+        1,
+        "only the late node is warned about: {warned:?}"
+    );
+    let ev = &warned[0];
+    assert_eq!(ev.r#type, "Warning");
+    assert_eq!(
+        ev.involved_object
+            .as_ref()
+            .map(|o| (o.kind.as_str(), o.name.as_str())),
+        Some(("Node", "late"))
+    );
+    assert!(
+        ev.message
+            .starts_with("node late fences its pods within 9s"),
+        "{}",
+        ev.message
+    );
 }

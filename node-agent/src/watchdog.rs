@@ -1,20 +1,21 @@
 //! `twinset fence-watchdog`: the process that keeps the fence promise when the agent
 //! cannot (SIGKILLed, crashed, hung). One per data dir (it holds
-//! `fence/watchdog.lock`); it looks every 50 ms at the lease and at the process groups
-//! of the fenced pods ([`crate::fence`]), and once the lease has lapsed marks each pod
-//! fenced, sends SIGTERM, and SIGKILL after the lease's grace. It ends when no fenced
-//! pod is left and both the agent that wrote the lease and the one that started it are
-//! gone.
+//! `fence/watchdog.lock`); it looks every 50 ms at the lease and at the processes of the
+//! fenced pods (their recorded process groups and their cgroups, [`crate::fence`]), and
+//! once the lease has lapsed marks each pod fenced, sends SIGTERM, and SIGKILL after the
+//! lease's grace. It ends when no fenced pod is left and both the agent that wrote the
+//! lease and the one that started it are gone.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-use nix::sys::signal::{killpg, Signal};
+use nix::sys::signal::{kill, killpg, Signal};
 use nix::unistd::Pid;
 
 use crate::fence::{self, Act, Lease};
 use crate::procfs::ProcId;
+use crate::runtime::cgroup::{detect, Cgroups};
 
 const LOOK_EVERY: Duration = Duration::from_millis(50);
 
@@ -33,56 +34,85 @@ pub fn run(data_dir: &Path) -> std::io::Result<()> {
         Ok(h) => h,
         Err(_) => return Ok(()),
     };
+    let cgroups = detect(Path::new("/sys/fs/cgroup"));
     say(&format!(
-        "watching {} (pid {})",
+        "watching {} (pid {}; {})",
         dir.display(),
-        std::process::id()
+        std::process::id(),
+        cgroups.describe()
     ));
     // The agent that started it counts as alive until it has written a lease of its own.
     let parent = ProcId::of(nix::unistd::getppid().as_raw());
     let mut termed: BTreeMap<String, u64> = BTreeMap::new();
     loop {
-        let lease = Lease::read(&dir);
-        let pods = fenced_pods(&dir);
-        let alive: BTreeMap<String, usize> = pods
-            .iter()
-            .map(|(uid, procs)| (uid.clone(), procs.iter().filter(|p| p.is_alive()).count()))
-            .collect();
-        let now = fence::boot_ms();
-        for act in fence::decide(now, lease.as_ref(), &alive, &termed) {
-            match act {
-                Act::Term(uid) => {
-                    let mark = dir.join("fenced").join(&uid);
-                    if !mark.exists() {
-                        let _ = std::fs::write(
-                            &mark,
-                            "stopped by the fence watchdog: no acknowledged heartbeat within fence-after",
-                        );
-                    }
-                    say(&format!("lease lapsed: SIGTERM to pod {uid}"));
-                    signal_all(&pods[&uid], Signal::SIGTERM);
-                    termed.insert(uid, now);
-                }
-                Act::Kill(uid) => {
-                    say(&format!("grace over: SIGKILL to pod {uid}"));
-                    signal_all(&pods[&uid], Signal::SIGKILL);
-                }
-                Act::Done(uid) => {
-                    if termed.remove(&uid).is_some() {
-                        say(&format!("pod {uid} stopped"));
-                    }
-                    let _ = std::fs::remove_file(dir.join("pods").join(&uid));
-                }
-            }
-        }
+        let (lease, guarded) = look(&dir, &*cgroups, fence::boot_ms(), &mut termed);
         let agent_alive = lease.is_some_and(|l| l.agent.is_alive())
             || parent.is_some_and(|p| p.pid > 1 && p.is_alive());
-        if pods.is_empty() && !agent_alive {
+        if guarded == 0 && !agent_alive {
             say("no agent and no fenced pod left; exiting");
             return Ok(());
         }
         std::thread::sleep(LOOK_EVERY);
     }
+}
+
+/// One look at `dir` (the fence folder) at `now` (CLOCK_BOOTTIME ms): acts on what
+/// [`fence::decide`] says. A pod's processes are its recorded process groups and
+/// whatever is in its cgroups, so a process that left its group (setsid) is stopped
+/// too. Returns the lease read and how many pods are still guarded.
+fn look(
+    dir: &Path,
+    cgroups: &dyn Cgroups,
+    now: u64,
+    termed: &mut BTreeMap<String, u64>,
+) -> (Option<Lease>, usize) {
+    let lease = Lease::read(dir);
+    let pods = fenced_pods(dir);
+    let in_cgroups: BTreeMap<&String, Vec<i32>> = pods
+        .keys()
+        .map(|uid| {
+            let live = cgroups
+                .pids(uid)
+                .into_iter()
+                .filter(|&pid| ProcId::of(pid).is_some())
+                .collect();
+            (uid, live)
+        })
+        .collect();
+    let alive: BTreeMap<String, usize> = pods
+        .iter()
+        .map(|(uid, procs)| {
+            let groups = procs.iter().filter(|p| p.is_alive()).count();
+            (uid.clone(), groups + in_cgroups[uid].len())
+        })
+        .collect();
+    for act in fence::decide(now, lease.as_ref(), &alive, termed) {
+        match act {
+            Act::Term(uid) => {
+                let mark = dir.join("fenced").join(&uid);
+                if !mark.exists() {
+                    let _ = std::fs::write(
+                        &mark,
+                        "stopped by the fence watchdog: no acknowledged heartbeat within fence-after",
+                    );
+                }
+                say(&format!("lease lapsed: SIGTERM to pod {uid}"));
+                signal_all(&pods[&uid], &in_cgroups[&uid], Signal::SIGTERM);
+                termed.insert(uid, now);
+            }
+            Act::Kill(uid) => {
+                say(&format!("grace over: SIGKILL to pod {uid}"));
+                signal_all(&pods[&uid], &in_cgroups[&uid], Signal::SIGKILL);
+            }
+            Act::Done(uid) => {
+                if termed.remove(&uid).is_some() {
+                    say(&format!("pod {uid} stopped"));
+                }
+                let _ = std::fs::remove_file(dir.join("pods").join(&uid));
+            }
+        }
+    }
+    (lease, fenced_pods(dir).len())
 }
 
 fn say(msg: &str) {
@@ -107,11 +137,94 @@ fn fenced_pods(dir: &Path) -> BTreeMap<String, Vec<ProcId>> {
     out
 }
 
-/// Signals each process group whose leader is still the recorded process.
-fn signal_all(procs: &[ProcId], sig: Signal) {
-    for p in procs {
+/// Signals each process group whose leader is still the recorded process, and each
+/// process found in the pod's cgroups.
+fn signal_all(groups: &[ProcId], in_cgroups: &[i32], sig: Signal) {
+    for p in groups {
         if p.pid > 1 && p.is_alive() {
             let _ = killpg(Pid::from_raw(p.pid), sig);
         }
+    }
+    for &pid in in_cgroups {
+        if pid > 1 {
+            let _ = kill(Pid::from_raw(pid), sig);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::cgroup::{CgroupFs, Layout};
+    use std::os::unix::process::{CommandExt, ExitStatusExt};
+
+    /// A child killed and reaped however the test ends.
+    struct Reaped(std::process::Child);
+
+    impl Drop for Reaped {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    #[test]
+    fn a_process_that_left_its_group_is_stopped_through_the_pods_cgroup() {
+        let data = tempfile::tempdir().unwrap();
+        let dir = fence::dir(data.path());
+        std::fs::create_dir_all(dir.join("pods")).unwrap();
+        std::fs::create_dir_all(dir.join("fenced")).unwrap();
+        // The pod's recorded process group is gone; what is left runs in a group of its
+        // own (as after setsid), so only the pod's cgroup knows of it.
+        std::fs::write(dir.join("pods").join("uid-1"), "").unwrap();
+        let mut escaped = Reaped(
+            std::process::Command::new("sleep")
+                .arg("600")
+                .process_group(0)
+                .spawn()
+                .expect("sleep (coreutils) is needed"),
+        );
+        let root = tempfile::tempdir().unwrap();
+        let leaf = root.path().join("twinset").join("uid-1").join("app");
+        std::fs::create_dir_all(&leaf).unwrap();
+        std::fs::write(leaf.join("cgroup.procs"), format!("{}\n", escaped.0.id())).unwrap();
+        let cgroups = CgroupFs::new(Layout::V2 {
+            root: root.path().to_path_buf(),
+        });
+        let me = ProcId::of(std::process::id() as i32).unwrap();
+        let lease = Lease {
+            agent: me,
+            deadline_ms: 1_000,
+            grace_ms: 100,
+        };
+        std::fs::write(dir.join("lease"), lease.format()).unwrap();
+        let mut termed = BTreeMap::new();
+
+        // Before the deadline: guarded, untouched.
+        assert_eq!(look(&dir, &cgroups, 999, &mut termed), (Some(lease), 1));
+        assert!(escaped.0.try_wait().unwrap().is_none(), "stopped too early");
+        assert!(termed.is_empty());
+
+        // At the deadline: marked fenced and sent SIGTERM through the cgroup.
+        assert_eq!(look(&dir, &cgroups, 1_000, &mut termed), (Some(lease), 1));
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let status = loop {
+            if let Some(status) = escaped.0.try_wait().unwrap() {
+                break status;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the escaped process was not signalled through the pod's cgroup"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        assert_eq!(status.signal(), Some(Signal::SIGTERM as i32), "{status:?}");
+        assert!(dir.join("fenced").join("uid-1").exists());
+        assert_eq!(termed.get("uid-1"), Some(&1_000));
+
+        // Nothing of it is left: the pod is done and no longer guarded.
+        assert_eq!(look(&dir, &cgroups, 1_050, &mut termed), (Some(lease), 0));
+        assert!(termed.is_empty());
+        assert!(!dir.join("pods").join("uid-1").exists());
     }
 }

@@ -53,7 +53,16 @@ fn sts_ready(c: &Cluster) -> Result<String, String> {
 }
 
 /// One replica with a claim; its container notes whether it found old data.
+/// The replica's command: it notes whether its volume held data already, then writes
+/// its node's name there.
+const COMMAND: &str = "if [ -f /data/marker ]; then echo found > /data/seen; fi; echo \"$$NODE_NAME\" > /data/marker; exec sleep 100000";
+
 fn sts(policy: Option<&str>) -> String {
+    sts_running(policy, COMMAND)
+}
+
+/// The test's StatefulSet (one replica with a claim) whose container runs `command`.
+fn sts_running(policy: Option<&str>, command: &str) -> String {
     let annotations = match policy {
         Some(p) => format!("  annotations:\n    twinset.io/on-node-lost: {p}\n"),
         None => String::new(),
@@ -84,7 +93,7 @@ metadata:
       containers:
       - name: db
         image: busybox
-        command: [sh, -c, 'if [ -f /data/marker ]; then echo found > /data/seen; fi; echo \"$$NODE_NAME\" > /data/marker; exec sleep 100000']
+        command: [sh, -c, '{command}']
         env:
         - name: NODE_NAME
           valueFrom:
@@ -139,8 +148,13 @@ fn node_ready(c: &Cluster, node: &str) -> String {
 
 /// Starts the set and waits for db-0 Running and Ready, armed when `armed`: (uid, node).
 fn start(c: &Cluster, policy: Option<&str>, armed: bool) -> (String, String) {
-    let out = c.apply(&sts(policy));
-    out.ok();
+    start_manifest(c, &sts(policy), armed)
+}
+
+/// Applies `manifest` and waits for db-0 Running and Ready, its fence armed or not as
+/// `armed` says; its uid and node.
+fn start_manifest(c: &Cluster, manifest: &str, armed: bool) -> (String, String) {
+    c.apply(manifest).ok();
     wait_for("db-0 Running and Ready", timeout(), || {
         let p = pod(c)?;
         let ready = condition(&p, "Ready").is_some_and(|c| c["status"] == "True");
@@ -490,4 +504,51 @@ fn a_partitioned_agent_fences_in_time_and_after_healing_one_pod_per_identity() {
         .filter(|p| p.name == "db-0")
         .collect();
     assert_eq!(running.len(), 1, "{running:?}");
+}
+
+/// A process of the pod's that left its process group (setsid) still dies with the
+/// fence: the watchdog finds it in the pod's cgroup (root: the agent makes the cgroups).
+#[test]
+fn root_a_killed_agents_fenced_pod_loses_even_the_process_that_left_its_group() {
+    twinset_e2e::require_root(
+        "pod cgroups, through which the fence watchdog finds a process that left its group",
+    );
+    let mut c = Cluster::start_with(2, options());
+    let escaping = "setsid sleep 100001 & echo $$! > /data/escaped; exec sleep 100000";
+    let (_, lost) = start_manifest(&c, &sts_running(Some("Replace"), escaping), true);
+    let main = c.wait_pod_process(NS, "db-0");
+    let dir = c.volume_dir(&lost, NS, "data-db-0");
+    let escaped = wait_for("the escaped process", timeout(), || {
+        let text = std::fs::read_to_string(dir.join("escaped")).map_err(|e| e.to_string())?;
+        let pid: i32 = text.trim().parse().map_err(|e| format!("{text:?}: {e}"))?;
+        twinset_e2e::ProcId::of(pid).ok_or_else(|| format!("pid {pid} is not running"))
+    });
+    // Killed whatever happens below: it is in no group the harness knows.
+    struct Kill(twinset_e2e::ProcId);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            self.0.kill();
+        }
+    }
+    let _kill = Kill(escaped);
+    let group = |pid: i32| nix::unistd::getpgid(Some(nix::unistd::Pid::from_raw(pid))).ok();
+    assert_ne!(
+        group(escaped.pid),
+        group(main.pid),
+        "the escaped process is still in the container's process group"
+    );
+
+    c.kill_agent(&lost);
+    wait_for(
+        "the escaped process stopped by the fence",
+        timeout(),
+        || {
+            if escaped.is_alive() {
+                Err(format!("pid {} still runs", escaped.pid))
+            } else {
+                Ok(())
+            }
+        },
+    );
+    assert!(!main.is_alive(), "the container's own process still runs");
 }

@@ -47,6 +47,8 @@ pub struct Ctx {
     pub pod_ranges: crate::pod_ranges::PodRangesCell,
     /// The whole cluster range (`--cluster-cidr`), sent with them.
     pub cluster_cidr: String,
+    /// `--replace-after`: a registering node that fences later is warned about.
+    pub replace_after: Duration,
 }
 
 /// etcd's request limit, which Kubernetes objects live within: 1.5 MiB.

@@ -474,6 +474,20 @@ impl Nodes for NodesService {
             .instrument(tracing::info_span!("register", node = %name))
             .await?;
         tracing::info!(node = %name, pod_cidr = %node.spec.as_ref().map(|s| s.pod_cidr.as_str()).unwrap_or(""), "node registered");
+        if let Some(warning) =
+            crate::controllers::node_loss::fence_warning(&node, self.ctx.replace_after)
+        {
+            tracing::warn!(node = %name, "{warning}");
+            events::record(
+                self.store(),
+                &Object::from(node.clone()),
+                "Warning",
+                "FencesTooLate",
+                &warning,
+                &Source::component("node-controller"),
+            )
+            .await;
+        }
         Ok(Response::new(RegisterResponse { node: Some(node) }))
     }
 
@@ -791,6 +805,7 @@ mod tests {
             watch_slots: crate::api::slots::WatchSlots::new(10, 10, 10),
             pod_ranges: crate::pod_ranges::cell(),
             cluster_cidr: "10.0.0.0/16".into(),
+            replace_after: Duration::from_secs(6),
         })
     }
 

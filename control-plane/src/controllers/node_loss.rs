@@ -112,6 +112,26 @@ pub fn replacement(
     }
 }
 
+/// The warning a node deserves at registration when it fences later than the control
+/// plane replaces (`replace_after`): its `Replace` replicas would then never be replaced
+/// when it is lost. None when it fences in time or says nothing (no watchdog: its
+/// replicas simply wait, as `Wait` ones do).
+pub fn fence_warning(node: &Node, replace_after: Duration) -> Option<String> {
+    let m = node.metadata.as_ref()?;
+    let within = fencing::fence_within(&m.annotations)?;
+    (within >= replace_after).then(|| {
+        format!(
+            "node {} fences its pods within {} of its last acknowledged heartbeat, not sooner \
+             than the control plane's replace-after ({}): its on-node-lost: Replace replicas \
+             will wait for it instead of being replaced; start the agent with a smaller \
+             --fence-after/--fence-grace or the control plane with a larger --replace-after",
+            m.name,
+            fencing::short_duration(within),
+            fencing::short_duration(replace_after),
+        )
+    })
+}
+
 /// Writes `policy` into a replica's annotations: Replace as the annotation, Wait as its
 /// absence (the default).
 pub fn set_pod_policy(
@@ -488,6 +508,18 @@ mod tests {
             metadata: Some(m),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn a_node_that_fences_too_late_is_warned_about_once_it_registers() {
+        let after = Duration::from_secs(6);
+        assert_eq!(fence_warning(&node(Some("5000")), after), None);
+        assert_eq!(fence_warning(&node(None), after), None);
+        assert_eq!(fence_warning(&node(Some("not a number")), after), None);
+        let w = fence_warning(&node(Some("6000")), after).expect("6 s is not sooner");
+        assert!(w.starts_with("node n2 fences its pods within 6s"), "{w}");
+        assert!(w.contains("replace-after (6s)"), "{w}");
+        assert!(fence_warning(&node(Some("9500")), after).is_some());
     }
 
     #[test]
