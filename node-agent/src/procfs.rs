@@ -145,6 +145,17 @@ pub fn environ(pid: u32) -> Option<Vec<(String, String)>> {
     Some(parse_environ(&bytes))
 }
 
+/// The command line of `pid` (`/proc/<pid>/cmdline`; empty when unreadable).
+pub fn cmdline(pid: i32) -> Vec<String> {
+    let Ok(raw) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+        return Vec::new();
+    };
+    raw.split(|b| *b == 0)
+        .filter(|s| !s.is_empty())
+        .map(|s| String::from_utf8_lossy(s).into_owned())
+        .collect()
+}
+
 /// Parses NUL-separated `KEY=value` entries (entries without `=` are skipped).
 pub fn parse_environ(bytes: &[u8]) -> Vec<(String, String)> {
     bytes

@@ -86,6 +86,7 @@ fn look(
             (uid.clone(), groups + in_cgroups[uid].len())
         })
         .collect();
+    let mut guarded = pods.len();
     for act in fence::decide(now, lease.as_ref(), &alive, termed) {
         match act {
             Act::Term(uid) => {
@@ -109,10 +110,11 @@ fn look(
                     say(&format!("pod {uid} stopped"));
                 }
                 let _ = std::fs::remove_file(dir.join("pods").join(&uid));
+                guarded -= 1;
             }
         }
     }
-    (lease, fenced_pods(dir).len())
+    (lease, guarded)
 }
 
 fn say(msg: &str) {

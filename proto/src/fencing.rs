@@ -4,7 +4,7 @@
 //! how soon it does so, and the claim annotation naming nodes that may still hold a
 //! claim's old data.
 
-use crate::v1::{Pod, PodCondition};
+use crate::v1::{Pod, PodCondition, PodStatus};
 use std::time::Duration;
 
 /// The StatefulSet (and pod) annotation choosing what happens to a replica whose node is
@@ -87,7 +87,13 @@ pub fn pod_policy(pod: &Pod) -> Policy {
 
 /// True when the pod's agent has said it fences this pod.
 pub fn fence_armed(pod: &Pod) -> bool {
-    pod.status.as_ref().is_some_and(|s| {
+    armed_in(pod.status.as_ref())
+}
+
+/// Whether `status` carries the armed [`FENCE_CONDITION`] (an agent's report, before it
+/// is a stored pod).
+pub fn armed_in(status: Option<&PodStatus>) -> bool {
+    status.is_some_and(|s| {
         s.conditions
             .iter()
             .any(|c| c.r#type == FENCE_CONDITION && c.status == "True")

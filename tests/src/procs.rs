@@ -8,7 +8,7 @@ use nix::sys::signal::{kill, killpg, Signal};
 use nix::unistd::Pid;
 
 /// Processes and their `/proc/<pid>/stat` fields, read by the agent's one parser.
-pub use twinset_node_agent::procfs::{all, descendants, stat, ProcId, Stat};
+pub use twinset_node_agent::procfs::{all, cmdline, descendants, stat, ProcId, Stat};
 
 /// The environment of a process as key/value pairs (empty when unreadable).
 pub fn environ(pid: i32) -> BTreeMap<String, String> {
@@ -17,17 +17,6 @@ pub fn environ(pid: i32) -> BTreeMap<String, String> {
         .and_then(twinset_node_agent::procfs::environ)
         .unwrap_or_default()
         .into_iter()
-        .collect()
-}
-
-/// The command line of a process (empty when unreadable).
-pub fn cmdline(pid: i32) -> Vec<String> {
-    let Ok(raw) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
-        return Vec::new();
-    };
-    raw.split(|b| *b == 0)
-        .filter(|s| !s.is_empty())
-        .map(|s| String::from_utf8_lossy(s).into_owned())
         .collect()
 }
 

@@ -52,11 +52,11 @@ fn sts_ready(c: &Cluster) -> Result<String, String> {
     ))
 }
 
-/// One replica with a claim; its container notes whether it found old data.
 /// The replica's command: it notes whether its volume held data already, then writes
 /// its node's name there.
 const COMMAND: &str = "if [ -f /data/marker ]; then echo found > /data/seen; fi; echo \"$$NODE_NAME\" > /data/marker; exec sleep 100000";
 
+/// One replica with a claim; its container notes whether it found old data.
 fn sts(policy: Option<&str>) -> String {
     sts_running(policy, COMMAND)
 }

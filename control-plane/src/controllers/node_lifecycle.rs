@@ -270,9 +270,8 @@ pub fn sync_unschedulable_taint(node: &mut Node) {
 }
 
 /// Watches heartbeats until `token` is cancelled, checking every 200 ms (less for short
-/// timings): a node
-/// silent for longer than the grace goes Unknown, and its pods are tended by
-/// [`node_loss::tend`] (not Ready; fenced `Replace` replicas replaced after
+/// timings): a node silent for longer than the grace goes Unknown, and its pods are
+/// tended by [`node_loss::tend`] (not Ready; fenced `Replace` replicas replaced after
 /// `timing.replace_after`).
 pub async fn run(
     store: Arc<dyn Store>,

@@ -28,11 +28,7 @@ impl PodWorker {
             .pod
             .metadata
             .as_ref()
-            .and_then(|m| {
-                m.owner_references
-                    .iter()
-                    .find(|o| o.controller == Some(true))
-            })
+            .and_then(|m| m.controller())
             .is_some_and(|o| o.kind == "StatefulSet");
         replica
             && self.ctx.fence.within().is_some()

@@ -685,11 +685,7 @@ fn replace_pod() -> Pod {
 }
 
 fn fence_armed(r: &Report) -> bool {
-    r.status.as_ref().is_some_and(|s| {
-        s.conditions
-            .iter()
-            .any(|c| c.r#type == twinset_proto::fencing::FENCE_CONDITION && c.status == "True")
-    })
+    twinset_proto::fencing::armed_in(r.status.as_ref())
 }
 
 /// A Replace replica waits for the lease, runs armed while heartbeats are acknowledged,

@@ -270,11 +270,7 @@ async fn wait_node_ready(client: &mut Client, node: &str, timeout: Duration) -> 
         let nodes = super::list(client, "Node", "", "").await?;
         let ready = nodes.items.iter().filter_map(|o| o.as_node()).any(|n| {
             n.metadata.as_ref().is_some_and(|m| m.name == node)
-                && n.status.as_ref().is_some_and(|s| {
-                    s.conditions
-                        .iter()
-                        .any(|c| c.r#type == "Ready" && c.status == "True")
-                })
+                && twinset_control_plane::controllers::node_lifecycle::ready_status(n) == "True"
         });
         if ready {
             return Ok(());
@@ -295,14 +291,9 @@ struct Respawn {
 
 impl Respawn {
     fn read(pid: i32) -> anyhow::Result<Respawn> {
-        let raw = std::fs::read(format!("/proc/{pid}/cmdline"))?;
-        let argv: Vec<String> = raw
-            .split(|b| *b == 0)
-            .filter(|a| !a.is_empty())
-            .map(|a| String::from_utf8_lossy(a).into_owned())
-            .collect();
+        let argv = twinset_node_agent::procfs::cmdline(pid);
         if argv.is_empty() {
-            bail!("process {pid} has no command line");
+            bail!("process {pid} has no command line (is it running?)");
         }
         let env = twinset_node_agent::procfs::environ(pid as u32).unwrap_or_default();
         let cwd = std::fs::read_link(format!("/proc/{pid}/cwd"))?;
