@@ -825,7 +825,7 @@ fn chaos_kills_and_partitions_under_scaling_and_rollouts_then_converges_with_one
     let fenced = event_count(&chaos.c, "Fenced");
     let k = &chaos.counts;
     eprintln!(
-        "chaos summary (seed {seed}): {:.0?} of chaos; scale {} , DaemonSet updates {}, agent kills {} ({} past replace-after), partitions {} ({} long), control-plane kills {}; CLI retries {}; \
+        "chaos summary (seed {seed}): {:.0?} of chaos; scale changes {}, DaemonSet updates {}, agent kills {} ({} past replace-after), partitions {} ({} long), control-plane kills {}; CLI retries {}; \
          converged {converged_after:.1?} after healing and stayed {STEADY_FOR:?} (db at {replicas}, DaemonSet v{version}); \
          db pods created {db_pods}, NodeLost replacements {replaced}, Fenced events {fenced}; \
          watcher: {} events, {} resumes, {} relists ({unseen} db pods changed unseen inside them); \
