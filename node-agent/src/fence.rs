@@ -18,7 +18,7 @@
 //! - `fence/fenced/<uid>` marks a pod fenced for good (written before the first signal
 //!   by whichever acts first): no agent, new or old, starts that pod again.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -248,6 +248,23 @@ impl Fence {
         if let Err(e) = write_atomic(&path, &format_processes(procs)) {
             tracing::warn!(uid, error = %e, "cannot record a fenced pod's processes");
         }
+    }
+
+    /// The pods this fence holds anything of (a process list or a mark).
+    pub fn known(&self) -> BTreeSet<String> {
+        let mut out = BTreeSet::new();
+        for sub in ["pods", "fenced"] {
+            let Ok(entries) = std::fs::read_dir(self.dir.join(sub)) else {
+                continue;
+            };
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if safe_uid(&name) {
+                    out.insert(name);
+                }
+            }
+        }
+        out
     }
 
     /// Pod `uid` is gone from this node: its process list and mark go.

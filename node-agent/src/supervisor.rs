@@ -89,6 +89,7 @@ impl Supervisor {
             }
         }
         self.finished.retain(|u| uids.contains(u));
+        self.forget_fences(&uids);
         for p in pods {
             self.upsert(p);
         }
@@ -175,6 +176,21 @@ impl Supervisor {
 
     /// Stops a pod recorded by an earlier agent and no longer assigned, through the
     /// pod worker's own termination path, and removes what it left.
+    /// Drops the fence records (process lists, marks) of pods that are neither listed
+    /// nor run or left here: an agent that died between a pod's end and forgetting it
+    /// would otherwise leave them for good. Orphans forget theirs once stopped.
+    fn forget_fences(&self, listed: &HashSet<String>) {
+        for uid in self.ctx.fence.known() {
+            let here = listed.contains(&uid)
+                || self.workers.contains_key(&uid)
+                || self.orphans.contains_key(&uid);
+            if !here {
+                tracing::info!(uid, "forgetting the fence record of a pod no longer here");
+                self.ctx.fence.forget(&uid);
+            }
+        }
+    }
+
     fn stop_orphan(&self, rec: PodRecord) {
         self.tracker
             .spawn(pod::stop::stop_orphan(Arc::clone(&self.ctx), rec));

@@ -347,6 +347,30 @@ fn a_killed_agents_replace_replica_runs_elsewhere_once_its_processes_are_gone() 
             }
         },
     );
+    // The returned agent stopped the replaced pod for good: nothing of it is left for
+    // its fence watchdog to guard.
+    wait_for(
+        "the fence records of the replaced pod gone",
+        timeout(),
+        || {
+            let left: Vec<String> = ["fence/pods", "fence/fenced"]
+                .iter()
+                .flat_map(|sub| {
+                    std::fs::read_dir(c.node_dir(&lost).join(sub))
+                        .into_iter()
+                        .flatten()
+                })
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.contains(&old_uid))
+                .collect();
+            if left.is_empty() {
+                Ok(())
+            } else {
+                Err(format!("{left:?}"))
+            }
+        },
+    );
     // One pod per identity throughout; the replacement kept running.
     watch.assert_identities_unique();
     let p = pod(&c).expect("db-0");

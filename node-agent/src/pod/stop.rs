@@ -157,4 +157,6 @@ pub async fn stop_orphan(ctx: Arc<Shared>, rec: PodRecord) {
     let mut group = Adopted::new(started);
     terminate(ctx.runtime.as_ref(), &mut group, SHUTDOWN_GRACE).await;
     teardown(&ctx, &rec.uid, &rec.namespace, &rec.name, Leave::Nothing).await;
+    // Its processes are gone: the watchdog has nothing left to guard of it.
+    ctx.fence.forget(&rec.uid);
 }

@@ -365,11 +365,18 @@ async fn a_recorded_pod_no_longer_assigned_is_stopped_by_the_same_path() {
     s.rt.leave_running(4242, 77);
     s.rt.ignore_sigterm("app", true);
     s.ctx.state.save(&record(4242, 77)).unwrap();
+    // It was fenced while no agent ran: the watchdog's records of it are still there.
+    s.ctx.fence.record_processes(UID, &[]);
+    s.ctx.fence.mark(UID, "stopped by the fence watchdog");
     let dir = crate::logs::pod_dir(&s.ctx.data_dir, "default", "web", UID);
     std::fs::create_dir_all(&dir).unwrap();
     let tracker = TaskTracker::new();
     let mut sup = Supervisor::new(Arc::clone(&s.ctx), tracker.clone(), s.ctx.state.load_all());
     sup.snapshot(vec![]);
+    assert!(
+        s.ctx.fence.fenced(UID).is_some(),
+        "kept while its processes may still run"
+    );
 
     let (_, call) = s.rt.next_call(|_| true).await;
     assert_eq!(
@@ -388,6 +395,28 @@ async fn a_recorded_pod_no_longer_assigned_is_stopped_by_the_same_path() {
     assert!(s.ctx.state.load_all().is_empty());
     assert!(!dir.exists(), "its folder is removed");
     assert!(s.rt.calls().iter().all(|(_, c)| !is_start(c)));
+    assert!(s.ctx.fence.known().is_empty(), "its fence records are gone");
+}
+
+/// Fence records of a pod that is neither assigned, run nor recorded here (an agent
+/// died between a pod's end and forgetting it) go at the next snapshot; those of a pod
+/// still assigned stay.
+#[tokio::test(start_paused = true)]
+async fn a_snapshot_forgets_the_fence_records_of_pods_no_longer_here() {
+    let s = setup();
+    s.ctx.fence.record_processes("gone-uid", &[]);
+    s.ctx.fence.mark("gone-uid", "fenced");
+    s.ctx.fence.mark(UID, "fenced");
+    let tracker = TaskTracker::new();
+    let mut sup = Supervisor::new(Arc::clone(&s.ctx), tracker.clone(), Vec::new());
+    sup.snapshot(vec![pod()]);
+    assert_eq!(
+        s.ctx.fence.known().into_iter().collect::<Vec<_>>(),
+        vec![UID.to_string()]
+    );
+    s.ctx.shutdown.cancel();
+    tracker.close();
+    tracker.wait().await;
 }
 
 #[tokio::test(start_paused = true)]
