@@ -18,6 +18,13 @@ use crate::procfs::ProcId;
 use crate::runtime::cgroup::{detect, Cgroups};
 
 const LOOK_EVERY: Duration = Duration::from_millis(50);
+/// The watchdog's log (its stderr, `fence/watchdog.log`, which the agent opens for it)
+/// is kept to two files of about this size: past it, the file becomes
+/// `watchdog.log.1` (replacing the older one) and stderr moves to a new file.
+const LOG_MAX: u64 = 1 << 20;
+
+/// Where the log is, once [`run`] knows.
+static LOG: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
 
 /// Runs the watchdog of `data_dir` until nothing is left to guard. Returns at once when
 /// another watchdog holds the lock.
@@ -34,6 +41,7 @@ pub fn run(data_dir: &Path) -> std::io::Result<()> {
         Ok(h) => h,
         Err(_) => return Ok(()),
     };
+    let _ = LOG.set(dir.join("watchdog.log"));
     let cgroups = detect(Path::new("/sys/fs/cgroup"));
     say(&format!(
         "watching {} (pid {}; {})",
@@ -118,7 +126,38 @@ fn look(
 }
 
 fn say(msg: &str) {
+    if let Some(log) = LOG.get() {
+        rotate_log(log, LOG_MAX);
+    }
     eprintln!("{} fence-watchdog: {msg}", twinset_proto::time::now());
+}
+
+/// Moves `log` to `log.1` and stderr to a new `log` when stderr is that file and has
+/// reached `max` bytes. Nothing happens when stderr is anything else.
+fn rotate_log(log: &Path, max: u64) {
+    use std::os::fd::AsFd;
+    use std::os::unix::fs::MetadataExt;
+    let Ok(fd) = std::io::stderr().as_fd().try_clone_to_owned() else {
+        return;
+    };
+    let (Ok(ours), Ok(named)) = (std::fs::File::from(fd).metadata(), std::fs::metadata(log)) else {
+        return;
+    };
+    if ours.dev() != named.dev() || ours.ino() != named.ino() || ours.len() < max {
+        return;
+    }
+    let mut older = log.as_os_str().to_owned();
+    older.push(".1");
+    if std::fs::rename(log, &older).is_err() {
+        return;
+    }
+    if let Ok(fresh) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+    {
+        let _ = nix::unistd::dup2_stderr(&fresh);
+    }
 }
 
 /// Every fenced pod's recorded process groups, by uid.

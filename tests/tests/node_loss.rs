@@ -563,6 +563,16 @@ fn root_a_killed_agents_fenced_pod_loses_even_the_process_that_left_its_group() 
     );
 
     c.kill_agent(&lost);
+    // The watchdog's log has a bound: grown past 1 MiB meanwhile, it is set aside as
+    // watchdog.log.1 when the watchdog next writes, and the fence's lines go to a new one.
+    let log = c.node_dir(&lost).join("fence/watchdog.log");
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&log)
+        .expect("the watchdog's log");
+    std::io::Write::write_all(&mut f, &b"padding the log past its bound\n".repeat(40_000))
+        .expect("padding the watchdog's log");
+    drop(f);
     wait_for(
         "the escaped process stopped by the fence",
         timeout(),
@@ -575,4 +585,15 @@ fn root_a_killed_agents_fenced_pod_loses_even_the_process_that_left_its_group() 
         },
     );
     assert!(!main.is_alive(), "the container's own process still runs");
+    let older = std::fs::metadata(log.with_extension("log.1")).expect("watchdog.log.1");
+    assert!(
+        older.len() >= 1 << 20,
+        "watchdog.log.1 holds {} bytes",
+        older.len()
+    );
+    let now = std::fs::read_to_string(&log).expect("the new watchdog.log");
+    assert!(
+        now.contains("lease lapsed: SIGTERM to pod") && !now.contains("padding"),
+        "the new log: {now}"
+    );
 }
