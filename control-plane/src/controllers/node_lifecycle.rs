@@ -290,12 +290,13 @@ pub async fn run(
             _ = token.cancelled() => return,
             _ = tick.tick() => {}
         }
-        for obj in store.list(Kind::Node, None).0 {
+        // Only the silent nodes are copied out of the store.
+        let silent = store.list_where(Kind::Node, None, &|o| {
+            heartbeats.last_seen(o.name()).elapsed() > grace
+        });
+        for obj in silent {
             let Some(node) = obj.as_node() else { continue };
             let name = obj.name();
-            if heartbeats.last_seen(name).elapsed() <= grace {
-                continue;
-            }
             let node = if ready_status(node) == "Unknown" {
                 node.clone()
             } else {

@@ -197,15 +197,11 @@ pub async fn tend(store: &dyn Store, node: &Node, silent_for: Duration, timing: 
     if name.is_empty() || silent_for <= timing.grace {
         return;
     }
-    let pods: Vec<Object> = store
-        .list(Kind::Pod, None)
-        .0
-        .into_iter()
-        .filter(|o| {
-            o.as_pod()
-                .is_some_and(|p| crate::podutil::node_name(p) == name)
-        })
-        .collect();
+    // Tested in place: only this node's pods are copied, every look while it is silent.
+    let pods = store.list_where(Kind::Pod, None, &|o| {
+        o.as_pod()
+            .is_some_and(|p| crate::podutil::node_name(p) == name)
+    });
     for obj in pods {
         let Some(pod) = obj.as_pod() else { continue };
         if crate::podutil::is_ready(pod) {
