@@ -207,6 +207,11 @@ pub async fn tend(store: &dyn Store, node: &Node, silent_for: Duration, timing: 
         if crate::podutil::is_ready(pod) {
             mark_not_ready(store, &obj, name).await;
         }
+        // Only a Replace replica past replace-after can be replaced ([`replacement`]):
+        // the set is looked up for those alone, not for every pod at every look.
+        if silent_for <= timing.replace_after || fencing::pod_policy(pod) != Policy::Replace {
+            continue;
+        }
         let set = controlling_set(store, &obj);
         match replacement(pod, set.as_ref(), node, silent_for, timing.replace_after) {
             None => replace(store, &obj, set.as_ref(), name, silent_for).await,
