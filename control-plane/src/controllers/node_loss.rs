@@ -197,19 +197,22 @@ pub async fn tend(store: &dyn Store, node: &Node, silent_for: Duration, timing: 
     if name.is_empty() || silent_for <= timing.grace {
         return;
     }
-    // Tested in place: only this node's pods are copied, every look while it is silent.
+    // Only a Replace replica past replace-after can be replaced ([`replacement`]).
+    let replaceable =
+        |p: &Pod| silent_for > timing.replace_after && fencing::pod_policy(p) == Policy::Replace;
+    // Tested in place: only the pods of this node with something left to do are copied
+    // (none, once they are not Ready and none can be replaced), at every look.
     let pods = store.list_where(Kind::Pod, None, &|o| {
-        o.as_pod()
-            .is_some_and(|p| crate::podutil::node_name(p) == name)
+        o.as_pod().is_some_and(|p| {
+            crate::podutil::node_name(p) == name && (crate::podutil::is_ready(p) || replaceable(p))
+        })
     });
     for obj in pods {
         let Some(pod) = obj.as_pod() else { continue };
         if crate::podutil::is_ready(pod) {
             mark_not_ready(store, &obj, name).await;
         }
-        // Only a Replace replica past replace-after can be replaced ([`replacement`]):
-        // the set is looked up for those alone, not for every pod at every look.
-        if silent_for <= timing.replace_after || fencing::pod_policy(pod) != Policy::Replace {
+        if !replaceable(pod) {
             continue;
         }
         let set = controlling_set(store, &obj);
