@@ -580,6 +580,106 @@ mod tests {
         );
     }
 
+    /// `tend` over a store: at the grace a silent node's pods turn not Ready (and no
+    /// other node's); past replace-after only its fenced Replace replica is removed,
+    /// after its claim is unbound and remembers the node; a Wait pod stays.
+    #[tokio::test]
+    async fn tend_marks_not_ready_then_replaces_only_the_fenced_replace_replica() {
+        use crate::store::memory::MemoryStore;
+        use twinset_proto::v1::{PersistentVolumeClaimVolumeSource, PodSpec, Volume};
+        let store = MemoryStore::new(100);
+        let mut n = Object::from(node(Some("5000")));
+        n.set_type_meta();
+        let n = store.create(n).await.unwrap().into_node().unwrap();
+        let s = store
+            .create(Object::from(set(Some("Replace"))))
+            .await
+            .unwrap();
+        let mut claim = PersistentVolumeClaim {
+            metadata: Some(ObjectMeta {
+                name: "data-db-0".into(),
+                namespace: "ns".into(),
+                annotations: [(SELECTED_NODE_ANNOTATION.to_string(), "n2".to_string())].into(),
+                ..Default::default()
+            }),
+            spec: Some(PersistentVolumeClaimSpec {
+                volume_name: "pvc-1".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        claim.status.get_or_insert_with(Default::default).phase = "Bound".into();
+        store.create(Object::from(claim)).await.unwrap();
+        let on = |mut p: Pod, name: &str, node: &str| {
+            let m = p.metadata.as_mut().unwrap();
+            m.name = name.into();
+            m.namespace = "ns".into();
+            for o in &mut m.owner_references {
+                o.uid = s.meta().uid.clone();
+            }
+            p.spec = Some(PodSpec {
+                node_name: node.into(),
+                volumes: vec![Volume {
+                    name: "data".into(),
+                    persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                        claim_name: format!("data-{name}"),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            });
+            Object::from(p)
+        };
+        let mut waiting = ready_pod();
+        waiting.metadata = Some(ObjectMeta::default());
+        for p in [
+            on(replica(Some("Replace"), true), "db-0", "n2"),
+            on(waiting.clone(), "web", "n2"),
+            on(waiting, "elsewhere", "n1"),
+        ] {
+            store.create(p).await.unwrap();
+        }
+        let ready = |name: &str| {
+            let p = store.get(Kind::Pod, "ns", name).and_then(Object::into_pod);
+            p.map(|p| crate::podutil::is_ready(&p))
+        };
+        let timing = Timing {
+            grace: Duration::from_secs(2),
+            replace_after: Duration::from_secs(6),
+        };
+
+        tend(&store, &n, Duration::from_secs(2), timing).await;
+        assert_eq!(ready("web"), Some(true), "not past the grace yet");
+        tend(&store, &n, Duration::from_secs(4), timing).await;
+        assert_eq!(
+            (ready("db-0"), ready("web"), ready("elsewhere")),
+            (Some(false), Some(false), Some(true))
+        );
+        tend(&store, &n, Duration::from_secs(6), timing).await;
+        assert_eq!(ready("db-0"), Some(false), "replace-after is not past yet");
+
+        tend(&store, &n, Duration::from_millis(6500), timing).await;
+        assert_eq!(ready("db-0"), None, "the fenced Replace replica is removed");
+        assert_eq!(ready("web"), Some(false), "a Wait pod stays");
+        let c = store
+            .get(Kind::PersistentVolumeClaim, "ns", "data-db-0")
+            .and_then(Object::into_persistent_volume_claim)
+            .unwrap();
+        assert_eq!(selected_node(&c), "");
+        assert_eq!(
+            fencing::lost_on(&c.metadata.as_ref().unwrap().annotations),
+            vec!["n2"]
+        );
+        let (events, _) = store.list(Kind::Event, Some("ns"));
+        let reasons: Vec<String> = events
+            .iter()
+            .filter_map(|e| e.as_event().map(|e| e.reason.clone()))
+            .collect();
+        assert!(reasons.iter().any(|r| r == "NodeLost"), "{reasons:?}");
+        assert!(reasons.iter().any(|r| r == NOT_READY_REASON), "{reasons:?}");
+    }
+
     #[test]
     fn an_unbound_claim_remembers_the_lost_node() {
         let mut c = PersistentVolumeClaim {
