@@ -133,6 +133,17 @@ fn condition<'a>(pod: &'a Value, kind: &str) -> Option<&'a Value> {
         .find(|c| c["type"] == kind)
 }
 
+/// Waits until db-0's Ready condition is False.
+fn wait_not_ready(c: &Cluster) {
+    wait_for("db-0 not Ready", timeout(), || {
+        let p = pod(c)?;
+        match condition(&p, "Ready") {
+            Some(r) if r["status"] == "False" => Ok(()),
+            _ => Err(format!("{}", p["status"])),
+        }
+    });
+}
+
 fn node_ready(c: &Cluster, node: &str) -> String {
     c.get_json(&["node", node])
         .ok()
@@ -183,6 +194,24 @@ fn start_ms(start_ticks: u64) -> u64 {
         .flatten()
         .unwrap_or(100) as u64;
     start_ticks * 1000 / hz
+}
+
+/// Asserts that `old` (watched by `dead`, [`watch_death`]) was gone before `new`
+/// started; when it was gone (boot-clock ms).
+#[track_caller]
+fn gone_before(
+    old: twinset_e2e::ProcId,
+    dead: std::thread::JoinHandle<u64>,
+    new: twinset_e2e::ProcId,
+) -> u64 {
+    let dead_at = dead.join().expect("death watcher");
+    assert!(!old.is_alive(), "the old process still runs");
+    assert!(
+        dead_at < start_ms(new.start_time),
+        "the old process (gone by {dead_at} ms after boot) was not gone before the new one started ({} ms)",
+        start_ms(new.start_time)
+    );
+    dead_at
 }
 
 /// Polls `alive` every 10 ms on a thread of its own; the handle gives the boot-clock
@@ -246,13 +275,7 @@ fn a_killed_agents_replace_replica_runs_elsewhere_once_its_processes_are_gone() 
     let running_after = killed.elapsed();
     assert_ne!(new_node, lost);
     let new = c.wait_pod_process(NS, "db-0");
-    let dead_at = dead.join().expect("death watcher");
-    assert!(!old.is_alive(), "the old replica's process still runs");
-    assert!(
-        dead_at < start_ms(new.start_time),
-        "the old process (gone by {dead_at} ms after boot) was not gone before the new one started ({} ms)",
-        start_ms(new.start_time)
-    );
+    let dead_at = gone_before(old, dead, new);
     eprintln!(
         "node Unknown after {unknown_after:?}, replica Ready on {new_node} after {running_after:?}; old process gone {} ms before the new one started",
         start_ms(new.start_time) - dead_at
@@ -390,13 +413,7 @@ fn with_the_default_policy_a_lost_replica_waits_for_its_node() {
     });
     assert_eq!(sts_ready(&c).as_deref(), Ok("1/1"));
     c.kill_agent(&node);
-    wait_for("db-0 not Ready", timeout(), || {
-        let p = pod(&c)?;
-        match condition(&p, "Ready") {
-            Some(r) if r["status"] == "False" => Ok(()),
-            _ => Err(format!("{}", p["status"])),
-        }
-    });
+    wait_not_ready(&c);
     // The set counts it out and the DNS stops answering with the dead replica's address.
     wait_for("get sts db READY 0/1", timeout(), || {
         match sts_ready(&c)?.as_str() {
@@ -596,4 +613,83 @@ fn root_a_killed_agents_fenced_pod_loses_even_the_process_that_left_its_group() 
         now.contains("lease lapsed: SIGTERM to pod") && !now.contains("padding"),
         "the new log: {now}"
     );
+}
+
+/// The default policy's way out, as in Kubernetes: a user force-deletes the replica of a
+/// lost node. kubectl's warning and words; the new replica waits, Pending, for the node
+/// its claim (and data) lives on; when the node returns its agent stops the old process
+/// before the new replica starts there, on the old data.
+#[test]
+fn a_force_deleted_wait_replica_returns_with_its_node_and_its_data() {
+    let mut c = Cluster::start_with(3, options());
+    let (old_uid, node) = start(&c, None, false);
+    let old = c.wait_pod_process(NS, "db-0");
+    let watch = c.watch_pods();
+    c.kill_agent(&node);
+    wait_not_ready(&c);
+
+    let out = c.run(&[
+        "delete",
+        "pod",
+        "db-0",
+        "-n",
+        NS,
+        "--force",
+        "--grace-period=0",
+    ]);
+    assert!(out.success(), "{out}");
+    assert_eq!(out.stdout, "pod \"db-0\" force deleted\n", "{out}");
+    assert!(
+        out.stderr
+            .contains("Warning: Immediate deletion does not wait for confirmation that the running resource has been terminated."),
+        "{out}"
+    );
+    // Recreated, but its claim is bound to the lost node: Pending, as in Kubernetes.
+    wait_for("db-0 Pending, kept off by its claim", timeout(), || {
+        let p = pod(&c)?;
+        let events = c.events(NS)?;
+        let conflict = events.iter().any(|e| {
+            e["reason"] == "FailedScheduling"
+                && e["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("volume node affinity conflict"))
+        });
+        if s(&p, &["metadata", "uid"]) != old_uid
+            && s(&p, &["status", "phase"]) == "Pending"
+            && s(&p, &["spec", "nodeName"]).is_empty()
+            && conflict
+        {
+            Ok(())
+        } else {
+            Err(format!(
+                "{} on {:?}",
+                p["status"],
+                s(&p, &["spec", "nodeName"])
+            ))
+        }
+    });
+    assert!(
+        old.is_alive(),
+        "nothing stops the old process while its node is away (kubectl's warning says so)"
+    );
+
+    let dead = watch_death(move || old.is_alive());
+    c.spawn_agent(&node, &AGENT_FLAGS);
+    let new = wait_for("the new replica's process", timeout(), || {
+        match c.pod_process(NS, "db-0")? {
+            p if p == old => Err("only the old process".to_string()),
+            p => Ok(p),
+        }
+    });
+    gone_before(old, dead, new);
+    let p = pod(&c).expect("db-0");
+    assert_eq!(s(&p, &["spec", "nodeName"]), node);
+    let dir = c.volume_dir(&node, NS, "data-db-0");
+    wait_for("the new replica on the old data", timeout(), || {
+        std::fs::read_to_string(dir.join("seen"))
+            .map(|t| t.trim().to_string())
+            .map_err(|e| e.to_string())
+            .and_then(|t| if t == "found" { Ok(()) } else { Err(t) })
+    });
+    watch.assert_identities_unique();
 }

@@ -1,5 +1,6 @@
 //! `twinset delete KIND NAME | -f FILE`: prints kubectl's `kind.group "name" deleted`
-//! and, as kubectl does by default, waits until each object is gone.
+//! (`force deleted` at grace period 0) and, as kubectl does by default, waits until each
+//! object is gone.
 use super::{list, namespace, parse_target, Ctx};
 use crate::args::DeleteArgs;
 use crate::client::Client;
@@ -25,18 +26,16 @@ pub async fn run(ctx: &Ctx, args: DeleteArgs) -> anyhow::Result<()> {
             "invalid cascade value ({other}). Must be \"background\", \"foreground\", or \"orphan\""
         ),
     };
-    let grace = if args.force {
-        Some(0)
-    } else if args.now {
-        Some(1)
-    } else if args.grace_period >= 0 {
-        Some(args.grace_period)
-    } else {
-        None
-    };
+    let grace = grace_period(args.force, args.now, args.grace_period)?;
     if args.force && grace == Some(0) {
         eprintln!("Warning: Immediate deletion does not wait for confirmation that the running resource has been terminated. The resource may continue to run on the cluster indefinitely.");
     }
+    // kubectl's word for a deletion that does not wait for the pod's processes.
+    let operation = if grace == Some(0) {
+        "force deleted"
+    } else {
+        "deleted"
+    };
     let ns = namespace(args.namespace.as_deref());
     let mut client = ctx.client().await?;
 
@@ -111,7 +110,11 @@ pub async fn run(ctx: &Ctx, args: DeleteArgs) -> anyhow::Result<()> {
         };
         match client.cluster.delete(req).await {
             Ok(resp) => {
-                report::outln(&format!("{} \"{}\" deleted", t.kind.qualified(), t.name));
+                report::outln(&format!(
+                    "{} \"{}\" {operation}",
+                    t.kind.qualified(),
+                    t.name
+                ));
                 let uid = resp
                     .into_inner()
                     .object
@@ -155,4 +158,50 @@ async fn wait_gone(
         })
     })
     .await
+}
+
+/// The grace period kubectl sends for `--force`, `--now` and `--grace-period` (None: the
+/// pod's own). As kubectl: 0 without `--force` becomes 1 (no immediate deletion by
+/// accident), `--force` alone is 0, and `--now` is 1 and excludes `--grace-period`.
+fn grace_period(force: bool, now: bool, grace: i64) -> anyhow::Result<Option<i64>> {
+    let mut grace = grace;
+    if now {
+        if grace != -1 {
+            bail!("--now and --grace-period cannot be specified together");
+        }
+        grace = 1;
+    }
+    if grace == 0 && !force {
+        grace = 1;
+    }
+    if force && grace < 0 {
+        grace = 0;
+    }
+    Ok((grace >= 0).then_some(grace))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::grace_period;
+
+    #[test]
+    fn grace_periods_are_kubectls() {
+        let g = |force, now, grace| grace_period(force, now, grace).map_err(|e| e.to_string());
+        assert_eq!(g(false, false, -1), Ok(None), "the pod's own");
+        assert_eq!(g(false, false, 7), Ok(Some(7)));
+        assert_eq!(g(false, false, 0), Ok(Some(1)), "0 needs --force");
+        assert_eq!(g(true, false, -1), Ok(Some(0)));
+        assert_eq!(g(true, false, 0), Ok(Some(0)));
+        assert_eq!(
+            g(true, false, 5),
+            Ok(Some(5)),
+            "--force keeps an explicit grace"
+        );
+        assert_eq!(g(false, true, -1), Ok(Some(1)));
+        assert_eq!(g(true, true, -1), Ok(Some(1)));
+        assert_eq!(
+            g(false, true, 3),
+            Err("--now and --grace-period cannot be specified together".to_string())
+        );
+    }
 }

@@ -108,6 +108,11 @@ pub enum Desired {
     Gone,
 }
 
+/// How often a pod waiting for an earlier pod of its name looks again.
+const PREDECESSOR_POLL: Duration = Duration::from_millis(100);
+/// How much longer than its grace period an earlier pod's stop may take.
+const PREDECESSOR_SLACK: Duration = Duration::from_secs(10);
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Finish {
     Deleted,
@@ -307,6 +312,9 @@ impl PodWorker {
     async fn main(mut self, adopt: Option<PodRecord>) {
         if adopt.is_some() {
             self.assigned_at = None;
+        } else if let Some(finish) = self.wait_for_predecessor().await {
+            self.finish(finish).await;
+            return;
         }
         self.setup();
         self.attach_network().await;
@@ -324,6 +332,69 @@ impl PodWorker {
             self.supervise().await
         };
         self.finish(finish).await;
+    }
+
+    /// An earlier pod of this name (another uid: force-deleted, or deleted while this
+    /// agent was away) whose recorded processes are still being stopped here.
+    fn predecessor(&self) -> Option<String> {
+        self.ctx
+            .state
+            .load_all()
+            .into_iter()
+            .find(|r| {
+                r.namespace == self.namespace
+                    && r.name == self.name
+                    && r.uid != self.uid
+                    && !r.containers.is_empty()
+            })
+            .map(|r| r.uid)
+    }
+
+    /// Keeps one live pod per name on this node: waits, before anything of this pod is
+    /// set up, until an earlier pod of the same name has stopped (its record goes once
+    /// its processes are gone). A record that outlives this pod's grace period plus
+    /// [`PREDECESSOR_SLACK`] is not waited on longer (its stop always ends by then).
+    /// Returns how the worker ends when the pod is deleted or the agent stops meanwhile.
+    async fn wait_for_predecessor(&mut self) -> Option<Finish> {
+        let mut earlier = self.predecessor()?;
+        tracing::info!(
+            earlier = %earlier,
+            "waiting for the earlier pod of this name to stop before starting"
+        );
+        let shutdown = self.ctx.shutdown.clone();
+        let give_up = Instant::now() + grace_period(&self.pod) + PREDECESSOR_SLACK;
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return Some(Finish::Shutdown),
+                changed = self.desired.changed() => {
+                    if changed.is_err() {
+                        return Some(Finish::Shutdown);
+                    }
+                    let d = self.desired.borrow_and_update().clone();
+                    match d {
+                        Desired::Gone => return Some(Finish::Gone),
+                        Desired::Run(pod) => {
+                            self.pod = *pod;
+                            if is_deleting(&self.pod) {
+                                return Some(Finish::Deleted);
+                            }
+                        }
+                    }
+                }
+                _ = tokio::time::sleep(PREDECESSOR_POLL) => {}
+            }
+            match self.predecessor() {
+                None => return None,
+                Some(uid) => earlier = uid,
+            }
+            if Instant::now() >= give_up {
+                tracing::warn!(
+                    earlier = %earlier,
+                    "the earlier pod of this name is still recorded past its grace; starting"
+                );
+                return None;
+            }
+        }
     }
 
     /// The pod's hostname, IP, folder, logs entry and record.

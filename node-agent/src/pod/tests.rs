@@ -359,6 +359,43 @@ async fn a_restarted_agent_adopts_a_running_pod() {
     tracker.wait().await;
 }
 
+/// A pod whose name an earlier pod (another uid, e.g. force-deleted) still holds on
+/// this node starts only once that one's record is gone; a record that outlives the
+/// grace period plus the slack is not waited on for ever.
+#[tokio::test(start_paused = true)]
+async fn a_pod_starts_only_once_the_earlier_pod_of_its_name_has_stopped() {
+    let s = setup();
+    let mut earlier = record(4242, 77);
+    earlier.uid = "uid-0".into();
+    s.ctx.state.save(&earlier).unwrap();
+    let (_desired, _task) = spawn_worker(&s, pod(), None);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(
+        s.rt.calls().iter().all(|(_, c)| !is_start(c)),
+        "started while the earlier pod of its name still ran"
+    );
+    let stopped = Instant::now();
+    s.ctx.state.remove("uid-0").unwrap();
+    let (at, _) = s.rt.next_call(is_start).await;
+    assert!(
+        at - stopped <= Duration::from_millis(100),
+        "{:?}",
+        at - stopped
+    );
+
+    // A record that is never removed: waited on for the grace (30 s) + 10 s, no more.
+    let s = setup();
+    s.ctx.state.save(&earlier).unwrap();
+    let t0 = Instant::now();
+    let (_desired, _task) = spawn_worker(&s, pod(), None);
+    let (at, _) = s.rt.next_call(is_start).await;
+    let waited = at - t0;
+    assert!(
+        (Duration::from_secs(40)..=Duration::from_millis(40_100)).contains(&waited),
+        "{waited:?}"
+    );
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_recorded_pod_no_longer_assigned_is_stopped_by_the_same_path() {
     let s = setup();
