@@ -252,19 +252,10 @@ impl Fence {
 
     /// The pods this fence holds anything of (a process list or a mark).
     pub fn known(&self) -> BTreeSet<String> {
-        let mut out = BTreeSet::new();
-        for sub in ["pods", "fenced"] {
-            let Ok(entries) = std::fs::read_dir(self.dir.join(sub)) else {
-                continue;
-            };
-            for e in entries.flatten() {
-                let name = e.file_name().to_string_lossy().into_owned();
-                if safe_uid(&name) {
-                    out.insert(name);
-                }
-            }
-        }
-        out
+        ["pods", "fenced"]
+            .iter()
+            .flat_map(|sub| uids_in(&self.dir.join(sub)))
+            .collect()
     }
 
     /// Pod `uid` is gone from this node: its process list and mark go.
@@ -311,6 +302,19 @@ impl Fence {
             }
         }
     }
+}
+
+/// The pod uids with a file in `folder` (`pods/` or `fenced/`); files being written
+/// (`.tmp`) and anything else that is not a uid are left out.
+pub fn uids_in(folder: &Path) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(folder) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|name| safe_uid(name))
+        .collect()
 }
 
 /// A uid is a file name here: only [A-Za-z0-9-], as the control plane makes them.

@@ -315,6 +315,16 @@ impl Journal {
         self.lock().state.pods.values().cloned().collect()
     }
 
+    /// The uid of a recorded pod that satisfies `keep`, tested in place (no copies).
+    pub fn find_uid(&self, keep: impl Fn(&PodRecord) -> bool) -> Option<String> {
+        self.lock()
+            .state
+            .pods
+            .values()
+            .find(|r| keep(r))
+            .map(|r| r.uid.clone())
+    }
+
     /// Records a pod.
     pub fn save(&self, record: &PodRecord) -> Result<(), StateError> {
         self.append(Entry::Pod {

@@ -174,8 +174,6 @@ impl Supervisor {
         }
     }
 
-    /// Stops a pod recorded by an earlier agent and no longer assigned, through the
-    /// pod worker's own termination path, and removes what it left.
     /// Drops the fence records (process lists, marks) of pods that are neither listed
     /// nor run or left here: an agent that died between a pod's end and forgetting it
     /// would otherwise leave them for good. Orphans forget theirs once stopped.
@@ -191,6 +189,8 @@ impl Supervisor {
         }
     }
 
+    /// Stops a pod recorded by an earlier agent and no longer assigned, through the
+    /// pod worker's own termination path, and removes what it left.
     fn stop_orphan(&self, rec: PodRecord) {
         self.tracker
             .spawn(pod::stop::stop_orphan(Arc::clone(&self.ctx), rec));

@@ -162,20 +162,14 @@ fn rotate_log(log: &Path, max: u64) {
 
 /// Every fenced pod's recorded process groups, by uid.
 fn fenced_pods(dir: &Path) -> BTreeMap<String, Vec<ProcId>> {
-    let mut out = BTreeMap::new();
-    let Ok(entries) = std::fs::read_dir(dir.join("pods")) else {
-        return out;
-    };
-    for e in entries.flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        if name.ends_with(".tmp") {
-            continue;
-        }
-        if let Ok(text) = std::fs::read_to_string(e.path()) {
-            out.insert(name, fence::parse_processes(&text));
-        }
-    }
-    out
+    let pods = dir.join("pods");
+    fence::uids_in(&pods)
+        .into_iter()
+        .filter_map(|uid| {
+            let text = std::fs::read_to_string(pods.join(&uid)).ok()?;
+            Some((uid, fence::parse_processes(&text)))
+        })
+        .collect()
 }
 
 /// Signals each process group whose leader is still the recorded process, and each

@@ -337,17 +337,12 @@ impl PodWorker {
     /// An earlier pod of this name (another uid: force-deleted, or deleted while this
     /// agent was away) whose recorded processes are still being stopped here.
     fn predecessor(&self) -> Option<String> {
-        self.ctx
-            .state
-            .load_all()
-            .into_iter()
-            .find(|r| {
-                r.namespace == self.namespace
-                    && r.name == self.name
-                    && r.uid != self.uid
-                    && !r.containers.is_empty()
-            })
-            .map(|r| r.uid)
+        self.ctx.state.find_uid(|r| {
+            r.namespace == self.namespace
+                && r.name == self.name
+                && r.uid != self.uid
+                && !r.containers.is_empty()
+        })
     }
 
     /// Keeps one live pod per name on this node: waits, before anything of this pod is
