@@ -56,6 +56,11 @@ fn sts_ready(c: &Cluster) -> Result<String, String> {
 /// its node's name there.
 const COMMAND: &str = "if [ -f /data/marker ]; then echo found > /data/seen; fi; echo \"$$NODE_NAME\" > /data/marker; exec sleep 100000";
 
+/// [`COMMAND`], but the replica takes 2 s to shut down on SIGTERM, as a database does,
+/// and holds `/data/running` while it runs: one that starts while another still holds
+/// it writes `/data/overlap`.
+const SLOW_STOP: &str = "if [ -f /data/marker ]; then echo found > /data/seen; fi; if [ -f /data/running ]; then echo overlap > /data/overlap; fi; touch /data/running; echo \"$$NODE_NAME\" > /data/marker; trap \"sleep 2; rm -f /data/running; exit 0\" TERM; sleep 100000 & wait";
+
 /// One replica with a claim; its container notes whether it found old data.
 fn sts(policy: Option<&str>) -> String {
     sts_running(policy, COMMAND)
@@ -622,7 +627,7 @@ fn root_a_killed_agents_fenced_pod_loses_even_the_process_that_left_its_group() 
 #[test]
 fn a_force_deleted_wait_replica_returns_with_its_node_and_its_data() {
     let mut c = Cluster::start_with(3, options());
-    let (old_uid, node) = start(&c, None, false);
+    let (old_uid, node) = start_manifest(&c, &sts_running(None, SLOW_STOP), false);
     let old = c.wait_pod_process(NS, "db-0");
     let watch = c.watch_pods();
     c.kill_agent(&node);
@@ -673,18 +678,31 @@ fn a_force_deleted_wait_replica_returns_with_its_node_and_its_data() {
         "nothing stops the old process while its node is away (kubectl's warning says so)"
     );
 
-    let dead = watch_death(move || old.is_alive());
+    // The old replica's 2 s shutdown is over before the new one starts: the new one
+    // finds no /data/running (its start time against a /proc poll of the old one's
+    // death would only be known to within a clock tick).
     c.spawn_agent(&node, &AGENT_FLAGS);
-    let new = wait_for("the new replica's process", timeout(), || {
+    wait_for("the new replica's process", timeout(), || {
         match c.pod_process(NS, "db-0")? {
             p if p == old => Err("only the old process".to_string()),
-            p => Ok(p),
+            _ => Ok(()),
         }
     });
-    gone_before(old, dead, new);
+    assert!(!old.is_alive(), "the old process still runs");
+    let dir = c.volume_dir(&node, NS, "data-db-0");
+    wait_for("the new replica's start", timeout(), || {
+        if dir.join("running").exists() || dir.join("overlap").exists() {
+            Ok(())
+        } else {
+            Err("no /data/running".to_string())
+        }
+    });
+    assert!(
+        !dir.join("overlap").exists(),
+        "the new replica started while the old one was still shutting down"
+    );
     let p = pod(&c).expect("db-0");
     assert_eq!(s(&p, &["spec", "nodeName"]), node);
-    let dir = c.volume_dir(&node, NS, "data-db-0");
     wait_for("the new replica on the old data", timeout(), || {
         std::fs::read_to_string(dir.join("seen"))
             .map(|t| t.trim().to_string())
